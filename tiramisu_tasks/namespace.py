@@ -1,0 +1,13 @@
+"""The one task namespace behind ``inv``, ``fab`` and ``tiramisu``."""
+
+from invoke import Collection
+
+from .config import DEFAULTS
+from .tasks import host
+
+ns = Collection()
+ns.add_collection(host.ns)
+
+# Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
+# flags override them in that order (see tiramisu_tasks/config.py).
+ns.configure({"tiramisu": DEFAULTS})

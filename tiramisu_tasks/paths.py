@@ -1,0 +1,39 @@
+"""Local paths: the user's Tiramisu directory and cache, all overridable.
+
+Functions, not constants: the environment is read when asked (tests point these
+at temporary directories with the variables below), never at import time.
+
+    TIRAMISU_HOME    user dir (sandbox keys, user-level inventory)
+                     default $XDG_CONFIG_HOME/tiramisu or ~/.config/tiramisu
+    TIRAMISU_CACHE   build/download cache
+                     default $XDG_CACHE_HOME/tiramisu or ~/.cache/tiramisu
+"""
+
+import os
+from pathlib import Path
+
+
+def _xdg(var, fallback):
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def user_dir():
+    value = os.environ.get("TIRAMISU_HOME")
+    return Path(value).expanduser() if value else _xdg("XDG_CONFIG_HOME", ".config") / "tiramisu"
+
+
+def cache_dir():
+    value = os.environ.get("TIRAMISU_CACHE")
+    return Path(value).expanduser() if value else _xdg("XDG_CACHE_HOME", ".cache") / "tiramisu"
+
+
+def repo_root():
+    """The source checkout (cserver/, nginx/, wasm_examples/ live here)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def ensure_dir(path, mode=0o700):
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
