@@ -1,0 +1,1 @@
+"""Build and download artifacts, cached under the user cache dir."""
