@@ -1,0 +1,4 @@
+"""Shared pytest setup. Fixture plugins live in tests/fixtures/ (one per concern)."""
+
+pytest_plugins = [
+]

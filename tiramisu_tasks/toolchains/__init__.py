@@ -1,0 +1,150 @@
+"""Toolchain backends: how C code is compiled for a target.
+
+A build (see ``serverbuild``) is a list of commands built by pure functions
+from a compiler argv prefix (``Toolchain.cc(target)``); the toolchain runs them.
+Local backends (zig, gcc) run them here; the docker backend runs them in a
+container with the same absolute paths mounted, so argv needs no translation.
+
+Interface every backend implements::
+
+    name                      "zig" | "gcc" | "docker"
+    problem(target) -> str|None   None when usable for target, else what to install
+    cc(target) -> list[str]       compiler argv prefix (as seen by run())
+    run(argv, cwd, read_only=(), writable=(), env=None)  execute one build command
+    identity(target) -> dict      what goes into cache keys (compiler + version)
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+
+from ..errors import BuildError, ToolMissing, UsageError
+
+BACKENDS = ("zig", "gcc", "docker")
+
+
+class Toolchain:
+    name = "?"
+
+    def problem(self, target):
+        raise NotImplementedError
+
+    def cc(self, target):
+        raise NotImplementedError
+
+    def identity(self, target):
+        raise NotImplementedError
+
+    def require(self, target):
+        why = self.problem(target)
+        if why:
+            raise ToolMissing(f"toolchain {self.name} cannot build for {target.name}: {why}")
+        return self
+
+    def run(self, argv, cwd=None, read_only=(), writable=(), env=None):
+        """Run a build command locally; raise BuildError with the compiler's last lines."""
+        proc = subprocess.run(
+            argv, cwd=cwd, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+            raise BuildError(f"{self.name}: build command failed (exit {proc.returncode}): "
+                             f"{' '.join(argv[:3])} ...\n{tail}")
+        return proc.stdout
+
+
+@lru_cache(maxsize=None)
+def _zig_version():
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ziglang", "version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+class ZigToolchain(Toolchain):
+    """``zig cc`` from the PyPI ``ziglang`` package: any target, glibc floor pinned."""
+
+    name = "zig"
+
+    def problem(self, target):
+        if _zig_version() is None:
+            return "the Python package 'ziglang' is not installed (pip install ziglang)"
+        return None
+
+    def cc(self, target):
+        return [sys.executable, "-m", "ziglang", "cc", "-target", target.zig_target]
+
+    def identity(self, target):
+        return {"toolchain": "zig", "zig": _zig_version(), "zig_target": target.zig_target}
+
+
+def _gcc_for(target):
+    import platform
+
+    native = platform.machine() == target.arch and target.libc == "glibc"
+    candidates = [f"{target.gcc_prefix}gcc"]
+    if native:
+        candidates += ["gcc", "cc"]
+    if target.libc == "musl" and platform.machine() == target.arch:
+        candidates.insert(0, "musl-gcc")
+    for name in candidates:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class GccToolchain(Toolchain):
+    """A system gcc: native, or a Debian cross compiler (``aarch64-linux-gnu-gcc``)."""
+
+    name = "gcc"
+
+    def problem(self, target):
+        if _gcc_for(target) is None:
+            if target.libc == "musl":
+                return f"no {target.gcc_prefix}gcc or musl-gcc found (apt-get install musl-tools, native only)"
+            return f"no {target.gcc_prefix}gcc found (apt-get install gcc-{target.arch.replace('_', '-')}-linux-gnu)"
+        return None
+
+    def cc(self, target):
+        return [_gcc_for(target)]
+
+    def identity(self, target):
+        cc = _gcc_for(target)
+        version = subprocess.run([cc, "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
+        return {"toolchain": "gcc", "cc": os.path.basename(cc), "version": version}
+
+
+def get_toolchain(name):
+    """Backend by name (``auto`` is resolved by :func:`choose_toolchain`)."""
+    if name == "zig":
+        return ZigToolchain()
+    if name == "gcc":
+        return GccToolchain()
+    if name == "docker":
+        from .docker import DockerToolchain  # optional dependency
+
+        return DockerToolchain()
+    raise UsageError(f"unknown toolchain {name!r} (choose from: auto, {', '.join(BACKENDS)})")
+
+
+def choose_toolchain(name, target):
+    """``auto`` → the first backend that works for target (zig, gcc, docker)."""
+    if name and name != "auto":
+        return get_toolchain(name).require(target)
+    reasons = []
+    for candidate in BACKENDS:
+        try:
+            tc = get_toolchain(candidate)
+        except Exception as exc:  # noqa: BLE001 - e.g. docker package missing
+            reasons.append(f"{candidate}: {exc}")
+            continue
+        why = tc.problem(target)
+        if why is None:
+            return tc
+        reasons.append(f"{candidate}: {why}")
+    raise ToolMissing(f"no toolchain can build for {target.name}: " + "; ".join(reasons))
