@@ -3,10 +3,13 @@
 from invoke import Collection
 
 from .config import DEFAULTS
-from .tasks import host
+from .tasks import host, lifecycle
 
 ns = Collection()
 ns.add_collection(host.ns)
+ns.add_task(lifecycle.setup)
+ns.add_task(lifecycle.teardown)
+ns.add_collection(lifecycle.webserv)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).

@@ -52,8 +52,11 @@ def probe_command(env_dir):
         'echo "env_dir=$E"',
         '[ -d "$E" ] && echo "env_exists=1"',
         '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" && sed -n \'s/^/version_line=/p\' "$E/VERSION" | head -n 20',
-        'for s in nginx server; do p=""; [ -f "$E/run/$s.pid" ] && p=$(cat "$E/run/$s.pid" 2>/dev/null);'
-        ' if [ -n "$p" ]; then if kill -0 "$p" 2>/dev/null; then echo "pid_$s=$p alive"; else echo "pid_$s=$p stale"; fi; fi; done',
+        # alive means: the pid exists AND is our program (a recycled pid is stale)
+        'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
+        ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'
+        ' if [ -n "$p" ]; then if [ "$(cat /proc/$p/comm 2>/dev/null)" = "$comm" ]; then echo "pid_$n=$p alive";'
+        ' else echo "pid_$n=$p stale"; fi; fi; done',
         'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
         'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
         f"echo {MARK_TCP}",
