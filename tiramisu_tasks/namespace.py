@@ -7,12 +7,14 @@ cleanly.
 from invoke import Collection
 
 from .config import DEFAULTS
+from .tasks import demo
 from .tasks import deploy
 from .tasks import host
 from .tasks import lifecycle
 from .tasks import sandbox
 
 ns = Collection()
+ns.add_task(demo.demo)
 ns.add_task(lifecycle.setup)
 ns.add_task(lifecycle.teardown)
 ns.add_task(deploy.deploy)
