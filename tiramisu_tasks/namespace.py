@@ -12,6 +12,10 @@ from .tasks import deploy
 from .tasks import host
 from .tasks import lifecycle
 from .tasks import sandbox
+from .tasks import server
+from .tasks import nginx as nginx_tasks
+from .tasks import toolchain as toolchain_tasks
+from .tasks import artifacts as artifacts_tasks
 
 ns = Collection()
 ns.add_task(demo.demo)
@@ -25,6 +29,10 @@ ns.add_task(deploy.logs)
 ns.add_collection(host.ns)
 ns.add_collection(lifecycle.webserv)
 ns.add_collection(sandbox.ns)
+ns.add_collection(server.ns)
+ns.add_collection(nginx_tasks.ns)
+ns.add_collection(toolchain_tasks.ns)
+ns.add_collection(artifacts_tasks.ns)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).
