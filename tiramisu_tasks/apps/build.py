@@ -187,6 +187,7 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
             ctx = B.BuildContext(
                 src=work, entry=det.entry, single_file=det.single_file, out=out, scratch=scratch,
                 run=lambda step: run_step(step, progress=progress), progress=progress,
+                cache_root=cache_root,
             )
             builder.build(ctx)
             if not out.is_file():

@@ -58,6 +58,7 @@ class BuildContext:
     scratch: Path  # persistent per-project dir for incremental state (target/, zig cache)
     run: Callable[[Step], str]
     progress: Callable[[str], None] = lambda msg: None
+    cache_root: Optional[Path] = None  # artifact cache (None: the user's cache dir)
 
 
 def version_tuple(text, parts=2):
@@ -520,7 +521,7 @@ class AscBuilder(Builder):
         return {"assemblyscript": ASSEMBLYSCRIPT_VERSION,
                 "@assemblyscript/wasi-shim": AS_WASI_SHIM_VERSION}
 
-    def tools_dir(self, run, progress):
+    def tools_dir(self, run, progress, cache_root=None):
         """The pinned npm packages, installed once into the artifact cache."""
         from ..artifacts import cache
 
@@ -529,13 +530,13 @@ class AscBuilder(Builder):
             run(Step(npm_install_argv(which("npm"), tmp, self.packages()), tmp,
                      label="npm install (AssemblyScript)"))
 
-        entry = cache.get_or_build("npm-tools", {"packages": self.packages()}, install)
+        entry = cache.get_or_build("npm-tools", {"packages": self.packages()}, install, root=cache_root)
         return entry.path
 
     def build(self, ctx):
         if not ctx.entry:
             raise BuildError("AssemblyScript project without assembly/index.ts (the entry file)")
-        tools = self.tools_dir(ctx.run, ctx.progress)
+        tools = self.tools_dir(ctx.run, ctx.progress, ctx.cache_root)
         ctx.run(Step(asc_argv(which("node"), tools, ctx.src / ctx.entry, ctx.out, ctx.src), ctx.src,
                      label=self.title))
 
