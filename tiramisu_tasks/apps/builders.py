@@ -230,7 +230,8 @@ def probe_clang(cpp):
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"probe compile failed to run ({exc})", version
         if proc.returncode != 0:
-            return f"cannot build for wasm32-wasi ({first_error_line(proc.stdout.decode('utf-8', 'replace'))})", version
+            detail = first_error_line(proc.stdout.decode("utf-8", "replace")).replace(tmp + "/", "")
+            return f"cannot build for wasm32-wasi ({detail})", version
     return None, version
 
 

@@ -60,6 +60,7 @@ class Candidate:
     language: str
     entry: Optional[str]
     reason: str
+    fallback: bool = False  # possible (emcc builds any C) but not suggested by the source
 
 
 def uses_emscripten(text):
@@ -77,8 +78,9 @@ def classify_file(name, head=""):
         plain = Candidate(lang, name, f"{name} is {'C' if lang == 'c' else 'C++'} source")
         ems = Candidate("emscripten", name, f"{name} includes an Emscripten header")
         if uses_emscripten(head):
-            return [ems, plain]
-        return [plain, Candidate("emscripten", name, f"{name} is C/C++ source (emcc can build it)")]
+            return [ems, Candidate(lang, name, plain.reason, fallback=True)]
+        return [plain, Candidate("emscripten", name, f"{name} is C/C++ source (emcc can build it)",
+                                 fallback=True)]
     return [Candidate(lang, name, f"{name} has suffix {suffix}")]
 
 
@@ -130,10 +132,11 @@ def classify_dir(files: Sequence[str], read_head: Callable[[str], str]) -> List[
         ems_users = [f for f in c_files + cpp_files if uses_emscripten(read_head(f))]
         if ems_users:
             found.append(Candidate("emscripten", None, f"{ems_users[0]} includes an Emscripten header"))
-            found.append(plain)
+            found.append(Candidate(plain.language, None, plain.reason, fallback=True))
         else:
             found.append(plain)
-            found.append(Candidate("emscripten", None, "C/C++ sources (emcc can build them)"))
+            found.append(Candidate("emscripten", None, "C/C++ sources (emcc can build them)",
+                                   fallback=True))
 
     wat = sorted(f for f in top if f.endswith((".wat", ".wast")))
     if len(wat) == 1:
@@ -164,7 +167,7 @@ def choose(candidates, where, language=None):
         )
     best = candidates[0]
     reasons = [best.reason]
-    others = sorted({c.language for c in candidates[1:]} - {best.language})
+    others = sorted({c.language for c in candidates[1:] if not c.fallback} - {best.language})
     if others:
         reasons.append(f"also looks like {', '.join(others)} (use --lang to choose)")
     return best, reasons
