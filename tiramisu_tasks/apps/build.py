@@ -11,14 +11,12 @@ copy's location is stable per project so cargo/zig incremental state survives
 between builds. An flock on that dir serialises concurrent builds of one project.
 """
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -28,7 +26,7 @@ from ..errors import BuildError, ToolMissing, UsageError
 from ..paths import cache_dir
 from . import builders as B
 from .detect import Detection, detect, list_source_files, LANGUAGES
-from .toolrun import run_step
+from .toolrun import locked, run_step
 from .validate import validate_file
 
 # Bump when build flags change in a way the toolchain identity does not show.
@@ -64,8 +62,8 @@ class BuildResult:
 def sanitize_name(raw):
     """An app name from a file or dir name: [a-z0-9][a-z0-9_-]*, at most 63 chars ('' if none)."""
     name = re.sub(r"[^a-z0-9_-]+", "-", (raw or "").lower())
-    name = re.sub(r"-{2,}", "-", name).lstrip("-_").rstrip("-")
-    return name[:63].rstrip("-")
+    name = re.sub(r"-{2,}", "-", name).strip("-_")
+    return name[:63].rstrip("-_")
 
 
 def check_name(name):
@@ -134,17 +132,6 @@ def scratch_dir(root, base=None):
     return Path(base or cache_dir()) / "app-scratch" / f"{sanitize_name(root.name) or 'app'}-{key}"
 
 
-@contextmanager
-def locked(path):
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def copy_sources(root, files, dest):
     if dest.exists():
         shutil.rmtree(dest)
@@ -176,31 +163,35 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
     progress(f"{name}: {B.LANGUAGE_TITLES.get(det.language, det.language)} ({det.why}), "
              f"toolchain {builder.toolchain}: {identity}")
 
-    def build_into(entry_dir):
-        scratch = scratch_dir(det.root, cache_root)
-        with locked(scratch):
-            work = scratch / "src"
-            copy_sources(det.root, files, work)
-            out = scratch / "out.wasm"
-            if out.exists():
-                out.unlink()
-            ctx = B.BuildContext(
-                src=work, entry=det.entry, single_file=det.single_file, out=out, scratch=scratch,
-                run=lambda step: run_step(step, progress=progress), progress=progress,
-                cache_root=cache_root,
-            )
-            builder.build(ctx)
-            if not out.is_file():
-                raise BuildError(f"{builder.title}: the build produced no module")
-            info = validate_file(out)
-            shutil.copyfile(out, entry_dir / "app.wasm")
-            (entry_dir / "build.json").write_text(json.dumps({
-                "language": det.language, "toolchain": builder.toolchain, "identity": identity,
-                "reasons": list(det.reasons), "imports": [f"{i.module}.{i.name}" for i in info.imports],
-                "exports": [e.name for e in info.exports],
-            }, indent=2))
+    scratch = scratch_dir(det.root, cache_root)
 
-    entry = cache.get_or_build(CACHE_KIND, inputs, build_into, root=cache_root)
+    def build_into(entry_dir):
+        """Runs under the scratch lock taken below."""
+        work = scratch / "src"
+        copy_sources(det.root, files, work)
+        out = scratch / "out.wasm"
+        if out.exists():
+            out.unlink()
+        ctx = B.BuildContext(
+            src=work, entry=det.entry, single_file=det.single_file, out=out, scratch=scratch,
+            run=lambda step: run_step(step, progress=progress), progress=progress,
+            cache_root=cache_root,
+        )
+        builder.build(ctx)
+        if not out.is_file():
+            raise BuildError(f"{builder.title}: the build produced no module")
+        info = validate_file(out)
+        shutil.copyfile(out, entry_dir / "app.wasm")
+        (entry_dir / "build.json").write_text(json.dumps({
+            "language": det.language, "toolchain": builder.toolchain, "identity": identity,
+            "reasons": list(det.reasons), "imports": [f"{i.module}.{i.name}" for i in info.imports],
+            "exports": [e.name for e in info.exports],
+        }, indent=2))
+
+    # The lock spans lookup, build and the cache entry's rename: a second build of
+    # the same project waits, then finds the entry instead of racing to rename it.
+    with locked(scratch):
+        entry = cache.get_or_build(CACHE_KIND, inputs, build_into, root=cache_root)
     wasm = entry.file("app.wasm")
     if entry.hit:
         progress(f"{name}: unchanged since the last build (cache {entry.key})")

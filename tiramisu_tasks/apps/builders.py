@@ -30,7 +30,7 @@ from typing import Callable, List, Optional, Sequence
 
 from ..errors import BuildError
 from .detect import C_SUFFIXES, CPP_SUFFIXES, list_source_files
-from .toolrun import BuildFailed, Step, capture, first_error_line
+from .toolrun import BuildFailed, Step, capture, first_error_line, locked
 
 # Pinned AssemblyScript toolchain, installed with npm into the artifact cache on
 # first use (never globally). assemblyscript 0.28 needs Node.js >= 20.
@@ -531,7 +531,11 @@ class AscBuilder(Builder):
             run(Step(npm_install_argv(which("npm"), tmp, self.packages()), tmp,
                      label="npm install (AssemblyScript)"))
 
-        entry = cache.get_or_build("npm-tools", {"packages": self.packages()}, install, root=cache_root)
+        base = Path(cache_root) if cache_root else None
+        from ..paths import cache_dir
+
+        with locked((base or cache_dir()) / "npm-tools"):
+            entry = cache.get_or_build("npm-tools", {"packages": self.packages()}, install, root=cache_root)
         return entry.path
 
     def build(self, ctx):

@@ -6,10 +6,12 @@ one line (the first error the tool printed) and whose ``log`` keeps the whole
 output for the task to show.
 """
 
+import fcntl
 import os
 import re
 import shlex
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -102,3 +104,16 @@ def capture(argv, timeout=60, env=None):
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", "replace")
+
+
+@contextmanager
+def locked(directory):
+    """Hold an exclusive flock on ``directory``/.lock (created as needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

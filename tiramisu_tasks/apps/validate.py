@@ -315,6 +315,7 @@ def parse_module(data) -> ModuleInfo:
     r = _Reader(data, 8)
     last_order = -1
     seen = set()
+    code_count = 0
     while not r.at_end():
         sid = r.byte()
         size = r.uleb()
@@ -359,11 +360,17 @@ def parse_module(data) -> ModuleInfo:
         elif sid == 8:
             info.has_start_section = True
             s.uleb()
+        elif sid == 10:
+            code_count = s.count("code")
+            s.pos = s.end  # function bodies are the engine's business
         else:
             s.pos = s.end  # contents we do not need (code, data, ...)
         if sid in (1, 2, 3, 7, 8) and s.pos != s.end:
             s.fail(f"{s.end - s.pos} stray bytes at the end of the section")
         r.pos = start + size
+    if len(info.func_types) != code_count:
+        raise InvalidWasm(f"not a valid WebAssembly module: {len(info.func_types)} functions declared "
+                          f"but {code_count} bodies (file truncated?)")
     return info
 
 
@@ -409,8 +416,27 @@ def command_problems(info: ModuleInfo) -> List[str]:
     return problems
 
 
-def validate_bytes(data, what="module") -> ModuleInfo:
-    """ModuleInfo of a runnable command module, else InvalidWasm naming every problem."""
+def engine_problem(data):
+    """Full validation (function bodies, features) by the Wasmtime release the
+    server embeds, when the `wasmtime` package is here: one line, or None."""
+    try:
+        import wasmtime
+    except ImportError:
+        return None
+    try:
+        wasmtime.Module.validate(wasmtime.Engine(), data)
+    except wasmtime.WasmtimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        return "Wasmtime rejects it: " + (" ".join(lines[:3])[:300] if lines else "invalid module")
+    return None
+
+
+def validate_bytes(data, what="module", deep=True) -> ModuleInfo:
+    """ModuleInfo of a runnable command module, else InvalidWasm naming every problem.
+
+    Our own reader runs first (it gives the specific messages: component,
+    imports, _start); ``deep`` then has Wasmtime validate the code itself.
+    """
     try:
         info = parse_module(data)
     except InvalidWasm as exc:
@@ -418,13 +444,17 @@ def validate_bytes(data, what="module") -> ModuleInfo:
     problems = command_problems(info)
     if problems:
         raise InvalidWasm(f"{what}: cannot run on Tiramisu: " + "; ".join(problems))
+    if deep:
+        problem = engine_problem(bytes(data))
+        if problem:
+            raise InvalidWasm(f"{what}: not a valid module: {problem}")
     return info
 
 
-def validate_file(path) -> ModuleInfo:
+def validate_file(path, deep=True) -> ModuleInfo:
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidWasm(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return validate_bytes(data, str(path))
+    return validate_bytes(data, str(path), deep)
