@@ -16,6 +16,7 @@ from .tasks import server
 from .tasks import nginx as nginx_tasks
 from .tasks import toolchain as toolchain_tasks
 from .tasks import artifacts as artifacts_tasks
+from .tasks import apps_build
 
 ns = Collection()
 ns.add_task(demo.demo)
@@ -33,6 +34,8 @@ ns.add_collection(server.ns)
 ns.add_collection(nginx_tasks.ns)
 ns.add_collection(toolchain_tasks.ns)
 ns.add_collection(artifacts_tasks.ns)
+ns.add_task(apps_build.build)
+ns.add_task(apps_build.build_languages)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).
