@@ -212,7 +212,8 @@ def status(c, host=None, json=False):
 
     results = run_on_hosts(c, host, one, quiet=json)
     _emit(results, json)
-    if not json and not all(r.ok and r.value["healthy"] for r in results):
+    # Scripts and monitors test the exit code: 1 unless every service is healthy.
+    if not all(r.ok and r.value["healthy"] for r in results):
         raise Exit(code=1)
 
 
