@@ -198,9 +198,11 @@ def test_teardown(box):
 def test_unwritable_env_dir_is_a_clear_error(fresh_x86_host, tmp_inventory):
     host = fresh_x86_host(name="ro-env")
     host.register(tmp_inventory, "box")
-    proc = cli("tiramisu", "setup", "--host", "box", "--env-dir", "/proc/tiramisu-env")
+    host.ssh("mkdir -m 500 locked", check=True)
+    proc = cli("tiramisu", "setup", "--host", "box", "--env-dir", "~/locked/env")
     line = one_line_error(proc)
-    assert "cannot create /proc/tiramisu-env" in line
+    assert f"cannot create {host.home_on_box if hasattr(host, 'home_on_box') else ''}" in line
+    assert "locked/env" in line and "Permission denied" in line
 
 
 def test_full_disk_is_a_clear_error(fresh_x86_host, tmp_inventory):
