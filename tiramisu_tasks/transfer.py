@@ -77,7 +77,7 @@ def receiver_script(root, uploads, check=None):
 
 def cleanup_command(root):
     """Remove staging dirs a SIGKILLed receiver could not (pure)."""
-    return f"rm -rf {q(root)}/{STAGE_PREFIX}* 2>/dev/null; true"
+    return f"{{ rm -rf {q(root)}/{STAGE_PREFIX}* 2>/dev/null; true; }}"
 
 
 def human_bytes(n):
@@ -119,6 +119,23 @@ class Progress:
 
             sys.stderr.write("\n")
         self.note(f"  uploaded {self.label} ({human_bytes(self.done)} in {elapsed:.2f}s, {human_bytes(rate)}/s)")
+
+
+def _receiver_failure(chan):
+    """The receiver's last stderr line if it already exited non-zero, else None."""
+    try:
+        if not chan.exit_status_ready():
+            return None
+        data = b""
+        while chan.recv_stderr_ready():
+            data += chan.recv_stderr(65536)
+        status = chan.recv_exit_status()
+    except Exception:  # noqa: BLE001 - the connection itself is gone
+        return None
+    if status == 0:
+        return None
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit {status}"
 
 
 class _ChannelWriter:
@@ -167,6 +184,11 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
         while chan.recv_stderr_ready():
             stderr += chan.recv_stderr(65536)
     except (OSError, EOFError) as exc:
+        # The receiver may have quit first (no space, no permission): its own
+        # words beat "socket closed".
+        why = _receiver_failure(chan)
+        if why:
+            raise RemoteError(f"upload failed, nothing was replaced: {why}")
         raise ConnectError(f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); "
                            f"nothing was replaced on the box")
     finally:
