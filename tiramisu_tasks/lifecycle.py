@@ -156,8 +156,8 @@ def start_service(box, name, timeout=None):
     while True:
         alive = run(box.conn, f"kill -0 {q(pid)} 2>/dev/null && echo yes || echo no", warn=True).stdout.strip()
         if alive != "yes":
-            last = run(box.conn, tail_out_command(box.layout, name, 3), warn=True).stdout.strip().splitlines()
-            why = last[-1] if last else "no output"
+            last = run(box.conn, tail_out_command(box.layout, name, 8), warn=True).stdout.strip().splitlines()
+            why = pick_failure_line(last)
             raise RemoteError(f"{service(name).comm} exited right after start: {why}")
         try:
             resp = request(box.conn, port, path, timeout=5)
@@ -169,6 +169,14 @@ def start_service(box, name, timeout=None):
             raise RemoteError(f"{service(name).comm} started (pid {pid}) but 127.0.0.1:{port}{path} "
                               f"did not answer within {timeout:.0f}s; see webserv.logs")
         time.sleep(0.1)
+
+
+def pick_failure_line(lines):
+    """The most telling line of a service's last words (pure): a bind error names the port."""
+    for line in reversed(lines):
+        if "Address already in use" in line or "address in use" in line.lower():
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
 
 
 def stop_service(box, name, timeout=10):

@@ -223,7 +223,9 @@ def test_port_taken_on_the_box_names_the_port(fresh_x86_host, tmp_inventory):
         "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
         "s.bind(('0.0.0.0', 8080)); s.listen(); time.sleep(120)"]))
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while ":8080 " not in host.netns_exec(["ss", "-ltnH"]).stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
         proc = cli("tiramisu", "setup", "--host", "box")
         line = one_line_error(proc)
         assert "port 8080" in line and "in use" in line

@@ -68,6 +68,15 @@ def test_port_conflicts_ignore_our_own_running_services():
     assert port_conflicts(report, running, 8080, 9000, {"nginx": 8081, "server": 9000}) == [8080]
 
 
+def test_failure_line_prefers_the_bind_error():
+    from tiramisu_tasks.lifecycle import pick_failure_line
+
+    lines = ['nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)',
+             'nginx: [emerg] still could not bind()']
+    assert "0.0.0.0:8080" in pick_failure_line(lines)
+    assert pick_failure_line(["a", "b"]) == "b" and pick_failure_line([]) == "no output"
+
+
 def test_plan_uploads_skips_same_hash():
     a = Upload("/a", "/r/a", "1" * 64, 1)
     b = Upload("/b", "/r/b", "2" * 64, 1)
