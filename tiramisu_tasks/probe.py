@@ -154,6 +154,7 @@ def summarize(raw, http_port, server_port, env_dir_setting):
         "version": _parse_version_lines(raw.get("version_lines") or []),
         "services": {"nginx": _pid_state(raw.get("pid_nginx")), "server": _pid_state(raw.get("pid_server"))},
         "ports": {},
+        "listening_ports": list(raw.get("listening_ports") or []),
     }
     kb = raw.get("disk_free_kb")
     if kb and kb.isdigit():

@@ -29,6 +29,7 @@ def test_summary_of_a_pi():
     assert r["disk_free_mb"] == 2000
     assert r["ports"]["http"] == {"port": 8080, "state": "in use"}
     assert r["ports"]["server"] == {"port": 9000, "state": "free"}
+    assert r["listening_ports"] == [8080, 8081]  # setup's port check reads these
     assert not r["installed"]
 
 
