@@ -124,6 +124,8 @@ def test_unknown_app_404_and_admin(srv):
     assert srv.get("/")[0] == 404
     status, _, body = srv.get("/_tiramisu/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
+    # what a local proxy forwarded is not an admin client
+    assert srv.get("/_tiramisu/health", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 404
     apps = {a["name"]: a for a in srv.apps()["apps"]}
     assert apps["hello"]["state"] == "active" and len(apps["hello"]["sha256"]) == 64
     srv.get("/hello")

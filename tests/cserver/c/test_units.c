@@ -226,6 +226,7 @@ static void test_cgi_output(void) {
   CHECK(cgi("garbage\n\n", &r, h) == -1);
   CHECK(cgi("Status: abc\n\n", &r, h) == -1);
   CHECK(cgi("Status: 2000\n\n", &r, h) == -1);
+  CHECK(cgi("Status: 100 Continue\nContent-Type: t\n\n", &r, h) == -1);
   CHECK(cgi("Content-Type: a\x01\n\n", &r, h) == -1);
 }
 
