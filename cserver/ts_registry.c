@@ -471,6 +471,9 @@ int ts_registry_apps_json(ts_buf *b) {
     else ts_buf_puts(b, "null");
     ts_buf_puts(b, ",\"file_sha256\":");
     json_str(b, a->file_sha256);
+    ts_buf_puts(b, ",\"failed_sha256\":"); /* what deploy waits on when a module is rejected */
+    if (strcmp(a->state, "failed") == 0) json_str(b, a->file_sha256);
+    else ts_buf_puts(b, "null");
     ts_buf_puts(b, ",\"loaded_at\":");
     if (a->current) {
       char t[64];

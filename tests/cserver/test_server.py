@@ -286,7 +286,7 @@ def test_hot_swap_bad_module_and_delete(srv, text_module):
     bad = b"\0asm\x01\0\0\0garbage"
     sha_bad = install_module(srv.modules, "app", bad)
     info = srv.wait_app("app", sha_bad, state="failed")
-    assert info["error"] and info["sha256"] == sha1
+    assert info["error"] and info["sha256"] == sha1 and info["failed_sha256"] == sha_bad
     assert srv.get("/app")[2] == b"version one\n"  # old one keeps serving
     v2 = text_module("version two")
     sha2 = install_module(srv.modules, "app", v2)
