@@ -165,3 +165,11 @@ def test_aarch64_start_script_order():
 
 def test_pool_is_private():
     assert cmd.POOL.is_private and cmd.POOL.subnet_of(ipaddress.ip_network("10.0.0.0/8"))
+
+
+def test_sshd_config_quotes_paths_with_spaces():
+    text = cmd.sshd_config(port=1, listen="127.0.0.1", host_keys=["/a b/k"], pid_file="/a b/p",
+                           authorized_keys="/a b/ak", allow_users=["u"])
+    assert 'HostKey "/a b/k"' in text and 'PidFile "/a b/p"' in text and 'AuthorizedKeysFile "/a b/ak"' in text
+    with pytest.raises(ValueError):
+        cmd.sshd_config(port=1, listen="l", host_keys=['/x"y'], pid_file="p", authorized_keys="a", allow_users=["u"])
