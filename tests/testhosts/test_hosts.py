@@ -1,5 +1,6 @@
 """The real SSH test hosts: they come up, answer over ssh, and vanish completely."""
 
+import json
 import os
 import pwd
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.hosts import require_testhost
 from tiramisu_tasks import testhosts
 from tiramisu_tasks.testhosts import registry
 from tiramisu_tasks.testhosts.system import proc_alive, proc_comm
@@ -177,3 +179,32 @@ def test_cleanup_removes_hosts_of_a_dead_session(x86_host):
     assert not any(proc_alive(p) for p in pids)  # (a zombie is dead: pid 1 reaps it, not us)
     # Live hosts (this session's) are untouched.
     assert x86_host.ssh("true").returncode == 0
+
+
+def _testhost_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tiramisu_tasks.testhosts", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.roothosts
+def test_testhost_script_up_list_down(tmp_inventory):
+    """scripts/testhost (by hand): up registers the host, list shows it, down removes it."""
+    require_testhost("x86_64")
+    name = "by-hand-" + os.urandom(3).hex()
+    up = _testhost_cli("up", "x86_64", "--name", name, "--inventory", str(tmp_inventory), "--json")
+    assert up.returncode == 0, up.stderr
+    data = json.loads(up.stdout)
+    try:
+        assert yaml.safe_load(tmp_inventory.read_text())["hosts"][name]["hostname"] == data["hostname"]
+        assert _testhost_cli("up", "x86_64", "--name", name).returncode != 0  # names are unique
+        listed = json.loads(_testhost_cli("list", "--json").stdout)
+        mine = [r for r in listed if r["name"] == name]
+        assert mine and mine[0]["owner"] == "manual" and mine[0]["live"]
+        host = testhosts.host_from_record(registry.read_record(data["id"]))
+        assert host.ssh("uname -m").stdout.strip() == "x86_64"
+    finally:
+        down = _testhost_cli("down", name)
+    assert down.returncode == 0, down.stderr
+    assert data["netns"] not in registry.netns_list() and registry.read_record(data["id"]) is None
+    missing = _testhost_cli("down", name)
+    assert missing.returncode == 1 and "no test host named" in missing.stderr
