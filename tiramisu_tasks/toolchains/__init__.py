@@ -119,27 +119,45 @@ class GccToolchain(Toolchain):
         return {"toolchain": "gcc", "cc": os.path.basename(cc), "version": version}
 
 
-def get_toolchain(name):
-    """Backend by name (``auto`` is resolved by :func:`choose_toolchain`)."""
+def settings_from_config(c):
+    """Toolchain settings from an invoke/fabric context's ``tiramisu`` config section.
+
+    Only ``docker_base_image`` so far; a missing section gives ``{}``.
+    """
+    try:
+        section = c.config.get("tiramisu") or {}
+    except AttributeError:
+        section = {}
+    keys = ("docker_base_image",)
+    return {k: section.get(k) for k in keys if section.get(k) is not None}
+
+
+def get_toolchain(name, settings=None):
+    """Backend by name (``auto`` is resolved by :func:`choose_toolchain`).
+
+    ``settings`` (see :func:`settings_from_config`) configures backends that
+    have settings: ``docker_base_image`` for docker.
+    """
+    settings = settings or {}
     if name == "zig":
         return ZigToolchain()
     if name == "gcc":
         return GccToolchain()
     if name == "docker":
-        from .docker import DockerToolchain  # optional dependency
+        from .docker import DockerToolchain
 
-        return DockerToolchain()
+        return DockerToolchain(base_image=settings.get("docker_base_image"))
     raise UsageError(f"unknown toolchain {name!r} (choose from: auto, {', '.join(BACKENDS)})")
 
 
-def choose_toolchain(name, target):
+def choose_toolchain(name, target, settings=None):
     """``auto`` → the first backend that works for target (zig, gcc, docker)."""
     if name and name != "auto":
-        return get_toolchain(name).require(target)
+        return get_toolchain(name, settings).require(target)
     reasons = []
     for candidate in BACKENDS:
         try:
-            tc = get_toolchain(candidate)
+            tc = get_toolchain(candidate, settings)
         except Exception as exc:  # noqa: BLE001 - e.g. docker package missing
             reasons.append(f"{candidate}: {exc}")
             continue

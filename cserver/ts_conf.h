@@ -1,0 +1,51 @@
+/* Settings: defaults, `name = value` config file, `--name value` flags.
+ *
+ * Precedence: flag > config file > default. Relative paths in the config file
+ * are resolved against the env dir, i.e. the parent of the config file's
+ * directory (conf/server.conf -> <env>/); relative paths given as flags are
+ * resolved against the working directory. Defaults for paths are relative to
+ * the env dir when --config is given, else to the working directory.
+ */
+#ifndef TS_CONF_H
+#define TS_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TS_PATH_MAX 4096
+
+typedef struct {
+  char listen_host[256];
+  int listen_port;
+  char modules[TS_PATH_MAX];
+  char routes[TS_PATH_MAX]; /* "" = none */
+  char cache[TS_PATH_MAX];  /* "" = no compiled-module cache */
+  char log_dir[TS_PATH_MAX]; /* "-" = everything to stderr */
+  char pid_file[TS_PATH_MAX]; /* "" = none */
+  char server_name[256];
+  int workers;
+  uint64_t timeout_ms;
+  uint64_t memory_mb;
+  uint64_t max_output;
+  uint64_t max_body;
+  uint64_t max_header;
+  uint64_t max_headers;
+  uint64_t max_request_line;
+  uint64_t idle_timeout_ms;
+  uint64_t drain_timeout_ms;
+  int pooling; /* TS_POOLING_* */
+  /* command-line only */
+  char config_path[TS_PATH_MAX];
+  char check_module[TS_PATH_MAX];
+  int show_help, show_version;
+} ts_config;
+
+enum { TS_POOLING_AUTO = 0, TS_POOLING_ON = 1, TS_POOLING_OFF = 2 };
+
+/* Fill cfg from argv (and the config file it names). 0, or -1 with a one-line
+ * message in err. */
+int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void ts_config_help(const char *prog);
+const char *ts_pooling_name(int mode);
+
+#endif

@@ -1,0 +1,329 @@
+#include "ts_engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ts_log.h"
+#include "ts_metrics.h"
+#include "ts_sha256.h"
+
+#ifndef TS_WASMTIME_VERSION
+#define TS_WASMTIME_VERSION "unknown"
+#endif
+
+static void flatten(char *s) {
+  for (; *s; s++)
+    if (*s == '\n' || *s == '\r' || *s == '\t') *s = ' ';
+}
+
+static void vec_text(wasm_byte_vec_t *v, char *buf, size_t n) {
+  size_t k = v->size < n - 1 ? v->size : n - 1;
+  if (k && v->data[v->size - 1] == 0 && k == v->size) k--;
+  memcpy(buf, v->data, k);
+  buf[k] = 0;
+  flatten(buf);
+}
+
+void ts_wt_error_text(wasmtime_error_t *err, char *buf, size_t n) {
+  wasm_name_t msg = {0, NULL};
+  wasmtime_error_message(err, &msg);
+  vec_text(&msg, buf, n);
+  wasm_byte_vec_delete(&msg);
+  wasmtime_error_delete(err);
+}
+
+static void trap_text(wasm_trap_t *trap, char *buf, size_t n) {
+  wasm_message_t msg = {0, NULL};
+  wasm_trap_message(trap, &msg);
+  vec_text(&msg, buf, n);
+  wasm_byte_vec_delete(&msg);
+}
+
+/* Instances that can run at once: one per worker (guests run on the worker
+ * thread), plus compile-time validation and slack. */
+static uint32_t pool_slots(const ts_config *cfg) { return (uint32_t)cfg->workers * 2 + 2; }
+
+#define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
+#define GUARD_DEFAULT (32ull << 20)
+
+/* Pooling reserves every slot's address space up front. On 39-bit VA kernels
+ * (Raspberry Pi) or under some emulators that fails (or aborts inside the
+ * engine), so probe with a PROT_NONE mapping of that size first. */
+static int address_space_allows(uint64_t bytes) {
+  void *p = mmap(NULL, (size_t)bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  munmap(p, (size_t)bytes);
+  return 1;
+}
+
+int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen) {
+  memset(e, 0, sizeof *e);
+  e->memory_bytes = cfg->memory_mb << 20;
+  e->deadline_ticks = (cfg->timeout_ms + TS_EPOCH_TICK_MS - 1) / TS_EPOCH_TICK_MS + 1;
+  ts_strlcpy(e->cache_dir, cfg->cache, sizeof e->cache_dir);
+
+  uint32_t slots = pool_slots(cfg);
+  uint64_t need = (uint64_t)slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
+  int pooling = 0;
+  if (cfg->pooling == TS_POOLING_ON) pooling = 1;
+  else if (cfg->pooling == TS_POOLING_AUTO) {
+    pooling = address_space_allows(need);
+    if (!pooling)
+      ts_log_warn("address space too small for the pooling allocator (%llu GiB needed): using "
+                  "on-demand allocation with %llu MiB memory reservations",
+                  (unsigned long long)(need >> 30), (unsigned long long)cfg->memory_mb);
+  }
+
+  wasm_config_t *c = wasm_config_new();
+  if (!c) {
+    snprintf(err, errlen, "wasmtime: cannot create engine config");
+    return -1;
+  }
+  wasmtime_config_epoch_interruption_set(c, true);
+  wasmtime_config_cranelift_opt_level_set(c, WASMTIME_OPT_LEVEL_SPEED);
+  wasmtime_config_wasm_threads_set(c, false);
+  if (pooling) {
+    wasmtime_pooling_allocation_config_t *pc = wasmtime_pooling_allocation_config_new();
+    wasmtime_pooling_allocation_config_total_core_instances_set(pc, slots);
+    wasmtime_pooling_allocation_config_total_memories_set(pc, slots);
+    wasmtime_pooling_allocation_config_total_tables_set(pc, slots);
+    wasmtime_pooling_allocation_config_total_stacks_set(pc, slots);
+    wasmtime_pooling_allocation_config_total_gc_heaps_set(pc, slots);
+    wasmtime_pooling_allocation_config_max_memory_size_set(pc, (size_t)e->memory_bytes);
+    wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, slots);
+    wasmtime_pooling_allocation_strategy_set(c, pc);
+    wasmtime_pooling_allocation_config_delete(pc);
+    snprintf(e->settings_id, sizeof e->settings_id,
+             "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=pooling", TS_WASMTIME_VERSION);
+  } else {
+    /* Small reservations: memories start small and move when they grow,
+     * bounds checks are explicit. Costs a little speed, saves address space. */
+    uint64_t reserve = e->memory_bytes < (64ull << 20) ? (64ull << 20) : e->memory_bytes;
+    if (cfg->pooling == TS_POOLING_OFF && address_space_allows(need)) reserve = RESERVATION_DEFAULT;
+    wasmtime_config_memory_reservation_set(c, reserve);
+    wasmtime_config_memory_guard_size_set(c, 64 << 10);
+    wasmtime_config_memory_reservation_for_growth_set(c, 1 << 20);
+    snprintf(e->settings_id, sizeof e->settings_id,
+             "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=ondemand;reserve=%llu;guard=65536",
+             TS_WASMTIME_VERSION, (unsigned long long)reserve);
+  }
+  char hex[65];
+  ts_sha256_hex(e->settings_id, strlen(e->settings_id), hex);
+  memcpy(e->settings_hash, hex, 16);
+  e->settings_hash[16] = 0;
+
+  e->engine = wasm_engine_new_with_config(c); /* consumes c */
+  if (!e->engine) {
+    snprintf(err, errlen, "wasmtime: cannot create the engine (%s allocator)", pooling ? "pooling" : "on-demand");
+    return -1;
+  }
+  e->pooling = pooling;
+  e->linker = wasmtime_linker_new(e->engine);
+  wasmtime_error_t *werr = wasmtime_linker_define_wasi(e->linker);
+  if (werr) {
+    char msg[512];
+    ts_wt_error_text(werr, msg, sizeof msg);
+    snprintf(err, errlen, "wasmtime: cannot define WASI: %s", msg);
+    return -1;
+  }
+  return 0;
+}
+
+void ts_engine_free(ts_engine *e) {
+  if (e->linker) wasmtime_linker_delete(e->linker);
+  if (e->engine) wasm_engine_delete(e->engine);
+  e->linker = NULL;
+  e->engine = NULL;
+}
+
+void ts_engine_tick(ts_engine *e) { wasmtime_engine_increment_epoch(e->engine); }
+
+static void cache_path(const ts_engine *e, const char *sha, char *out, size_t n) {
+  snprintf(out, n, "%s/%s-%s.cwasm", e->cache_dir, sha, e->settings_hash);
+}
+
+static void cache_store(const ts_engine *e, wasmtime_module_t *m, const char *path) {
+  wasm_byte_vec_t bytes = {0, NULL};
+  wasmtime_error_t *werr = wasmtime_module_serialize(m, &bytes);
+  if (werr) {
+    char msg[256];
+    ts_wt_error_text(werr, msg, sizeof msg);
+    ts_log_warn("cannot serialize module for the cache: %s", msg);
+    return;
+  }
+  char tmp[TS_PATH_MAX + 64];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  mkdir(e->cache_dir, 0700);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int ok = fd >= 0;
+  size_t off = 0;
+  while (ok && off < bytes.size) {
+    ssize_t w = write(fd, bytes.data + off, bytes.size - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) ok = 0;
+    else off += (size_t)w;
+  }
+  if (fd >= 0 && close(fd)) ok = 0;
+  if (ok && rename(tmp, path) == 0) {
+    /* written atomically: a crash never leaves a half entry under the final name */
+  } else {
+    ts_log_warn("cannot write compiled module %s: %s", path, strerror(errno));
+    unlink(tmp);
+  }
+  wasm_byte_vec_delete(&bytes);
+}
+
+int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha,
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *from_cache,
+                   char *err, size_t errlen) {
+  char path[TS_PATH_MAX + 128], msg[900];
+  wasmtime_module_t *m = NULL;
+  wasmtime_error_t *werr;
+  *from_cache = 0;
+  if (e->cache_dir[0]) {
+    cache_path(e, sha, path, sizeof path);
+    if (access(path, R_OK) == 0) {
+      werr = wasmtime_module_deserialize_file(e->engine, path, &m);
+      if (werr) { /* incompatible or damaged entry: recompile and replace it */
+        ts_wt_error_text(werr, msg, sizeof msg);
+        ts_log_warn("ignoring cached module %s: %s", path, msg);
+        m = NULL;
+      } else {
+        *from_cache = 1;
+        atomic_fetch_add(&g_metrics.cache_hits_total, 1);
+      }
+    }
+  }
+  if (!m) {
+    atomic_fetch_add(&g_metrics.compiles_total, 1);
+    werr = wasmtime_module_new(e->engine, wasm, len, &m);
+    if (werr) {
+      ts_wt_error_text(werr, msg, sizeof msg);
+      snprintf(err, errlen, "compile failed: %s", msg);
+      return -1;
+    }
+  }
+  werr = wasmtime_linker_instantiate_pre(e->linker, m, pre);
+  if (werr) {
+    ts_wt_error_text(werr, msg, sizeof msg);
+    snprintf(err, errlen, "link failed: %s", msg);
+    wasmtime_module_delete(m);
+    return -1;
+  }
+  if (!*from_cache && e->cache_dir[0]) cache_store(e, m, path);
+  *module = m;
+  return 0;
+}
+
+typedef struct {
+  ts_buf *buf;
+  uint64_t max;
+  int *truncated;
+} out_sink;
+
+/* Guest stdout. Over the cap the bytes are accepted and dropped (an error
+ * return would make many guests trap mid-write); the request becomes a 500. */
+static ptrdiff_t stdout_cb(void *data, const unsigned char *p, size_t n) {
+  out_sink *s = data;
+  if (*s->truncated || s->buf->n + n > s->max) {
+    *s->truncated = 1;
+    return (ptrdiff_t)n;
+  }
+  if (ts_buf_append(s->buf, p, n)) *s->truncated = 1;
+  return (ptrdiff_t)n;
+}
+
+static ptrdiff_t stderr_cb(void *data, const unsigned char *p, size_t n) {
+  int fd = (int)(intptr_t)data;
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, p + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  return (ptrdiff_t)n;
+}
+
+ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, const ts_run_input *in,
+                            ts_run_output *out) {
+  ts_run_result result = TS_RUN_OK;
+  wasm_trap_t *trap = NULL;
+  wasmtime_error_t *werr = NULL;
+  out_sink sink = {&out->out, in->max_output, &out->output_truncated};
+  out->message[0] = 0;
+  out->exit_status = 0;
+
+  wasmtime_store_t *store = wasmtime_store_new(e->engine, NULL, NULL);
+  if (!store) {
+    snprintf(out->message, sizeof out->message, "cannot create a store");
+    return TS_RUN_ERROR;
+  }
+  wasmtime_context_t *ctx = wasmtime_store_context(store);
+  wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
+  wasmtime_context_set_epoch_deadline(ctx, e->deadline_ticks);
+
+  wasi_config_t *wasi = wasi_config_new();
+  wasi_config_set_argv(wasi, in->argc, in->argv);
+  wasi_config_set_env(wasi, in->envc, in->env_names, in->env_values);
+  wasm_byte_vec_t stdin_vec;
+  wasm_byte_vec_new(&stdin_vec, in->stdin_len, (const wasm_byte_t *)in->stdin_data);
+  wasi_config_set_stdin_bytes(wasi, &stdin_vec); /* takes the vector */
+  wasi_config_set_stdout_custom(wasi, stdout_cb, &sink, NULL);
+  wasi_config_set_stderr_custom(wasi, stderr_cb, (void *)(intptr_t)in->stderr_fd, NULL);
+  werr = wasmtime_context_set_wasi(ctx, wasi); /* takes the config, even on error */
+  if (werr) {
+    ts_wt_error_text(werr, out->message, sizeof out->message);
+    wasmtime_store_delete(store);
+    return TS_RUN_ERROR;
+  }
+
+  atomic_fetch_add_explicit(&g_metrics.instances_total, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&g_metrics.instances_active, 1, memory_order_relaxed);
+  wasmtime_instance_t inst;
+  werr = wasmtime_instance_pre_instantiate(pre, ctx, &inst, &trap);
+  if (!werr && !trap) {
+    wasmtime_extern_t start;
+    if (!wasmtime_instance_export_get(ctx, &inst, "_start", 6, &start) || start.kind != WASMTIME_EXTERN_FUNC) {
+      snprintf(out->message, sizeof out->message, "module has no _start function (not a WASI command)");
+      result = TS_RUN_ERROR;
+    } else {
+      werr = wasmtime_func_call(ctx, &start.of.func, NULL, 0, NULL, 0, &trap);
+    }
+  }
+  if (trap) {
+    wasmtime_trap_code_t code;
+    if (wasmtime_trap_code(trap, &code) && code == WASMTIME_TRAP_CODE_INTERRUPT) {
+      result = TS_RUN_TIMEOUT;
+      snprintf(out->message, sizeof out->message, "request timed out (epoch deadline)");
+    } else {
+      result = TS_RUN_TRAP;
+      trap_text(trap, out->message, sizeof out->message);
+    }
+    wasm_trap_delete(trap);
+  } else if (werr) {
+    int status;
+    if (wasmtime_error_exit_status(werr, &status)) {
+      out->exit_status = status;
+      result = status == 0 ? TS_RUN_OK : TS_RUN_EXIT;
+      if (status) snprintf(out->message, sizeof out->message, "guest exited with status %d", status);
+      wasmtime_error_delete(werr);
+    } else {
+      ts_wt_error_text(werr, out->message, sizeof out->message);
+      result = TS_RUN_ERROR;
+    }
+  }
+  wasmtime_store_delete(store);
+  atomic_fetch_sub_explicit(&g_metrics.instances_active, 1, memory_order_relaxed);
+  if (result == TS_RUN_OK && out->output_truncated) {
+    snprintf(out->message, sizeof out->message, "guest output over the max-output limit");
+    result = TS_RUN_OUTPUT_LIMIT;
+  }
+  return result;
+}

@@ -1,0 +1,521 @@
+#include "ts_registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ts_log.h"
+#include "ts_sha256.h"
+
+#define MAX_APPS 1024
+#define MAX_ROUTES 256
+#define MAX_MODULE_BYTES (512ull << 20)
+
+static ts_engine *g_engine;
+static const ts_config *g_cfg;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static ts_app *g_apps[MAX_APPS]; /* never freed: requests may hold pointers */
+static int g_napps;
+static ts_route g_routes[MAX_ROUTES];
+static int g_nroutes;
+static int g_inotify = -1, g_wd = -1, g_event = -1;
+static _Atomic int g_stop;
+static pthread_t g_thread;
+static int g_thread_started;
+
+/* Read the routes file; keep the old table when it is malformed. */
+static int load_routes(int startup, char *err, size_t errlen) {
+  if (!g_cfg->routes[0]) return 0;
+  FILE *f = fopen(g_cfg->routes, "r");
+  if (!f) {
+    if (errno == ENOENT) {
+      pthread_mutex_lock(&g_lock);
+      g_nroutes = 0;
+      pthread_mutex_unlock(&g_lock);
+      return 0;
+    }
+    snprintf(err, errlen, "cannot read routes file %s: %s", g_cfg->routes, strerror(errno));
+    if (!startup) ts_log_error("%s", err);
+    return -1;
+  }
+  ts_buf text = {0};
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ts_buf_append(&text, chunk, n);
+  fclose(f);
+  ts_buf_append(&text, "", 1);
+  static ts_route tmp[MAX_ROUTES];
+  char perr[256];
+  int count = ts_routes_parse(text.p, tmp, MAX_ROUTES, perr, sizeof perr);
+  ts_buf_free(&text);
+  if (count < 0) {
+    snprintf(err, errlen, "routes file %s: %s", g_cfg->routes, perr);
+    if (!startup) ts_log_error("%s (keeping the previous routes)", err);
+    return -1;
+  }
+  pthread_mutex_lock(&g_lock);
+  memcpy(g_routes, tmp, sizeof(ts_route) * (size_t)count);
+  g_nroutes = count;
+  pthread_mutex_unlock(&g_lock);
+  if (!startup) ts_log_info("routes reloaded: %d route(s)", count);
+  return 0;
+}
+
+static ts_app *find_app_locked(const char *name, size_t n) {
+  for (int i = 0; i < g_napps; i++)
+    if (strlen(g_apps[i]->name) == n && memcmp(g_apps[i]->name, name, n) == 0) return g_apps[i];
+  return NULL;
+}
+
+static ts_app *get_app_locked(const char *name) {
+  ts_app *a = find_app_locked(name, strlen(name));
+  if (a || g_napps >= MAX_APPS) return a;
+  a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  ts_strlcpy(a->name, name, sizeof a->name);
+  strcpy(a->state, "removed");
+  a->log_fd = -1;
+  g_apps[g_napps++] = a;
+  return a;
+}
+
+void ts_version_release(ts_version *v) {
+  if (!v) return;
+  if (atomic_fetch_sub(&v->refs, 1) == 1) {
+    wasmtime_instance_pre_delete(v->pre);
+    wasmtime_module_delete(v->module);
+    free(v);
+  }
+}
+
+static void set_error_locked(ts_app *a, const char *msg) {
+  free(a->error);
+  a->error = msg ? strdup(msg) : NULL;
+}
+
+static void remove_app(const char *name) {
+  pthread_mutex_lock(&g_lock);
+  ts_app *a = find_app_locked(name, strlen(name));
+  ts_version *old = NULL;
+  if (a && a->present) {
+    old = a->current;
+    a->current = NULL;
+    a->present = 0;
+    a->file_sha256[0] = 0;
+    a->ino = 0;
+    strcpy(a->state, "removed");
+    set_error_locked(a, NULL);
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (a && old) ts_log_info("app %s: module removed, no longer routed", name);
+  ts_version_release(old);
+}
+
+static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  char chunk[65536];
+  for (;;) {
+    ssize_t r = read(fd, chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+      close(fd);
+      return -1;
+    }
+    if (r == 0) break;
+    if (b->n + (size_t)r > MAX_MODULE_BYTES || ts_buf_append(b, chunk, (size_t)r)) {
+      snprintf(err, errlen, "%s is too large", path);
+      close(fd);
+      return -1;
+    }
+  }
+  close(fd);
+  return 0;
+}
+
+/* (Re)load one app from its file. Runs on the watcher thread (or at startup). */
+static void load_app(const char *name) {
+  char path[TS_PATH_MAX + 128], err[1024];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s.wasm", g_cfg->modules, name);
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    remove_app(name);
+    return;
+  }
+  pthread_mutex_lock(&g_lock);
+  ts_app *a = get_app_locked(name);
+  int unchanged = a && a->present && a->dev == st.st_dev && a->ino == st.st_ino && a->size == st.st_size &&
+                  a->mtime.tv_sec == st.st_mtim.tv_sec && a->mtime.tv_nsec == st.st_mtim.tv_nsec;
+  pthread_mutex_unlock(&g_lock);
+  if (!a || unchanged) return;
+  if (a->log_fd < 0) a->log_fd = ts_log_app_fd(name);
+
+  ts_buf bytes = {0};
+  if (read_file(path, &bytes, err, sizeof err)) {
+    if (errno == ENOENT) remove_app(name);
+    else ts_log_error("app %s: %s", name, err);
+    ts_buf_free(&bytes);
+    return;
+  }
+  char sha[65];
+  ts_sha256_hex(bytes.p ? bytes.p : "", bytes.n, sha);
+
+  pthread_mutex_lock(&g_lock);
+  int same_as_current = a->current && strcmp(a->current->sha256, sha) == 0;
+  int same_failed = !a->current && strcmp(a->state, "failed") == 0 && strcmp(a->file_sha256, sha) == 0;
+  int same_failed2 = strcmp(a->state, "failed") == 0 && strcmp(a->file_sha256, sha) == 0;
+  a->dev = st.st_dev, a->ino = st.st_ino, a->size = st.st_size, a->mtime = st.st_mtim;
+  a->present = 1;
+  ts_strlcpy(a->file_sha256, sha, sizeof a->file_sha256);
+  if (same_as_current) {
+    strcpy(a->state, "active");
+    set_error_locked(a, NULL);
+  } else if (!same_failed && !same_failed2) {
+    strcpy(a->state, "loading");
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (same_as_current || same_failed || same_failed2) {
+    ts_buf_free(&bytes);
+    return;
+  }
+
+  uint64_t t0 = ts_now_us();
+  wasmtime_module_t *module = NULL;
+  wasmtime_instance_pre_t *pre = NULL;
+  int from_cache = 0;
+  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, &module, &pre, &from_cache, err,
+                          sizeof err);
+  ts_buf_free(&bytes);
+  uint64_t took = ts_now_us() - t0;
+  if (rc) {
+    atomic_fetch_add(&g_metrics.compile_errors_total, 1);
+    pthread_mutex_lock(&g_lock);
+    if (strcmp(a->file_sha256, sha) == 0) {
+      strcpy(a->state, "failed");
+      set_error_locked(a, err);
+    }
+    int serving = a->current != NULL;
+    pthread_mutex_unlock(&g_lock);
+    ts_log_error("app %s: module %.12s rejected: %s%s", name, sha, err,
+                 serving ? " (the previous version keeps serving)" : "");
+    return;
+  }
+  ts_version *v = calloc(1, sizeof *v);
+  if (!v) {
+    wasmtime_instance_pre_delete(pre);
+    wasmtime_module_delete(module);
+    return;
+  }
+  atomic_init(&v->refs, 1);
+  v->module = module;
+  v->pre = pre;
+  v->from_cache = from_cache;
+  v->loaded_at = ts_wall_time();
+  ts_strlcpy(v->sha256, sha, sizeof v->sha256);
+  pthread_mutex_lock(&g_lock);
+  ts_version *old = a->current;
+  a->current = v;
+  strcpy(a->state, strcmp(a->file_sha256, sha) == 0 ? "active" : "loading");
+  set_error_locked(a, NULL);
+  pthread_mutex_unlock(&g_lock);
+  if (old) atomic_fetch_add(&g_metrics.swaps_total, 1);
+  ts_log_info("app %s: %s %.12s (%s in %.1f ms)", name, old ? "swapped in" : "loaded", sha,
+              from_cache ? "from cache" : "compiled", (double)took / 1000.0);
+  ts_version_release(old);
+}
+
+static int wasm_name(const char *file, char *name) {
+  size_t n = strlen(file);
+  if (n < 6 || strcmp(file + n - 5, ".wasm") != 0) return 0;
+  if (!ts_app_name_valid(file, n - 5)) return 0;
+  memcpy(name, file, n - 5);
+  name[n - 5] = 0;
+  return 1;
+}
+
+static void scan_all(void) {
+  DIR *d = opendir(g_cfg->modules);
+  if (!d) {
+    ts_log_error("cannot read modules directory %s: %s", g_cfg->modules, strerror(errno));
+    return;
+  }
+  struct dirent *de;
+  char name[TS_APP_NAME_MAX + 1];
+  while ((de = readdir(d)))
+    if (wasm_name(de->d_name, name)) load_app(name);
+  closedir(d);
+  /* apps whose file disappeared while nobody was watching */
+  char gone[MAX_APPS][TS_APP_NAME_MAX + 1];
+  int ngone = 0;
+  pthread_mutex_lock(&g_lock);
+  for (int i = 0; i < g_napps; i++) {
+    char path[TS_PATH_MAX + 128];
+    struct stat st;
+    if (!g_apps[i]->present) continue;
+    snprintf(path, sizeof path, "%s/%s.wasm", g_cfg->modules, g_apps[i]->name);
+    if (stat(path, &st) != 0) ts_strlcpy(gone[ngone++], g_apps[i]->name, TS_APP_NAME_MAX + 1);
+  }
+  pthread_mutex_unlock(&g_lock);
+  for (int i = 0; i < ngone; i++) remove_app(gone[i]);
+}
+
+static void add_watch(void) {
+  g_wd = inotify_add_watch(g_inotify, g_cfg->modules,
+                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB |
+                               IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+  if (g_wd < 0) ts_log_error("cannot watch %s: %s (retrying)", g_cfg->modules, strerror(errno));
+}
+
+static void *watcher_main(void *arg) {
+  (void)arg;
+  char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+  while (!atomic_load(&g_stop)) {
+    struct pollfd pfd[2] = {{g_inotify, POLLIN, 0}, {g_event, POLLIN, 0}};
+    int r = poll(pfd, 2, 1000);
+    if (atomic_load(&g_stop)) break;
+    if (g_wd < 0) { /* directory was gone or replaced: watch again and catch up */
+      add_watch();
+      if (g_wd >= 0) scan_all();
+    }
+    if (r <= 0) continue;
+    if (pfd[1].revents & POLLIN) {
+      uint64_t v;
+      if (read(g_event, &v, sizeof v) > 0) {
+        char err[512];
+        ts_log_info("rescanning %s", g_cfg->modules);
+        load_routes(0, err, sizeof err);
+        scan_all();
+      }
+    }
+    if (!(pfd[0].revents & POLLIN)) continue;
+    ssize_t n = read(g_inotify, buf, sizeof buf);
+    if (n <= 0) continue;
+    /* Collect distinct names first: one rename produces several events. */
+    char names[64][TS_APP_NAME_MAX + 1];
+    int nn = 0, rescan = 0;
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *ev = (struct inotify_event *)p;
+      p += sizeof *ev + ev->len;
+      if (ev->mask & IN_Q_OVERFLOW) rescan = 1;
+      if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+        if (ev->wd == g_wd) {
+          inotify_rm_watch(g_inotify, g_wd);
+          g_wd = -1;
+        }
+        continue;
+      }
+      char name[TS_APP_NAME_MAX + 1];
+      if (!ev->len || !wasm_name(ev->name, name)) continue;
+      /* A regular file being created is loaded on IN_CLOSE_WRITE, not half-written. */
+      if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR)) {
+        char path[TS_PATH_MAX + 128];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", g_cfg->modules, ev->name);
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+      }
+      int dup = 0;
+      for (int i = 0; i < nn; i++)
+        if (strcmp(names[i], name) == 0) dup = 1;
+      if (!dup && nn < 64) ts_strlcpy(names[nn++], name, sizeof names[0]);
+      else if (!dup) rescan = 1;
+    }
+    if (rescan) scan_all();
+    else
+      for (int i = 0; i < nn; i++) load_app(names[i]);
+  }
+  return NULL;
+}
+
+int ts_registry_init(ts_engine *engine, const ts_config *cfg, char *err, size_t errlen) {
+  g_engine = engine;
+  g_cfg = cfg;
+  struct stat st;
+  if (stat(cfg->modules, &st) != 0) {
+    if (mkdir(cfg->modules, 0700) != 0) {
+      snprintf(err, errlen, "cannot create modules directory %s: %s", cfg->modules, strerror(errno));
+      return -1;
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "modules path %s is not a directory", cfg->modules);
+    return -1;
+  }
+  if (access(cfg->modules, R_OK | X_OK) != 0) {
+    snprintf(err, errlen, "cannot read modules directory %s: %s", cfg->modules, strerror(errno));
+    return -1;
+  }
+  if (load_routes(1, err, errlen)) return -1;
+  g_inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  g_event = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (g_inotify < 0 || g_event < 0) {
+    snprintf(err, errlen, "inotify/eventfd: %s", strerror(errno));
+    return -1;
+  }
+  add_watch();
+  return 0;
+}
+
+int ts_registry_start(void) {
+  scan_all(); /* load everything before serving */
+  if (pthread_create(&g_thread, NULL, watcher_main, NULL) != 0) return -1;
+  g_thread_started = 1;
+  return 0;
+}
+
+void ts_registry_stop(void) {
+  atomic_store(&g_stop, 1);
+  ts_registry_request_rescan();
+  if (g_thread_started) pthread_join(g_thread, NULL);
+  g_thread_started = 0;
+}
+
+void ts_registry_request_rescan(void) {
+  uint64_t one = 1;
+  ssize_t w = write(g_event, &one, sizeof one);
+  (void)w;
+}
+
+int ts_registry_route(const char *path, size_t len, ts_match *m) {
+  const ts_route *best = NULL;
+  size_t best_len = 0;
+  int rc = -1;
+  pthread_mutex_lock(&g_lock);
+  for (int i = 0; i < g_nroutes; i++) {
+    size_t pl = strlen(g_routes[i].prefix);
+    if (pl <= best_len && best) break; /* sorted longest first */
+    if (ts_route_prefix_match(g_routes[i].prefix, path, len)) {
+      best = &g_routes[i];
+      best_len = pl;
+      break;
+    }
+  }
+  /* implicit route: /<app> */
+  ts_app *app = NULL;
+  if (len > 1 && path[0] == '/') {
+    size_t seg = 1;
+    while (seg < len && path[seg] != '/') seg++;
+    ts_app *a = find_app_locked(path + 1, seg - 1);
+    if (a && a->present && seg > best_len) {
+      app = a;
+      snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)seg, path);
+      ts_strlcpy(m->matched_route, m->script_name, sizeof m->matched_route);
+    }
+  }
+  if (!app && best) {
+    app = find_app_locked(best->app, strlen(best->app));
+    if (app && !app->present) app = NULL;
+    size_t pl = strlen(best->prefix);
+    while (pl && best->prefix[pl - 1] == '/') pl--; /* SCRIPT_NAME has no trailing slash */
+    snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)pl, best->prefix);
+    ts_strlcpy(m->matched_route, best->prefix, sizeof m->matched_route);
+  }
+  if (app) {
+    m->app = app;
+    m->version = app->current;
+    if (m->version) {
+      atomic_fetch_add(&m->version->refs, 1);
+      rc = 0;
+    } else {
+      rc = -2;
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+  return rc;
+}
+
+static void json_str(ts_buf *b, const char *s) {
+  ts_buf_append(b, "\"", 1);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') ts_buf_printf(b, "\\%c", c);
+    else if (c < 0x20) ts_buf_printf(b, "\\u%04x", c);
+    else ts_buf_append(b, s, 1);
+  }
+  ts_buf_append(b, "\"", 1);
+}
+
+static void iso_time(double t, char *out, size_t n) {
+  time_t s = (time_t)t;
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + k, n - k, ".%03dZ", (int)((t - (double)s) * 1000));
+}
+
+int ts_registry_apps_json(ts_buf *b) {
+  pthread_mutex_lock(&g_lock);
+  ts_buf_puts(b, "{\"apps\":[");
+  int first = 1;
+  for (int i = 0; i < g_napps; i++) {
+    ts_app *a = g_apps[i];
+    if (!a->present) continue;
+    if (!first) ts_buf_puts(b, ",");
+    first = 0;
+    ts_buf_puts(b, "{\"name\":");
+    json_str(b, a->name);
+    ts_buf_puts(b, ",\"sha256\":");
+    if (a->current) json_str(b, a->current->sha256);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"file_sha256\":");
+    json_str(b, a->file_sha256);
+    ts_buf_puts(b, ",\"failed_sha256\":"); /* what deploy waits on when a module is rejected */
+    if (strcmp(a->state, "failed") == 0) json_str(b, a->file_sha256);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"loaded_at\":");
+    if (a->current) {
+      char t[64];
+      iso_time(a->current->loaded_at, t, sizeof t);
+      json_str(b, t);
+      ts_buf_printf(b, ",\"loaded_at_unix\":%.3f,\"from_cache\":%s", a->current->loaded_at,
+                    a->current->from_cache ? "true" : "false");
+    } else {
+      ts_buf_puts(b, "null,\"loaded_at_unix\":null,\"from_cache\":false");
+    }
+    ts_buf_puts(b, ",\"state\":");
+    json_str(b, a->state);
+    ts_buf_puts(b, ",\"error\":");
+    if (a->error) json_str(b, a->error);
+    else ts_buf_puts(b, "null");
+    ts_buf_printf(b, ",\"requests\":%llu}", (unsigned long long)atomic_load(&a->requests));
+  }
+  ts_buf_puts(b, "],\"routes\":[");
+  for (int i = 0; i < g_nroutes; i++) {
+    if (i) ts_buf_puts(b, ",");
+    ts_buf_puts(b, "{\"prefix\":");
+    json_str(b, g_routes[i].prefix);
+    ts_buf_puts(b, ",\"app\":");
+    json_str(b, g_routes[i].app);
+    ts_buf_puts(b, "}");
+  }
+  ts_buf_puts(b, "]");
+  pthread_mutex_unlock(&g_lock);
+  return 0;
+}
+
+int ts_registry_metrics(ts_buf *b) {
+  int active = 0;
+  pthread_mutex_lock(&g_lock);
+  ts_buf_puts(b, "# HELP tiramisu_requests_total Requests answered, by app and status.\n"
+                 "# TYPE tiramisu_requests_total counter\n");
+  for (int i = 0; i < g_napps; i++) {
+    ts_metrics_write_status(b, g_apps[i]->name, &g_apps[i]->status);
+    if (g_apps[i]->present && g_apps[i]->current) active++;
+  }
+  pthread_mutex_unlock(&g_lock);
+  ts_metrics_write_status(b, "", &g_metrics.other);
+  ts_buf_printf(b, "# TYPE tiramisu_apps_loaded gauge\ntiramisu_apps_loaded %d\n", active);
+  return 0;
+}

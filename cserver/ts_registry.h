@@ -1,0 +1,70 @@
+/* Apps and routes: which module version serves a request, and hot swap.
+ *
+ * Each app has a current ts_version (refcounted). A request takes a reference
+ * under the registry lock and drops it when done, so a swap (replace the
+ * pointer, drop the registry's reference) never frees a version in use:
+ * requests in flight finish on the old module.
+ *
+ * The watcher thread owns all loading: inotify on the modules directory plus
+ * explicit rescans (SIGHUP). Compilation happens there, off the request path.
+ */
+#ifndef TS_REGISTRY_H
+#define TS_REGISTRY_H
+
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "ts_engine.h"
+#include "ts_metrics.h"
+#include "ts_route.h"
+
+
+typedef struct ts_version {
+  _Atomic int refs;
+  wasmtime_module_t *module;
+  wasmtime_instance_pre_t *pre;
+  char sha256[65];
+  double loaded_at; /* unix seconds */
+  int from_cache;
+} ts_version;
+
+typedef struct ts_app {
+  char name[TS_APP_NAME_MAX + 1];
+  ts_version *current; /* NULL until a version loaded */
+  int present;         /* the module file exists */
+  char state[16];      /* active | failed | loading | removed */
+  char *error;         /* last load error (malloc'd) or NULL */
+  char file_sha256[65]; /* content last seen on disk */
+  /* change detection without reading the file */
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  int log_fd;
+  _Atomic uint64_t requests;
+  ts_status_counts status;
+} ts_app;
+
+typedef struct {
+  ts_app *app;
+  ts_version *version; /* referenced: release with ts_version_release */
+  char script_name[512];
+  char matched_route[512];
+} ts_match;
+
+int ts_registry_init(ts_engine *engine, const ts_config *cfg, char *err, size_t errlen);
+/* Scan the modules dir and load everything now (startup), and start the watcher. */
+int ts_registry_start(void);
+void ts_registry_stop(void);
+void ts_registry_request_rescan(void); /* async-signal-safe enough: writes an eventfd */
+
+/* 0 = matched (m filled, version referenced), -1 = no app (404), -2 = app
+ * known but has no loaded version (503). */
+int ts_registry_route(const char *path, size_t len, ts_match *m);
+void ts_version_release(ts_version *v);
+
+/* For the admin endpoint and metrics. */
+int ts_registry_apps_json(ts_buf *b);
+int ts_registry_metrics(ts_buf *b);
+
+#endif

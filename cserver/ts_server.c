@@ -1,0 +1,701 @@
+#include "ts_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ts_http.h"
+#include "ts_log.h"
+#include "ts_metrics.h"
+#include "ts_registry.h"
+#include "ts_wagi.h"
+
+#ifndef TS_VERSION
+#define TS_VERSION "0.0.0"
+#endif
+
+#define MAX_IOV 64
+#define READ_CHUNK 16384
+#define LINGER_MS 2000
+#define ACCESS_FLUSH_MS 100
+#define ACCESS_FLUSH_BYTES 32768
+#define MAX_OUT_HEADERS 256
+
+typedef struct conn {
+  int fd;
+  char *rbuf;
+  size_t rlen, rcap;
+  size_t req_off; /* start of the request being read */
+  int in_body;    /* head parsed, waiting for the body */
+  size_t head_len;
+  ts_framing fr;
+  ts_chunked ch;
+  int sent_continue;
+  struct iovec iov[MAX_IOV];
+  char *own[MAX_IOV];
+  int niov;
+  int close_after_write;
+  int lingering;
+  uint32_t events;
+  uint64_t last_ms;
+  char peer[INET6_ADDRSTRLEN];
+  int peer_port;
+  int peer_loopback;
+  struct conn *prev, *next;
+} conn;
+
+typedef struct {
+  int id;
+  int epfd, evfd;
+  pthread_t thread;
+  conn *conns;
+  int nconns;
+  int draining;
+  uint64_t drain_deadline;
+  ts_header *hdrs;
+  ts_header out_hdrs[MAX_OUT_HEADERS];
+  ts_wagi_env env;
+  ts_buf access;
+  uint64_t access_flushed_ms;
+  time_t date_sec;
+  char date[64], clf_date[64];
+} worker;
+
+static const ts_config *g_cfg;
+static ts_engine *g_engine;
+static int g_listen_fd = -1;
+static worker *g_workers;
+static int g_nworkers;
+static ts_http_limits g_limits;
+static size_t g_rbuf_limit;
+static char g_tag_listen, g_tag_event; /* epoll data tags */
+static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* ---------------------------------------------------------------- setup --- */
+
+int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
+  struct addrinfo hints = {0}, *res = NULL;
+  char port[16];
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(port, sizeof port, "%d", cfg->listen_port);
+  const char *host = cfg->listen_host;
+  if (strcmp(host, "*") == 0) host = NULL;
+  char hostbuf[256];
+  size_t hl = strlen(cfg->listen_host);
+  if (host && hl > 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:9000 */
+    snprintf(hostbuf, sizeof hostbuf, "%.*s", (int)(hl - 2), host + 1);
+    host = hostbuf;
+  }
+  int gai = getaddrinfo(host, port, &hints, &res);
+  if (gai) {
+    snprintf(err, errlen, "cannot resolve listen address %s:%d: %s", cfg->listen_host, cfg->listen_port,
+             gai_strerror(gai));
+    return -1;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    freeaddrinfo(res);
+    return -1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s:%d: %s%s", cfg->listen_host, cfg->listen_port, strerror(e),
+             e == EADDRINUSE ? " (port taken by another process)" : "");
+    close(fd);
+    freeaddrinfo(res);
+    return -1;
+  }
+  freeaddrinfo(res);
+  g_listen_fd = fd;
+  return 0;
+}
+
+/* ---------------------------------------------------------- connections --- */
+
+static void update_events(worker *w, conn *c) {
+  uint32_t want = 0;
+  if (c->lingering) want = EPOLLIN;
+  else {
+    if (!c->close_after_write && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit) want |= EPOLLIN;
+    if (c->niov) want |= EPOLLOUT;
+  }
+  if (want == c->events) return;
+  struct epoll_event ev = {.events = want, .data.ptr = c};
+  epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+  c->events = want;
+}
+
+static void conn_close(worker *w, conn *c) {
+  close(c->fd); /* also removes it from the epoll set */
+  for (int i = 0; i < c->niov; i++) free(c->own[i]);
+  free(c->rbuf);
+  if (c->prev) c->prev->next = c->next;
+  else w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->nconns--;
+  atomic_fetch_sub_explicit(&g_metrics.connections_active, 1, memory_order_relaxed);
+  free(c);
+}
+
+static int push_iov(conn *c, const void *base, size_t len, char *own) {
+  if (c->niov >= MAX_IOV) {
+    free(own);
+    return -1;
+  }
+  c->iov[c->niov].iov_base = (void *)base;
+  c->iov[c->niov].iov_len = len;
+  c->own[c->niov] = own;
+  c->niov++;
+  return 0;
+}
+
+static void start_linger(worker *w, conn *c) {
+  /* Half-close and read what the client still sends: closing with unread
+   * input would reset the connection and could destroy our last response. */
+  shutdown(c->fd, SHUT_WR);
+  c->lingering = 1;
+  c->last_ms = ts_now_ms();
+  update_events(w, c);
+}
+
+/* Write what is queued. Returns -1 when the connection was closed. */
+static int conn_flush(worker *w, conn *c) {
+  while (c->niov) {
+    ssize_t n = writev(c->fd, c->iov, c->niov);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      conn_close(w, c);
+      return -1;
+    }
+    size_t left = (size_t)n;
+    int done = 0;
+    while (done < c->niov && left >= c->iov[done].iov_len) {
+      left -= c->iov[done].iov_len;
+      free(c->own[done]);
+      done++;
+    }
+    if (done < c->niov && left) {
+      c->iov[done].iov_base = (char *)c->iov[done].iov_base + left;
+      c->iov[done].iov_len -= left;
+    }
+    if (done) {
+      memmove(c->iov, c->iov + done, sizeof(struct iovec) * (size_t)(c->niov - done));
+      memmove(c->own, c->own + done, sizeof(char *) * (size_t)(c->niov - done));
+      c->niov -= done;
+    }
+  }
+  if (!c->niov && c->close_after_write && !c->lingering) start_linger(w, c);
+  else update_events(w, c);
+  return 0;
+}
+
+/* ------------------------------------------------------------- responses --- */
+
+static void refresh_dates(worker *w) {
+  time_t now = time(NULL);
+  if (now == w->date_sec) return;
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(w->date, sizeof w->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  strftime(w->clf_date, sizeof w->clf_date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+  w->date_sec = now;
+}
+
+static int status_has_body(int status) { return !(status < 200 || status == 204 || status == 304); }
+
+/* Queue one response: head in one buffer, body (owned) in a second iovec;
+ * both leave in the same writev. */
+static void queue_response(worker *w, conn *c, int minor, int status, ts_str reason, const ts_header *hdrs,
+                           size_t nh, char *body_owner, const char *body, size_t body_len, int head_only) {
+  ts_buf h = {0};
+  refresh_dates(w);
+  if (!reason.n) reason = (ts_str){ts_http_reason(status), strlen(ts_http_reason(status))};
+  ts_buf_reserve(&h, 160 + body_len * 0);
+  ts_buf_printf(&h, "HTTP/1.1 %d %.*s\r\nDate: %s\r\n", status, (int)reason.n, reason.p, w->date);
+  for (size_t i = 0; i < nh; i++) {
+    ts_buf_append(&h, hdrs[i].name.p, hdrs[i].name.n);
+    ts_buf_append(&h, ": ", 2);
+    ts_buf_append(&h, hdrs[i].value.p, hdrs[i].value.n);
+    ts_buf_append(&h, "\r\n", 2);
+  }
+  int with_body = status_has_body(status);
+  if (with_body) ts_buf_printf(&h, "Content-Length: %zu\r\n", body_len);
+  if (c->close_after_write) ts_buf_puts(&h, "Connection: close\r\n");
+  else if (minor == 0) ts_buf_puts(&h, "Connection: keep-alive\r\n");
+  ts_buf_append(&h, "\r\n", 2);
+  if (!h.p) { /* out of memory: drop the connection rather than lie */
+    free(body_owner);
+    c->close_after_write = 1;
+    return;
+  }
+  size_t hl;
+  char *hp = ts_buf_steal(&h, &hl);
+  push_iov(c, hp, hl, hp);
+  if (with_body && !head_only && body_len) push_iov(c, body, body_len, body_owner);
+  else free(body_owner);
+}
+
+static void access_log(worker *w, conn *c, const ts_request *req, int status, size_t bytes, uint64_t us,
+                       const char *app) {
+  refresh_dates(w);
+  if (req)
+    ts_buf_printf(&w->access, "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date,
+                  (int)req->method.n, req->method.p, (int)(req->target.n > 2048 ? 2048 : req->target.n),
+                  req->target.p, req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+  else
+    ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
+                  (double)us / 1e6);
+}
+
+static void send_error(worker *w, conn *c, const ts_request *req, int status, int close_conn) {
+  char body[128];
+  int n = snprintf(body, sizeof body, "%d %s\n", status, ts_http_reason(status));
+  char *copy = malloc((size_t)n);
+  if (copy) memcpy(copy, body, (size_t)n);
+  static const ts_header ct = {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}};
+  if (close_conn) c->close_after_write = 1;
+  int head_only = req && ts_str_eq(req->method, "HEAD");
+  queue_response(w, c, req ? req->minor : 1, status, (ts_str){0, 0}, &ct, 1, copy, copy, copy ? (size_t)n : 0,
+                 head_only);
+  ts_metrics_status(&g_metrics.other, status);
+  access_log(w, c, req, status, (size_t)n, 0, NULL);
+}
+
+/* -------------------------------------------------------------- requests --- */
+
+static const char *run_result_name(ts_run_result r) {
+  switch (r) {
+  case TS_RUN_TIMEOUT: return "timeout";
+  case TS_RUN_TRAP: return "trap";
+  case TS_RUN_EXIT: return "exit";
+  case TS_RUN_OUTPUT_LIMIT: return "output limit";
+  default: return "error";
+  }
+}
+
+static void handle_admin(worker *w, conn *c, const ts_request *req, uint64_t t0) {
+  ts_buf b = {0};
+  const char *ctype = "text/plain";
+  int status;
+  /* Admin is for the box itself: never for remote peers, nor for requests a
+   * local proxy forwarded (nginx adds these headers when told to). */
+  int proxied = ts_http_find_header(req, "x-forwarded-for") || ts_http_find_header(req, "x-real-ip") ||
+                ts_http_find_header(req, "forwarded");
+  if (!c->peer_loopback || proxied) {
+    ts_buf_puts(&b, "404 Not Found\n");
+    status = 404;
+  } else {
+    status = ts_admin_handle(req->path.p, req->path.n, req->method, &b, &ctype);
+  }
+  ts_header h = {{"Content-Type", 12}, {ctype, strlen(ctype)}};
+  size_t len;
+  char *body = ts_buf_steal(&b, &len);
+  queue_response(w, c, req->minor, status, (ts_str){0, 0}, &h, 1, body, body, len,
+                 ts_str_eq(req->method, "HEAD"));
+  ts_metrics_status(&g_metrics.other, status);
+  access_log(w, c, req, status, len, ts_now_us() - t0, "_tiramisu");
+}
+
+static void handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len) {
+  uint64_t t0 = ts_now_us();
+  if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
+      (req->path.n == 10 || req->path.p[10] == '/')) {
+    handle_admin(w, c, req, t0);
+    return;
+  }
+  ts_match m;
+  int r = ts_registry_route(req->path.p, req->path.n, &m);
+  if (r == -1) {
+    send_error(w, c, req, 404, 0);
+    return;
+  }
+  if (r == -2) {
+    ts_metrics_status(&m.app->status, 503);
+    send_error(w, c, req, 503, 0);
+    return;
+  }
+  ts_app *app = m.app;
+  atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
+
+  ts_wagi_request wr = {0};
+  wr.method = req->method;
+  wr.path = req->path;
+  wr.query = req->query;
+  wr.script_name = (ts_str){m.script_name, strlen(m.script_name)};
+  wr.matched_route = (ts_str){m.matched_route, strlen(m.matched_route)};
+  wr.headers = req->headers;
+  wr.num_headers = req->num_headers;
+  wr.host = c->fr.host;
+  wr.server_name = g_cfg->server_name;
+  wr.server_port = g_cfg->listen_port;
+  wr.remote_addr = c->peer;
+  wr.remote_port = c->peer_port;
+  wr.minor = req->minor;
+  wr.content_length = body_len;
+  wr.server_software = "custom_server/" TS_VERSION;
+
+  int status;
+  ts_str reason = {0, 0};
+  size_t nh = 0;
+  char *out_owner = NULL;
+  const char *out_body = NULL;
+  size_t out_len = 0;
+  static const ts_header ct_text = {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}};
+  const ts_header *hdrs = &ct_text;
+  char errbody[128];
+
+  if (ts_wagi_build(&wr, &w->env)) {
+    status = 500;
+    ts_log_error("app %s: out of memory building the environment", app->name);
+  } else {
+    ts_run_input in = {w->env.argv, w->env.argc, w->env.names, w->env.values, w->env.envc,
+                       body, body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output};
+    ts_run_output out;
+    memset(&out, 0, sizeof out);
+    ts_run_result res = ts_engine_run(g_engine, m.version->pre, &in, &out);
+    if (res == TS_RUN_OK) {
+      ts_cgi_response cr;
+      if (ts_cgi_parse(out.out.p ? out.out.p : "", out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS) == 0) {
+        status = cr.status;
+        reason = cr.reason;
+        hdrs = cr.headers;
+        nh = cr.num_headers;
+        out_owner = ts_buf_steal(&out.out, &out_len);
+        out_body = out_owner + cr.body_off;
+        out_len -= cr.body_off;
+      } else {
+        status = 500;
+        ts_log_error("app %s: %.*s %.*s: %s", app->name, (int)req->method.n, req->method.p,
+                     (int)(req->target.n > 512 ? 512 : req->target.n), req->target.p, cr.error);
+      }
+    } else {
+      status = res == TS_RUN_TIMEOUT ? 504 : 500;
+      if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
+      if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
+      ts_log_error("app %s: %.*s %.*s failed (%s): %s", app->name, (int)req->method.n, req->method.p,
+                   (int)(req->target.n > 512 ? 512 : req->target.n), req->target.p, run_result_name(res),
+                   out.message);
+    }
+    ts_buf_free(&out.out);
+  }
+  if (!out_owner) {
+    int n = snprintf(errbody, sizeof errbody, "%d %s\n", status, ts_http_reason(status));
+    out_owner = malloc((size_t)n);
+    if (out_owner) {
+      memcpy(out_owner, errbody, (size_t)n);
+      out_body = out_owner;
+      out_len = (size_t)n;
+    }
+    hdrs = &ct_text;
+    nh = 1;
+    reason = (ts_str){0, 0};
+  }
+  uint64_t took = ts_now_us() - t0;
+  queue_response(w, c, req->minor, status, reason, hdrs, nh, out_owner, out_body, out_len,
+                 ts_str_eq(req->method, "HEAD"));
+  ts_metrics_status(&app->status, status);
+  ts_metrics_latency(took);
+  access_log(w, c, req, status, out_len, took, app->name);
+  ts_version_release(m.version);
+}
+
+/* Parse and answer every complete request in the buffer, in order. */
+static void conn_process(worker *w, conn *c) {
+  ts_request req;
+  while (!c->close_after_write && c->niov < MAX_IOV - 4) {
+    if (!c->in_body) {
+      if (c->rlen == c->req_off) break;
+      int r = ts_http_parse_request(c->rbuf + c->req_off, c->rlen - c->req_off, &g_limits, &req, w->hdrs,
+                                    g_cfg->max_headers);
+      if (r == TS_HTTP_INCOMPLETE) break;
+      if (r == TS_HTTP_ERROR) {
+        send_error(w, c, NULL, req.status, 1);
+        break;
+      }
+      if (ts_http_framing(&req, g_cfg->max_body, &c->fr)) {
+        send_error(w, c, &req, c->fr.status, 1);
+        break;
+      }
+      c->head_len = (size_t)r;
+      c->in_body = 1;
+      c->sent_continue = 0;
+      if (c->fr.chunked) ts_chunked_init(&c->ch, c->req_off + c->head_len);
+    }
+    size_t body_start = c->req_off + c->head_len, body_len, end;
+    if (c->fr.chunked) {
+      int r = ts_chunked_decode(&c->ch, c->rbuf, c->rlen, g_cfg->max_body);
+      if (r < 0) {
+        ts_http_parse_request(c->rbuf + c->req_off, c->head_len, &g_limits, &req, w->hdrs, g_cfg->max_headers);
+        send_error(w, c, &req, r == -2 ? 413 : 400, 1);
+        break;
+      }
+      if (r == 0) {
+        /* close the gap between decoded and raw bytes so the buffer stays small */
+        if (c->ch.src - c->ch.dst > 4096) {
+          memmove(c->rbuf + c->ch.dst, c->rbuf + c->ch.src, c->rlen - c->ch.src);
+          c->rlen = c->ch.dst + (c->rlen - c->ch.src);
+          c->ch.src = c->ch.dst;
+        }
+        goto need_body;
+      }
+      body_len = c->ch.dst - body_start;
+      end = c->ch.src;
+    } else {
+      if (c->rlen - body_start < c->fr.content_length) goto need_body;
+      body_len = (size_t)c->fr.content_length;
+      end = body_start + body_len;
+    }
+    /* The buffer may have moved since the head was parsed: take fresh views. */
+    ts_http_parse_request(c->rbuf + c->req_off, c->head_len, &g_limits, &req, w->hdrs, g_cfg->max_headers);
+    if (!c->fr.keep_alive || w->draining) c->close_after_write = 1;
+    handle_request(w, c, &req, c->rbuf + body_start, body_len);
+    c->req_off = end;
+    c->in_body = 0;
+    continue;
+  need_body:
+    if (c->fr.expect_continue && !c->sent_continue && c->niov == 0) {
+      push_iov(c, CONTINUE_100, sizeof CONTINUE_100 - 1, NULL);
+      c->sent_continue = 1;
+    }
+    break;
+  }
+  if (!c->in_body && c->req_off) {
+    memmove(c->rbuf, c->rbuf + c->req_off, c->rlen - c->req_off);
+    c->rlen -= c->req_off;
+    c->req_off = 0;
+  }
+}
+
+static void conn_readable(worker *w, conn *c) {
+  if (c->lingering) {
+    char sink[4096];
+    ssize_t n = read(c->fd, sink, sizeof sink);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) conn_close(w, c);
+    return;
+  }
+  if (c->rcap - c->rlen < 1024 && c->rcap < g_rbuf_limit) {
+    size_t cap = c->rcap ? c->rcap * 2 : READ_CHUNK;
+    if (cap > g_rbuf_limit) cap = g_rbuf_limit;
+    char *p = realloc(c->rbuf, cap);
+    if (!p) {
+      conn_close(w, c);
+      return;
+    }
+    c->rbuf = p;
+    c->rcap = cap;
+  }
+  if (c->rlen == c->rcap) { /* full: wait until the queued output drains */
+    update_events(w, c);
+    return;
+  }
+  ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) return;
+    conn_close(w, c);
+    return;
+  }
+  if (n == 0) { /* client finished sending: answer what is complete, then close */
+    conn_process(w, c);
+    c->close_after_write = 1;
+    if (!c->niov) {
+      conn_close(w, c);
+      return;
+    }
+    conn_flush(w, c);
+    return;
+  }
+  c->rlen += (size_t)n;
+  c->last_ms = ts_now_ms();
+  conn_process(w, c);
+  conn_flush(w, c);
+}
+
+static void accept_some(worker *w) {
+  for (int i = 0; i < 32; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(g_listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) {
+        static _Atomic uint64_t last;
+        uint64_t now = ts_now_ms();
+        if (now - atomic_load(&last) > 5000) {
+          atomic_store(&last, now);
+          ts_log_error("accept: %s (too many open files)", strerror(errno));
+        }
+      }
+      return;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+      close(fd);
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->last_ms = ts_now_ms();
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, c->peer, sizeof c->peer);
+      c->peer_port = ntohs(a->sin_port);
+      c->peer_loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, c->peer, sizeof c->peer);
+      c->peer_port = ntohs(a->sin6_port);
+      c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                         (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+      if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], c->peer, sizeof c->peer);
+    } else {
+      strcpy(c->peer, "-");
+    }
+    c->events = EPOLLIN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      close(fd);
+      free(c);
+      continue;
+    }
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add_explicit(&g_metrics.connections_active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_metrics.connections_total, 1, memory_order_relaxed);
+  }
+}
+
+/* Idle connections, slow clients, lingering closes, drain. */
+static void sweep(worker *w, uint64_t now) {
+  conn *next;
+  for (conn *c = w->conns; c; c = next) {
+    next = c->next;
+    if (c->lingering) {
+      if (now - c->last_ms > LINGER_MS) conn_close(w, c);
+      continue;
+    }
+    int idle = !c->in_body && c->rlen == c->req_off && !c->niov;
+    if (w->draining && idle) {
+      conn_close(w, c);
+      continue;
+    }
+    if (now - c->last_ms <= g_cfg->idle_timeout_ms) continue;
+    if (c->niov || idle) { /* client stopped reading, or plain keep-alive idle */
+      conn_close(w, c);
+      continue;
+    }
+    /* a request started but never finished */
+    send_error(w, c, NULL, 408, 1);
+    conn_flush(w, c);
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  struct epoll_event evs[64];
+  uint64_t last_sweep = ts_now_ms();
+  for (;;) {
+    int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
+    if (w->draining) timeout = 50;
+    int n = epoll_wait(w->epfd, evs, 64, timeout);
+    for (int i = 0; i < n; i++) {
+      void *p = evs[i].data.ptr;
+      if (p == &g_tag_listen) {
+        if (!w->draining) accept_some(w);
+      } else if (p == &g_tag_event) {
+        uint64_t v;
+        if (read(w->evfd, &v, sizeof v) > 0 && !w->draining) {
+          w->draining = 1;
+          w->drain_deadline = ts_now_ms() + g_cfg->drain_timeout_ms;
+          epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
+          for (conn *c = w->conns; c; c = c->next)
+            if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
+          sweep(w, ts_now_ms());
+        }
+      } else {
+        conn *c = p;
+        uint32_t e = evs[i].events;
+        if ((e & EPOLLOUT) && conn_flush(w, c) < 0) continue;
+        if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_readable(w, c);
+      }
+    }
+    uint64_t now = ts_now_ms();
+    if (w->access.n && (w->access.n > ACCESS_FLUSH_BYTES || now - w->access_flushed_ms >= ACCESS_FLUSH_MS)) {
+      ts_log_access_write(w->access.p, w->access.n);
+      w->access.n = 0;
+      w->access_flushed_ms = now;
+    }
+    if (now - last_sweep >= 1000 || w->draining) {
+      sweep(w, now);
+      last_sweep = now;
+    }
+    if (w->draining) {
+      if (!w->nconns) break;
+      if (now > w->drain_deadline) {
+        ts_log_warn("worker %d: drain timeout, closing %d connection(s)", w->id, w->nconns);
+        while (w->conns) conn_close(w, w->conns);
+        break;
+      }
+    }
+  }
+  if (w->access.n) ts_log_access_write(w->access.p, w->access.n);
+  w->access.n = 0;
+  return NULL;
+}
+
+int ts_server_start(const ts_config *cfg, ts_engine *engine) {
+  g_cfg = cfg;
+  g_engine = engine;
+  g_limits.max_request_line = cfg->max_request_line;
+  g_limits.max_header_bytes = cfg->max_header;
+  g_limits.max_headers = cfg->max_headers;
+  g_rbuf_limit = cfg->max_header + cfg->max_body + 65536;
+  g_nworkers = cfg->workers;
+  g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
+  if (!g_workers) return -1;
+  for (int i = 0; i < g_nworkers; i++) {
+    worker *w = &g_workers[i];
+    w->id = i;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->hdrs = calloc(cfg->max_headers, sizeof *w->hdrs);
+    if (w->epfd < 0 || w->evfd < 0 || !w->hdrs) return -1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g_tag_listen};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev)) return -1;
+    struct epoll_event ev2 = {.events = EPOLLIN, .data.ptr = &g_tag_event};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev2)) return -1;
+    if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
+  }
+  return 0;
+}
+
+void ts_server_drain(void) {
+  for (int i = 0; i < g_nworkers; i++) {
+    uint64_t one = 1;
+    ssize_t r = write(g_workers[i].evfd, &one, sizeof one);
+    (void)r;
+  }
+  for (int i = 0; i < g_nworkers; i++) pthread_join(g_workers[i].thread, NULL);
+  if (g_listen_fd >= 0) close(g_listen_fd);
+  g_listen_fd = -1;
+}

@@ -1,0 +1,297 @@
+#include "ts_wagi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int add_env_n(ts_wagi_env *e, const char *name, size_t nlen, const char *val, size_t vlen) {
+  if (ts_buf_append(&e->env_arena, name, nlen) || ts_buf_append(&e->env_arena, "", 1) ||
+      ts_buf_append(&e->env_arena, val, vlen) || ts_buf_append(&e->env_arena, "", 1))
+    return -1;
+  e->envc++;
+  return 0;
+}
+
+static int add_env(ts_wagi_env *e, const char *name, const char *val) {
+  return add_env_n(e, name, strlen(name), val, strlen(val));
+}
+
+static int add_env_str(ts_wagi_env *e, const char *name, ts_str v) {
+  return add_env_n(e, name, strlen(name), v.p, v.n);
+}
+
+static int add_arg(ts_wagi_env *e, const char *p, size_t n) {
+  if (ts_buf_append(&e->arg_arena, p, n) || ts_buf_append(&e->arg_arena, "", 1)) return -1;
+  e->argc++;
+  return 0;
+}
+
+/* Arena offsets become pointers only at the end: the arenas may move while growing. */
+static int fixup(ts_wagi_env *e) {
+  if (e->envc > e->cap_env) {
+    free(e->names);
+    free(e->values);
+    e->cap_env = e->envc + 16;
+    e->names = malloc(e->cap_env * sizeof *e->names);
+    e->values = malloc(e->cap_env * sizeof *e->values);
+    if (!e->names || !e->values) return -1;
+  }
+  if (e->argc > e->cap_arg) {
+    free(e->argv);
+    e->cap_arg = e->argc + 16;
+    e->argv = malloc(e->cap_arg * sizeof *e->argv);
+    if (!e->argv) return -1;
+  }
+  const char *p = e->env_arena.p;
+  for (size_t i = 0; i < e->envc; i++) {
+    e->names[i] = p;
+    p += strlen(p) + 1;
+    e->values[i] = p;
+    p += strlen(p) + 1;
+  }
+  p = e->arg_arena.p;
+  for (size_t i = 0; i < e->argc; i++) {
+    e->argv[i] = p;
+    p += strlen(p) + 1;
+  }
+  return 0;
+}
+
+/* Guest-visible strings are C strings: a NUL inside a value would cut it. The
+ * HTTP parser rejects NUL in heads, and percent-decoding may produce one, so
+ * decoded NULs are dropped. */
+static size_t decode_no_nul(ts_str s, char *dst) {
+  size_t n = ts_http_percent_decode(s, dst), o = 0;
+  for (size_t i = 0; i < n; i++)
+    if (dst[i]) dst[o++] = dst[i];
+  return o;
+}
+
+static void host_split(ts_str host, ts_str *name, ts_str *port) {
+  *name = host;
+  *port = (ts_str){host.p + host.n, 0};
+  if (host.n && host.p[0] == '[') { /* [v6]:port */
+    const char *close = memchr(host.p, ']', host.n);
+    if (close) {
+      size_t k = (size_t)(close - host.p) + 1;
+      *name = (ts_str){host.p, k};
+      if (k < host.n && host.p[k] == ':') *port = (ts_str){host.p + k + 1, host.n - k - 1};
+    }
+    return;
+  }
+  const char *colon = memchr(host.p, ':', host.n);
+  if (colon) {
+    *name = (ts_str){host.p, (size_t)(colon - host.p)};
+    *port = (ts_str){colon + 1, host.n - (size_t)(colon - host.p) - 1};
+  }
+}
+
+int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
+  char num[32];
+  e->env_arena.n = e->arg_arena.n = 0;
+  e->envc = e->argc = 0;
+
+  /* PATH_INFO: what follows SCRIPT_NAME in the path. */
+  ts_str raw_info = {r->path.p + r->path.n, 0};
+  if (r->path.n >= r->script_name.n)
+    raw_info = (ts_str){r->path.p + r->script_name.n, r->path.n - r->script_name.n};
+  char *decoded = malloc(raw_info.n + 1);
+  if (!decoded) return -1;
+  size_t dn = decode_no_nul(raw_info, decoded);
+
+  ts_str host_name, host_port;
+  host_split(r->host, &host_name, &host_port);
+  int rc = 0;
+  rc |= add_env(e, "GATEWAY_INTERFACE", "CGI/1.1");
+  rc |= add_env_str(e, "REQUEST_METHOD", r->method);
+  rc |= add_env_str(e, "SCRIPT_NAME", r->script_name);
+  rc |= add_env_n(e, "PATH_INFO", 9, decoded, dn);
+  rc |= add_env_n(e, "PATH_TRANSLATED", 15, decoded, dn);
+  rc |= add_env_str(e, "X_RAW_PATH_INFO", raw_info);
+  rc |= add_env_str(e, "QUERY_STRING", r->query);
+  rc |= add_env_str(e, "X_MATCHED_ROUTE", r->matched_route);
+  free(decoded);
+
+  const char *ct = "";
+  size_t ctn = 0;
+  for (size_t i = 0; i < r->num_headers; i++)
+    if (ts_str_ieq(r->headers[i].name, "content-type")) {
+      ct = r->headers[i].value.p;
+      ctn = r->headers[i].value.n;
+      break;
+    }
+  rc |= add_env_n(e, "CONTENT_TYPE", 12, ct, ctn);
+  snprintf(num, sizeof num, "%llu", (unsigned long long)r->content_length);
+  rc |= add_env(e, "CONTENT_LENGTH", num);
+
+  if (host_name.n) rc |= add_env_str(e, "SERVER_NAME", host_name);
+  else rc |= add_env(e, "SERVER_NAME", r->server_name ? r->server_name : "localhost");
+  if (host_port.n) rc |= add_env_str(e, "SERVER_PORT", host_port);
+  else {
+    snprintf(num, sizeof num, "%d", r->server_port);
+    rc |= add_env(e, "SERVER_PORT", num);
+  }
+  rc |= add_env(e, "SERVER_PROTOCOL", r->minor ? "HTTP/1.1" : "HTTP/1.0");
+  rc |= add_env(e, "SERVER_SOFTWARE", r->server_software ? r->server_software : "custom_server");
+  rc |= add_env(e, "REMOTE_ADDR", r->remote_addr ? r->remote_addr : "");
+  rc |= add_env(e, "REMOTE_HOST", r->remote_addr ? r->remote_addr : "");
+  snprintf(num, sizeof num, "%d", r->remote_port);
+  rc |= add_env(e, "REMOTE_PORT", num);
+  rc |= add_env(e, "AUTH_TYPE", "");
+  rc |= add_env(e, "REMOTE_USER", "");
+
+  /* X_FULL_URL: http://<host><path>[?query] */
+  {
+    ts_buf *a = &e->env_arena;
+    rc |= ts_buf_append(a, "X_FULL_URL", 11);
+    rc |= ts_buf_puts(a, "http://");
+    if (r->host.n) rc |= ts_buf_append(a, r->host.p, r->host.n);
+    else rc |= ts_buf_printf(a, "%s:%d", r->server_name ? r->server_name : "localhost", r->server_port);
+    rc |= ts_buf_append(a, r->path.p, r->path.n);
+    if (r->query.n) {
+      rc |= ts_buf_append(a, "?", 1);
+      rc |= ts_buf_append(a, r->query.p, r->query.n);
+    }
+    rc |= ts_buf_append(a, "", 1);
+    e->envc++;
+  }
+
+  /* HTTP_<NAME> per header; repeated headers joined (", ", or "; " for Cookie)
+   * in arrival order. Authorization and Connection stay out, as in WAGI. */
+  for (size_t i = 0; i < r->num_headers && !rc; i++) {
+    ts_str name = r->headers[i].name;
+    if (ts_str_ieq(name, "authorization") || ts_str_ieq(name, "connection") ||
+        ts_str_ieq(name, "proxy-authorization"))
+      continue;
+    int seen = 0;
+    for (size_t j = 0; j < i && !seen; j++)
+      if (r->headers[j].name.n == name.n && strncasecmp(r->headers[j].name.p, name.p, name.n) == 0)
+        seen = 1;
+    if (seen) continue;
+    ts_buf *a = &e->env_arena;
+    rc |= ts_buf_append(a, "HTTP_", 5);
+    for (size_t k = 0; k < name.n; k++) {
+      char c = name.p[k];
+      if (c >= 'a' && c <= 'z') c = (char)(c - 32);
+      else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) c = '_';
+      rc |= ts_buf_append(a, &c, 1);
+    }
+    rc |= ts_buf_append(a, "", 1);
+    int first = 1;
+    const char *sep = ts_str_ieq(name, "cookie") ? "; " : ", ";
+    for (size_t j = i; j < r->num_headers; j++) {
+      if (r->headers[j].name.n != name.n || strncasecmp(r->headers[j].name.p, name.p, name.n))
+        continue;
+      if (!first) rc |= ts_buf_puts(a, sep);
+      rc |= ts_buf_append(a, r->headers[j].value.p, r->headers[j].value.n);
+      first = 0;
+    }
+    rc |= ts_buf_append(a, "", 1);
+    e->envc++;
+  }
+
+  /* argv: the path, then each '&'-separated query item as sent. */
+  rc |= add_arg(e, r->path.p, r->path.n);
+  if (r->query.n) {
+    size_t s = 0;
+    for (size_t k = 0; k <= r->query.n; k++) {
+      if (k == r->query.n || r->query.p[k] == '&') {
+        rc |= add_arg(e, r->query.p + s, k - s);
+        s = k + 1;
+      }
+    }
+  }
+  if (rc) return -1;
+  return fixup(e);
+}
+
+void ts_wagi_env_free(ts_wagi_env *e) {
+  ts_buf_free(&e->env_arena);
+  ts_buf_free(&e->arg_arena);
+  free(e->names);
+  free(e->values);
+  free(e->argv);
+  memset(e, 0, sizeof *e);
+}
+
+const char *ts_wagi_getenv(const ts_wagi_env *e, const char *name) {
+  for (size_t i = 0; i < e->envc; i++)
+    if (strcmp(e->names[i], name) == 0) return e->values[i];
+  return NULL;
+}
+
+static inline int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap) {
+  size_t i = 0;
+  int have_status = 0, have_location = 0, have_ctype = 0;
+  memset(r, 0, sizeof *r);
+  r->headers = headers;
+  r->status = 200;
+  for (;;) {
+    if (i >= len) { /* output ended inside the head: no body */
+      r->body_off = len;
+      break;
+    }
+    size_t eol = i;
+    while (eol < len && out[eol] != '\n') eol++;
+    size_t next = eol < len ? eol + 1 : eol;
+    size_t end = eol;
+    if (end > i && out[end - 1] == '\r') end--;
+    if (end == i) { /* empty line: the body follows */
+      r->body_off = next;
+      break;
+    }
+    const char *line = out + i;
+    size_t n = end - i, k = 0;
+    while (k < n && is_tchar((unsigned char)line[k])) k++;
+    if (k == 0 || k == n || line[k] != ':') {
+      r->error = "malformed header line in guest output";
+      return -1;
+    }
+    ts_str name = {line, k};
+    ts_str value = ts_str_trim((ts_str){line + k + 1, n - k - 1});
+    for (size_t v = 0; v < value.n; v++) {
+      unsigned char c = (unsigned char)value.p[v];
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        r->error = "control character in guest header value";
+        return -1;
+      }
+    }
+    if (ts_str_ieq(name, "status")) {
+      if (value.n < 3 || value.p[0] < '2' || value.p[0] > '9' || /* no 1xx from a CGI */ value.p[1] < '0' ||
+          value.p[1] > '9' || value.p[2] < '0' || value.p[2] > '9' ||
+          (value.n > 3 && value.p[3] != ' ' && value.p[3] != '\t')) {
+        r->error = "invalid Status header in guest output";
+        return -1;
+      }
+      r->status = (value.p[0] - '0') * 100 + (value.p[1] - '0') * 10 + (value.p[2] - '0');
+      r->reason = value.n > 3 ? ts_str_trim((ts_str){value.p + 4, value.n - 4}) : (ts_str){0, 0};
+      have_status = 1;
+    } else if (ts_str_ieq(name, "content-length") || ts_str_ieq(name, "transfer-encoding") ||
+               ts_str_ieq(name, "connection") || ts_str_ieq(name, "keep-alive")) {
+      /* framing is ours */
+    } else {
+      if (ts_str_ieq(name, "location")) have_location = 1;
+      if (ts_str_ieq(name, "content-type")) have_ctype = 1;
+      if (r->num_headers >= cap) {
+        r->error = "too many headers in guest output";
+        return -1;
+      }
+      headers[r->num_headers].name = name;
+      headers[r->num_headers].value = value;
+      r->num_headers++;
+    }
+    i = next;
+  }
+  if (!have_status && !have_location && !have_ctype) {
+    r->error = "guest output has none of Content-Type, Location, Status";
+    return -1;
+  }
+  if (have_location && !have_status) r->status = 302;
+  return 0;
+}
