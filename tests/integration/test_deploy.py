@@ -114,18 +114,18 @@ def test_route_prefix(served, tmp_path):
 def test_bad_module_keeps_the_old_version_serving(served, tmp_path):
     good = wat_app(tmp_path / "steady.wat", "steady v1")
     assert deploy_json(good)[0].returncode == 0
-    # Valid wasm that imports a WASI function the box's Wasmtime does not have:
-    # local validation passes (module name is WASI), the box's server refuses it.
+    # A module with a shared memory (the threads proposal): a valid WASI command
+    # for local checks, but the box's engine runs without threads and refuses it.
     bad = tmp_path / "bad" / "steady.wat"
     bad.parent.mkdir()
     bad.write_text("""(module
-  (import "wasi_snapshot_preview1" "no_such_function" (func (param i32)))
-  (memory (export "memory") 1)
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1 1 shared)
   (func (export "_start")))
 """)
     proc = cli("tiramisu", "deploy", bad, "--host", "box")
     line = one_line_error(proc)
-    assert "no_such_function" in line and "keeps serving" in line
+    assert "threads must be enabled" in line and "keeps serving" in line
     assert get(url(served, "/steady/")) == (200, b"steady v1\n")
     listed = json.loads(cli("tiramisu", "apps", "--host", "box", "--json").stdout)
     (app,) = [a for a in listed["apps"] if a["name"] == "steady"]
