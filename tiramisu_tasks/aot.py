@@ -129,8 +129,10 @@ def settings_problem(settings, box_arch=None):
 
 # Cranelift ISA flag (Wasmtime 50) -> the /proc/cpuinfo flag that says the CPU has it.
 # Precompiled code records the flags it was compiled with and Wasmtime refuses
-# it on a CPU lacking any of them, so we compile for the *box's* CPU (or, when
-# its flags are unknown, for the architecture's baseline), never the local one.
+# it on a CPU lacking any of them, so the code may use only what the box's CPU
+# has (its flags unknown: the architecture's baseline, which loads anywhere).
+# The C API compiles by loading, which needs the local CPU to have them too:
+# hence box ∩ local.
 ISA_FLAGS = {
     "x86_64": {
         "has_sse3": "pni", "has_ssse3": "ssse3", "has_cmpxchg16b": "cx16", "has_sse41": "sse4_1",
@@ -144,10 +146,22 @@ ISA_FLAGS = {
 }
 
 
-def isa_flags_for(arch, cpu_flags):
-    """Cranelift ISA flags to enable for a CPU with these /proc/cpuinfo flags (pure, sorted)."""
-    have = set(cpu_flags or ())
+def isa_flags_for(arch, box_cpu_flags, local_cpu_flags):
+    """Cranelift ISA flags to enable: what both CPUs have, by their /proc/cpuinfo flags (pure, sorted)."""
+    have = set(box_cpu_flags or ()) & set(local_cpu_flags or ())
     return sorted(name for name, cpu in ISA_FLAGS.get(_arch(arch) or "", {}).items() if cpu in have)
+
+
+def local_cpu_flags(path="/proc/cpuinfo"):
+    """This machine's CPU flags (empty when unknown: then only the baseline is used)."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.split(":", 1)[0].strip() in ("flags", "Features"):
+                    return cpu_flags_of(line)
+    except OSError:
+        pass
+    return []
 
 
 def cpu_flags_of(cpuinfo_line):
@@ -283,6 +297,7 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
     """Precompile ``wasm_path`` for the box described by ``engine_settings``
     (the ``--engine-settings`` JSON text or dict) and ``cpu_flags`` (its
     /proc/cpuinfo flags; None = the architecture's baseline, loads on any CPU).
+    The code uses only CPU features both the box and this machine have.
 
     Returns the path of ``<out_dir or the artifact cache>/<sha256>.cwasm``.
     Raises AotUnavailable (with the same one-line reason as :func:`aot_plan`)
@@ -302,7 +317,7 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
         raise AotUnavailable(why)
     wasm_path = Path(wasm_path)
     sha = cache.sha256_file(wasm_path)
-    isa = isa_flags_for(getattr(target, "arch", target), cpu_flags)
+    isa = isa_flags_for(getattr(target, "arch", target), cpu_flags, local_cpu_flags())
     inputs = {"wasm_sha256": sha, "wasmtime": local_wasmtime_version(), "isa_flags": isa,
               "settings": {k: v for k, v in engine_settings.items() if k != "cache_dir"}}
 
