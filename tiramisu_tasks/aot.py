@@ -25,7 +25,9 @@ after a successful check the file is renamed into the cache dir *before* the
 import json
 import platform
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .errors import TiramisuError
 from .remote import join
@@ -334,3 +336,37 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
     shutil.copyfile(produced, tmp)
     tmp.replace(out)
     return out
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """What ``deploy --aot`` ships next to a release, or why nothing."""
+
+    ok: bool
+    reason: str                   # one line, for rep.note either way
+    local: Optional[Path] = None  # the .cwasm to upload
+    remote: Optional[str] = None  # where: <the server's cache dir>/<sha256>.cwasm
+
+
+def prepare_shipment(facts_text, target, wasm_path, sha256, fallback_cache_dir=None, cache_root=None):
+    """Everything ``deploy --aot`` does locally, from the output of
+    :func:`box_facts_command`: plan, precompile, and where the file goes.
+
+    Never raises AotUnavailable: a refusal is a ``Shipment(ok=False, reason)``
+    and deploy goes on without AOT (the box compiles, as without --aot).
+    """
+    try:
+        settings, cpu_flags = parse_box_facts(facts_text)
+        ok, why = aot_plan(target, platform.machine(), settings, local_system=platform.system(),
+                           local_wasmtime=local_wasmtime_version(), engine_settings=settings)
+        if not ok:
+            return Shipment(False, why)
+        cache_dir = settings.get("cache_dir") or fallback_cache_dir
+        if not cache_dir:
+            return Shipment(False, f"the box's server has no compiled-module cache dir; {FALLBACK}")
+        local = precompile(wasm_path, target, settings, cpu_flags=cpu_flags, cache_root=cache_root)
+    except AotUnavailable as exc:
+        return Shipment(False, exc.message if FALLBACK in exc.message else f"{exc.message}; {FALLBACK}")
+    isa = isa_flags_for(getattr(target, "arch", target), cpu_flags, local_cpu_flags())
+    cpu = f"{len(isa)} CPU features shared with the box" if isa else "baseline CPU features"
+    return Shipment(True, f"{why} ({cpu})", local, remote_precompiled_path(cache_dir, sha256))

@@ -5,7 +5,9 @@ a zig-built libc guest, and every verdict is Wasmtime's own on deserialize.
 """
 
 import json
+import os
 import platform
+import shutil
 import subprocess
 
 import pytest
@@ -161,3 +163,41 @@ def test_precompile_refuses_other_arch(server_build, wasm_guests, tmp_path):
     odd["config"]["consume_fuel"] = True
     with pytest.raises(aot.AotUnavailable):
         aot.precompile(wasm_guests["hello"], platform.machine(), odd, out_dir=tmp_path)
+
+
+def test_deploy_shape_end_to_end(run_server, server_build, wasm_guests, tmp_path):
+    """What deploy --aot does, with the real binary as "the box": facts over sh,
+    prepare_shipment, the batch check on staged files, the renames in batch
+    order, then the .wasm switch."""
+    env = tmp_path / "env"
+    for d in ("conf", "wasm_modules", "cache", "logs", "run", "releases"):
+        (env / d).mkdir(parents=True)
+    conf = env / "conf" / "server.conf"
+    conf.write_text("workers = 2\nmemory-mb = 128\n")
+    binary = str(server_build / "bin" / "custom_server")
+    facts = subprocess.run(["sh", "-c", aot.box_facts_command(binary, str(conf))], capture_output=True, text=True,
+                           check=True).stdout
+    wasm = wasm_guests["hello"]
+    sha = sha256_bytes(wasm.read_bytes())
+    other = "aarch64" if platform.machine() == "x86_64" else "x86_64"
+    refused = aot.prepare_shipment(facts, other, wasm, sha)
+    assert not refused.ok and refused.local is None and f"cannot compile for {other}" in refused.reason
+
+    shipment = aot.prepare_shipment(facts, platform.machine(), wasm, sha, cache_root=tmp_path / "ac")
+    assert shipment.ok, shipment.reason
+    assert shipment.remote == str(env / "cache" / f"{sha}.cwasm")
+    # the batch: $T/0 = release .wasm, $T/1 = .cwasm; check, then mv in order
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    shutil.copyfile(wasm, stage / "0")
+    shutil.copyfile(shipment.local, stage / "1")
+    check = subprocess.run(["sh", "-c", f"T={stage}; {aot.check_command(binary, str(conf))}"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout == f"ok {sha} precompiled\n", check
+    os.replace(stage / "0", env / "releases" / "hello.wasm")
+    os.replace(stage / "1", shipment.remote)
+
+    srv = run_server(env / "wasm_modules", cache=env / "cache", workers=2, memory_mb=128)
+    install_module(srv.modules, "hello", (env / "releases" / "hello.wasm").read_bytes())
+    assert srv.wait_app("hello", sha)["code"] == "precompiled"
+    assert srv.get("/hello")[2] == b"hello from C\n"
