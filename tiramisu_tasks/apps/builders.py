@@ -245,8 +245,6 @@ class RustToolchain:
 
 def rustc_candidates():
     """rustc binaries to consider, in order: $RUSTC, PATH's, Debian's /usr/bin/rustc."""
-    import os
-
     seen, out = set(), []
     for cand in (os.environ.get("RUSTC"), which("rustc"), "/usr/bin/rustc"):
         if cand and cand not in seen and Path(cand).exists():
@@ -529,7 +527,7 @@ class AscBuilder(Builder):
         def install(tmp):
             progress(f"installing AssemblyScript {ASSEMBLYSCRIPT_VERSION} from npm (once)")
             run(Step(npm_install_argv(which("npm"), tmp, self.packages()), tmp,
-                     label="npm install (AssemblyScript)"))
+                     label=f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}", what="install"))
 
         base = Path(cache_root) if cache_root else None
         from ..paths import cache_dir
