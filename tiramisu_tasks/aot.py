@@ -182,7 +182,8 @@ def parse_box_facts(text):
     """(engine settings dict, cpu flags list) from :func:`box_facts_command` output (pure)."""
     lines = [ln for ln in str(text).splitlines() if ln.strip()]
     if not lines:
-        raise AotUnavailable("the box's server printed no engine settings (older than --aot support? run setup to update it)")
+        raise AotUnavailable("the box's server printed no engine settings "
+                             "(older than --aot support? run setup to update it)")
     settings = parse_engine_settings(lines[0])
     return settings, cpu_flags_of(lines[1] if len(lines) > 1 else "")
 
