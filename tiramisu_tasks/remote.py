@@ -91,6 +91,10 @@ def run(conn, command, warn=False, timeout=None):
                 err.append(chan.recv_stderr(65536))
             if chan.exit_status_ready() and chan.eof_received:
                 break
+            if chan.eof_received:
+                # stdout is closed: the channel stays "readable" from now on,
+                # so block on the exit status instead of spinning in select.
+                chan.status_event.wait(wait or 0.01)
             if deadline is not None and time.monotonic() >= deadline:
                 result = Result(stdout=b"".join(out).decode(errors="replace"), command=command, exited=-1)
                 raise CommandTimedOut(result, timeout=timeout)

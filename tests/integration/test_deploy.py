@@ -217,3 +217,19 @@ def test_example_answers_through_the_server(served, example):
         for p in check_response(case.expect, Response(status, headers, body)):
             problems.append(f"{case.name}: {p}")
     assert not problems, problems
+
+
+def test_aot_ships_a_precompiled_module_or_says_why(served, tmp_path):
+    import platform
+
+    app = wat_app(tmp_path / "ahead.wat", "compiled ahead")
+    proc = cli("tiramisu", "deploy", app, "--host", "box", "--aot", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert get(url(served, "/ahead/"))[1] == b"compiled ahead\n"
+    if served.arch == platform.machine():
+        assert "precompiling locally" in proc.stderr
+        assert summary["code"] in ("precompiled", "cache")  # the box did not compile it
+    else:
+        assert f"cannot compile for {served.arch}" in proc.stderr
+        assert summary["code"] in ("compiled", "cache")
