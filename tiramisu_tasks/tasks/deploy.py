@@ -1,6 +1,5 @@
 """deploy, apps, rollback, remove, logs: everyday work on a set-up box."""
 
-import posixpath
 import time
 
 from invoke import Exit
@@ -12,9 +11,10 @@ from ..errors import RemoteError, UsageError
 from ..hostrun import run_on_hosts
 from ..remote import join, q, run
 from ..sshhttp import request
-from ..taskkit import emit_json, note, table, task
+from ..taskkit import note, table, task
 from ..transfer import Upload, upload_batch
-from .lifecycle import HOST_HELP, _emit
+from ..hostrun import emit_results as _emit
+from .lifecycle import HOST_HELP
 
 
 def _wait_timeout(box):
