@@ -416,11 +416,10 @@ def cross_pcre_makefile(text, triple):
     nginx runs pcre2's configure without --host, which would build and run
     test programs for the local machine; with --host it cross-compiles.
     """
-    pattern = re.compile(r"(\./configure --disable-shared)(?![^\n]*--host=)")
-    new, count = pattern.subn(rf"\1 --host={triple}", text)
-    if count == 0:
+    if "./configure --disable-shared" not in text:
         raise BuildError("nginx objs/Makefile: no pcre2 configure line to cross-compile")
-    return new
+    pattern = re.compile(r"(\./configure --disable-shared)(?![^\n]*--host=)")
+    return pattern.sub(rf"\1 --host={triple}", text)
 
 
 def source_inputs(target, parts, zig_version):
