@@ -130,24 +130,37 @@ def _v(text):
 
 # ----------------------------------------------------------------- musl ---
 
-def test_musl_server_runs_with_debians_musl_loader(shared_cache, modules_dir, tmp_path):
-    loader = Path("/lib/ld-musl-x86_64.so.1")
-    if not loader.exists():
-        pytest.fail("Debian's musl loader is missing: apt-get install musl")
-    if ngx.local_arch() != "x86_64":
-        pytest.skip("the native musl run needs an x86_64 machine")
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_musl_server_runs_with_debians_musl_loader(arch, request, shared_cache, modules_dir, tmp_path):
+    """The musl build, started through Debian's own musl loader (run as a program).
+
+    x86_64: the musl package installed here; aarch64: Debian's musl:arm64
+    under qemu. libgcc_s.so.1 (needed by the musllinux Wasmtime library) is
+    our libunwind build, see tiramisu_tasks/artifacts/unwind.py.
+    """
     from tiramisu_tasks.artifacts.unwind import musl_libgcc_s
 
-    target = parse_target_name("x86_64-linux-musl")
+    if arch == "x86_64":
+        if ngx.local_arch() != "x86_64":
+            pytest.skip("the native musl run needs an x86_64 machine")
+        loader = Path("/lib/ld-musl-x86_64.so.1")
+        if not loader.exists():
+            pytest.fail("Debian's musl loader is missing: apt-get install musl")
+        prefix = [str(loader)]
+    else:
+        loader = request.getfixturevalue("arm64_musl_loader")
+        qemu = request.getfixturevalue("qemu_aarch64")[0]
+        prefix = [qemu, str(loader)]
+    target = parse_target_name(f"{arch}-linux-musl")
     result = build_server(target, get_toolchain("zig"), out_dir=tmp_path / "out")
     info = elf.read_elf(result["binary"])
-    assert info.interpreter == str(loader)
+    assert info.machine == arch
+    assert info.interpreter == f"/lib/ld-musl-{arch}.so.1"
     assert elf.glibc_floor([info]) is None
     unwind = musl_libgcc_s(target)
-    # Run through the loader explicitly: it is Debian's, not a copy shipped by us.
     env = {"LD_LIBRARY_PATH": str(unwind.file("lib"))}
-    with running_server([str(loader)], result["binary"], modules_dir, tmp_path, env=env) as port:
-        assert_wagi_answer(port, via=" (musl)")
+    with running_server(prefix, result["binary"], modules_dir, tmp_path, env=env) as port:
+        assert_wagi_answer(port, via=f" ({arch} musl)")
 
 
 # ---------------------------------------------------------------- nginx ---

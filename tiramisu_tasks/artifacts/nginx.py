@@ -51,7 +51,7 @@ DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRRORS = ("http://deb.debian.org/debian", "http://deb.debian.org/debian-security")
 
 # Bump when the build recipe changes in a way the option list does not show.
-SOURCE_RECIPE = 1
+SOURCE_RECIPE = 2
 
 # Every runtime path relative to the prefix given with -p, so the same binary
 # works from any directory on the box (nginx creates only the last component
@@ -453,6 +453,9 @@ def _source_part(name, tarball, debian_package, upstream, root, progress):
     return desc, lambda dest: unpack_debian_source(entry, dest)
 
 
+_SIBLING = {"source": "nginx", "pcre2": "pcre2", "zlib": "zlib"}
+
+
 def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress=note, jobs=None):
     """The cached static nginx built from source for target's arch.
 
@@ -476,8 +479,13 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
     def build(out):
         with tempfile.TemporaryDirectory(prefix="tiramisu-nginx-build-") as tmp:
             tmp = Path(tmp)
-            src = {name: unpack(tmp) for name, unpack in unpackers.items()}
-            nginx_dir = src["source"]
+            # Siblings with fixed names, referred to by relative paths: the
+            # configure line nginx embeds (nginx -V) then names no temp
+            # directory, so a rebuild gives the same bytes, and "../zig-cc"
+            # works from nginx/, pcre2/ and zlib/ alike.
+            for name, unpack in unpackers.items():
+                os.rename(unpack(tmp), tmp / _SIBLING[name])
+            nginx_dir = tmp / "nginx"
             if not (nginx_dir / "configure").is_file() or not (nginx_dir / "src/core/nginx.h").is_file():
                 raise BuildError(f"{parts['source']}: not an nginx source tree (no configure, src/core/nginx.h)")
             wrapper = tmp / "zig-cc"
@@ -487,8 +495,8 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
             host_env = {"TIRAMISU_ZIG_TARGET": f"{host}-linux-musl"}
             progress(f"nginx: configure ({'cross ' if host != target.arch else ''}"
                      f"{target.arch}-linux-musl, static; about a minute)")
-            _run(configure_argv(wrapper, target.arch, host, src["pcre2"], src["zlib"]),
-                 cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
+            configure = configure_argv("../zig-cc", target.arch, host, "../pcre2", "../zlib")
+            _run(configure, cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
             makefile = nginx_dir / "objs" / "Makefile"
             if host != target.arch:
                 makefile.write_text(cross_pcre_makefile(makefile.read_text(), f"{target.arch}-linux-musl"))
@@ -503,8 +511,7 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
                 raise BuildError(f"nginx build is not static (interpreter {info.interpreter})")
             _copy_executable(built, out / "bin" / "nginx")
             (out / "build.log").write_text("\n".join(log))
-            _write_provenance(out, {"sources": parts, "zig": zig, "host": host,
-                                    "configure": configure_argv("zig-cc", target.arch, host, "PCRE2", "ZLIB")})
+            _write_provenance(out, {"sources": parts, "zig": zig, "host": host, "configure": configure})
 
     return cache.get_or_build(KIND, inputs, build, root=root)
 

@@ -167,7 +167,7 @@ class DockerToolchain(Toolchain):
     # ----------------------------------------------------------- image ---
 
     def ensure_image(self, progress=None):
-        """Build the image unless present; return its id."""
+        """Build the image unless present; return its id (progress: stderr by default)."""
         if self._image_id:
             return self._image_id
         client = self.client()
@@ -178,8 +178,8 @@ class DockerToolchain(Toolchain):
         return self._image_id
 
     def _build_image(self, client, tag, progress):
-        if progress:
-            progress(f"docker: building toolchain image {tag} from {self.base_image}")
+        (progress or _note)(f"docker: building toolchain image {tag} from {self.base_image} "
+                            f"(apt inside, a minute or more)")
         context = _context_tar(DOCKERFILE.read_bytes())
         log = []
         try:
@@ -228,6 +228,12 @@ class DockerToolchain(Toolchain):
             raise BuildError(f"docker: build command failed (exit {status}): "
                              f"{' '.join(str(a) for a in argv[:3])} ...\n{tail}")
         return output
+
+
+def _note(text):
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def _image_exists(client, ref):
