@@ -58,6 +58,7 @@ def test_list_shows_every_entry(populated):
     assert data["cache"] == str(populated)
     assert sorted(e["kind"] for e in data["entries"]) == ["nginx", "nginx", "server"]
     assert {e["size"] for e in data["entries"] if e["kind"] == "nginx"} == {2048, 1}
+    assert {"target": "aarch64-linux-gnu", "toolchain": {"toolchain": "zig"}} in [e["inputs"] for e in data["entries"]]
     table = tiramisu(populated, "artifacts.list").stdout
     assert "provider=wheel arch=aarch64" in table and "(3 entries" in table
     only = json.loads(tiramisu(populated, "artifacts.list", "--kind", "server", "--json").stdout)

@@ -246,3 +246,16 @@ def test_nginx_build_with_missing_tarball_is_a_usage_error(fresh_cache, tmp_path
     proc = tiramisu("nginx.build", "--arch", "aarch64", "--source", str(tmp_path / "nope.tar.gz"), check=False)
     assert proc.returncode == 2
     assert "nope.tar.gz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_real_nginx_tarball_unpacks_to_a_source_tree(shared_cache, tmp_path):
+    """The --source path: Debian's upstream tarball, unpacked by our safe extractor."""
+    import shutil
+
+    if shutil.which("apt-get") is None:
+        pytest.skip("needs apt-get to fetch Debian's nginx source package")
+    entry = ngx.debian_source("nginx", versions.NGINX_SOURCE_VERSION)
+    tarball = sorted(entry.path.glob("nginx_*.orig.tar.gz"))[0]
+    tree = ngx.unpack_tarball(tarball, tmp_path)
+    assert (tree / "configure").is_file()
+    assert f'NGINX_VERSION      "{versions.NGINX_SOURCE_VERSION}"' in (tree / "src/core/nginx.h").read_text()
