@@ -1,20 +1,41 @@
-"""The one task namespace behind ``inv``, ``fab`` and ``tiramisu``."""
+"""The one task namespace behind ``inv``, ``fab`` and ``tiramisu``.
+
+One line per task module below, so branches touching different modules merge
+cleanly.
+"""
 
 from invoke import Collection
 
 from .config import DEFAULTS
+from .tasks import demo
+from .tasks import deploy
 from .tasks import host
+from .tasks import lifecycle
+from .tasks import sandbox
 from .tasks import server
 from .tasks import nginx as nginx_tasks
 from .tasks import toolchain as toolchain_tasks
 from .tasks import artifacts as artifacts_tasks
+from .tasks import apps_build
 
 ns = Collection()
+ns.add_task(demo.demo)
+ns.add_task(lifecycle.setup)
+ns.add_task(lifecycle.teardown)
+ns.add_task(deploy.deploy)
+ns.add_task(deploy.apps)
+ns.add_task(deploy.rollback)
+ns.add_task(deploy.remove)
+ns.add_task(deploy.logs)
 ns.add_collection(host.ns)
+ns.add_collection(lifecycle.webserv)
+ns.add_collection(sandbox.ns)
 ns.add_collection(server.ns)
 ns.add_collection(nginx_tasks.ns)
 ns.add_collection(toolchain_tasks.ns)
 ns.add_collection(artifacts_tasks.ns)
+ns.add_task(apps_build.build)
+ns.add_task(apps_build.build_languages)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).

@@ -15,9 +15,9 @@ import sys
 import fabric
 import invoke
 import paramiko
-from invoke.exceptions import UnexpectedExit, Failure, ThreadException
+from invoke.exceptions import UnexpectedExit
 
-from .errors import TiramisuError, ConnectError
+from .errors import TiramisuError
 
 
 def describe_exception(exc, host=None):
@@ -38,14 +38,20 @@ def describe_exception(exc, host=None):
             f"remove the old key from the known_hosts file and run host.check --accept-new",
             255,
         )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return f"{where}authentication failed: {exc}", 255
+    if isinstance(exc, BrokenPipeError):
+        return "output closed (broken pipe)", 141
+    if isinstance(exc, paramiko.AuthenticationException) or "No authentication methods" in str(exc):
+        hint = ""
+        if "No authentication methods" in str(exc):
+            hint = " (no usable key: give one with host.add --key PATH, ~/.ssh/config or ssh-agent)"
+        return f"{where}authentication failed: {exc}{hint}", 255
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return f"{where}cannot connect: {exc.strerror or exc}", 255
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return f"{where}connection timed out", 255
     if isinstance(exc, socket.gaierror):
-        return f"{where}cannot resolve host name: {exc.strerror or exc}", 255
+        return (f"{where}cannot resolve host name ({exc.strerror or exc}); not an inventory "
+                f"name either (see host.list)", 255)
     if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, OSError)) and not isinstance(
         exc, FileNotFoundError
     ):

@@ -1,10 +1,15 @@
 """host.*: the inventory (add, list, show, remove) and the probe (check)."""
 
-from invoke import Collection
+import time
+
+from invoke import Collection, Exit
 
 from .. import inventory as invmod
 from ..config import HOST_SETTINGS
-from ..errors import InventoryError, UsageError
+from ..config import setting
+from ..errors import InventoryError, UsageError, UnsupportedTarget
+from ..hostrun import run_on_hosts
+from ..probe import probe, unsupported_message
 from ..taskkit import task, out, emit_json, table
 
 
@@ -58,9 +63,7 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
         path = inv.path
     out(f"added {name} ({hostname}) to {path}")
     if accept_new or check:
-        from .probe_tasks import run_check
-
-        run_check(c, name, json=False, refresh=True, accept_new=accept_new)
+        _check(c, name, json=False, refresh=True, accept_new=accept_new)
 
 
 @task(help={"json": "print JSON instead of a table"})
@@ -109,5 +112,101 @@ def remove(c, name):
     out(f"removed {name}")
 
 
-ns = Collection("host", add, show, remove)
+def _check(c, name, json, refresh, accept_new):
+    def one(conn, spec, rep):
+        env_dir = setting(c, "env_dir", host=spec.entry)
+        http_port = setting(c, "http_port", host=spec.entry)
+        server_port = setting(c, "server_port", host=spec.entry)
+        if refresh and spec.entry is not None:
+            _store_facts(spec.name, None)
+        report = probe(conn, env_dir, http_port, server_port)
+        report["host"] = spec.name
+        report["address"] = f"{conn.user}@{conn.host}:{conn.port}"
+        if spec.entry is not None:
+            _store_facts(spec.name, report)
+        if not json:
+            rep.out(format_report(report))
+        return report
+
+    results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=json)
+    if json:
+        reports = [r.value if r.ok else {"host": r.name, "error": r.error} for r in results]
+        emit_json(reports[0] if len(reports) == 1 else reports)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise Exit(f"tiramisu: {len(failed)} of {len(results)} hosts failed", code=1)
+    unsupported = [r.value for r in results if r.ok and not r.value["supported"]]
+    if unsupported:
+        raise UnsupportedTarget(
+            "; ".join(f"{rep['host']}: {unsupported_message(rep)}" for rep in unsupported)
+        )
+    return results
+
+
+def _store_facts(name, report):
+    with invmod.locked_inventory() as inv:
+        entry = inv.get(name)
+        if entry is None:
+            return
+        if report is None:
+            entry.facts = {}
+            return
+        entry.facts = {k: report[k] for k in FACT_KEYS if report.get(k) is not None}
+        entry.facts["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported")
+
+
+def format_report(r):
+    """The human view of a probe report (pure)."""
+    lines = [f"{'host':9} {r['host']} ({r['address']})"]
+    arch = r["arch"] or "?"
+    if r["supported"]:
+        lines.append(f"{'arch':9} {arch} (uname -m: {r['machine']}), target {r['target']}")
+    else:
+        lines.append(f"{'arch':9} {arch} (uname -m: {r['machine']}): UNSUPPORTED - {r['reason']}")
+    lines.append(f"{'os':9} {r['os']}")
+    lines.append(f"{'kernel':9} {r['kernel']}")
+    lines.append(f"{'libc':9} {r['libc']} {r['libc_version'] or ''}".rstrip())
+    disk = f"{r['disk_free_mb']} MB free" if r["disk_free_mb"] is not None else "unknown"
+    lines.append(f"{'disk':9} {disk} at {r['disk_path']}")
+    ports = ", ".join(f"{label} {p['port']} {p['state']}" for label, p in r["ports"].items())
+    lines.append(f"{'ports':9} {ports}")
+    if r["installed"]:
+        inst = f"installed in {r['env_dir']}"
+        ver = r.get("version") or {}
+        if ver.get("tiramisu"):
+            inst += f" (tiramisu {ver['tiramisu']})"
+    elif r["env_exists"]:
+        inst = f"{r['env_dir']} exists but holds no complete install"
+    else:
+        inst = f"not installed ({r['env_dir']})"
+    lines.append(f"{'tiramisu':9} {inst}")
+    svc = []
+    for name, s in r["services"].items():
+        svc.append(f"{name} {s['state']}" + (f" (pid {s['pid']})" if s["pid"] else ""))
+    lines.append(f"{'services':9} {', '.join(svc)}")
+    return "\n".join(lines)
+
+
+@task(
+    help={
+        "name": "inventory name, group, ssh_config alias or user@host:port (comma list ok)",
+        "json": "print the report as JSON",
+        "refresh": "drop the cached facts first (a failed probe then leaves none behind)",
+        "accept_new": "trust and record the host key if it was never seen",
+    },
+    positional=["name"],
+)
+def check(c, name, json=False, refresh=False, accept_new=False):
+    """Probe a box over SSH: architecture, OS, libc, disk, ports, what Tiramisu runs there.
+
+    NAME is required (Invoke has no optional positionals); under fab use
+    ``fab -H box host.check box``.
+    """
+    _check(c, name, json=json, refresh=refresh, accept_new=accept_new)
+
+
+ns = Collection("host", add, show, remove, check)
 ns.add_task(list_, name="list")

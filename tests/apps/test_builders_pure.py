@@ -1,0 +1,184 @@
+"""Pure parts of building: argv tables, version rules, names, builder choice."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tiramisu_tasks.apps import build as buildmod
+from tiramisu_tasks.apps import builders as B
+from tiramisu_tasks.apps.detect import Detection
+from tiramisu_tasks.apps.toolrun import Step, first_error_line, merged_env
+from tiramisu_tasks.errors import ToolMissing, UsageError
+
+ARGV_CASES = [
+    ("clang c", B.clang_argv("clang", ["/s/a.c"], "/o.wasm", "/s"),
+     ["clang", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug", "-I", "/s", "-o", "/o.wasm", "/s/a.c"]),
+    ("clang c++", B.clang_argv("clang++", ["/s/a.cpp"], "/o.wasm", "/s", cpp=True),
+     ["clang++", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug", "-fno-exceptions", "-I", "/s",
+      "-o", "/o.wasm", "/s/a.cpp"]),
+    ("zig cc", B.zig_cc_argv(["py", "-m", "ziglang"], ["/s/a.c", "/s/b.c"], "/o.wasm", "/s"),
+     ["py", "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", "-Wl,--strip-debug", "-I", "/s",
+      "-o", "/o.wasm", "/s/a.c", "/s/b.c"]),
+    ("emcc", B.emcc_argv("emcc", ["/s/a.c"], "/o.wasm", "/s"),
+     ["emcc", "-O2", "-sSTANDALONE_WASM", "-I", "/s", "-o", "/o.wasm", "/s/a.c"]),
+    ("zig build-exe", B.zig_exe_argv(["zig"], "/s/main.zig", "/o.wasm", "/c"),
+     ["zig", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "--cache-dir", "/c",
+      "-femit-bin=/o.wasm", "/s/main.zig"]),
+    ("zig build", B.zig_build_argv(["zig"], "/s/zig-out", "/c"),
+     ["zig", "build", "-Dtarget=wasm32-wasi", "-Doptimize=ReleaseSmall", "--prefix", "/s/zig-out",
+      "--cache-dir", "/c"]),
+    ("cargo", B.cargo_argv("/usr/bin/cargo", "wasm32-wasi"),
+     ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-wasi",
+      "--message-format=json-render-diagnostics"]),
+    ("rustc single file", B.rustc_argv("rustc", "/s/main.rs", "/o.wasm", "wasm32-wasip1"),
+     ["rustc", "--target", "wasm32-wasip1", "--edition", "2021", "-C", "opt-level=s",
+      "-C", "strip=debuginfo", "-o", "/o.wasm", "/s/main.rs"]),
+    ("tinygo", B.tinygo_argv("tinygo", "wasip1", "/o.wasm", "."),
+     ["tinygo", "build", "-target=wasip1", "-opt=z", "-no-debug", "-o", "/o.wasm", "."]),
+    ("go", B.go_argv("go", "/o.wasm", "."), ["go", "build", "-trimpath", "-o", "/o.wasm", "."]),
+    ("asc", B.asc_argv("node", "/t", "/s/assembly/index.ts", "/o.wasm", "/s"),
+     ["node", "/t/node_modules/assemblyscript/bin/asc.js", "/s/assembly/index.ts", "--config",
+      "../t/node_modules/@assemblyscript/wasi-shim/asconfig.json", "--optimize", "--outFile", "/o.wasm"]),
+    ("npm install", B.npm_install_argv("npm", "/t", {"b": "2", "a": "1"}),
+     ["npm", "install", "--prefix", "/t", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
+      "--ignore-scripts", "--loglevel=error", "a@1", "b@2"]),
+]
+
+
+@pytest.mark.parametrize("got,want", [c[1:] for c in ARGV_CASES], ids=[c[0] for c in ARGV_CASES])
+def test_argv(got, want):
+    assert [str(a) for a in got] == want
+
+
+def test_cargo_env_pins_rustc_and_strips_debuginfo():
+    env = B.cargo_env("/usr/bin/rustc", "/tmp/t")
+    assert env["RUSTC"] == "/usr/bin/rustc" and env["CARGO_TARGET_DIR"] == "/tmp/t"
+    assert env["RUSTC_WRAPPER"] is None and env["CARGO_PROFILE_RELEASE_STRIP"] == "debuginfo"
+    assert B.GO_ENV == {"GOOS": "wasip1", "GOARCH": "wasm", "CGO_ENABLED": "0"}
+
+
+@pytest.mark.parametrize("installed,want", [
+    (("wasm32-wasip1", "wasm32-wasi"), "wasm32-wasip1"),
+    (("wasm32-wasi",), "wasm32-wasi"),
+    ((), None),
+], ids=["both", "old-only", "none"])
+def test_pick_rust_target(installed, want):
+    assert B.pick_rust_target(installed) == want
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("go1.19.8", False), ("go1.20", False), ("go1.21.0", True), ("go1.22.3", True),
+    ("devel go1.23-abc", True), ("", False), ("garbage", False),
+], ids=lambda v: str(v))
+def test_go_supports_wasip1(text, ok):
+    assert B.go_supports_wasip1(text) is ok
+
+
+@pytest.mark.parametrize("text,target", [
+    ("tinygo version 0.31.2 linux/amd64 (using go version go1.22.1)", "wasip1"),
+    ("tinygo version 0.30.0 linux/amd64", "wasip1"),
+    ("tinygo version 0.28.1 linux/amd64", "wasi"),
+], ids=["0.31", "0.30", "0.28"])
+def test_tinygo_target(text, target):
+    assert B.tinygo_target(text) == target
+
+
+def test_installed_wasi_targets_reads_the_sysroot(tmp_path):
+    lib = tmp_path / "lib" / "rustlib" / "wasm32-wasi" / "lib"
+    lib.mkdir(parents=True)
+    assert B.installed_wasi_targets(tmp_path) == ()  # a dir without std is not a target
+    (lib / "libstd-1234.rlib").write_bytes(b"")
+    assert B.installed_wasi_targets(tmp_path) == ("wasm32-wasi",)
+
+
+def test_cargo_wasm_outputs():
+    msgs = "\n".join([
+        json.dumps({"reason": "compiler-artifact", "executable": None}),
+        "not json",
+        json.dumps({"reason": "compiler-artifact", "executable": "/t/wasm32-wasi/release/app.wasm"}),
+        json.dumps({"reason": "build-finished", "success": True}),
+    ])
+    assert B.cargo_wasm_outputs(msgs) == ["/t/wasm32-wasi/release/app.wasm"]
+
+
+@pytest.mark.parametrize("output,line", [
+    ("a.c:1:1: warning: x\na.c:2:5: error: expected ';'\nmore", "a.c:2:5: error: expected ';'"),
+    ("\x1b[31mERROR\x1b[0m AS111: nope\n", "ERROR AS111: nope"),
+    ("something odd\nlast words\n", "last words"),
+    ("", "no output"),
+], ids=["clang", "asc-ansi", "no-error-word", "empty"])
+def test_first_error_line(output, line):
+    assert first_error_line(output) == line
+
+
+def test_step_display_and_env():
+    step = Step(["cargo", "build", "a b"], env={"RUSTC": "/usr/bin/rustc", "X": None})
+    assert step.display() == "RUSTC=/usr/bin/rustc cargo build 'a b'"
+    env = merged_env(step.env, base={"X": "1", "PATH": "/bin"})
+    assert env == {"PATH": "/bin", "RUSTC": "/usr/bin/rustc"}
+
+
+@pytest.mark.parametrize("raw,name", [
+    ("hello-c", "hello-c"), ("Hello World", "hello-world"), ("__init__", "init"),
+    ("my_app.v2", "my_app-v2"), ("ÄÖÜ", ""), ("x" * 80, "x" * 63), ("--a--", "a"),
+], ids=lambda v: str(v)[:12])
+def test_sanitize_name(raw, name):
+    assert buildmod.sanitize_name(raw) == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", "A", "a b", "a/b", "x" * 64], ids=lambda v: repr(v)[:10])
+def test_check_name_rejects(name):
+    with pytest.raises(UsageError, match="is not valid"):
+        buildmod.check_name(name)
+
+
+def test_default_name_and_source_files():
+    det = Detection("c", Path("/src/My Project"), None, False)
+    assert buildmod.default_name(det) == "my-project"
+    single = Detection("c", Path("/src"), "api.c", True)
+    assert buildmod.default_name(single) == "api"
+    listing = ["api.c", "api.h", "other.c", "sub/x.h", "README.md"]
+    assert buildmod.source_files(single, listing) == ["api.c", "api.h"]
+    assert buildmod.source_files(det, listing) == sorted(listing)
+    with pytest.raises(UsageError, match="give one with --name"):
+        buildmod.default_name(Detection("c", Path("/src"), "___.c", True))
+
+
+class FakeBuilder(B.Builder):
+    def __init__(self, toolchain, problem):
+        self.language, self.toolchain, self._problem = "go", toolchain, problem
+
+    def problem(self):
+        return self._problem
+
+    def identity(self):
+        return self.toolchain
+
+
+def test_choose_builder_takes_the_first_working_one(monkeypatch):
+    fakes = [FakeBuilder("tinygo", "tinygo: not installed"), FakeBuilder("go", None)]
+    monkeypatch.setattr(B, "builders_for", lambda lang: fakes)
+    assert buildmod.choose_builder("go").toolchain == "go"
+    assert buildmod.choose_builder("go", "go").toolchain == "go"
+    with pytest.raises(UsageError, match="--toolchain zig: not a toolchain for go"):
+        buildmod.choose_builder("go", "zig")
+
+
+def test_missing_toolchains_give_one_line_naming_what_to_install(monkeypatch):
+    fakes = [FakeBuilder("tinygo", "tinygo: not installed (see tinygo.org)"),
+             FakeBuilder("go", "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)")]
+    monkeypatch.setattr(B, "builders_for", lambda lang: fakes)
+    with pytest.raises(ToolMissing) as err:
+        buildmod.choose_builder("go")
+    assert err.value.message == ("Go: no working toolchain here: tinygo: not installed (see tinygo.org); "
+                                 "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)")
+    assert err.value.code == 4
+
+
+def test_cache_inputs_cover_every_input():
+    det = Detection("rust", Path("/x"), None, False)
+    inputs = buildmod.cache_inputs(det, FakeBuilder("cargo", None), "rustc 1.63.0 wasm32-wasi", "abc")
+    assert inputs == {"recipe": buildmod.RECIPE_VERSION, "language": "rust", "toolchain": "cargo",
+                      "identity": "rustc 1.63.0 wasm32-wasi", "source": "abc", "entry": None,
+                      "single_file": False}

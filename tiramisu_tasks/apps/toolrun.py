@@ -1,0 +1,120 @@
+"""Running build tools: the only place in apps/ that starts compilers.
+
+A :class:`Step` is data (argv, cwd, environment changes); :func:`run_step`
+executes it and turns every failure into a :class:`BuildFailed` whose message is
+one line (the first error the tool printed) and whose ``log`` keeps the whole
+output for the task to show.
+"""
+
+import fcntl
+import os
+import re
+import shlex
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..errors import BuildError, ToolMissing
+
+DEFAULT_TIMEOUT = 1800  # a cold cargo build with dependencies on 2 cores
+
+
+class BuildFailed(BuildError):
+    """A compiler exited non-zero. ``log`` holds its full output."""
+
+    def __init__(self, message, log=""):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Step:
+    argv: List[str]
+    cwd: Optional[Path] = None
+    # Values replace the inherited environment's; None removes the variable.
+    env: Dict[str, Optional[str]] = field(default_factory=dict)
+    label: str = ""
+    what: str = "build"  # for the failure message: "<label>: <what> failed (exit N): ..."
+
+    def display(self):
+        sets = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()) if v is not None)
+        return (sets + " " if sets else "") + shlex.join(str(a) for a in self.argv)
+
+
+def merged_env(changes, base=None):
+    env = dict(os.environ if base is None else base)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+_ERROR_LINE = re.compile(r"(^|\W)(error|fatal)(\W|$)", re.I)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_error_line(output):
+    """The line of a compiler's output a user most needs to see (pure)."""
+    lines = [_ANSI.sub("", ln).strip() for ln in (output or "").splitlines()]
+    lines = [ln for ln in lines if ln]
+    for ln in lines:
+        if _ERROR_LINE.search(ln):
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
+    """Run one step; returns its combined output (stdout then stderr)."""
+    if progress:
+        progress(f"$ {step.display()}")
+    try:
+        proc = subprocess.run(
+            [str(a) for a in step.argv], cwd=str(step.cwd) if step.cwd else None,
+            env=merged_env(step.env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{step.label or step.argv[0]}: {step.argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise BuildFailed(f"{step.label or step.argv[0]}: timed out after {timeout} s") from None
+    out = proc.stdout.decode("utf-8", "replace")
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        log = "\n".join(x for x in (out.strip(), err.strip()) if x)
+        raise BuildFailed(
+            f"{step.label or Path(str(step.argv[0])).name}: {step.what} failed (exit {proc.returncode}): "
+            f"{first_error_line(err or out)}",
+            log,
+        )
+    return out + err
+
+
+def capture(argv, timeout=60, env=None):
+    """stdout of a quick probe command, or None when it cannot run or fails."""
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=timeout, env=merged_env(env or {}),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace")
+
+
+@contextmanager
+def locked(directory):
+    """Hold an exclusive flock on ``directory``/.lock (created as needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

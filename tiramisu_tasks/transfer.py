@@ -1,0 +1,207 @@
+"""Atomic uploads over SSH, verified by sha256, skipped when unchanged.
+
+All changed files of one operation travel as ONE tar stream to a small sh
+receiver on the box, which
+
+1. unpacks into a fresh staging directory inside the env dir (same filesystem,
+   so renames are atomic),
+2. checks every file's sha256 against the digests we sent,
+3. optionally runs a check on the staged files (``nginx -t`` on a new config),
+4. only then renames each file into place (a few renames, milliseconds).
+
+Its ``trap`` removes the staging directory on any exit, so a cut connection
+(tar sees EOF early → digest mismatch) leaves neither a half file live nor a
+temp file behind, and nothing of a half-sent batch is switched in. Why not
+SFTP put + posix-rename per file: a cut mid-batch would leave some files new
+and some old (a binary next to a library it does not match), and SFTP temp
+files stay behind until someone cleans them.
+"""
+
+import hashlib
+import os
+import posixpath
+import time
+from dataclasses import dataclass
+
+from .errors import ConnectError, RemoteError
+from .remote import q
+
+
+
+@dataclass(frozen=True)
+class Upload:
+    local: str
+    remote: str
+    sha256: str
+    size: int
+    mode: str = "600"
+
+    @classmethod
+    def of(cls, local, remote, mode="600"):
+        from .artifacts.cache import sha256_file
+
+        return cls(str(local), remote, sha256_file(local), os.path.getsize(local), mode)
+
+
+def plan_uploads(uploads, remote_hashes):
+    """The uploads whose remote file is missing or differs (pure)."""
+    return [u for u in uploads if remote_hashes.get(u.remote) != u.sha256]
+
+
+STAGE_PREFIX = ".tiramisu-upload-"
+
+
+def receiver_script(root, uploads, check=None):
+    """The sh receiver for a batch (pure). Member ``i`` of the tar is ``uploads[i]``.
+
+    ``check``: optional sh snippet run after verification with ``$T`` set to
+    the staging dir (e.g. ``nginx -t`` on ``$T/3``); non-zero aborts the batch.
+    """
+    lines = [
+        f"T=$(mktemp -d {q(root)}/{STAGE_PREFIX}XXXXXX) || exit 70",
+        "trap 'rm -rf \"$T\"' EXIT HUP INT TERM PIPE",
+        'tar -xf - -C "$T" 2>/dev/null || { echo "tiramisu-upload: transfer cut short" >&2; exit 71; }',
+    ]
+    for i, u in enumerate(uploads):
+        lines.append(
+            f'[ "$(sha256sum < "$T/{i}" | cut -c1-64)" = {q(u.sha256)} ] || '
+            f'{{ echo "tiramisu-upload: checksum mismatch for {posixpath.basename(u.remote)}" >&2; exit 72; }}'
+        )
+        lines.append(f'chmod {q(u.mode)} "$T/{i}"')
+    if check:
+        lines.append(f"( {check} ) >&2 || exit 73")
+    for i, u in enumerate(uploads):
+        lines.append(f'mv -f "$T/{i}" {q(u.remote)} || exit 74')
+    return "\n".join(lines)
+
+
+def cleanup_command(root):
+    """Remove staging dirs a SIGKILLed receiver could not (pure)."""
+    return f"{{ rm -rf {q(root)}/{STAGE_PREFIX}* 2>/dev/null; true; }}"
+
+
+def human_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+class Progress:
+    """A one-line progress display on stderr (a bar on a terminal, sparse lines otherwise)."""
+
+    def __init__(self, label, total, note, tty=None):
+        import sys
+
+        self.label, self.total, self.note = label, max(total, 1), note
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.done = 0
+
+    def update(self, sent):
+        self.done = sent
+        now = time.monotonic()
+        if self.tty and (now - self.last > 0.1 or sent >= self.total):
+            import sys
+
+            frac = sent / self.total
+            bar = "#" * int(frac * 24)
+            sys.stderr.write(f"\r  {self.label:32.32} [{bar:24}] {frac * 100:5.1f}% {human_bytes(sent)}")
+            sys.stderr.flush()
+            self.last = now
+
+    def finish(self):
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0
+        if self.tty:
+            import sys
+
+            sys.stderr.write("\n")
+        self.note(f"  uploaded {self.label} ({human_bytes(self.done)} in {elapsed:.2f}s, {human_bytes(rate)}/s)")
+
+
+def _receiver_failure(chan):
+    """The receiver's last stderr line if it already exited non-zero, else None."""
+    try:
+        if not chan.exit_status_ready():
+            return None
+        data = b""
+        while chan.recv_stderr_ready():
+            data += chan.recv_stderr(65536)
+        status = chan.recv_exit_status()
+    except Exception:  # noqa: BLE001 - the connection itself is gone
+        return None
+    if status == 0:
+        return None
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit {status}"
+
+
+class _ChannelWriter:
+    """File-like sink for tarfile's stream mode that counts bytes for progress."""
+
+    def __init__(self, chan, progress):
+        self.chan, self.progress, self.sent = chan, progress, 0
+
+    def write(self, data):
+        self.chan.sendall(data)
+        self.sent += len(data)
+        self.progress.update(self.sent)
+        return len(data)
+
+
+def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=600):
+    """Send uploads to the box as one verified, all-or-nothing batch."""
+    import tarfile
+
+    if not uploads:
+        return
+    conn.open()
+    transport = conn.client.get_transport()
+    if transport is None or not transport.is_active():
+        raise ConnectError(f"connection to {conn.host} lost before upload")
+    total = sum(u.size for u in uploads)
+    label = posixpath.basename(uploads[0].remote) if len(uploads) == 1 else f"{len(uploads)} files"
+    progress = Progress(label, total, note)
+    chan = transport.open_session(timeout=30)
+    chan.settimeout(timeout)
+    stderr = b""
+    status = None
+    try:
+        chan.exec_command(receiver_script(root, uploads, check))
+        sink = _ChannelWriter(chan, progress)
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+            for i, u in enumerate(uploads):
+                info = tarfile.TarInfo(str(i))
+                info.size = u.size
+                info.mode = 0o600
+                info.mtime = int(time.time())
+                with open(u.local, "rb") as fh:
+                    tar.addfile(info, fh)
+        chan.shutdown_write()
+        status = chan.recv_exit_status()
+        while chan.recv_stderr_ready():
+            stderr += chan.recv_stderr(65536)
+    except (OSError, EOFError) as exc:
+        # The receiver may have quit first (no space, no permission): its own
+        # words beat "socket closed".
+        why = _receiver_failure(chan)
+        if why:
+            raise RemoteError(f"upload failed, nothing was replaced: {why}")
+        raise ConnectError(f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); "
+                           f"nothing was replaced on the box")
+    finally:
+        chan.close()
+    if status != 0:
+        detail = stderr.decode(errors="replace").strip().splitlines()
+        raise RemoteError(
+            f"upload failed (exit {status}), nothing was replaced" + (f": {detail[-1]}" if detail else ""),
+            code=status if status and 0 < status < 256 else 1,
+        )
+    progress.done = total
+    progress.finish()
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
