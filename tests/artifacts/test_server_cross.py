@@ -9,6 +9,7 @@ server runs with Debian's musl loader.
 """
 
 import contextlib
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -135,8 +136,8 @@ def test_musl_server_runs_with_debians_musl_loader(arch, request, shared_cache, 
     """The musl build, started through Debian's own musl loader (run as a program).
 
     x86_64: the musl package installed here; aarch64: Debian's musl:arm64
-    under qemu. libgcc_s.so.1 (needed by the musllinux Wasmtime library) is
-    our libunwind build, see tiramisu_tasks/artifacts/unwind.py.
+    under qemu; no LD_LIBRARY_PATH. libgcc_s.so.1 (needed by the musllinux
+    Wasmtime library) is our libunwind build, tiramisu_tasks/artifacts/unwind.py.
     """
     from tiramisu_tasks.artifacts.unwind import musl_libgcc_s
 
@@ -157,9 +158,10 @@ def test_musl_server_runs_with_debians_musl_loader(arch, request, shared_cache, 
     assert info.machine == arch
     assert info.interpreter == f"/lib/ld-musl-{arch}.so.1"
     assert elf.glibc_floor([info]) is None
-    unwind = musl_libgcc_s(target)
-    env = {"LD_LIBRARY_PATH": str(unwind.file("lib"))}
-    with running_server(prefix, result["binary"], modules_dir, tmp_path, env=env) as port:
+    # Shipped as lib/libgcc_s.so.1 beside libwasmtime.so: musl's loader walks
+    # the rpath ($ORIGIN/../lib) of the executable for libwasmtime's needs too.
+    shutil.copyfile(musl_libgcc_s(target).file("lib/libgcc_s.so.1"), tmp_path / "out" / "lib" / "libgcc_s.so.1")
+    with running_server(prefix, result["binary"], modules_dir, tmp_path, env={}) as port:
         assert_wagi_answer(port, via=f" ({arch} musl)")
 
 
@@ -208,8 +210,6 @@ def test_aarch64_nginx_checks_config_and_proxies_to_the_server(provider, shared_
 
 
 def ngx_skip_without_apt_source():
-    import shutil
-
     for tool in ("apt-get", "dpkg-source"):
         if shutil.which(tool) is None:
             pytest.skip(f"the nginx source provider needs {tool} (Debian's source packages); "
