@@ -9,8 +9,11 @@ server runs with Debian's musl loader.
 """
 
 import contextlib
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,22 +82,39 @@ def _toolchain(name, request):
     return tc
 
 
+def tiramisu_json(*args, env):
+    """Run the console program (same namespace as inv/fab) and parse its --json output."""
+    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args, "--json"], capture_output=True,
+                          text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 @pytest.mark.parametrize("backend", ["zig", "gcc", "docker"])
-def test_server_for_aarch64_answers_wagi_under_qemu(backend, request, shared_cache, qemu_aarch64,
-                                                    modules_dir, tmp_path):
-    tc = _toolchain(backend, request)
+def test_server_build_for_aarch64_answers_wagi_under_qemu(backend, request, shared_cache, qemu_aarch64,
+                                                          modules_dir, tmp_path):
+    """`tiramisu server.build --arch aarch64 --toolchain T --out DIR`, twice, then run it."""
+    _toolchain(backend, request)  # fails with the reason if the backend cannot work here
+    env = dict(os.environ)  # carries TIRAMISU_CACHE, and DOCKER_HOST etc. for docker
     out = tmp_path / "out"
-    first = build_server(AARCH64, tc, out_dir=out)
+    first = tiramisu_json("server.build", "--arch", "aarch64", "--toolchain", backend, "--out", str(out), env=env)
     binary = Path(first["binary"])
     assert binary == out / "bin" / "custom_server"
     assert "ARM aarch64" in file_says(binary)
     assert "ARM aarch64" in file_says(out / "lib" / "libwasmtime.so")
 
-    again = build_server(AARCH64, tc, out_dir=tmp_path / "out2")
+    again = tiramisu_json("server.build", "--arch", "aarch64", "--toolchain", backend, env=env)
     assert again["hit"] is True and again["key"] == first["key"]
 
     with running_server(qemu_aarch64, binary, modules_dir, tmp_path) as port:
         assert_wagi_answer(port)
+
+
+def test_server_build_refuses_armv7l(shared_cache):
+    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", "server.build", "--arch", "armv7l"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "armv7l" in proc.stderr and "Wasmtime" in proc.stderr
 
 
 # ---------------------------------------------------------------- glibc ---
