@@ -82,7 +82,10 @@ LD_OPT = "-static -s"
 
 
 def note(*parts):
-    print(*parts, file=sys.stderr, flush=True)
+    """Progress to stderr (the default ``progress`` of every function here)."""
+    from ..taskkit import note as taskkit_note
+
+    taskkit_note(*parts)
 
 
 # ------------------------------------------------------------- helpers ---
@@ -93,10 +96,16 @@ def local_arch():
 
 
 def _run(argv, cwd=None, env=None, what=None, log=None, timeout=None):
-    proc = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-    )
+    """Run one build/download command; any failure is a one-line-headed BuildError."""
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{what or argv[0]}: {argv[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what or argv[0]} did not finish in {timeout} s") from None
     if log is not None:
         log.append(f"$ {' '.join(str(a) for a in argv)}\n{proc.stdout}")
     if proc.returncode != 0:
@@ -324,14 +333,16 @@ def debian_source(package, upstream=None, root=None, progress=note):
             for stale in out.iterdir():
                 stale.unlink()
             progress(f"nginx: apt-get source --download-only {package}={version}")
-            proc = subprocess.run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"],
-                                  cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=600)
-            if proc.returncode == 0 and list(out.glob("*.dsc")):
+            try:
+                _run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"], cwd=out,
+                     what=f"apt-get source {package}={version}", timeout=600)
+            except BuildError as exc:
+                errors.append(f"{version}: {exc.message.strip().splitlines()[-1]}")
+                continue
+            if list(out.glob("*.dsc")):
                 (out / "version").write_text(version + "\n")
                 return
-            last = (proc.stdout.strip().splitlines() or ["?"])[-1]
-            errors.append(f"{version}: {last}")
+            errors.append(f"{version}: no .dsc downloaded")
         raise BuildError(f"could not download the Debian source of {package}: " + "; ".join(errors))
 
     return cache.get_or_build(SOURCE_KIND, inputs, build, root=root)
