@@ -72,6 +72,25 @@ def qemu_aarch64():
 
 # ------------------------------------------------------------ docker ---
 
+def mounts_below(root, mountinfo_text):
+    """Pure: mount points at or under root, deepest first (from /proc/self/mountinfo)."""
+    root = str(root).rstrip("/")
+    points = []
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            if point == root or point.startswith(root + "/"):
+                points.append(point)
+    return sorted(set(points), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_below(root):
+    """dockerd leaves its netns bind mount (exec-root/netns/default) behind: unmount ours."""
+    for point in mounts_below(root, Path("/proc/self/mountinfo").read_text()):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 def _children(pid):
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -135,7 +154,7 @@ def docker_engine(test_cache):
             except ProcessLookupError:
                 pass
         log.close()
-        subprocess.run(["umount", "-R", str(run / "exec")], capture_output=True)
+        unmount_below(run)
         shutil.rmtree(run, ignore_errors=True)
 
 
