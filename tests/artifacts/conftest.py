@@ -72,6 +72,25 @@ def qemu_aarch64():
 
 # ------------------------------------------------------------ docker ---
 
+def mounts_below(root, mountinfo_text):
+    """Pure: mount points at or under root, deepest first (from /proc/self/mountinfo)."""
+    root = str(root).rstrip("/")
+    points = []
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            if point == root or point.startswith(root + "/"):
+                points.append(point)
+    return sorted(set(points), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_below(root):
+    """dockerd leaves its netns bind mount (exec-root/netns/default) behind: unmount ours."""
+    for point in mounts_below(root, Path("/proc/self/mountinfo").read_text()):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 def _children(pid):
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -135,7 +154,7 @@ def docker_engine(test_cache):
             except ProcessLookupError:
                 pass
         log.close()
-        subprocess.run(["umount", "-R", str(run / "exec")], capture_output=True)
+        unmount_below(run)
         shutil.rmtree(run, ignore_errors=True)
 
 
@@ -203,3 +222,37 @@ def docker_env(docker_engine, docker_base_image, monkeypatch):
     return {"docker_base_image": docker_base_image}
 
 
+
+
+@pytest.fixture(scope="session")
+def arm64_musl_loader(test_cache):
+    """Debian's arm64 musl loader (package musl:arm64), fetched with a private apt state.
+
+    The machine's apt configuration is not touched: an own sources.list with an
+    arm64 binary index, own lists and cache (same approach as the nginx
+    source provider's deb-src fetch).
+    """
+    from tiramisu_tasks.artifacts.nginx import apt_options, system_mirrors
+
+    root = test_cache / "musl-arm64"
+    loader = root / "lib" / "aarch64-linux-musl" / "libc.so"
+    if loader.is_file():
+        return loader
+    for tool in ("apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"fetching Debian's arm64 musl needs {tool}")
+    state = test_cache / "apt-arm64"
+    for sub in ("lists/partial", "cache/archives/partial", "dl"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    (state / "sources.list").write_text(f"deb [arch=arm64] {system_mirrors()[0]} bookworm main\n")
+    opts = [*apt_options(state), "-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64"]
+    for argv, cwd in ((["apt-get", *opts, "update"], None), (["apt-get", *opts, "download", "musl"], state / "dl")):
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"{' '.join(argv[:1] + argv[-2:])} failed: {proc.stderr.strip()[-300:]}")
+    deb = sorted((state / "dl").glob("musl_*_arm64.deb"))[-1]
+    work = Path(tempfile.mkdtemp(prefix=".musl-", dir=test_cache))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(work)], check=True)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(work, root)
+    return loader

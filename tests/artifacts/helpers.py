@@ -94,13 +94,13 @@ def stop(proc, timeout=10):
 def minimal_nginx_conf(listen_port, upstream_port=None):
     """An nginx.conf for a prefix dir: all paths relative to -p, logs to stderr."""
     if upstream_port:
-        location = f"""
-        location / {{
+        location = """
+        location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
-        }}"""
+        }"""
         upstream = f"""
     upstream backend {{
         server 127.0.0.1:{upstream_port};

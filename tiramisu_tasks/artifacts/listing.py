@@ -25,10 +25,11 @@ class Row:
     summary: str  # the inputs that tell entries of a kind apart
     size: int  # bytes of the files in the manifest
     created: Optional[float]
+    inputs: Optional[dict] = None  # every input of the cache key
 
     def as_dict(self):
         return {"kind": self.kind, "key": self.key, "path": str(self.path), "summary": self.summary,
-                "size": self.size, "created": self.created}
+                "size": self.size, "created": self.created, "inputs": self.inputs}
 
 
 # Inputs worth showing first, in this order; the rest follow sorted.
@@ -65,7 +66,8 @@ def rows(root=None, kind=None) -> List[Row]:
                 size += (path / rel).stat().st_size
             except OSError:
                 pass
-        out.append(Row(k, key, path, summarize_inputs(manifest.get("inputs")), size, manifest.get("created")))
+        inputs = manifest.get("inputs")
+        out.append(Row(k, key, path, summarize_inputs(inputs), size, manifest.get("created"), inputs))
     return out
 
 

@@ -51,7 +51,7 @@ DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRRORS = ("http://deb.debian.org/debian", "http://deb.debian.org/debian-security")
 
 # Bump when the build recipe changes in a way the option list does not show.
-SOURCE_RECIPE = 1
+SOURCE_RECIPE = 2
 
 # Every runtime path relative to the prefix given with -p, so the same binary
 # works from any directory on the box (nginx creates only the last component
@@ -82,7 +82,10 @@ LD_OPT = "-static -s"
 
 
 def note(*parts):
-    print(*parts, file=sys.stderr, flush=True)
+    """Progress to stderr (the default ``progress`` of every function here)."""
+    from ..taskkit import note as taskkit_note
+
+    taskkit_note(*parts)
 
 
 # ------------------------------------------------------------- helpers ---
@@ -93,10 +96,16 @@ def local_arch():
 
 
 def _run(argv, cwd=None, env=None, what=None, log=None, timeout=None):
-    proc = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-    )
+    """Run one build/download command; any failure is a one-line-headed BuildError."""
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{what or argv[0]}: {argv[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what or argv[0]} did not finish in {timeout} s") from None
     if log is not None:
         log.append(f"$ {' '.join(str(a) for a in argv)}\n{proc.stdout}")
     if proc.returncode != 0:
@@ -324,14 +333,16 @@ def debian_source(package, upstream=None, root=None, progress=note):
             for stale in out.iterdir():
                 stale.unlink()
             progress(f"nginx: apt-get source --download-only {package}={version}")
-            proc = subprocess.run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"],
-                                  cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=600)
-            if proc.returncode == 0 and list(out.glob("*.dsc")):
+            try:
+                _run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"], cwd=out,
+                     what=f"apt-get source {package}={version}", timeout=600)
+            except BuildError as exc:
+                errors.append(f"{version}: {exc.message.strip().splitlines()[-1]}")
+                continue
+            if list(out.glob("*.dsc")):
                 (out / "version").write_text(version + "\n")
                 return
-            last = (proc.stdout.strip().splitlines() or ["?"])[-1]
-            errors.append(f"{version}: {last}")
+            errors.append(f"{version}: no .dsc downloaded")
         raise BuildError(f"could not download the Debian source of {package}: " + "; ".join(errors))
 
     return cache.get_or_build(SOURCE_KIND, inputs, build, root=root)
@@ -416,11 +427,10 @@ def cross_pcre_makefile(text, triple):
     nginx runs pcre2's configure without --host, which would build and run
     test programs for the local machine; with --host it cross-compiles.
     """
-    pattern = re.compile(r"(\./configure --disable-shared)(?![^\n]*--host=)")
-    new, count = pattern.subn(rf"\1 --host={triple}", text)
-    if count == 0:
+    if "./configure --disable-shared" not in text:
         raise BuildError("nginx objs/Makefile: no pcre2 configure line to cross-compile")
-    return new
+    pattern = re.compile(r"(\./configure --disable-shared)(?![^\n]*--host=)")
+    return pattern.sub(rf"\1 --host={triple}", text)
 
 
 def source_inputs(target, parts, zig_version):
@@ -454,6 +464,9 @@ def _source_part(name, tarball, debian_package, upstream, root, progress):
     return desc, lambda dest: unpack_debian_source(entry, dest)
 
 
+_SIBLING = {"source": "nginx", "pcre2": "pcre2", "zlib": "zlib"}
+
+
 def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress=note, jobs=None):
     """The cached static nginx built from source for target's arch.
 
@@ -477,8 +490,13 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
     def build(out):
         with tempfile.TemporaryDirectory(prefix="tiramisu-nginx-build-") as tmp:
             tmp = Path(tmp)
-            src = {name: unpack(tmp) for name, unpack in unpackers.items()}
-            nginx_dir = src["source"]
+            # Siblings with fixed names, referred to by relative paths: the
+            # configure line nginx embeds (nginx -V) then names no temp
+            # directory, so a rebuild gives the same bytes, and "../zig-cc"
+            # works from nginx/, pcre2/ and zlib/ alike.
+            for name, unpack in unpackers.items():
+                os.rename(unpack(tmp), tmp / _SIBLING[name])
+            nginx_dir = tmp / "nginx"
             if not (nginx_dir / "configure").is_file() or not (nginx_dir / "src/core/nginx.h").is_file():
                 raise BuildError(f"{parts['source']}: not an nginx source tree (no configure, src/core/nginx.h)")
             wrapper = tmp / "zig-cc"
@@ -488,8 +506,8 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
             host_env = {"TIRAMISU_ZIG_TARGET": f"{host}-linux-musl"}
             progress(f"nginx: configure ({'cross ' if host != target.arch else ''}"
                      f"{target.arch}-linux-musl, static; about a minute)")
-            _run(configure_argv(wrapper, target.arch, host, src["pcre2"], src["zlib"]),
-                 cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
+            configure = configure_argv("../zig-cc", target.arch, host, "../pcre2", "../zlib")
+            _run(configure, cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
             makefile = nginx_dir / "objs" / "Makefile"
             if host != target.arch:
                 makefile.write_text(cross_pcre_makefile(makefile.read_text(), f"{target.arch}-linux-musl"))
@@ -504,8 +522,7 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
                 raise BuildError(f"nginx build is not static (interpreter {info.interpreter})")
             _copy_executable(built, out / "bin" / "nginx")
             (out / "build.log").write_text("\n".join(log))
-            _write_provenance(out, {"sources": parts, "zig": zig, "host": host,
-                                    "configure": configure_argv("zig-cc", target.arch, host, "PCRE2", "ZLIB")})
+            _write_provenance(out, {"sources": parts, "zig": zig, "host": host, "configure": configure})
 
     return cache.get_or_build(KIND, inputs, build, root=root)
 

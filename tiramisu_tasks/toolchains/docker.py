@@ -33,6 +33,7 @@ DEFAULT_BASE_IMAGE = "debian:bookworm"
 BASE_IMAGE_ENV = "TIRAMISU_DOCKER_BASE_IMAGE"
 IMAGE_REPOSITORY = "tiramisu-toolchain"
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
+BUILD_TIMEOUT = 1800  # seconds for one compile/link command in a container
 
 # Engine architecture (docker `Architecture`/`uname -m`) -> our arch names.
 _ENGINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -167,7 +168,7 @@ class DockerToolchain(Toolchain):
     # ----------------------------------------------------------- image ---
 
     def ensure_image(self, progress=None):
-        """Build the image unless present; return its id."""
+        """Build the image unless present; return its id (progress: stderr by default)."""
         if self._image_id:
             return self._image_id
         client = self.client()
@@ -178,8 +179,8 @@ class DockerToolchain(Toolchain):
         return self._image_id
 
     def _build_image(self, client, tag, progress):
-        if progress:
-            progress(f"docker: building toolchain image {tag} from {self.base_image}")
+        (progress or _note)(f"docker: building toolchain image {tag} from {self.base_image} "
+                            f"(apt inside, a minute or more)")
         context = _context_tar(DOCKERFILE.read_bytes())
         log = []
         try:
@@ -216,7 +217,11 @@ class DockerToolchain(Toolchain):
             volumes=mounts_for(read_only, writable, cwd),
         )
         try:
-            status = container.wait().get("StatusCode", 1)
+            try:
+                status = container.wait(timeout=BUILD_TIMEOUT).get("StatusCode", 1)
+            except Exception as exc:  # noqa: BLE001 - requests' ReadTimeout and kin
+                raise BuildError(f"docker: build command did not finish in {BUILD_TIMEOUT} s "
+                                 f"({_short(exc, 80)}): {' '.join(str(a) for a in argv[:3])} ...") from None
             output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         finally:
             try:
@@ -228,6 +233,12 @@ class DockerToolchain(Toolchain):
             raise BuildError(f"docker: build command failed (exit {status}): "
                              f"{' '.join(str(a) for a in argv[:3])} ...\n{tail}")
         return output
+
+
+def _note(text):
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def _image_exists(client, ref):
