@@ -22,6 +22,7 @@ DEFAULTS = {
     "request_timeout_ms": 10000,
     "memory_limit_mb": 128,
     "accept_new_host_keys": False,
+    "docker_base_image": None,  # toolchain docker: base of its build image (default debian:bookworm)
 }
 
 # Per-host settings an inventory entry may carry (host.add flags and YAML).

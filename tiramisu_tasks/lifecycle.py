@@ -265,7 +265,11 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
             f"pick another with --http-port/--server-port or host.add --set http_port=N"
         )
 
-    shipment = build_shipment(box.target, box.settings["toolchain"], box.settings["nginx_provider"], note=rep.note)
+    from .toolchains import settings_from_config
+
+    shipment = build_shipment(box.target, box.settings["toolchain"], box.settings["nginx_provider"], note=rep.note,
+                              toolchain_settings=settings_from_config(c))
+    refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
     values = config_values(layout, box.name, box.settings)
     (staging / "nginx.conf").write_text(render_nginx_conf(values))
@@ -334,6 +338,19 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
     summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
                    total_bytes=total)
     return summary
+
+
+def refuse_old_glibc(box, needed, toolchain):
+    """Stop before uploading when the box's glibc is older than the build needs."""
+    from .targets import version_at_least
+
+    have = box.report.get("libc_version")
+    if box.target.libc != "glibc" or not needed or not have:
+        return
+    if not version_at_least(have, needed):
+        hint = " (the zig toolchain targets glibc 2.17: try --toolchain zig)" if toolchain != "zig" else ""
+        raise UnsupportedTarget(f"{box.name} has glibc {have} but the server built with {toolchain} needs "
+                                f"glibc >= {needed}{hint}; nothing was uploaded")
 
 
 def _int(value):

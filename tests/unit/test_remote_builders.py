@@ -197,3 +197,16 @@ def test_liveness_test_rejects_zombies_and_strangers(tmp_path):
     finally:
         sleeper.wait()
     assert not verdict(sleeper.pid, "sleep")
+
+
+def test_old_glibc_is_refused_before_upload_with_versions():
+    from types import SimpleNamespace
+
+    from tiramisu_tasks.errors import UnsupportedTarget
+    from tiramisu_tasks.lifecycle import refuse_old_glibc
+    from tiramisu_tasks.targets import get_target
+
+    box = SimpleNamespace(name="old", target=get_target("x86_64"), report={"libc_version": "2.31"})
+    with pytest.raises(UnsupportedTarget, match=r"glibc 2.31 .* needs glibc >= 2.34.*--toolchain zig"):
+        refuse_old_glibc(box, "2.34", "gcc")
+    refuse_old_glibc(box, "2.17", "zig")  # fine

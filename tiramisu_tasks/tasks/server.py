@@ -8,7 +8,7 @@ from invoke import Collection
 from ..errors import UsageError
 from ..targets import parse_target_name
 from ..taskkit import emit_json, note, out, task
-from ..toolchains import choose_toolchain
+from ..toolchains import choose_toolchain, settings_from_config
 
 
 def _target_for(arch):
@@ -32,7 +32,7 @@ def build(c, out_=None, arch=None, toolchain="auto", static_lib=None, json=False
     target = _target_for(arch)
     if static_lib and not Path(static_lib).is_file():
         raise UsageError(f"--static-lib: no such file {static_lib}")
-    tc = choose_toolchain(toolchain, target)
+    tc = choose_toolchain(toolchain, target, settings_from_config(c))
     note(f"server.build: target {target.name}, toolchain {tc.name}")
     result = build_server(target, tc, out_dir=out_, static_lib=static_lib)
     if json:
