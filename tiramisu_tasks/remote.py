@@ -59,6 +59,27 @@ def parse_sha256_output(text):
 
 # ------------------------------------------------------------ runners ---
 
+def ensure_open(conn):
+    """Open the SSH connection (once) and turn Nagle's algorithm off on it.
+
+    paramiko leaves Nagle on; a small exec request then waits for the box's
+    delayed ACK (~40 ms a round trip). Measured in bench/nodelay_cli.py: a
+    redeploy went from ~1.2 s to ~0.7 s.
+    """
+    import socket
+
+    conn.open()
+    transport = conn.client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if sock is not None and not getattr(transport, "_tiramisu_nodelay", False):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # a ProxyCommand pipe or a gateway channel: nothing to tune
+        transport._tiramisu_nodelay = True
+    return transport
+
+
 def run(conn, command, warn=False, timeout=None):
     """Run a command on the box: no pty, stdin closed, output captured.
 
@@ -75,8 +96,7 @@ def run(conn, command, warn=False, timeout=None):
     from invoke.exceptions import CommandTimedOut, UnexpectedExit
     from invoke.runners import Result
 
-    conn.open()
-    chan = conn.client.get_transport().open_session(timeout=30)
+    chan = ensure_open(conn).open_session(timeout=30)
     out, err = [], []
     deadline = time.monotonic() + timeout if timeout else None
     try:

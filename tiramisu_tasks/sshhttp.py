@@ -85,8 +85,9 @@ def parse_response(raw):
 
 def request(conn, port, path, method="GET", body=b"", headers=None, timeout=10.0, host="localhost"):
     """One HTTP request to 127.0.0.1:port on the box; raises ConnectError if unreachable."""
-    conn.open()
-    transport = conn.client.get_transport()
+    from .remote import ensure_open
+
+    transport = ensure_open(conn)
     started = time.monotonic()
     try:
         chan = transport.open_channel("direct-tcpip", ("127.0.0.1", int(port)), ("127.0.0.1", 0), timeout=timeout)

@@ -157,8 +157,9 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
 
     if not uploads:
         return
-    conn.open()
-    transport = conn.client.get_transport()
+    from .remote import ensure_open
+
+    transport = ensure_open(conn)
     if transport is None or not transport.is_active():
         raise ConnectError(f"connection to {conn.host} lost before upload")
     total = sum(u.size for u in uploads)
