@@ -16,8 +16,8 @@
 
 #include "ts_engine.h"
 #include "ts_metrics.h"
+#include "ts_route.h"
 
-#define TS_APP_NAME_MAX 64
 
 typedef struct ts_version {
   _Atomic int refs;
@@ -46,11 +46,6 @@ typedef struct ts_app {
 } ts_app;
 
 typedef struct {
-  char prefix[512];
-  char app[TS_APP_NAME_MAX + 1];
-} ts_route;
-
-typedef struct {
   ts_app *app;
   ts_version *version; /* referenced: release with ts_version_release */
   char script_name[512];
@@ -71,12 +66,5 @@ void ts_version_release(ts_version *v);
 /* For the admin endpoint and metrics. */
 int ts_registry_apps_json(ts_buf *b);
 int ts_registry_metrics(ts_buf *b);
-
-int ts_app_name_valid(const char *name, size_t n);
-/* Pure: parse a routes file's text into routes (sorted longest prefix first).
- * Returns count, or -1 with err (line number and reason). */
-int ts_routes_parse(const char *text, ts_route *out, int cap, char *err, size_t errlen);
-/* Pure: does a route prefix match a path (segment-aware)? */
-int ts_route_prefix_match(const char *prefix, const char *path, size_t len);
 
 #endif

@@ -296,7 +296,11 @@ static void handle_admin(worker *w, conn *c, const ts_request *req, uint64_t t0)
   ts_buf b = {0};
   const char *ctype = "text/plain";
   int status;
-  if (!c->peer_loopback) { /* admin is for the box itself, never for proxied clients */
+  /* Admin is for the box itself: never for remote peers, nor for requests a
+   * local proxy forwarded (nginx adds these headers when told to). */
+  int proxied = ts_http_find_header(req, "x-forwarded-for") || ts_http_find_header(req, "x-real-ip") ||
+                ts_http_find_header(req, "forwarded");
+  if (!c->peer_loopback || proxied) {
     ts_buf_puts(&b, "404 Not Found\n");
     status = 404;
   } else {

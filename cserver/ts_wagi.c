@@ -263,7 +263,7 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       }
     }
     if (ts_str_ieq(name, "status")) {
-      if (value.n < 3 || value.p[0] < '1' || value.p[0] > '9' || value.p[1] < '0' ||
+      if (value.n < 3 || value.p[0] < '2' || value.p[0] > '9' || /* no 1xx from a CGI */ value.p[1] < '0' ||
           value.p[1] > '9' || value.p[2] < '0' || value.p[2] > '9' ||
           (value.n > 3 && value.p[3] != ' ' && value.p[3] != '\t')) {
         r->error = "invalid Status header in guest output";

@@ -1,0 +1,265 @@
+/* Unit tests of the pure C parts: HTTP parser, chunked decoder, WAGI env and
+ * CGI output parsing, routes. Built with -fsanitize=address,undefined; every
+ * parser input is placed right before a PROT_NONE guard page so a read past
+ * the end faults at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ts_http.h"
+#include "ts_registry.h"
+#include "ts_wagi.h"
+
+static int failures, checks;
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    checks++;                                                                                      \
+    if (!(cond)) {                                                                                 \
+      failures++;                                                                                  \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
+    }                                                                                              \
+  } while (0)
+
+static char *guard_base;
+static size_t page;
+
+/* Copy s so that its last byte is the last byte before the guard page. */
+static char *guarded(const char *s, size_t n) {
+  char *end = guard_base + page * 4;
+  memcpy(end - n, s, n);
+  return end - n;
+}
+
+static const ts_http_limits LIM = {1024, 4096, 32};
+
+static int parse(const char *s, ts_request *req, ts_header *h) {
+  size_t n = strlen(s);
+  return ts_http_parse_request(guarded(s, n), n, &LIM, req, h, 32);
+}
+
+static void test_parser_basic(void) {
+  ts_request req;
+  ts_header h[32];
+  const char *s = "GET /app/x?y=1&z HTTP/1.1\r\nHost: a.b\r\nX-Empty:\r\nX-Sp:  v  \r\n\r\nBODY";
+  int r = parse(s, &req, h);
+  CHECK(r == (int)(strlen(s) - 4));
+  CHECK(ts_str_eq(req.method, "GET"));
+  CHECK(ts_str_eq(req.path, "/app/x"));
+  CHECK(ts_str_eq(req.query, "y=1&z"));
+  CHECK(req.minor == 1);
+  CHECK(req.num_headers == 3);
+  CHECK(ts_str_eq(req.headers[0].name, "Host") && ts_str_eq(req.headers[0].value, "a.b"));
+  CHECK(req.headers[1].value.n == 0);
+  CHECK(ts_str_eq(req.headers[2].value, "v"));
+  /* every strict prefix is incomplete, never an error or a read past the end */
+  size_t n = strlen(s) - 4;
+  for (size_t k = 0; k < n; k++) {
+    int rr = ts_http_parse_request(guarded(s, k), k, &LIM, &req, h, 32);
+    CHECK(rr == TS_HTTP_INCOMPLETE);
+  }
+  /* LF-only line ends and leading empty lines */
+  CHECK(parse("\r\n\nGET / HTTP/1.0\nHost: x\n\n", &req, h) > 0 && req.minor == 0);
+  CHECK(parse("GET http://h.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 &&
+        ts_str_eq(req.path, "/p") && ts_str_eq(req.query, "q"));
+  CHECK(parse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0);
+}
+
+static void expect_status(const char *s, int status) {
+  ts_request req;
+  ts_header h[32];
+  int r = parse(s, &req, h);
+  CHECK(r == TS_HTTP_ERROR);
+  if (r == TS_HTTP_ERROR && req.status != status)
+    fprintf(stderr, "  for %.40s: status %d, wanted %d\n", s, req.status, status);
+  CHECK(r == TS_HTTP_ERROR && req.status == status);
+}
+
+static void test_parser_errors(void) {
+  expect_status("G@T / HTTP/1.1\r\n\r\n", 400);
+  expect_status("GET  / HTTP/1.1\r\n\r\n", 400);
+  expect_status("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400);
+  expect_status("GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400);
+  expect_status("GET / HTTP/1.1\r\n continued\r\n\r\n", 400);
+  expect_status("GET / HTTX/1.1\r\n\r\n", 400);
+  expect_status("GET / HTTP/2.0\r\n\r\n", 505);
+  expect_status("GET relative HTTP/1.1\r\n\r\n", 400);
+  expect_status("GET / HTTP/1.1\rX\r\n\r\n", 400);
+  char big[3000];
+  memset(big, 'a', sizeof big);
+  memcpy(big, "GET /", 5);
+  big[sizeof big - 1] = 0;
+  expect_status(big, 414); /* incomplete but already over the line limit */
+  char hdrs[6000];
+  int n = snprintf(hdrs, sizeof hdrs, "GET / HTTP/1.1\r\nX: ");
+  memset(hdrs + n, 'b', 5000);
+  hdrs[n + 5000] = 0;
+  expect_status(hdrs, 431);
+  char many[2000] = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 40; i++) strcat(many, "A: b\r\n");
+  strcat(many, "\r\n");
+  expect_status(many, 431);
+}
+
+static int framing(const char *s, uint64_t max_body, ts_framing *f) {
+  ts_request req;
+  ts_header h[32];
+  if (parse(s, &req, h) <= 0) return -99;
+  return ts_http_framing(&req, max_body, f);
+}
+
+static void test_framing(void) {
+  ts_framing f;
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", 100, &f) == 0 &&
+        f.content_length == 12 && f.keep_alive && !f.chunked);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) == 0 && f.chunked);
+  CHECK(framing("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
+  CHECK(framing("GET / HTTP/1.0\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
+  CHECK(framing("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 100, &f) == 0 && f.keep_alive);
+  CHECK(framing("GET / HTTP/1.1\r\n\r\n", 100, &f) == -1 && f.status == 400);
+  CHECK(framing("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 100, &f) == -1 && f.status == 400);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 100, &f) == -1 && f.status == 413);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", 100, &f) == -1 &&
+        f.status == 413);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 100, &f) == -1 && f.status == 400);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 100, &f) == -1 &&
+        f.status == 501);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) ==
+            -1 && f.status == 400);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 100, &f) == 0 &&
+        f.expect_continue);
+}
+
+static void test_chunked(void) {
+  const char *raw = "5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\nNEXT";
+  size_t n = strlen(raw);
+  char buf[128];
+  /* byte by byte: the result must not depend on how input arrives */
+  memcpy(buf, raw, n);
+  ts_chunked d;
+  ts_chunked_init(&d, 0);
+  int r = 0;
+  for (size_t k = 1; k <= n && r == 0; k++) r = ts_chunked_decode(&d, buf, k, 1000);
+  CHECK(r == 1);
+  CHECK(d.dst == 11 && memcmp(buf, "hello world", 11) == 0);
+  CHECK(d.src == n - 4);
+  memcpy(buf, raw, n);
+  ts_chunked_init(&d, 0);
+  CHECK(ts_chunked_decode(&d, buf, n, 5) == -2);
+  const char *bad[] = {"x\r\n", "5\r\nhelloX", "\r\n", "fffffffffffffffff\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    size_t bn = strlen(bad[i]);
+    memcpy(buf, bad[i], bn);
+    ts_chunked_init(&d, 0);
+    CHECK(ts_chunked_decode(&d, buf, bn, 1000) == -1);
+  }
+}
+
+static void test_wagi_env(void) {
+  ts_header h[] = {{TS_STR_LIT("Host"), TS_STR_LIT("example.org:81")},
+                   {TS_STR_LIT("User-Agent"), TS_STR_LIT("t/1")},
+                   {TS_STR_LIT("Cookie"), TS_STR_LIT("a=1")},
+                   {TS_STR_LIT("cookie"), TS_STR_LIT("b=2")},
+                   {TS_STR_LIT("Authorization"), TS_STR_LIT("secret")},
+                   {TS_STR_LIT("Content-Type"), TS_STR_LIT("text/x")}};
+  ts_wagi_request r = {0};
+  r.method = TS_STR_LIT("POST");
+  r.path = TS_STR_LIT("/app/a%2Fb/c%00d");
+  r.query = TS_STR_LIT("x=1&&y");
+  r.script_name = TS_STR_LIT("/app");
+  r.matched_route = TS_STR_LIT("/app");
+  r.headers = h;
+  r.num_headers = 6;
+  r.host = TS_STR_LIT("example.org:81");
+  r.server_name = "fallback";
+  r.server_port = 9000;
+  r.remote_addr = "10.0.0.1";
+  r.remote_port = 5555;
+  r.minor = 1;
+  r.content_length = 7;
+  ts_wagi_env e = {0};
+  for (int round = 0; round < 2; round++) { /* reuse works */
+    CHECK(ts_wagi_build(&r, &e) == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "PATH_INFO"), "/a/b/cd") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "X_RAW_PATH_INFO"), "/a%2Fb/c%00d") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "SCRIPT_NAME"), "/app") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "example.org") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_PORT"), "81") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "HTTP_USER_AGENT"), "t/1") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "HTTP_COOKIE"), "a=1; b=2") == 0);
+    CHECK(ts_wagi_getenv(&e, "HTTP_AUTHORIZATION") == NULL);
+    CHECK(strcmp(ts_wagi_getenv(&e, "CONTENT_TYPE"), "text/x") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "CONTENT_LENGTH"), "7") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "X_FULL_URL"), "http://example.org:81/app/a%2Fb/c%00d?x=1&&y") == 0);
+    CHECK(strcmp(ts_wagi_getenv(&e, "GATEWAY_INTERFACE"), "CGI/1.1") == 0);
+    CHECK(e.argc == 4 && strcmp(e.argv[0], "/app/a%2Fb/c%00d") == 0 && strcmp(e.argv[1], "x=1") == 0 &&
+          strcmp(e.argv[2], "") == 0 && strcmp(e.argv[3], "y") == 0);
+  }
+  r.host = (ts_str){"", 0};
+  r.query = (ts_str){"", 0};
+  CHECK(ts_wagi_build(&r, &e) == 0);
+  CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "fallback") == 0);
+  CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_PORT"), "9000") == 0);
+  CHECK(e.argc == 1);
+  ts_wagi_env_free(&e);
+}
+
+static int cgi(const char *s, ts_cgi_response *r, ts_header *h) {
+  size_t n = strlen(s);
+  return ts_cgi_parse(guarded(s, n), n, r, h, 16);
+}
+
+static void test_cgi_output(void) {
+  ts_cgi_response r;
+  ts_header h[16];
+  CHECK(cgi("Content-Type: text/plain\n\nbody", &r, h) == 0 && r.status == 200 && r.num_headers == 1);
+  CHECK(cgi("X-A: 1\r\nStatus: 418 Teapot\r\nContent-Type: t\r\n\r\nb", &r, h) == 0 && r.status == 418 &&
+        ts_str_eq(r.reason, "Teapot") && r.num_headers == 2);
+  CHECK(cgi("Location: /x\n\n", &r, h) == 0 && r.status == 302);
+  CHECK(cgi("Set-Cookie: a\nSet-Cookie: b\nContent-Type: t\n\n", &r, h) == 0 && r.num_headers == 3 &&
+        ts_str_eq(h[0].value, "a") && ts_str_eq(h[1].value, "b"));
+  CHECK(cgi("Content-Type: t\nContent-Length: 99\nConnection: close\n\nxy", &r, h) == 0 && r.num_headers == 1);
+  CHECK(cgi("Content-Type: t", &r, h) == 0 && r.body_off == 15); /* no blank line: no body */
+  CHECK(cgi("X-A: 1\n\nbody", &r, h) == -1 && r.error);
+  CHECK(cgi("", &r, h) == -1);
+  CHECK(cgi("garbage\n\n", &r, h) == -1);
+  CHECK(cgi("Status: abc\n\n", &r, h) == -1);
+  CHECK(cgi("Status: 2000\n\n", &r, h) == -1);
+  CHECK(cgi("Status: 100 Continue\nContent-Type: t\n\n", &r, h) == -1);
+  CHECK(cgi("Content-Type: a\x01\n\n", &r, h) == -1);
+}
+
+static void test_routes(void) {
+  ts_route routes[8];
+  char err[256];
+  int n = ts_routes_parse("# c\n/ root\n/api api # trailing\n\n/api/v2/ v2\n", routes, 8, err, sizeof err);
+  CHECK(n == 3);
+  CHECK(n == 3 && strcmp(routes[0].prefix, "/api/v2/") == 0 && strcmp(routes[2].prefix, "/") == 0);
+  CHECK(ts_routes_parse("api x\n", routes, 8, err, sizeof err) == -1 && strstr(err, "line 1"));
+  CHECK(ts_routes_parse("/a x y\n", routes, 8, err, sizeof err) == -1);
+  CHECK(ts_routes_parse("/a ../x\n", routes, 8, err, sizeof err) == -1);
+  CHECK(ts_routes_parse("/a x\n/a y\n", routes, 8, err, sizeof err) == -1);
+  CHECK(ts_route_prefix_match("/", "/anything", 9));
+  CHECK(ts_route_prefix_match("/api", "/api", 4));
+  CHECK(ts_route_prefix_match("/api", "/api/x", 6));
+  CHECK(!ts_route_prefix_match("/api", "/apix", 5));
+  CHECK(ts_route_prefix_match("/api/", "/api/x", 6));
+  CHECK(ts_app_name_valid("hello-1.v2", 10));
+  CHECK(!ts_app_name_valid(".hidden", 7) && !ts_app_name_valid("a/b", 3) && !ts_app_name_valid("_tiramisu", 9));
+}
+
+int main(void) {
+  page = (size_t)sysconf(_SC_PAGESIZE);
+  guard_base = mmap(NULL, page * 5, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (guard_base == MAP_FAILED || mprotect(guard_base + page * 4, page, PROT_NONE)) return 2;
+  test_parser_basic();
+  test_parser_errors();
+  test_framing();
+  test_chunked();
+  test_wagi_env();
+  test_cgi_output();
+  test_routes();
+  printf("%d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}

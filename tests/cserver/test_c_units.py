@@ -1,0 +1,67 @@
+"""C unit tests (ASan+UBSan, guard-page inputs) and short libFuzzer runs of the parsers."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "cserver"
+PURE = [SRC / "ts_http.c", SRC / "ts_wagi.c", SRC / "ts_util.c", SRC / "ts_route.c"]
+SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+FUZZ_SECONDS = 8
+
+
+def _cc():
+    for name in ("clang", "clang-14", "gcc"):
+        if shutil.which(name):
+            return name
+    pytest.skip("no C compiler (apt-get install clang)")
+
+
+def _build(cc, out, sources, extra):
+    argv = [cc, "-std=c11", "-D_GNU_SOURCE", "-g", "-O1", "-Wall", "-I", str(SRC), *extra,
+            *map(str, sources), "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_unit_tests_under_sanitizers(tmp_path):
+    binary = _build(_cc(), tmp_path / "units", [REPO / "tests/cserver/c/test_units.c", *PURE], SAN)
+    proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120,
+                          env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failures" in proc.stdout
+
+
+def _clang_with_fuzzer(tmp_path):
+    cc = shutil.which("clang") or shutil.which("clang-14")
+    if not cc:
+        pytest.skip("libFuzzer needs clang (apt-get install clang libclang-rt-14-dev)")
+    probe = tmp_path / "probe.c"
+    probe.write_text("int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n")
+    proc = subprocess.run([cc, "-fsanitize=fuzzer", str(probe), "-o", str(tmp_path / "probe")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"clang cannot link libFuzzer here: {proc.stderr.strip().splitlines()[-1:]}")
+    return cc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["http", "cgi"])
+def test_fuzz_parsers_briefly(tmp_path, name):
+    cc = _clang_with_fuzzer(tmp_path)
+    binary = _build(cc, tmp_path / f"fuzz_{name}", [SRC / "fuzz" / f"fuzz_{name}.c", *PURE],
+                    ["-fsanitize=fuzzer,address,undefined"])
+    seeds = SRC / "fuzz" / "corpus" / name
+    assert any(seeds.iterdir()), "checked-in seed corpus is missing"
+    work = tmp_path / "corpus"
+    work.mkdir()
+    # new inputs go to `work`; the checked-in seeds are only read
+    proc = subprocess.run([str(binary), f"-max_total_time={FUZZ_SECONDS}", "-max_len=4096", "-timeout=5",
+                           "-rss_limit_mb=1024", str(work), str(seeds)],
+                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Done" in proc.stderr
