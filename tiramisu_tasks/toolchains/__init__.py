@@ -43,6 +43,23 @@ class Toolchain:
             raise ToolMissing(f"toolchain {self.name} cannot build for {target.name}: {why}")
         return self
 
+    def glibc_version(self, target):
+        """The glibc the compiler links against for target ("2.17"), None for musl.
+
+        This is the most a binary built here can need from the box's glibc, read
+        from the compiler's own predefined ``__GLIBC__``/``__GLIBC_MINOR__``.
+        """
+        if target.libc != "glibc":
+            return None
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="tiramisu-glibc-probe-") as tmp:
+            probe = os.path.join(tmp, "probe.c")
+            with open(probe, "w") as fh:
+                fh.write("#include <features.h>\n")
+            text = self.run([*self.cc(target), "-dM", "-E", probe], cwd=tmp, read_only=(tmp,))
+        return parse_glibc_macros(text)
+
     def run(self, argv, cwd=None, read_only=(), writable=(), env=None):
         """Run a build command locally; raise BuildError with the compiler's last lines."""
         proc = subprocess.run(
@@ -54,6 +71,17 @@ class Toolchain:
             raise BuildError(f"{self.name}: build command failed (exit {proc.returncode}): "
                              f"{' '.join(argv[:3])} ...\n{tail}")
         return proc.stdout
+
+
+def parse_glibc_macros(text):
+    """Pure: "2.17" from preprocessor output defining __GLIBC__ and __GLIBC_MINOR__."""
+    import re
+
+    major = re.search(r"^#define __GLIBC__ (\d+)", text, re.M)
+    minor = re.search(r"^#define __GLIBC_MINOR__ (\d+)", text, re.M)
+    if not (major and minor):
+        raise BuildError("the compiler does not define __GLIBC__/__GLIBC_MINOR__ for a glibc target")
+    return f"{major.group(1)}.{minor.group(1)}"
 
 
 @lru_cache(maxsize=None)
