@@ -145,6 +145,53 @@ def test_c_through_zig_cc(apps_cache):
     assert resp.status == 200 and len(resp.header_all("Set-Cookie")) == 2
 
 
+@pytest.mark.slow
+def test_zig_build_project(tmp_path, apps_cache):
+    """A build.zig project: zig build decides, we take the one .wasm in zig-out/bin.
+    Cold (fresh zig global cache) this compiles zig's build runner: minutes."""
+    need("zig")
+    app = tmp_path / "zigproj"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "main.zig").write_text((EXAMPLES / "hello-zig" / "main.zig").read_text())
+    (app / "build.zig").write_text(ZIG_BUILD)
+    result = build_app(app, cache_root=apps_cache)
+    assert result.language == "zig" and result.name == "zigproj"
+    assert run_request(result.wasm_path, Request(path="/b")).response.body == b"Hello from Zig! /b\n"
+    assert not (app / "zig-out").exists() and not (app / ".zig-cache").exists()
+
+
+ZIG_BUILD = """const std = @import("std");
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+    const exe = b.addExecutable(.{
+        .name = "zigproj",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("src/main.zig"),
+            .target = target,
+            .optimize = optimize,
+        }),
+    });
+    b.installArtifact(exe);
+}
+"""
+
+
+def test_npm_failure_is_one_line(tmp_path, monkeypatch):
+    """No registry (a closed loopback port): the AssemblyScript install fails with one line."""
+    builder = need("assemblyscript")
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    with pytest.raises(BuildFailed) as err:
+        build_app(EXAMPLES / "hello-assemblyscript", cache_root=tmp_path / "cache")
+    assert err.value.message.startswith("npm install assemblyscript@") and "install failed" in err.value.message
+    assert "\n" not in err.value.message
+    assert not cache.list_entries(tmp_path / "cache")  # nothing half-installed counts as cached
+    assert builder.toolchain == "asc"
+
+
 def test_concurrent_builds_of_one_project_agree(tmp_path, apps_cache):
     from concurrent.futures import ThreadPoolExecutor
 

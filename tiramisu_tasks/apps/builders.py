@@ -529,7 +529,7 @@ class AscBuilder(Builder):
         def install(tmp):
             progress(f"installing AssemblyScript {ASSEMBLYSCRIPT_VERSION} from npm (once)")
             run(Step(npm_install_argv(which("npm"), tmp, self.packages()), tmp,
-                     label="npm install (AssemblyScript)"))
+                     label=f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}", what="install"))
 
         base = Path(cache_root) if cache_root else None
         from ..paths import cache_dir

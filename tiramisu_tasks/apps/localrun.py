@@ -56,6 +56,16 @@ def _error_response(message):
     return Response(500, [("Content-Type", "text/plain")], (message + "\n").encode())
 
 
+def _trap_reason(text):
+    """The 'Caused by' line of a Wasmtime trap, not its backtrace header (pure)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if "Caused by:" in lines:
+        rest = lines[lines.index("Caused by:") + 1:]
+        if rest:
+            return rest[-1]
+    return lines[0] if lines else "unknown trap"
+
+
 def run_request(wasm_path, req: Request, app="app", timeout=10.0, **environ_args) -> LocalRun:
     """Run ``wasm_path`` for one request; never raises for what the guest does."""
     import wasmtime
@@ -94,9 +104,10 @@ def run_request(wasm_path, req: Request, app="app", timeout=10.0, **environ_args
                 error = f"guest exited with status {exit_code}"
         except wasmtime.Trap as exc:
             exit_code = -1
-            text = str(exc)
-            error = ("timed out after %.1f s" % timeout) if "interrupt" in text else \
-                f"trap: {text.splitlines()[0] if text else exc.__class__.__name__}"
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                error = "timed out after %.1f s" % timeout
+            else:
+                error = f"trap: {_trap_reason(str(exc))}"
         except wasmtime.WasmtimeError as exc:
             exit_code = -1
             error = f"cannot instantiate: {str(exc).splitlines()[0]}"

@@ -36,6 +36,7 @@ class Step:
     # Values replace the inherited environment's; None removes the variable.
     env: Dict[str, Optional[str]] = field(default_factory=dict)
     label: str = ""
+    what: str = "build"  # for the failure message: "<label>: <what> failed (exit N): ..."
 
     def display(self):
         sets = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()) if v is not None)
@@ -85,7 +86,7 @@ def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
     if proc.returncode != 0:
         log = "\n".join(x for x in (out.strip(), err.strip()) if x)
         raise BuildFailed(
-            f"{step.label or Path(str(step.argv[0])).name}: build failed (exit {proc.returncode}): "
+            f"{step.label or Path(str(step.argv[0])).name}: {step.what} failed (exit {proc.returncode}): "
             f"{first_error_line(err or out)}",
             log,
         )
