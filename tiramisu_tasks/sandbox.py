@@ -156,7 +156,11 @@ def running_pid(paths):
 
 
 def _keygen(path, comment):
-    if not path.exists():
+    pub = Path(str(path) + ".pub")
+    if not (path.exists() and pub.exists()):
+        for stale in (path, pub):  # half a pair is useless: make a new one
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         res = subprocess.run(cmd.keygen_argv(str(path), comment), capture_output=True, text=True)
         if res.returncode != 0:
             raise SandboxError(f"ssh-keygen failed: {res.stderr.strip()}")

@@ -11,9 +11,14 @@ Layout: :mod:`.commands` (pure builders), :mod:`.rootfs` (the cached arm64 root)
 People use ``scripts/testhost``; pytest uses ``tests/fixtures/hosts.py``.
 """
 
-from .hosts import (  # noqa: F401
+from .hosts import (
     ARCHES, TestHost, binfmt_problem, host_from_record, missing_requirements,
     start_aarch64_host, start_host, start_x86_host,
 )
-from .registry import cleanup_leftovers  # noqa: F401
-from .system import TestHostError  # noqa: F401
+from .registry import cleanup_leftovers
+from .system import TestHostError
+
+__all__ = [
+    "ARCHES", "TestHost", "TestHostError", "binfmt_problem", "cleanup_leftovers", "host_from_record",
+    "missing_requirements", "start_aarch64_host", "start_host", "start_x86_host",
+]

@@ -142,6 +142,14 @@ def userdel_argv(user: str) -> List[str]:
 
 # ------------------------------------------------------------------- sshd ---
 
+def _arg(value):
+    """An sshd_config argument: double-quoted when it holds whitespace (sshd splits on it)."""
+    value = str(value)
+    if '"' in value or "\n" in value:
+        raise ValueError(f"sshd_config cannot hold {value!r}")
+    return f'"{value}"' if any(ch.isspace() for ch in value) else value
+
+
 def sshd_config(
     *,
     port: int,
@@ -160,10 +168,10 @@ def sshd_config(
         f"Port {int(port)}",
         f"ListenAddress {listen}",
     ]
-    lines += [f"HostKey {k}" for k in host_keys]
+    lines += [f"HostKey {_arg(k)}" for k in host_keys]
     lines += [
-        f"PidFile {pid_file}",
-        f"AuthorizedKeysFile {authorized_keys}",
+        f"PidFile {_arg(pid_file)}",
+        f"AuthorizedKeysFile {_arg(authorized_keys)}",
         f"AllowUsers {' '.join(allow_users)}",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",

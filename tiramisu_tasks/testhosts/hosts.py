@@ -205,6 +205,7 @@ def _allocate(name, arch, owner):
             "user_local": hid if arch == "x86_64" else None,
         }
         registry.write_record(record)
+    registry.log_event("allocate", hid, name, arch, record["subnet"])
     return record, subnet
 
 
@@ -359,9 +360,10 @@ def start_aarch64_host(name="aarch64", owner=True, root_size="2G", ready_timeout
             port=SSH_PORT, listen=subnet.inside, host_keys=["/etc/ssh/ssh_host_ed25519_key"],
             pid_file="/run/sshd.pid", authorized_keys=".ssh/authorized_keys", allow_users=[user],
         ))
+        hostname = name if _hostname_ok(name) else hid
+        (root / "etc" / "hosts").write_text(f"127.0.0.1\tlocalhost\n{subnet.inside}\t{hostname}\n")
         script = hdir / "start.sh"
-        script.write_text(cmd.aarch64_start_script(str(root), name if _hostname_ok(name) else hid,
-                                                   "/etc/ssh/tiramisu_sshd_config"))
+        script.write_text(cmd.aarch64_start_script(str(root), hostname, "/etc/ssh/tiramisu_sshd_config"))
         _netns_up(hid, subnet)
         proc = _launch(cmd.aarch64_start_argv(hid, str(script)), hdir / "sshd.log")
         _finish(record, proc)

@@ -49,6 +49,16 @@ def global_lock():
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def log_event(*parts):
+    """One line per start/teardown in <base>/events.log: post-mortems of CI runs."""
+    with contextlib.suppress(OSError):
+        path = base_dir() / "events.log"
+        if path.exists() and path.stat().st_size > 1 << 20:
+            os.replace(path, path.with_suffix(".log.old"))
+        with open(path, "a") as fh:
+            fh.write(" ".join([time.strftime("%Y-%m-%dT%H:%M:%S"), f"pid={os.getpid()}", *map(str, parts)]) + "\n")
+
+
 def owner_self():
     pid = os.getpid()
     return {"pid": pid, "starttime": proc_starttime(pid)}
@@ -141,6 +151,7 @@ def teardown(record, user=None):
     if uid:
         pids += uid_pids(uid)
     left = kill_pids(sorted(set(pids)))
+    log_event("teardown", hid, f"killed={sorted(set(pids))}", f"left={left}")
     if netns:
         for argv in cmd.netns_down_cmds(netns):
             run(argv, check=False)

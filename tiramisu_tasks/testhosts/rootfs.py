@@ -73,8 +73,19 @@ def rootfs_tarball(progress=None):
     if shutil.which("debootstrap") is None:
         raise ToolMissing("debootstrap is not installed (apt-get install debootstrap)")
     with _build_lock():  # another process may have built it while we waited
+        _remove_stale_builds()
         entry = cache.get_or_build(KIND, inputs, lambda out: _build(out, mirror, progress))
     return entry.file(TARBALL)
+
+
+def _remove_stale_builds():
+    """Work dirs of a killed build (we hold the lock, so none is in use): unmount, then delete.
+
+    debootstrap mounts /proc and /sys inside the target; rmtree must never walk into them.
+    """
+    for work in (cache_dir() / KIND).glob(".build-*"):
+        umount_below(work)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _build(out_dir, mirror, progress):
