@@ -161,9 +161,9 @@ def test_guest_limits(srv):
 
 
 def test_fd_write_errno_and_bounds(srv):
-    """The server's own fd_write answers as Wasmtime's WASI does."""
+    """The server's own fd_write and fd_fdstat_get answer as Wasmtime's WASI does."""
     status, _, body = srv.get("/fd_write")
-    assert (status, body) == (200, b"fd3=08 fd0=08 fd2=00\n")
+    assert (status, body) == (200, b"fd3=08 fd0=08 fd2=00 st3=08 r0=02 r1=64\n")
     assert "to the log" in srv.app_log("fd_write").read_text()
     assert srv.get("/fd_write?oob")[0] == 500
     assert "pointer out of bounds" in srv.server_log.read_text()
