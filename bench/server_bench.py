@@ -348,7 +348,8 @@ def report(r):
     c = r["configs"]
 
     def ratio(a, b):
-        return c[a]["rps"] / c[b]["rps"] if c[a]["rps"] and c[b]["rps"] else None
+        """Median of the per-round ratios: both sides of a round ran within seconds of each other."""
+        return statistics.median(x / y for x, y in zip(c[a]["rounds_rps"], c[b]["rounds_rps"]))
 
     rows = [[v["label"], f"{v['rps']:.0f}", f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}",
              " / ".join(map(str, v["rounds_rps"])), v["errors"]] for v in c.values()]
@@ -376,7 +377,8 @@ def report(r):
          f"{c['n_cs']['p99_ms']:.2f} vs {c['n_ws']['p99_ms']:.2f} ms", c["n_cs"]["p99_ms"] <= c["n_ws"]["p99_ms"]),
     ]
     out.append(bk.table(["target", "measured", "verdict"], [[t, m, bk.verdict(ok)] for t, m, ok in targets]))
-    out += ["", "information: libc guest vs trivial guest (custom_server direct): "
+    out += ["", "ratios are medians of the per-round ratios (rounds alternate, so each ratio compares "
+            "runs seconds apart)", "information: libc guest vs trivial guest (custom_server direct): "
             f"{ratio('cs_libc', 'cs'):.2f}×; behind nginx: {ratio('n_cs_libc', 'n_cs'):.2f}×; "
             f"RSS after the load: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in r["rss_after_load_kib"].items())]
     return "\n".join(out)
