@@ -222,12 +222,12 @@ def main(argv=None):
 
         version = [0]
 
-        def deploy_next():
+        def deploy_next(front=(str(BIN / "tiramisu"),)):
             version[0] += 1
             i = version[0]
             wasm.write_bytes(text_module(f"bench v{i}"))
             t0 = time.monotonic()
-            proc = subprocess.run([str(BIN / "tiramisu"), "deploy", str(wasm), "--host", "box", "--json"],
+            proc = subprocess.run([*front, "deploy", str(wasm), "--host", "box", "--json"],
                                   env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                   cwd=str(bk.REPO))
             t_cli = time.monotonic() - t0
@@ -238,6 +238,14 @@ def main(argv=None):
 
         bk.note(f"{args.quiet_deploys} timed deploys of changed versions (no load)")
         result["deploys"] = [deploy_next() for _ in range(args.quiet_deploys)]
+        bk.note(f"what-if: {args.quiet_deploys} timed deploys with TCP_NODELAY on the SSH socket (bench/nodelay_cli.py)")
+        shim = (sys.executable, str(bk.HERE / "nodelay_cli.py"))
+        result["deploys_nodelay"] = [deploy_next(shim) for _ in range(args.quiet_deploys)]
+        t0 = time.monotonic()
+        proc = subprocess.run([*shim, "setup", "--host", "box", "--json"], env=env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, cwd=str(bk.REPO))
+        must(proc, "setup re-run (nodelay)")
+        result["rerun_nodelay_s"] = time.monotonic() - t0
         bk.note(f"{args.deploys} deploys of changed versions under load through nginx")
         with Load(box.hostname, http_port, "/benchapp") as load:
             time.sleep(0.5)
@@ -283,6 +291,7 @@ def report(r):
     box_s = [d["box_s"] for d in r["deploys"] if d["box_s"] is not None]
     swap = [d["swap_ms"] for d in r["deploys"] if d["swap_ms"] is not None]
     loaded = [d["verified_s"] for d in r["deploys_under_load"]]
+    nodelay = [d["verified_s"] for d in r.get("deploys_nodelay", [])]
     load = r["load"]
     failed = load["non2xx"] + load["socket_errors"]
     rows = [
@@ -305,6 +314,9 @@ def report(r):
            f"server swap after the switch (summary 'swap_ms') median {statistics.median(swap):.0f} ms; "
            f"versions seen by the load: {load['versions_seen']}; "
            f"redeploy under that load: median {statistics.median(loaded):.2f} s, max {max(loaded):.2f} s",
+           "", "what-if, TCP_NODELAY on the SSH client socket (bench/nodelay_cli.py runs the same CLI with "
+           f"that one change): redeploy median {statistics.median(nodelay):.2f} s, max {max(nodelay):.2f} s; "
+           f"no-change setup re-run {r['rerun_nodelay_s']:.2f} s" if nodelay else "",
            "", "env on the box (KiB): " + ", ".join(f"{k} {v}" for k, v in r["env_breakdown_kib"].items()),
            "", f"one deploy under cProfile ({r['profile']['wall_s']:.2f} s wall with the profiler):",
            bk.table(["phase", "calls", "cumulative s"], r["profile"]["rows"])]
