@@ -47,7 +47,8 @@ const char *ts_pooling_name(int mode) {
 
 void ts_config_help(const char *prog) {
   printf("usage: %s [--config FILE] [--NAME VALUE ...]\n", prog);
-  printf("       %s --check-module FILE [--config FILE]\n", prog);
+  printf("       %s --check-module FILE [--precompiled CWASM] [--config FILE]\n", prog);
+  printf("       %s --engine-settings [--config FILE]   (JSON: what precompiled modules must match)\n", prog);
   printf("       %s --version | --help\n\n", prog);
   printf("Runs WASI command modules per request, CGI-style (WAGI).\n\n");
   printf("Settings (config file: 'name = value' lines, '#' comments; flags override):\n");
@@ -229,6 +230,7 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) cfg->show_help = 1;
     else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) cfg->show_version = 1;
+    else if (strcmp(a, "--engine-settings") == 0) cfg->show_engine_settings = 1;
     else if (strncmp(a, "--config=", 9) == 0) ts_strlcpy(cfg->config_path, a + 9, TS_PATH_MAX);
     else if (strcmp(a, "--config") == 0 && i + 1 < argc) ts_strlcpy(cfg->config_path, argv[++i], TS_PATH_MAX);
     else if (strcmp(a, "--config") == 0) {
@@ -249,6 +251,7 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
   /* pass 2: flags */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (strcmp(a, "--engine-settings") == 0) continue;
     if (strncmp(a, "--", 2) != 0) {
       snprintf(err, errlen, "unexpected argument '%s' (settings are --NAME VALUE; see --help)", a);
       return -1;
@@ -275,7 +278,15 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
       ts_strlcpy(cfg->check_module, value, TS_PATH_MAX);
       continue;
     }
+    if (strcmp(name, "precompiled") == 0) {
+      ts_strlcpy(cfg->precompiled, value, TS_PATH_MAX);
+      continue;
+    }
     if (apply(cfg, name, value, NULL, err, errlen, "")) return -1;
+  }
+  if (cfg->precompiled[0] && !cfg->check_module[0]) {
+    snprintf(err, errlen, "--precompiled goes with --check-module FILE");
+    return -1;
   }
   return 0;
 }

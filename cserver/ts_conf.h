@@ -37,7 +37,8 @@ typedef struct {
   /* command-line only */
   char config_path[TS_PATH_MAX];
   char check_module[TS_PATH_MAX];
-  int show_help, show_version;
+  char precompiled[TS_PATH_MAX]; /* with --check-module: a .cwasm to try first */
+  int show_help, show_version, show_engine_settings;
 } ts_config;
 
 enum { TS_POOLING_AUTO = 0, TS_POOLING_ON = 1, TS_POOLING_OFF = 2 };

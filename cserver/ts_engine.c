@@ -205,65 +205,106 @@ static int address_space_allows(uint64_t bytes) {
   return 1;
 }
 
+#if defined(__x86_64__)
+#define TS_ARCH "x86_64"
+#elif defined(__aarch64__)
+#define TS_ARCH "aarch64"
+#else
+#define TS_ARCH "unknown"
+#endif
+
+void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
+  memset(s, 0, sizeof *s);
+  s->memory_bytes = cfg->memory_mb << 20;
+  s->slots = pool_slots(cfg);
+  uint64_t need = (uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
+  if (cfg->pooling == TS_POOLING_ON) s->pooling = 1;
+  else if (cfg->pooling == TS_POOLING_AUTO) s->pooling = address_space_allows(need);
+  if (s->pooling) {
+    snprintf(s->id, sizeof s->id, "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=pooling", TS_WASMTIME_VERSION);
+  } else {
+    /* Small reservations: memories start small and move when they grow,
+     * bounds checks are explicit. Costs a little speed, saves address space. */
+    s->reservation = s->memory_bytes < (64ull << 20) ? (64ull << 20) : s->memory_bytes;
+    if (cfg->pooling == TS_POOLING_OFF && address_space_allows(need)) s->reservation = RESERVATION_DEFAULT;
+    s->guard = 64 << 10;
+    s->growth = 1 << 20;
+    snprintf(s->id, sizeof s->id, "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=ondemand;reserve=%llu;guard=%llu",
+             TS_WASMTIME_VERSION, (unsigned long long)s->reservation, (unsigned long long)s->guard);
+  }
+  char hex[65];
+  ts_sha256_hex(s->id, strlen(s->id), hex);
+  memcpy(s->hash, hex, 16);
+  s->hash[16] = 0;
+}
+
+/* Keys under "config" name Wasmtime Config setters (wasmtime-py spelling);
+ * deploy refuses to precompile when it meets a key it cannot reproduce, so a
+ * setting added here without the Python side means "compile on the box". */
+void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir, ts_buf *b) {
+  ts_buf_printf(b, "{\"format\":1,\"wasmtime\":\"%s\",\"arch\":\"%s\",\"settings_id\":", TS_WASMTIME_VERSION,
+                TS_ARCH);
+  ts_buf_json_str(b, s->id);
+  ts_buf_printf(b, ",\"settings_hash\":\"%s\",\"cache_dir\":", s->hash);
+  if (cache_dir && cache_dir[0]) ts_buf_json_str(b, cache_dir);
+  else ts_buf_puts(b, "null");
+  ts_buf_puts(b, ",\"config\":{\"epoch_interruption\":true,\"cranelift_opt_level\":\"speed\","
+                 "\"wasm_threads\":false");
+  if (s->pooling) {
+    ts_buf_printf(b, ",\"pooling\":{\"total_core_instances\":%u,\"total_memories\":%u,\"total_tables\":%u,"
+                     "\"total_stacks\":%u,\"total_gc_heaps\":%u,\"max_memory_size\":%llu,"
+                     "\"max_unused_warm_slots\":%u}",
+                  s->slots, s->slots, s->slots, s->slots, s->slots, (unsigned long long)s->memory_bytes, s->slots);
+  } else {
+    ts_buf_printf(b, ",\"memory_reservation\":%llu,\"memory_guard_size\":%llu,\"memory_reservation_for_growth\":%llu",
+                  (unsigned long long)s->reservation, (unsigned long long)s->guard, (unsigned long long)s->growth);
+  }
+  ts_buf_puts(b, "}}");
+}
+
 int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen) {
   memset(e, 0, sizeof *e);
-  e->memory_bytes = cfg->memory_mb << 20;
   e->deadline_ticks = (cfg->timeout_ms + TS_EPOCH_TICK_MS - 1) / TS_EPOCH_TICK_MS + 1;
   ts_strlcpy(e->cache_dir, cfg->cache, sizeof e->cache_dir);
-
-  uint32_t slots = pool_slots(cfg);
-  uint64_t need = (uint64_t)slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
-  int pooling = 0;
-  if (cfg->pooling == TS_POOLING_ON) pooling = 1;
-  else if (cfg->pooling == TS_POOLING_AUTO) {
-    pooling = address_space_allows(need);
-    if (!pooling)
-      ts_log_warn("address space too small for the pooling allocator (%llu GiB needed): using "
-                  "on-demand allocation with %llu MiB memory reservations",
-                  (unsigned long long)(need >> 30), (unsigned long long)cfg->memory_mb);
-  }
+  ts_engine_plan(cfg, &e->settings);
+  const ts_engine_settings *s = &e->settings;
+  e->memory_bytes = s->memory_bytes;
+  int pooling = s->pooling;
+  if (cfg->pooling == TS_POOLING_AUTO && !pooling)
+    ts_log_warn("address space too small for the pooling allocator (%llu GiB needed): using "
+                "on-demand allocation with %llu MiB memory reservations",
+                (unsigned long long)(((uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2) >> 30),
+                (unsigned long long)(s->reservation >> 20));
 
   wasm_config_t *c = wasm_config_new();
   if (!c) {
     snprintf(err, errlen, "wasmtime: cannot create engine config");
     return -1;
   }
+  /* Keep in step with ts_engine_settings_json: every setting applied here is printed there. */
   wasmtime_config_epoch_interruption_set(c, true);
   wasmtime_config_cranelift_opt_level_set(c, WASMTIME_OPT_LEVEL_SPEED);
   wasmtime_config_wasm_threads_set(c, false);
   if (pooling) {
     wasmtime_pooling_allocation_config_t *pc = wasmtime_pooling_allocation_config_new();
-    wasmtime_pooling_allocation_config_total_core_instances_set(pc, slots);
-    wasmtime_pooling_allocation_config_total_memories_set(pc, slots);
-    wasmtime_pooling_allocation_config_total_tables_set(pc, slots);
-    wasmtime_pooling_allocation_config_total_stacks_set(pc, slots);
-    wasmtime_pooling_allocation_config_total_gc_heaps_set(pc, slots);
-    wasmtime_pooling_allocation_config_max_memory_size_set(pc, (size_t)e->memory_bytes);
-    wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, slots);
+    wasmtime_pooling_allocation_config_total_core_instances_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_total_memories_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_total_tables_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_total_stacks_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_total_gc_heaps_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_max_memory_size_set(pc, (size_t)s->memory_bytes);
+    wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, s->slots);
     /* Reset the first pages of a slot's memory with memset instead of
      * madvise: no page faults on the next instance and no TLB shootdown
      * across worker threads (bench/server_ab.py: trivial guest ~1.5x rps). */
     wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, KEEP_RESIDENT);
     wasmtime_pooling_allocation_strategy_set(c, pc);
     wasmtime_pooling_allocation_config_delete(pc);
-    snprintf(e->settings_id, sizeof e->settings_id,
-             "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=pooling", TS_WASMTIME_VERSION);
   } else {
-    /* Small reservations: memories start small and move when they grow,
-     * bounds checks are explicit. Costs a little speed, saves address space. */
-    uint64_t reserve = e->memory_bytes < (64ull << 20) ? (64ull << 20) : e->memory_bytes;
-    if (cfg->pooling == TS_POOLING_OFF && address_space_allows(need)) reserve = RESERVATION_DEFAULT;
-    wasmtime_config_memory_reservation_set(c, reserve);
-    wasmtime_config_memory_guard_size_set(c, 64 << 10);
-    wasmtime_config_memory_reservation_for_growth_set(c, 1 << 20);
-    snprintf(e->settings_id, sizeof e->settings_id,
-             "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=ondemand;reserve=%llu;guard=65536",
-             TS_WASMTIME_VERSION, (unsigned long long)reserve);
+    wasmtime_config_memory_reservation_set(c, s->reservation);
+    wasmtime_config_memory_guard_size_set(c, s->guard);
+    wasmtime_config_memory_reservation_for_growth_set(c, s->growth);
   }
-  char hex[65];
-  ts_sha256_hex(e->settings_id, strlen(e->settings_id), hex);
-  memcpy(e->settings_hash, hex, 16);
-  e->settings_hash[16] = 0;
 
   e->engine = wasm_engine_new_with_config(c); /* consumes c */
   if (!e->engine) {
@@ -299,7 +340,7 @@ void ts_engine_free(ts_engine *e) {
 void ts_engine_tick(ts_engine *e) { wasmtime_engine_increment_epoch(e->engine); }
 
 static void cache_path(const ts_engine *e, const char *sha, char *out, size_t n) {
-  snprintf(out, n, "%s/%s-%s.cwasm", e->cache_dir, sha, e->settings_hash);
+  snprintf(out, n, "%s/%s-%s.cwasm", e->cache_dir, sha, e->settings.hash);
 }
 
 static void cache_store(const ts_engine *e, wasmtime_module_t *m, const char *path) {
@@ -333,27 +374,60 @@ static void cache_store(const ts_engine *e, wasmtime_module_t *m, const char *pa
   wasm_byte_vec_delete(&bytes);
 }
 
-int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *from_cache,
-                   char *err, size_t errlen) {
-  char path[TS_PATH_MAX + 128], msg[900];
+const char *ts_load_source_name(int source) {
+  return source == TS_LOAD_CACHE ? "from cache" : source == TS_LOAD_PRECOMPILED ? "precompiled" : "compiled";
+}
+
+/* NULL with the reason in why when Wasmtime refuses the file (another
+ * version, other engine settings, CPU features the host lacks, damage). */
+static wasmtime_module_t *deserialize(ts_engine *e, const char *path, char *why, size_t n) {
+  wasmtime_module_t *m = NULL;
+  wasmtime_error_t *werr = wasmtime_module_deserialize_file(e->engine, path, &m);
+  if (werr) {
+    ts_wt_error_text(werr, why, n);
+    return NULL;
+  }
+  return m;
+}
+
+static wasmtime_module_t *try_precompiled(ts_engine *e, const char *sha, const char *path) {
+  char why[900];
+  wasmtime_module_t *m = deserialize(e, path, why, sizeof why);
+  if (m) {
+    atomic_fetch_add(&g_metrics.precompiled_used_total, 1);
+  } else {
+    atomic_fetch_add(&g_metrics.precompiled_refused_total, 1);
+    ts_log_warn("module %.12s: precompiled module refused: %s; compiled instead", sha, why);
+  }
+  return m;
+}
+
+int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha, const char *precompiled,
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err,
+                   size_t errlen) {
+  char own[TS_PATH_MAX + 128], shipped[TS_PATH_MAX + 128], msg[900];
   wasmtime_module_t *m = NULL;
   wasmtime_error_t *werr;
-  *from_cache = 0;
-  if (e->cache_dir[0]) {
-    cache_path(e, sha, path, sizeof path);
-    if (access(path, R_OK) == 0) {
-      werr = wasmtime_module_deserialize_file(e->engine, path, &m);
-      if (werr) { /* incompatible or damaged entry: recompile and replace it */
-        ts_wt_error_text(werr, msg, sizeof msg);
-        ts_log_warn("ignoring cached module %s: %s", path, msg);
-        m = NULL;
-      } else {
-        *from_cache = 1;
-        atomic_fetch_add(&g_metrics.cache_hits_total, 1);
-      }
+  int cache = e->cache_dir[0] != 0;
+  *source = TS_LOAD_COMPILED;
+  own[0] = shipped[0] = 0;
+  if (cache) {
+    cache_path(e, sha, own, sizeof own);
+    snprintf(shipped, sizeof shipped, "%s/%s.cwasm", e->cache_dir, sha);
+  }
+  /* An explicit file (--check-module --precompiled) is what is being checked: try it first. */
+  if (precompiled && (m = try_precompiled(e, sha, precompiled))) *source = TS_LOAD_PRECOMPILED;
+  if (!m && cache && access(own, R_OK) == 0) {
+    m = deserialize(e, own, msg, sizeof msg);
+    if (!m) { /* incompatible or damaged entry: recompile and replace it */
+      ts_log_warn("ignoring cached module %s: %s", own, msg);
+    } else {
+      *source = TS_LOAD_CACHE;
+      atomic_fetch_add(&g_metrics.cache_hits_total, 1);
     }
   }
+  int shipped_present = !precompiled && cache && access(shipped, R_OK) == 0;
+  if (!m && shipped_present && (m = try_precompiled(e, sha, shipped))) *source = TS_LOAD_PRECOMPILED;
   if (!m) {
     atomic_fetch_add(&g_metrics.compiles_total, 1);
     werr = wasmtime_module_new(e->engine, wasm, len, &m);
@@ -370,7 +444,17 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
     wasmtime_module_delete(m);
     return -1;
   }
-  if (!*from_cache && e->cache_dir[0]) cache_store(e, m, path);
+  if (cache && *source == TS_LOAD_COMPILED) cache_store(e, m, own);
+  /* A shipped file that was used becomes the cache entry (a rename: no second
+   * write); one that was refused or is shadowed by the entry is dropped. An
+   * explicit --precompiled file is never touched: deploy still owns it. */
+  if (shipped_present) {
+    if (*source == TS_LOAD_PRECOMPILED) {
+      if (rename(shipped, own) != 0) ts_log_warn("cannot move %s to %s: %s", shipped, own, strerror(errno));
+    } else {
+      unlink(shipped);
+    }
+  }
   *module = m;
   return 0;
 }

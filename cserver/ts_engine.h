@@ -10,12 +10,26 @@
 #include "ts_util.h"
 #include "ts_wasmtime.h"
 
+/* Every engine setting the server chooses, decided once (ts_engine_plan) and
+ * then both applied to the engine and printed by --engine-settings: deploy
+ * reads that JSON to precompile modules with an identical engine, so this
+ * struct is the one source of truth for "what the box's engine looks like". */
+typedef struct {
+  int pooling;             /* 1: pooling allocator, 0: on-demand */
+  uint32_t slots;          /* pooling: instances/memories/tables/stacks/gc heaps */
+  uint64_t memory_bytes;   /* store limiter; pooling max memory size */
+  uint64_t reservation;    /* on-demand: memory reservation */
+  uint64_t guard;          /* on-demand: memory guard size */
+  uint64_t growth;         /* on-demand: reservation for growth */
+  char id[256];            /* the settings that change compiled code, as text */
+  char hash[17];           /* short hash of id, part of cache file names */
+} ts_engine_settings;
+
 typedef struct {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;
   int pooling;             /* 1 when the pooling allocator is in use */
-  char settings_id[256];   /* engine settings that change compiled code */
-  char settings_hash[17];  /* short hash of settings_id, part of cache file names */
+  ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t deadline_ticks;
   char cache_dir[TS_PATH_MAX];
@@ -23,15 +37,31 @@ typedef struct {
 
 #define TS_EPOCH_TICK_MS 5
 
+/* Decide the engine settings for cfg (pooling auto: probes the address space). */
+void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s);
+/* The settings as one JSON object (what `custom_server --engine-settings` prints). */
+void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir, ts_buf *out);
+
 /* 0 or -1 with err. Decides pooling (auto: when the address space allows). */
 int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen);
 void ts_engine_free(ts_engine *e);
 void ts_engine_tick(ts_engine *e);
 
-/* Compile (or load from cache) and pre-link. *from_cache says which. */
-int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha256_hex,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *from_cache,
-                   char *err, size_t errlen);
+/* Where a loaded module's machine code came from. */
+enum { TS_LOAD_COMPILED = 0, TS_LOAD_CACHE = 1, TS_LOAD_PRECOMPILED = 2 };
+const char *ts_load_source_name(int source);
+
+/* Load a module and pre-link it. Tried in order: `precompiled` when given
+ * (--check-module --precompiled: the file deploy is about to install; never
+ * moved or deleted); the server's own cache entry <cache>/<sha>-<settings
+ * hash>.cwasm; a precompiled module shipped by deploy as <cache>/<sha>.cwasm
+ * (adopted as the cache entry when used); compiling (then cached). Wasmtime
+ * refuses a precompiled module built by another version or with other engine
+ * settings or CPU features: that is logged and the module compiled instead.
+ * *source is TS_LOAD_*. */
+int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha256_hex, const char *precompiled,
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err,
+                   size_t errlen);
 
 typedef enum {
   TS_RUN_OK = 0,

@@ -98,13 +98,37 @@ static int check_module(const ts_config *cfg) {
   ts_sha256_hex(b.p ? b.p : "", b.n, sha);
   wasmtime_module_t *m;
   wasmtime_instance_pre_t *pre;
-  int from_cache;
-  if (ts_engine_load(&g_engine, (const uint8_t *)(b.p ? b.p : ""), b.n, sha, &m, &pre, &from_cache, err,
-                     sizeof err)) {
+  int source;
+  if (cfg->precompiled[0] && access(cfg->precompiled, R_OK) != 0) {
+    printf("%s: cannot open: %s\n", cfg->precompiled, strerror(errno));
+    return 1;
+  }
+  if (ts_engine_load(&g_engine, (const uint8_t *)(b.p ? b.p : ""), b.n, sha,
+                     cfg->precompiled[0] ? cfg->precompiled : NULL, &m, &pre, &source, err, sizeof err)) {
     printf("%s: %s\n", cfg->check_module, err);
     return 1;
   }
-  printf("ok %s\n", sha);
+  /* "ok <sha256>" first (deploy's contract), then how the code was obtained. */
+  printf("ok %s %s\n", sha, ts_load_source_name(source));
+  return 0;
+}
+
+/* Deploy reads this over SSH to precompile with an identical engine. Plans
+ * with the same config the running server uses, without creating an engine. */
+static int engine_settings(const ts_config *cfg) {
+  ts_engine_settings s;
+  ts_buf b = {0};
+  ts_engine_plan(cfg, &s);
+  char abs[TS_PATH_MAX];
+  const char *cache = cfg->cache;
+  if (cache[0] && cache[0] != '/' && getcwd(abs, sizeof abs)) {
+    size_t n = strlen(abs);
+    snprintf(abs + n, sizeof abs - n, "/%s", cache);
+    cache = abs;
+  }
+  ts_engine_settings_json(&s, cache, &b);
+  printf("%.*s\n", (int)b.n, b.p ? b.p : "");
+  ts_buf_free(&b);
   return 0;
 }
 
@@ -119,6 +143,7 @@ int main(int argc, char **argv) {
     printf("custom_server %s (wasmtime %s)\n", TS_VERSION, TS_WASMTIME_VERSION);
     return 0;
   }
+  if (g_cfg.show_engine_settings) return engine_settings(&g_cfg);
   if (g_cfg.check_module[0]) return check_module(&g_cfg);
 
   /* Before any thread exists, so every thread inherits the mask. */

@@ -51,13 +51,16 @@ int ts_metrics_write_global(ts_buf *b) {
                       "# TYPE tiramisu_compile_errors_total counter\ntiramisu_compile_errors_total %llu\n"
                       "# TYPE tiramisu_compiles_total counter\ntiramisu_compiles_total %llu\n"
                       "# TYPE tiramisu_compile_cache_hits_total counter\ntiramisu_compile_cache_hits_total %llu\n"
+                      "# TYPE tiramisu_precompiled_used_total counter\ntiramisu_precompiled_used_total %llu\n"
+                      "# TYPE tiramisu_precompiled_refused_total counter\ntiramisu_precompiled_refused_total %llu\n"
                       "# TYPE tiramisu_timeouts_total counter\ntiramisu_timeouts_total %llu\n"
                       "# TYPE tiramisu_traps_total counter\ntiramisu_traps_total %llu\n"
                       "# TYPE tiramisu_connections_active gauge\ntiramisu_connections_active %llu\n"
                       "# TYPE tiramisu_connections_total counter\ntiramisu_connections_total %llu\n",
                       LD(g_metrics.instances_total), LD(g_metrics.instances_active), LD(g_metrics.swaps_total),
                       LD(g_metrics.compile_errors_total), LD(g_metrics.compiles_total),
-                      LD(g_metrics.cache_hits_total), LD(g_metrics.timeouts_total), LD(g_metrics.traps_total),
+                      LD(g_metrics.cache_hits_total), LD(g_metrics.precompiled_used_total),
+                      LD(g_metrics.precompiled_refused_total), LD(g_metrics.timeouts_total), LD(g_metrics.traps_total),
                       LD(g_metrics.connections_active), LD(g_metrics.connections_total));
   return rc;
 }

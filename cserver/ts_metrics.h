@@ -20,6 +20,7 @@ typedef struct {
   _Atomic uint64_t lat_sum_us, lat_count;
   _Atomic uint64_t instances_total, instances_active;
   _Atomic uint64_t swaps_total, compile_errors_total, compiles_total, cache_hits_total;
+  _Atomic uint64_t precompiled_used_total, precompiled_refused_total;
   _Atomic uint64_t timeouts_total, traps_total;
   _Atomic uint64_t connections_active, connections_total;
 } ts_metrics;

@@ -196,8 +196,8 @@ static void load_app(const char *name) {
   uint64_t t0 = ts_now_us();
   wasmtime_module_t *module = NULL;
   wasmtime_instance_pre_t *pre = NULL;
-  int from_cache = 0;
-  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, &module, &pre, &from_cache, err,
+  int source = TS_LOAD_COMPILED;
+  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err,
                           sizeof err);
   ts_buf_free(&bytes);
   uint64_t took = ts_now_us() - t0;
@@ -223,7 +223,7 @@ static void load_app(const char *name) {
   atomic_init(&v->refs, 1);
   v->module = module;
   v->pre = pre;
-  v->from_cache = from_cache;
+  v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
   pthread_mutex_lock(&g_lock);
@@ -234,7 +234,7 @@ static void load_app(const char *name) {
   pthread_mutex_unlock(&g_lock);
   if (old) atomic_fetch_add(&g_metrics.swaps_total, 1);
   ts_log_info("app %s: %s %.12s (%s in %.1f ms)", name, old ? "swapped in" : "loaded", sha,
-              from_cache ? "from cache" : "compiled", (double)took / 1000.0);
+              ts_load_source_name(source), (double)took / 1000.0);
   ts_version_release(old);
 }
 
@@ -436,16 +436,7 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
   return rc;
 }
 
-static void json_str(ts_buf *b, const char *s) {
-  ts_buf_append(b, "\"", 1);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') ts_buf_printf(b, "\\%c", c);
-    else if (c < 0x20) ts_buf_printf(b, "\\u%04x", c);
-    else ts_buf_append(b, s, 1);
-  }
-  ts_buf_append(b, "\"", 1);
-}
+static void json_str(ts_buf *b, const char *s) { ts_buf_json_str(b, s); }
 
 static void iso_time(double t, char *out, size_t n) {
   time_t s = (time_t)t;
@@ -479,10 +470,13 @@ int ts_registry_apps_json(ts_buf *b) {
       char t[64];
       iso_time(a->current->loaded_at, t, sizeof t);
       json_str(b, t);
-      ts_buf_printf(b, ",\"loaded_at_unix\":%.3f,\"from_cache\":%s", a->current->loaded_at,
-                    a->current->from_cache ? "true" : "false");
+      ts_buf_printf(b, ",\"loaded_at_unix\":%.3f,\"from_cache\":%s,\"code\":\"%s\"", a->current->loaded_at,
+                    a->current->source == TS_LOAD_CACHE ? "true" : "false",
+                    a->current->source == TS_LOAD_CACHE         ? "cache"
+                    : a->current->source == TS_LOAD_PRECOMPILED ? "precompiled"
+                                                                : "compiled");
     } else {
-      ts_buf_puts(b, "null,\"loaded_at_unix\":null,\"from_cache\":false");
+      ts_buf_puts(b, "null,\"loaded_at_unix\":null,\"from_cache\":false,\"code\":null");
     }
     ts_buf_puts(b, ",\"state\":");
     json_str(b, a->state);

@@ -25,7 +25,7 @@ typedef struct ts_version {
   wasmtime_instance_pre_t *pre;
   char sha256[65];
   double loaded_at; /* unix seconds */
-  int from_cache;
+  int source; /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
 } ts_version;
 
 typedef struct ts_app {

@@ -118,3 +118,14 @@ size_t ts_strlcpy(char *dst, const char *src, size_t dstsz) {
   }
   return n;
 }
+
+int ts_buf_json_str(ts_buf *b, const char *s) {
+  int rc = ts_buf_append(b, "\"", 1);
+  for (; *s && !rc; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') rc = ts_buf_printf(b, "\\%c", c);
+    else if (c < 0x20) rc = ts_buf_printf(b, "\\u%04x", c);
+    else rc = ts_buf_append(b, s, 1);
+  }
+  return rc ? rc : ts_buf_append(b, "\"", 1);
+}

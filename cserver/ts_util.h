@@ -33,6 +33,8 @@ int ts_buf_append(ts_buf *b, const void *data, size_t n);
 int ts_buf_puts(ts_buf *b, const char *s);
 int ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ts_buf_free(ts_buf *b);
+/* s as a JSON string literal (quotes, escapes). */
+int ts_buf_json_str(ts_buf *b, const char *s);
 /* Give the bytes to the caller (buffer becomes empty). */
 char *ts_buf_steal(ts_buf *b, size_t *len);
 

@@ -45,6 +45,31 @@ def release_id(sha256, now=None):
     return f"{stamp}-{sha256[:10]}"
 
 
+def prepare_command(layout, app):
+    """One round trip before an upload: make the app's folders, print CURRENT and the routes (pure)."""
+    current = posixpath.join(layout.app_releases(app), "CURRENT")
+    return (f"{join(['mkdir', '-p', '-m', '700', layout.app_releases(app), layout.app_logs])} && "
+            f"cat {q(current)} 2>/dev/null; echo {PREP_MARK}; cat {q(layout.routes_file)} 2>/dev/null; true")
+
+
+PREP_MARK = "---tiramisu-routes---"
+
+
+def parse_prepare(text):
+    """(current release id or None, routes text) from prepare_command's output (pure)."""
+    current, _, routes = (text or "").partition(PREP_MARK + "\n")
+    return (current.strip() or None), routes
+
+
+def hup_server_command(layout):
+    """SIGHUP the server if its pid file names a live custom_server (pure; never fails)."""
+    from .services import is_ours
+
+    pidfile = q(layout.pid_file("server"))
+    return (f'p=$(cat {pidfile} 2>/dev/null); if [ -n "$p" ] && {is_ours("$p", "custom_server")}; '
+            f'then kill -HUP "$p"; fi; true')
+
+
 def switch_command(layout, app, rid):
     """Make release rid live: hard link (or copy) beside the target, then rename (pure)."""
     src = layout.release(app, rid)
@@ -135,6 +160,13 @@ def current_release(conn, layout, app):
     return read_text(conn, posixpath.join(layout.app_releases(app), "CURRENT")).strip() or None
 
 
+def current_releases(conn, layout):
+    """{app: live release id} for every app, in one round trip."""
+    out = run(conn, f"cd {q(layout.releases)} 2>/dev/null && for d in */; do "
+                    f"[ -f \"$d/CURRENT\" ] && echo \"${{d%/}} $(cat \"$d/CURRENT\")\"; done; true").stdout
+    return dict(line.split(None, 1) for line in out.splitlines() if len(line.split()) == 2)
+
+
 def list_releases(conn, layout, app):
     out = run(conn, f"ls -1 {q(layout.app_releases(app))} 2>/dev/null; true").stdout.split()
     return sorted((n[:-5] for n in out if n.endswith(".wasm")), reverse=True)
@@ -152,14 +184,9 @@ def write_routes(box, text):
         upload_batch(box.conn, box.layout.root, [Upload.of(path, box.layout.routes_file, "600")])
     finally:
         os.unlink(path)
-    signal_server(box, "HUP")
+    signal_server(box)
 
 
-def signal_server(box, sig):
-    from .services import pid_state_script
-
-    line = run(box.conn, pid_state_script(box.layout, "server")).stdout.split()
-    if len(line) == 2 and line[1] == "running":
-        run(box.conn, join(["kill", f"-{sig}", line[0]]))
-        return True
-    return False
+def signal_server(box):
+    """Ask the server to rescan modules and routes (inotify usually beat us to it)."""
+    run(box.conn, hup_server_command(box.layout))

@@ -115,3 +115,16 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False):
             code=1,
         )
     return results
+
+
+def emit_results(results, json):
+    """With --json: print one object (one host) or a list, then exit 1 if any host failed."""
+    if not json:
+        return
+    from .taskkit import emit_json
+
+    values = [r.value if r.ok else {"host": r.name, "error": r.error} for r in results]
+    emit_json(values[0] if len(values) == 1 else values)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise invoke.Exit(f"tiramisu: {len(failed)} of {len(results)} hosts failed", code=1)

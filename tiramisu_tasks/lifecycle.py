@@ -19,7 +19,7 @@ from .config import setting
 from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .layout import RemoteLayout
 from .probe import probe, unsupported_message
-from .remote import join, mkdir_cmd, q, remote_sha256, run
+from .remote import mkdir_cmd, q, remote_sha256, run
 from .render import config_values, render_nginx_conf, render_server_conf
 from .services import (SERVICES, nginx_reload_command, nginx_test_command, pid_state_script, service,
                        start_command, stop_command, tail_out_command)

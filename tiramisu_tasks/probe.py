@@ -11,6 +11,7 @@ import time
 from .errors import UnsupportedTarget
 from .layout import RemoteLayout, resolve_env_dir
 from .remote import q, run
+from .services import is_ours
 from .targets import get_target, supported_list
 
 MARK_TCP = "---tcp---"
@@ -55,7 +56,7 @@ def probe_command(env_dir):
         # alive means: the pid exists AND is our program (a recycled pid is stale)
         'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
         ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'
-        ' if [ -n "$p" ]; then if [ "$(cat /proc/$p/comm 2>/dev/null)" = "$comm" ]; then echo "pid_$n=$p alive";'
+        ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
         ' else echo "pid_$n=$p stale"; fi; fi; done',
         'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
         'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',

@@ -273,6 +273,9 @@ def register(paths, port, user, inventory_path=None):
     with invmod.locked_inventory(inventory_path) as inv:
         old = inv.hosts.get(NAME)
         settings = dict(old.settings) if old else {}
+        # The sandbox box is this machine: give each sandbox (one per user dir)
+        # its own env dir so two of them, or a real install, never share one.
+        settings.setdefault("env_dir", str(paths.dir / "env"))
         taken = {port}
         for key, default in (("http_port", DEFAULT_HTTP_PORT), ("server_port", DEFAULT_SERVER_PORT)):
             if key not in settings:

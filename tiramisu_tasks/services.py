@@ -49,6 +49,16 @@ def start_command(layout, name):
     return f"cd {q(layout.root)} || exit 1; nohup setsid {join(argv)} </dev/null >>{q(out)} 2>&1 & echo $!"
 
 
+def is_ours(pid_expr, comm):
+    """sh test: the pid is alive, not a zombie, and runs our program (pure).
+
+    A killed process can linger as a zombie until its parent (often pid 1)
+    reaps it; its comm still reads like ours, so the state letter decides.
+    """
+    return (f'[ "$(cat /proc/{pid_expr}/comm 2>/dev/null)" = {comm} ] && '
+            f'! grep -q "^State:[[:space:]]*Z" /proc/{pid_expr}/status 2>/dev/null')
+
+
 def pid_state_script(layout, name):
     """Prints ``<pid> running|stale|stopped`` (pure)."""
     svc = service(name)
@@ -56,7 +66,7 @@ def pid_state_script(layout, name):
     return (
         f'p=$(cat {pidfile} 2>/dev/null); '
         f'if [ -z "$p" ]; then echo "- stopped"; '
-        f'elif [ "$(cat /proc/$p/comm 2>/dev/null)" = {q(svc.comm)} ]; then echo "$p running"; '
+        f'elif {is_ours("$p", q(svc.comm))}; then echo "$p running"; '
         f'else echo "$p stale"; fi'
     )
 
@@ -72,10 +82,10 @@ def stop_command(layout, name, timeout=10):
     return (
         f'p=$(cat {pidfile} 2>/dev/null); '
         f'if [ -z "$p" ]; then echo not-running; exit 0; fi; '
-        f'if [ "$(cat /proc/$p/comm 2>/dev/null)" != {q(svc.comm)} ]; then rm -f {pidfile}; echo stale; exit 0; fi; '
+        f'if ! {{ {is_ours("$p", q(svc.comm))}; }}; then rm -f {pidfile}; echo stale; exit 0; fi; '
         f'kill -{svc.stop_signal} "$p" 2>/dev/null; i=0; '
-        f'while [ -d /proc/$p ] && [ "$(cat /proc/$p/comm 2>/dev/null)" = {q(svc.comm)} ] && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done; '
-        f'if [ -d /proc/$p ] && [ "$(cat /proc/$p/comm 2>/dev/null)" = {q(svc.comm)} ]; then kill -KILL "$p"; sleep 0.2; rm -f {pidfile}; echo killed; '
+        f'while {is_ours("$p", q(svc.comm))} && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done; '
+        f'if {is_ours("$p", q(svc.comm))}; then kill -KILL "$p"; sleep 0.2; rm -f {pidfile}; echo killed; '
         f'else rm -f {pidfile}; echo stopped; fi'
     )
 

@@ -9,7 +9,7 @@ server's admin API (never exposed by nginx) and deploy verification.
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 from .errors import ConnectError
 

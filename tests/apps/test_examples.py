@@ -65,7 +65,7 @@ def test_examples_leave_their_source_tree_untouched(apps_cache):
 
 
 def test_tinygo_example_is_skipped_naming_the_tool_or_builds():
-    example = next(p for p in EXAMPLES if p.name == "hello-tinygo")
+    assert detect(next(p for p in EXAMPLES if p.name == "hello-tinygo")).language == "go"
     try:
         builder = choose_builder("go")
     except ToolMissing as exc:

@@ -175,3 +175,25 @@ def test_switch_command_runs_and_records_current(tmp_path):
     assert open(layout.app_module("hi"), "rb").read() == b"\0asm-one"
     assert open(os.path.join(layout.app_releases("hi"), "CURRENT")).read().strip() == "R1"
     assert sorted(os.listdir(layout.modules)) == ["hi.wasm"]
+
+
+def test_liveness_test_rejects_zombies_and_strangers(tmp_path):
+    """Run the generated test against real processes: ours, a zombie, a stranger."""
+    import sys
+    import time
+
+    from tiramisu_tasks.services import is_ours
+
+    def verdict(pid, comm):
+        return subprocess.run(["sh", "-c", is_ours(str(pid), comm)]).returncode == 0
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert verdict(sleeper.pid, "sleep") and not verdict(sleeper.pid, "nginx")
+        sleeper.kill()
+        time.sleep(0.2)  # now a zombie: not reaped until wait()
+        assert open(f"/proc/{sleeper.pid}/status").read().count("zombie") == 1
+        assert not verdict(sleeper.pid, "sleep")
+    finally:
+        sleeper.wait()
+    assert not verdict(sleeper.pid, "sleep")

@@ -245,8 +245,6 @@ class RustToolchain:
 
 def rustc_candidates():
     """rustc binaries to consider, in order: $RUSTC, PATH's, Debian's /usr/bin/rustc."""
-    import os
-
     seen, out = set(), []
     for cand in (os.environ.get("RUSTC"), which("rustc"), "/usr/bin/rustc"):
         if cand and cand not in seen and Path(cand).exists():

@@ -121,9 +121,18 @@ def get_or_build(kind, inputs, build: Callable[[Path], None], root=None) -> Entr
                 files[p.relative_to(tmp).as_posix()] = sha256_file(p)
         manifest = {"kind": kind, "key": key, "inputs": inputs, "files": files, "created": time.time()}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        if final.exists():
-            shutil.rmtree(final)  # a stale, unverifiable entry
-        os.replace(tmp, final)
+        if final.exists() and _verify(final) is None:
+            shutil.rmtree(final, ignore_errors=True)  # a stale, unverifiable entry
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # Another process built the same inputs at the same time and won
+            # the rename: its entry is as good as ours if it verifies.
+            theirs = _verify(final)
+            if theirs is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return Entry(kind, key, final, theirs, hit=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,19 +1,20 @@
 """deploy, apps, rollback, remove, logs: everyday work on a set-up box."""
 
-import posixpath
 import time
 
 from invoke import Exit
 
+from .. import aot as aotmod
 from .. import deploy as dp
 from .. import lifecycle as lc
 from ..errors import RemoteError, UsageError
 from ..hostrun import run_on_hosts
 from ..remote import join, q, run
 from ..sshhttp import request
-from ..taskkit import emit_json, note, table, task
+from ..taskkit import note, table, task
 from ..transfer import Upload, upload_batch
-from .lifecycle import HOST_HELP, _emit
+from ..hostrun import emit_results as _emit
+from .lifecycle import HOST_HELP
 
 
 def _wait_timeout(box):
@@ -30,22 +31,21 @@ def _open_served_box(c, conn, spec, rep):
     return box
 
 
-def deploy_box(c, conn, spec, rep, built, app, route, dry, keep):
+def deploy_box(c, conn, spec, rep, built, app, route, dry, keep, aot=False):
+    """Deploy one built module to one box; every step is one SSH round trip or less."""
     started = time.monotonic()
     box = _open_served_box(c, conn, spec, rep)
     layout = box.layout
     keep = int(keep or box.settings.get("keep_releases") or 5)
     live = dp.server_apps(box).get(app)
     live_sha = live.get("sha256") if live else None
-    routes_text = dp.read_text(conn, layout.routes_file)
+    previous, routes_text = dp.parse_prepare(run(conn, dp.prepare_command(layout, app)).stdout)
     route_change = route is not None and route not in dp.routes_for(routes_text, app)
-    path = (route if route and route != "/" else (route or f"/{app}")) + ("/" if route in (None,) else "")
-    if route == "/":
-        path = "/"
+    path = "/" if route == "/" else (route or f"/{app}/")
     summary = {"host": spec.name, "app": app, "sha256": built.sha256, "url": box.url(path), "dry": dry}
     if live_sha == built.sha256 and live.get("state") == "active" and not route_change:
         rep.note(f"{spec.name}: {app} {built.sha256[:12]} is already live; nothing to do")
-        summary.update(changed=False, release=dp.current_release(conn, layout, app))
+        summary.update(changed=False, release=previous)
         return summary
     rid = dp.release_id(built.sha256)
     rep.note(f"plan for {spec.name}: upload release {app}/{rid}.wasm ({built.size} bytes), switch it live"
@@ -54,37 +54,49 @@ def deploy_box(c, conn, spec, rep, built, app, route, dry, keep):
         summary.update(changed=True, release=rid)
         return summary
 
-    previous = dp.current_release(conn, layout, app)
-    run(conn, join(["mkdir", "-p", "-m", "700", layout.app_releases(app), layout.app_logs]))
+    uploads = [Upload.of(built.wasm_path, layout.release(app, rid), "600")]
     check = f"{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module \"$T/0\""
+    if aot:
+        shipment = _aot_shipment(conn, box, built, rep)
+        if shipment is not None:
+            uploads.append(Upload.of(shipment.local, shipment.remote, "600"))
+            check = aotmod.check_command(layout.server_bin, layout.server_conf)
     try:
-        upload_batch(conn, layout.root, [Upload.of(built.wasm_path, layout.release(app, rid), "600")],
-                     note=rep.note, check=check)
+        upload_batch(conn, layout.root, uploads, note=rep.note, check=check)
     except RemoteError as exc:
         raise RemoteError(f"{app} was not deployed (the box's server cannot load it): "
                           f"{exc.message.split(': ', 1)[-1]}; {_serving(live_sha)}")
     t_switch = time.monotonic()
-    run(conn, dp.switch_command(layout, app, rid))
-    dp.signal_server(box, "HUP")  # belt and braces next to inotify (cheap, idempotent)
+    # switch + rescan + prune in one round trip; inotify normally sees the
+    # rename first, the SIGHUP only makes sure.
+    run(conn, f"{dp.switch_command(layout, app, rid)} && {dp.hup_server_command(layout)} && "
+              f"{dp.prune_command(layout, app, keep, rid)}")
     try:
         record = dp.wait_for_app(box, app, built.sha256, _wait_timeout(box))
     except RemoteError as exc:
-        if previous:
-            run(conn, dp.switch_command(layout, app, previous), warn=True)
-        else:
-            run(conn, join(["rm", "-f", layout.app_module(app)]), warn=True)
+        back = dp.switch_command(layout, app, previous) if previous else join(["rm", "-f", layout.app_module(app)])
+        run(conn, f"{back}; {dp.hup_server_command(layout)}", warn=True)
         raise RemoteError(f"{exc.message}; {_serving(live_sha)}")
     swap_ms = (time.monotonic() - t_switch) * 1000
     if route_change:
         dp.write_routes(box, dp.routes_update(routes_text, app, route))
     resp = request(conn, box.settings["http_port"], path, timeout=30)
-    run(conn, dp.prune_command(layout, app, keep, rid))
     summary.update(changed=True, release=rid, previous=previous, status=resp.status,
                    latency_ms=round(resp.seconds * 1000, 1), swap_ms=round(swap_ms, 1),
-                   seconds=round(time.monotonic() - started, 2), state=record.get("state"))
+                   seconds=round(time.monotonic() - started, 2), state=record.get("state"),
+                   code=record.get("code"))
     if resp.status >= 500:
         raise RemoteError(f"{app} is live but answered HTTP {resp.status} at {path}: {resp.text.strip()[:200]}")
     return summary
+
+
+def _aot_shipment(conn, box, built, rep):
+    """A precompiled module for this box, or None (with the reason) to let the box compile."""
+    facts = run(conn, aotmod.box_facts_command(box.layout.server_bin, box.layout.server_conf), warn=True)
+    shipment = aotmod.prepare_shipment(facts.stdout, box.target, built.wasm_path, built.sha256,
+                                       fallback_cache_dir=box.layout.cache)
+    rep.note(f"aot: {shipment.reason}")
+    return shipment if shipment.ok else None
 
 
 def _serving(sha):
@@ -100,10 +112,11 @@ def _serving(sha):
         "keep": "releases to keep for rollback (default: keep_releases setting, 5)",
         "dry": "build and print the plan; change nothing on the box",
         "json": "print a JSON summary",
+        "aot": "ship a module precompiled here when the box's Wasmtime accepts it (else the box compiles)",
     },
     positional=["source"],
 )
-def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, json=False):
+def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, json=False, aot=False):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
 
@@ -113,7 +126,7 @@ def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, js
     note(f"built {app}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
 
     def one(conn, spec, rep):
-        summary = deploy_box(c, conn, spec, rep, built, app, route, dry, keep)
+        summary = deploy_box(c, conn, spec, rep, built, app, route, dry, keep, aot=aot)
         if not json and not dry:
             if summary["changed"]:
                 rep.out(f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
@@ -133,11 +146,12 @@ def apps(c, host=None, json=False):
         box = _open_served_box(c, conn, spec, rep)
         served = dp.server_apps(box)
         routes_text = dp.read_text(conn, box.layout.routes_file)
+        releases = dp.current_releases(conn, box.layout)
         rows, out = [], []
         for name in sorted(served):
             a = served[name]
             record = {"name": name, "routes": [f"/{name}"] + dp.routes_for(routes_text, name),
-                      "sha256": a.get("sha256"), "release": dp.current_release(conn, box.layout, name),
+                      "sha256": a.get("sha256"), "release": releases.get(name),
                       "loaded_at": a.get("loaded_at"), "state": a.get("state"), "error": a.get("error"),
                       "requests": a.get("requests")}
             out.append(record)
@@ -173,8 +187,7 @@ def rollback(c, app, host=None, to=None, json=False):
                 raise UsageError(f"{app} on {spec.name} has no release older than {current}")
             target = older[0]
         sha = run(conn, f"sha256sum {q(box.layout.release(app, target))} | cut -c1-64").stdout.strip()
-        run(conn, dp.switch_command(box.layout, app, target))
-        dp.signal_server(box, "HUP")
+        run(conn, f"{dp.switch_command(box.layout, app, target)} && {dp.hup_server_command(box.layout)}")
         dp.wait_for_app(box, app, sha, _wait_timeout(box))
         if not json:
             rep.out(f"{spec.name}: {app} rolled back {current} -> {target}")
@@ -200,8 +213,7 @@ def remove(c, app, host=None, yes=False):
         routes_text = dp.read_text(conn, box.layout.routes_file)
         if dp.routes_for(routes_text, app):
             dp.write_routes(box, dp.routes_without_app(routes_text, app))
-        run(conn, join(["rm", "-f", box.layout.app_module(app)]))
-        dp.signal_server(box, "HUP")
+        run(conn, f"{join(['rm', '-f', box.layout.app_module(app)])}; {dp.hup_server_command(box.layout)}")
         deadline = time.monotonic() + 30
         while app in dp.server_apps(box):
             if time.monotonic() > deadline:

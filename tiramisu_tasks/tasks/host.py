@@ -2,13 +2,13 @@
 
 import time
 
-from invoke import Collection, Exit
+from invoke import Collection
 
 from .. import inventory as invmod
 from ..config import HOST_SETTINGS
 from ..config import setting
 from ..errors import InventoryError, UsageError, UnsupportedTarget
-from ..hostrun import run_on_hosts
+from ..hostrun import emit_results, run_on_hosts
 from ..probe import probe, unsupported_message
 from ..taskkit import task, out, emit_json, table
 
@@ -129,12 +129,7 @@ def _check(c, name, json, refresh, accept_new):
         return report
 
     results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=json)
-    if json:
-        reports = [r.value if r.ok else {"host": r.name, "error": r.error} for r in results]
-        emit_json(reports[0] if len(reports) == 1 else reports)
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise Exit(f"tiramisu: {len(failed)} of {len(results)} hosts failed", code=1)
+    emit_results(results, json)
     unsupported = [r.value for r in results if r.ok and not r.value["supported"]]
     if unsupported:
         raise UnsupportedTarget(

@@ -6,11 +6,12 @@ from invoke import Collection, Exit
 
 from .. import lifecycle as lc
 from ..errors import UsageError
+from ..hostrun import emit_results as _emit
 from ..hostrun import run_on_hosts
 from ..remote import join, q, run
 from ..services import SERVICES, boot_line
 from ..sshhttp import request
-from ..taskkit import emit_json, table, task
+from ..taskkit import table, task
 
 HOST_HELP = "inventory name, group, ssh_config alias or user@host:port (comma list runs in parallel)"
 SETTING_HELP = {
@@ -28,13 +29,17 @@ def _flags(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def _emit(results, json):
-    if json:
-        values = [r.value if r.ok else {"host": r.name, "error": r.error} for r in results]
-        emit_json(values[0] if len(values) == 1 else values)
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise Exit(f"tiramisu: {len(failed)} of {len(results)} hosts failed", code=1)
+def _install(c, host, flags, dry, json, accept_new, start):
+    """setup (start=True) and webserv.install (start=False): one code path."""
+
+    def one(conn, spec, rep):
+        summary = lc.setup_box(c, conn, spec, rep, flags, dry=dry, start=start)
+        if not json and not dry:
+            rep.out(_setup_line(summary) if start else
+                    f"{spec.name}: installed in {summary['env_dir']} (uploaded {len(summary['uploaded'])} files)")
+        return summary
+
+    _emit(run_on_hosts(c, host, one, accept_new=accept_new or None, quiet=json), json)
 
 
 @task(help={**SETTING_HELP, "dry": "print the plan and change nothing on the box", "json": "print a JSON summary"})
@@ -43,14 +48,7 @@ def setup(c, host=None, http_port=None, server_port=None, env_dir=None, toolchai
     """Install (or update) Tiramisu on a box and start it: idempotent, atomic, verified."""
     flags = _flags(http_port=http_port, server_port=server_port, env_dir=env_dir, toolchain=toolchain,
                    nginx_provider=nginx_provider)
-
-    def one(conn, spec, rep):
-        summary = lc.setup_box(c, conn, spec, rep, flags, dry=dry, start=True)
-        if not json and not dry:
-            rep.out(_setup_line(summary))
-        return summary
-
-    _emit(run_on_hosts(c, host, one, accept_new=accept_new or None, quiet=json), json)
+    _install(c, host, flags, dry, json, accept_new, start=True)
 
 
 def _setup_line(s):
@@ -98,14 +96,7 @@ def install(c, host=None, http_port=None, server_port=None, env_dir=None, toolch
     """Upload binaries and configs without starting anything."""
     flags = _flags(http_port=http_port, server_port=server_port, env_dir=env_dir, toolchain=toolchain,
                    nginx_provider=nginx_provider)
-
-    def one(conn, spec, rep):
-        summary = lc.setup_box(c, conn, spec, rep, flags, dry=dry, start=False)
-        if not json and not dry:
-            rep.out(f"{spec.name}: installed in {summary['env_dir']} (uploaded {len(summary['uploaded'])} files)")
-        return summary
-
-    _emit(run_on_hosts(c, host, one, accept_new=accept_new or None, quiet=json), json)
+    _install(c, host, flags, dry, json, accept_new, start=False)
 
 
 def _require_installed(box):

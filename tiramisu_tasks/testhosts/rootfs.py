@@ -83,9 +83,14 @@ def _remove_stale_builds():
 
     debootstrap mounts /proc and /sys inside the target; rmtree must never walk into them.
     """
-    for work in (cache_dir() / KIND).glob(".build-*"):
+    base = cache_dir() / KIND
+    for work in base.glob(".build-*"):
         umount_below(work)
         shutil.rmtree(work, ignore_errors=True)
+    # The artifact cache's own temp dirs (".<key>.<random>") of a killed build.
+    for tmp in base.glob(".*.*"):
+        if tmp.is_dir() and not tmp.name.startswith(".build-"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _build(out_dir, mirror, progress):
