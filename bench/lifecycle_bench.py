@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -267,6 +268,7 @@ def main(argv=None):
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

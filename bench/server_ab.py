@@ -13,6 +13,7 @@ the noise of this machine is in every round, so only the ratio counts.
 
 import argparse
 import platform
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -80,6 +81,7 @@ def main(argv=None):
           f"wrk -t2 -c{args.connections}")
     print(bk.table(["guest", "base rps", "cand rps", "cand/base", "p50 ms base/cand", "p99 ms base/cand",
                     "errors"], rows))
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
