@@ -45,12 +45,155 @@ static void trap_text(wasm_trap_t *trap, char *buf, size_t n) {
   wasm_byte_vec_delete(&msg);
 }
 
+typedef struct {
+  ts_buf *buf;
+  uint64_t max;
+  int *truncated;
+} out_sink;
+
+/* What one request's store carries: where the guest's output goes. */
+typedef struct {
+  out_sink out;
+  int stderr_fd;
+} run_ctx;
+
+static void sink_append(out_sink *s, const void *p, size_t n) {
+  /* Over the cap the bytes are accepted and dropped (an error return would
+   * make many guests trap mid-write); the request becomes a 500. */
+  if (*s->truncated || s->buf->n + n > s->max) {
+    *s->truncated = 1;
+    return;
+  }
+  if (ts_buf_append(s->buf, p, n)) *s->truncated = 1;
+}
+
+static void write_all(int fd, const void *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, (const char *)p + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+}
+
+#define WASI_ESUCCESS 0
+#define WASI_EBADF 8
+
+static size_t pointer_trap(void) {
+  static const char msg[] = "fd_write: pointer out of bounds";
+  return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+}
+
+/* wasi_snapshot_preview1.fd_write(fd, iovs, iovs_len, nwritten) -> errno, our own.
+ *
+ * Why: Wasmtime's WASI hands every write to a custom stdout to its tokio
+ * runtime and waits for another thread; for a small guest that round trip
+ * was most of the request (bench/server_bench.py: ~10k → ~20k rps). A
+ * WAGI guest has no preopened files or sockets, so fds 1 (the response) and
+ * 2 (the app log) are its only writable descriptors. As with Wasmtime's
+ * WASI, any other fd is EBADF and a pointer outside memory traps; unlike it,
+ * all the vectors are written at once (it writes the first one only, which
+ * WASI allows: a short write). */
+static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  uint32_t fd = (uint32_t)args[0].i32, iovs = (uint32_t)args[1].i32, iovs_len = (uint32_t)args[2].i32;
+  uint32_t nwritten_at = (uint32_t)args[3].i32;
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  run_ctx *rc = wasmtime_context_get_data(cx);
+  wasmtime_extern_t mem;
+  if (fd != 1 && fd != 2) {
+    args[0].i32 = WASI_EBADF;
+    return 0;
+  }
+  if (!rc || !wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
+    static const char msg[] = "fd_write: the module exports no memory";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
+  uint64_t size = wasmtime_memory_data_size(cx, &mem.of.memory);
+  if ((uint64_t)iovs + (uint64_t)iovs_len * 8 > size || (uint64_t)nwritten_at + 4 > size) return pointer_trap();
+  uint32_t total = 0;
+  for (uint32_t i = 0; i < iovs_len; i++) { /* check every vector before writing any */
+    uint32_t p, len;
+    memcpy(&p, base + iovs + 8 * i, 4);
+    memcpy(&len, base + iovs + 8 * i + 4, 4);
+    if ((uint64_t)p + len > size || (uint64_t)total + len > UINT32_MAX) return pointer_trap();
+    total += len;
+  }
+  for (uint32_t i = 0; i < iovs_len; i++) {
+    uint32_t p, len;
+    memcpy(&p, base + iovs + 8 * i, 4);
+    memcpy(&len, base + iovs + 8 * i + 4, 4);
+    if (!len) continue;
+    if (fd == 1) sink_append(&rc->out, base + p, len);
+    else write_all(rc->stderr_fd, base + p, len);
+  }
+  memcpy(base + nwritten_at, &total, 4); /* wasm memory is little-endian, like our targets */
+  args[0].i32 = WASI_ESUCCESS;
+  return 0;
+}
+
+/* wasi_snapshot_preview1.fd_fdstat_get(fd, buf) -> errno, our own, for the
+ * same reason as fd_write (wasi-libc asks it for stdout at start-up). The
+ * answers are what Wasmtime's WASI gives for our stdio: file type unknown, no
+ * flags, rights fd_read (stdin) or fd_write (stdout, stderr); else EBADF. */
+static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  uint32_t fd = (uint32_t)args[0].i32, at = (uint32_t)args[1].i32;
+  if (fd > 2) {
+    args[0].i32 = WASI_EBADF;
+    return 0;
+  }
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  wasmtime_extern_t mem;
+  if (!wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
+    static const char msg[] = "fd_fdstat_get: the module exports no memory";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
+  if ((uint64_t)at + 24 > wasmtime_memory_data_size(cx, &mem.of.memory)) return pointer_trap();
+  uint64_t rights = fd == 0 ? 0x2 /* fd_read */ : 0x40 /* fd_write */;
+  memset(base + at, 0, 24); /* filetype 0 (unknown) at 0, flags 0 at 2 */
+  memcpy(base + at + 8, &rights, 8);
+  memcpy(base + at + 16, &rights, 8);
+  args[0].i32 = WASI_ESUCCESS;
+  return 0;
+}
+
+static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *name, int nparams,
+                                         ts_wt_unchecked_cb cb) {
+  wasm_valtype_t *p[8], *r[1];
+  for (int i = 0; i < nparams; i++) p[i] = wasm_valtype_new(WASM_I32);
+  r[0] = wasm_valtype_new(WASM_I32);
+  wasm_valtype_vec_t params, results;
+  wasm_valtype_vec_new(&params, (size_t)nparams, p);
+  wasm_valtype_vec_new(&results, 1, r);
+  wasm_functype_t *ty = wasm_functype_new(&params, &results); /* takes both vectors */
+  wasmtime_error_t *err =
+      wasmtime_linker_define_func_unchecked(linker, "wasi_snapshot_preview1", 22, name, strlen(name), ty, cb, NULL, NULL);
+  wasm_functype_delete(ty);
+  return err;
+}
+
+/* Replace WASI's stdio hot paths with ours (after wasmtime_linker_define_wasi). */
+static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
+  wasmtime_linker_allow_shadowing(linker, true);
+  wasmtime_error_t *err = define_i32_func(linker, "fd_write", 4, fd_write_cb);
+  if (!err) err = define_i32_func(linker, "fd_fdstat_get", 2, fd_fdstat_get_cb);
+  wasmtime_linker_allow_shadowing(linker, false);
+  return err;
+}
+
 /* Instances that can run at once: one per worker (guests run on the worker
  * thread), plus compile-time validation and slack. */
 static uint32_t pool_slots(const ts_config *cfg) { return (uint32_t)cfg->workers * 2 + 2; }
 
 #define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
 #define GUARD_DEFAULT (32ull << 20)
+#define KEEP_RESIDENT (64u << 10)
 
 /* Pooling reserves every slot's address space up front. On 39-bit VA kernels
  * (Raspberry Pi) or under some emulators that fails (or aborts inside the
@@ -151,6 +294,10 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     wasmtime_pooling_allocation_config_total_gc_heaps_set(pc, s->slots);
     wasmtime_pooling_allocation_config_max_memory_size_set(pc, (size_t)s->memory_bytes);
     wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, s->slots);
+    /* Reset the first pages of a slot's memory with memset instead of
+     * madvise: no page faults on the next instance and no TLB shootdown
+     * across worker threads (bench/server_ab.py: trivial guest ~1.5x rps). */
+    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, KEEP_RESIDENT);
     wasmtime_pooling_allocation_strategy_set(c, pc);
     wasmtime_pooling_allocation_config_delete(pc);
   } else {
@@ -171,6 +318,13 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     char msg[512];
     ts_wt_error_text(werr, msg, sizeof msg);
     snprintf(err, errlen, "wasmtime: cannot define WASI: %s", msg);
+    return -1;
+  }
+  werr = define_stdio(e->linker);
+  if (werr) {
+    char msg[512];
+    ts_wt_error_text(werr, msg, sizeof msg);
+    snprintf(err, errlen, "wasmtime: cannot define the stdio functions: %s", msg);
     return -1;
   }
   return 0;
@@ -305,33 +459,15 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
   return 0;
 }
 
-typedef struct {
-  ts_buf *buf;
-  uint64_t max;
-  int *truncated;
-} out_sink;
-
-/* Guest stdout. Over the cap the bytes are accepted and dropped (an error
- * return would make many guests trap mid-write); the request becomes a 500. */
+/* WASI's own stdout/stderr (fd_write above takes the writes; these stay for
+ * anything else in WASI that writes to the streams). */
 static ptrdiff_t stdout_cb(void *data, const unsigned char *p, size_t n) {
-  out_sink *s = data;
-  if (*s->truncated || s->buf->n + n > s->max) {
-    *s->truncated = 1;
-    return (ptrdiff_t)n;
-  }
-  if (ts_buf_append(s->buf, p, n)) *s->truncated = 1;
+  sink_append(data, p, n);
   return (ptrdiff_t)n;
 }
 
 static ptrdiff_t stderr_cb(void *data, const unsigned char *p, size_t n) {
-  int fd = (int)(intptr_t)data;
-  size_t off = 0;
-  while (off < n) {
-    ssize_t w = write(fd, p + off, n - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    off += (size_t)w;
-  }
+  write_all((int)(intptr_t)data, p, n);
   return (ptrdiff_t)n;
 }
 
@@ -340,11 +476,11 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   ts_run_result result = TS_RUN_OK;
   wasm_trap_t *trap = NULL;
   wasmtime_error_t *werr = NULL;
-  out_sink sink = {&out->out, in->max_output, &out->output_truncated};
+  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd};
   out->message[0] = 0;
   out->exit_status = 0;
 
-  wasmtime_store_t *store = wasmtime_store_new(e->engine, NULL, NULL);
+  wasmtime_store_t *store = wasmtime_store_new(e->engine, &rc, NULL);
   if (!store) {
     snprintf(out->message, sizeof out->message, "cannot create a store");
     return TS_RUN_ERROR;
@@ -359,7 +495,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   wasm_byte_vec_t stdin_vec;
   wasm_byte_vec_new(&stdin_vec, in->stdin_len, (const wasm_byte_t *)in->stdin_data);
   wasi_config_set_stdin_bytes(wasi, &stdin_vec); /* takes the vector */
-  wasi_config_set_stdout_custom(wasi, stdout_cb, &sink, NULL);
+  wasi_config_set_stdout_custom(wasi, stdout_cb, &rc.out, NULL);
   wasi_config_set_stderr_custom(wasi, stderr_cb, (void *)(intptr_t)in->stderr_fd, NULL);
   werr = wasmtime_context_set_wasi(ctx, wasi); /* takes the config, even on error */
   if (werr) {

@@ -27,9 +27,12 @@ typedef uint8_t wasm_byte_t;
 typedef uint8_t wasmtime_opt_level_t;
 typedef uint8_t wasmtime_trap_code_t;
 typedef uint8_t wasmtime_extern_kind_t;
+typedef uint8_t wasm_valkind_t;
 
 #define WASMTIME_OPT_LEVEL_SPEED 1
 #define WASMTIME_EXTERN_FUNC 0
+#define WASMTIME_EXTERN_MEMORY 3
+#define WASM_I32 0
 #define WASMTIME_TRAP_CODE_MEMORY_OUT_OF_BOUNDS 1
 #define WASMTIME_TRAP_CODE_UNREACHABLE_CODE_REACHED 9
 #define WASMTIME_TRAP_CODE_INTERRUPT 10
@@ -46,6 +49,9 @@ typedef struct wasmtime_store_t wasmtime_store_t;
 typedef struct wasmtime_context_t wasmtime_context_t;
 typedef struct wasi_config_t wasi_config_t;
 typedef struct wasmtime_pooling_allocation_config_t wasmtime_pooling_allocation_config_t;
+typedef struct wasmtime_caller_t wasmtime_caller_t;
+typedef struct wasm_valtype_t wasm_valtype_t;
+typedef struct wasm_functype_t wasm_functype_t;
 /* Only ever passed by pointer (we call `_start` with no params/results). */
 typedef struct wasmtime_val_t wasmtime_val_t;
 
@@ -67,10 +73,32 @@ typedef struct wasmtime_instance_t {
   size_t private_;
 } wasmtime_instance_t;
 
+typedef struct wasm_valtype_vec_t {
+  size_t size;
+  wasm_valtype_t **data;
+} wasm_valtype_vec_t;
+
+typedef struct wasmtime_memory_t {
+  struct {
+    uint64_t store_id;
+    uint32_t private1_;
+  } anon_;
+  uint32_t private2_;
+} wasmtime_memory_t;
+
+/* Arguments and results of an unchecked host function, in place. */
+typedef union wasmtime_val_raw_t {
+  int32_t i32;
+  int64_t i64;
+  uint8_t v128[16];
+  void *funcref;
+} wasmtime_val_raw_t;
+
 typedef struct wasmtime_extern_t {
   wasmtime_extern_kind_t kind;
   union {
     wasmtime_func_t func;
+    wasmtime_memory_t memory;
     uint64_t opaque_[3]; /* largest member (global/table/memory/tag) is 24 bytes */
   } of;
 } wasmtime_extern_t;
@@ -80,15 +108,25 @@ _Static_assert(sizeof(wasm_byte_vec_t) == 16, "wasm_byte_vec_t layout");
 _Static_assert(sizeof(wasmtime_func_t) == 16, "wasmtime_func_t layout");
 _Static_assert(sizeof(wasmtime_instance_t) == 16, "wasmtime_instance_t layout");
 _Static_assert(sizeof(wasmtime_extern_t) == 32, "wasmtime_extern_t layout");
+_Static_assert(sizeof(wasmtime_memory_t) == 24, "wasmtime_memory_t layout");
+_Static_assert(sizeof(wasm_valtype_vec_t) == 16, "wasm_valtype_vec_t layout");
+_Static_assert(sizeof(wasmtime_val_raw_t) == 16, "wasmtime_val_raw_t layout");
 #endif
 
 /* ---- callbacks ---- */
 typedef ptrdiff_t (*ts_wt_write_cb)(void *data, const unsigned char *buf, size_t len);
 typedef void (*ts_wt_finalizer)(void *data);
+/* Returns a wasm_trap_t * (NULL: no trap); the pinned bindings spell it size_t. */
+typedef size_t (*ts_wt_unchecked_cb)(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args_and_results, size_t num);
 
 /* ---- vectors ---- */
 TS_WT_API void wasm_byte_vec_new(wasm_byte_vec_t *out, size_t size, const wasm_byte_t *data);
 TS_WT_API void wasm_byte_vec_delete(wasm_byte_vec_t *vec);
+
+TS_WT_API wasm_valtype_t *wasm_valtype_new(wasm_valkind_t kind);
+TS_WT_API void wasm_valtype_vec_new(wasm_valtype_vec_t *out, size_t size, wasm_valtype_t **data);
+TS_WT_API wasm_functype_t *wasm_functype_new(wasm_valtype_vec_t *params, wasm_valtype_vec_t *results);
+TS_WT_API void wasm_functype_delete(wasm_functype_t *type);
 
 /* ---- config and engine ---- */
 TS_WT_API wasm_config_t *wasm_config_new(void);
@@ -124,6 +162,7 @@ TS_WT_API bool wasmtime_error_exit_status(const wasmtime_error_t *error, int *st
 TS_WT_API void wasm_trap_message(const wasm_trap_t *trap, wasm_message_t *message);
 TS_WT_API void wasm_trap_delete(wasm_trap_t *trap);
 TS_WT_API bool wasmtime_trap_code(const wasm_trap_t *trap, wasmtime_trap_code_t *code);
+TS_WT_API wasm_trap_t *wasmtime_trap_new(const char *msg, size_t msg_len);
 
 /* ---- modules ---- */
 TS_WT_API wasmtime_error_t *wasmtime_module_new(wasm_engine_t *engine, const uint8_t *wasm, size_t len, wasmtime_module_t **out);
@@ -136,6 +175,8 @@ TS_WT_API wasmtime_error_t *wasmtime_module_deserialize_file(wasm_engine_t *engi
 TS_WT_API wasmtime_linker_t *wasmtime_linker_new(wasm_engine_t *engine);
 TS_WT_API void wasmtime_linker_delete(wasmtime_linker_t *linker);
 TS_WT_API wasmtime_error_t *wasmtime_linker_define_wasi(wasmtime_linker_t *linker);
+TS_WT_API void wasmtime_linker_allow_shadowing(wasmtime_linker_t *linker, bool allow);
+TS_WT_API wasmtime_error_t *wasmtime_linker_define_func_unchecked(wasmtime_linker_t *linker, const char *module, size_t module_len, const char *name, size_t name_len, const wasm_functype_t *type, ts_wt_unchecked_cb callback, void *data, ts_wt_finalizer finalizer);
 TS_WT_API wasmtime_error_t *wasmtime_linker_instantiate_pre(const wasmtime_linker_t *linker, const wasmtime_module_t *module, wasmtime_instance_pre_t **out);
 TS_WT_API void wasmtime_instance_pre_delete(wasmtime_instance_pre_t *pre);
 TS_WT_API wasmtime_error_t *wasmtime_instance_pre_instantiate(const wasmtime_instance_pre_t *pre, wasmtime_context_t *store, wasmtime_instance_t *out, wasm_trap_t **trap);
@@ -147,6 +188,14 @@ TS_WT_API void wasmtime_store_limiter(wasmtime_store_t *store, int64_t memory_si
 TS_WT_API void wasmtime_store_delete(wasmtime_store_t *store);
 TS_WT_API void wasmtime_context_set_epoch_deadline(wasmtime_context_t *context, uint64_t ticks_beyond_current);
 TS_WT_API wasmtime_error_t *wasmtime_context_set_wasi(wasmtime_context_t *context, wasi_config_t *wasi);
+
+TS_WT_API void *wasmtime_context_get_data(const wasmtime_context_t *context);
+
+/* ---- host functions ---- */
+TS_WT_API wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
+TS_WT_API bool wasmtime_caller_export_get(wasmtime_caller_t *caller, const char *name, size_t name_len, wasmtime_extern_t *item);
+TS_WT_API uint8_t *wasmtime_memory_data(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
+TS_WT_API size_t wasmtime_memory_data_size(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
 
 /* ---- calling ---- */
 TS_WT_API bool wasmtime_instance_export_get(wasmtime_context_t *store, const wasmtime_instance_t *instance, const char *name, size_t name_len, wasmtime_extern_t *item);

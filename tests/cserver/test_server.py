@@ -54,7 +54,7 @@ def env_of(body):
 def srv(run_server, wasm_guests, tmp_path):
     mods = tmp_path / "mods"
     mods.mkdir()
-    for name in ("echo", "raw", "hello", "loop", "trap", "alloc", "grow", "bigout", "stderr_exit"):
+    for name in ("echo", "raw", "hello", "loop", "trap", "alloc", "grow", "bigout", "stderr_exit", "fd_write"):
         shutil.copy(wasm_guests[name], mods / f"{name}.wasm")
     return run_server(mods, timeout_ms=1000, memory_mb=32, max_output="256k", max_body="64k",
                       max_header="4k", max_headers=20, max_request_line=1024, idle_timeout_ms=1500)
@@ -158,6 +158,16 @@ def test_guest_limits(srv):
     assert "app trap" in log and "unreachable" in log
     assert "guest exited with status 3" in log
     assert "guest stderr line" in srv.app_log("stderr_exit").read_text()
+
+
+def test_fd_write_errno_and_bounds(srv):
+    """The server's own fd_write and fd_fdstat_get answer as Wasmtime's WASI does."""
+    status, _, body = srv.get("/fd_write")
+    assert (status, body) == (200, b"fd3=08 fd0=08 fd2=00 st3=08 r0=02 r1=64\n")
+    assert "to the log" in srv.app_log("fd_write").read_text()
+    assert srv.get("/fd_write?oob")[0] == 500
+    assert "pointer out of bounds" in srv.server_log.read_text()
+    assert srv.get("/hello")[0] == 200
 
 
 def test_fresh_instance_per_request(srv, run_server, tmp_path, wat_module):
