@@ -233,3 +233,36 @@ def test_aot_ships_a_precompiled_module_or_says_why(served, tmp_path):
     else:
         assert f"cannot compile for {served.arch}" in proc.stderr
         assert summary["code"] in ("compiled", "cache")
+
+
+def test_boot_persistence_line_starts_the_services(served):
+    has_crontab = served.ssh("command -v crontab").returncode == 0
+    proc = cli("tiramisu", "webserv.enable-boot", "--host", "box")
+    if not has_crontab:  # the minbase arm64 root has no cron: a clear refusal
+        assert "no crontab" in one_line_error(proc)
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert cli("tiramisu", "webserv.enable-boot", "--host", "box").returncode == 0  # idempotent
+    lines = [l for l in served.ssh("crontab -l", check=True).stdout.splitlines() if "# tiramisu:" in l]
+    assert len(lines) == 1 and lines[0].startswith("@reboot ")
+    # What cron would run at boot, run now with the services stopped: they come up.
+    assert cli("tiramisu", "webserv.stop", "--host", "box").returncode == 0
+    command = lines[0][len("@reboot "):].rsplit(" # tiramisu:", 1)[0]
+    served.ssh(command, check=True)
+    import time
+
+    deadline = time.monotonic() + 60
+    while _health(served) != 200:
+        assert time.monotonic() < deadline, "services did not come up from the @reboot line"
+        time.sleep(0.5)
+    status = json.loads(cli("tiramisu", "webserv.status", "--host", "box", "--json").stdout)
+    assert status["healthy"]
+    assert cli("tiramisu", "webserv.disable-boot", "--host", "box").returncode == 0
+    assert "# tiramisu:" not in served.ssh("crontab -l 2>/dev/null; true").stdout
+
+
+def _health(host):
+    try:
+        return get(url(host, "/.well-known/tiramisu/health"), timeout=2)[0]
+    except Exception:  # noqa: BLE001 - not up yet
+        return None
