@@ -80,7 +80,7 @@ def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None):
     """A fabric Connection for spec with our host-key policy (not yet opened)."""
     inventory = inventory or Inventory.load()
     if accept_new is None:
-        accept_new = bool(setting(c, "accept_new_host_keys", inventory=inventory))
+        accept_new = accept_new_from_env() or bool(setting(c, "accept_new_host_keys", inventory=inventory))
     timeout = int(setting(c, "connect_timeout", host=spec.entry, inventory=inventory))
     if spec.connection is not None:
         conn = spec.connection
@@ -109,6 +109,15 @@ def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None):
         notify=notify,
     )
     return conn
+
+
+def accept_new_from_env(environ=None):
+    """``TIRAMISU_ACCEPT_NEW_HOST_KEYS=1``: opt in to trust-on-first-use for every
+    task of every front end (scripts that create boxes); changed keys are still refused."""
+    import os
+
+    value = (environ if environ is not None else os.environ).get("TIRAMISU_ACCEPT_NEW_HOST_KEYS", "")
+    return value.strip().lower() in ("1", "yes", "true", "on")
 
 
 def _fabric_config(c):

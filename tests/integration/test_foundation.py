@@ -74,14 +74,22 @@ def test_unknown_host_key_is_refused_then_accepted_for_every_front_end(x86_host,
     assert cli("inv", "host.check", "box").returncode == 0
 
 
+def test_accept_new_by_environment_for_fab(x86_host, tmp_inventory):
+    x86_host.register(tmp_inventory, "box", accept_key=False)
+    proc = cli("fab", "-H", "box", "webserv.status", env={"TIRAMISU_ACCEPT_NEW_HOST_KEYS": "1"})
+    assert "not installed" in proc.stdout.lower() or "NOT installed" in proc.stdout, proc.stderr
+    assert "accepted new host key" in proc.stderr
+    assert (tmp_inventory.parent / "tiramisu_known_hosts").read_text().count(x86_host.hostname) == 1
+
+
 def test_changed_host_key_is_always_refused(x86_host, tmp_inventory):
     x86_host.register(tmp_inventory, "box", accept_key=False)
     other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_inventory.parent / "k")],
                            check=True)
     pub = (tmp_inventory.parent / "k.pub").read_text().split()
     (tmp_inventory.parent / "tiramisu_known_hosts").write_text(f"{x86_host.hostname} {pub[0]} {pub[1]}\n")
-    for extra in ([], ["--accept-new"]):
-        proc = cli("tiramisu", "host.check", "box", *extra)
+    for extra, env in (([], None), (["--accept-new"], None), ([], {"TIRAMISU_ACCEPT_NEW_HOST_KEYS": "1"})):
+        proc = cli("tiramisu", "host.check", "box", *extra, env=env)
         assert proc.returncode == 255 and "CHANGED" in one_line_error(proc)
 
 
