@@ -126,7 +126,12 @@ def _fabric_config(c):
         return config
     if config is None:
         return fabric.Config()
-    return config.clone(into=fabric.Config)
+    # Under `inv` the Context carries a plain Invoke config: cloning it into a
+    # Fabric config skips the SSH config files, so load ~/.ssh/config (aliases,
+    # users, ports, identity files) explicitly.
+    cfg = config.clone(into=fabric.Config)
+    cfg.load_ssh_config()
+    return cfg
 
 
 def _user_known_hosts(conn):

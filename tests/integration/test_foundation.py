@@ -40,6 +40,21 @@ def test_three_front_ends_reach_the_same_code(x86_host, tmp_inventory):
     assert archs == {"x86_64"}
 
 
+def test_ssh_config_alias_works_for_every_front_end(x86_host, tmp_inventory, tmp_path):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host boxalias\n  HostName {x86_host.hostname}\n  User {x86_host.user}\n"
+        f"  Port {x86_host.port}\n  IdentityFile {x86_host.key_path}\n")
+    (tmp_inventory.parent / "tiramisu_known_hosts").write_text(x86_host.host_key_line + "\n")
+    env = {"HOME": str(home)}
+    for args in (["inv", "host.check", "boxalias", "--json"], ["tiramisu", "host.check", "boxalias", "--json"],
+                 ["fab", "-H", "boxalias", "host.check", "boxalias", "--json"]):
+        proc = cli(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert json.loads(proc.stdout)["arch"] == "x86_64"
+
+
 def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
     add = cli("tiramisu", "host.add", "pi", "--hostname", "192.0.2.10", "--user", "pi", "--port", "2222",
               "--key", "~/.ssh/id_pi", "--group", "lab", "--set", "http_port=8081")
