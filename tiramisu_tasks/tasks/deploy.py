@@ -13,6 +13,7 @@ from ..remote import join, q, run
 from ..sshhttp import request
 from ..taskkit import note, table, task
 from ..transfer import Upload, upload_batch
+from ..connect import resolve_specs
 from ..hostrun import emit_results as _emit
 from .lifecycle import HOST_HELP
 
@@ -121,6 +122,7 @@ def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, js
     from ..apps.build import build_app
 
     route = dp.validate_route(route)
+    resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
     app = dp.validate_app_name(name or built.name)
     note(f"built {app}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
