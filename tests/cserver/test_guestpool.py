@@ -27,11 +27,12 @@ LOOP = '(module (memory (export "memory") 1) (func (export "_start") (loop (br 0
 def busy(ms, text):
     """A guest that busy-waits `ms` (wall clock), then answers `text`."""
     out = f"Content-Type: text/plain\n\n{text}\n"
+    escaped = out.replace("\n", "\\n")
     return f"""(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "clock_time_get" (func $t (param i32 i64 i32) (result i32)))
   (memory (export "memory") 1)
-  (data (i32.const 64) "{out.replace(chr(10), '\\n')}")
+  (data (i32.const 64) "{escaped}")
   (func $now (result i64) (drop (call $t (i32.const 1) (i64.const 1) (i32.const 200))) (i64.load (i32.const 200)))
   (func (export "_start") (local $end i64)
     (local.set $end (i64.add (call $now) (i64.const {ms * 1000000})))
