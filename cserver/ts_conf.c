@@ -26,7 +26,7 @@ static const setting SETTINGS[] = {
     {"cache", T_PATH, "cache", "directory for compiled modules ('' disables)"},
     {"log-dir", T_PATH, "logs", "server.log, access.log, apps/<app>.log ('-' = stderr)"},
     {"pid-file", T_PATH, "", "write the server's pid here (removed on exit)"},
-    {"workers", T_INT, "2", "worker threads (one event loop each)"},
+    {"workers", T_INT, "2", "I/O threads (one event loop each; guests run on guest-threads)"},
     {"guest-threads", T_INT, "auto", "threads running guests, off the event loops (auto = max(4, 2 x workers))"},
     {"timeout-ms", T_MS, "10000", "wall-clock limit per request (guest interrupted -> 504)"},
     {"memory-mb", T_INT, "128", "linear memory limit per instance (MiB)"},

@@ -299,7 +299,7 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, s->slots);
     /* Reset the first pages of a slot's memory with memset instead of
      * madvise: no page faults on the next instance and no TLB shootdown
-     * across worker threads (bench/server_ab.py: trivial guest ~1.5x rps). */
+     * across threads (bench/server_ab.py: trivial guest ~1.5x rps). */
     wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, KEEP_RESIDENT);
     wasmtime_pooling_allocation_strategy_set(c, pc);
     wasmtime_pooling_allocation_config_delete(pc);
