@@ -68,6 +68,7 @@ typedef struct worker {
   int donefd;              /* eventfd: guest threads posted finished jobs */
   pthread_mutex_t done_mu;
   struct job *done_head, *done_tail;
+  int idle;                /* in epoll_wait with no completion pending (done_mu) */
   struct job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
   pthread_t thread;
   conn *conns;
@@ -393,12 +394,15 @@ static void post_done(job *j) {
   worker *w = j->w;
   j->next = NULL;
   pthread_mutex_lock(&w->done_mu);
-  int was_empty = !w->done_head;
+  /* Wake the worker only when it sleeps: a busy one takes the list before
+   * its next epoll_wait. One write per sleep. */
+  int wake = w->idle;
+  w->idle = 0;
   if (w->done_tail) w->done_tail->next = j;
   else w->done_head = j;
   w->done_tail = j;
   pthread_mutex_unlock(&w->done_mu);
-  if (was_empty) { /* the I/O thread reads the eventfd before taking the list */
+  if (wake) {
     uint64_t one = 1;
     ssize_t r = write(w->donefd, &one, sizeof one);
     (void)r;
@@ -670,19 +674,22 @@ static void job_done(worker *w, job *j) {
   conn_advance(w, c);
 }
 
-static void take_done(worker *w) {
-  uint64_t v;
-  ssize_t r = read(w->donefd, &v, sizeof v);
-  (void)r;
+/* Answer the finished jobs; with `sleep`, when there are none, mark the
+ * worker idle (about to wait) in the same critical section. Returns whether
+ * there were any. */
+static int take_done(worker *w, int sleep) {
   pthread_mutex_lock(&w->done_mu);
   job *j = w->done_head;
   w->done_head = w->done_tail = NULL;
+  if (sleep && !j) w->idle = 1;
   pthread_mutex_unlock(&w->done_mu);
+  int any = j != NULL;
   while (j) {
     job *next = j->next;
     job_done(w, j);
     j = next;
   }
+  return any;
 }
 
 static void conn_readable(worker *w, conn *c) {
@@ -814,7 +821,13 @@ static void *worker_main(void *arg) {
     int done = 0;
     int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
     if (w->draining) timeout = 50;
+    if (take_done(w, 1)) timeout = 0; /* answered some: look for events, don't sleep */
     int n = epoll_wait(w->epfd, evs, 64, timeout);
+    if (timeout) {
+      pthread_mutex_lock(&w->done_mu);
+      w->idle = 0;
+      pthread_mutex_unlock(&w->done_mu);
+    }
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == &g_tag_listen) {
@@ -831,6 +844,9 @@ static void *worker_main(void *arg) {
            * them may still have an event further down the batch */
         }
       } else if (p == &g_tag_done) {
+        uint64_t v;
+        ssize_t r = read(w->donefd, &v, sizeof v);
+        (void)r;
         done = 1;
       } else {
         conn *c = p;
@@ -845,7 +861,7 @@ static void *worker_main(void *arg) {
         if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_readable(w, c);
       }
     }
-    if (done) take_done(w);
+    if (done) take_done(w, 0);
     uint64_t now = ts_now_ms();
     if (w->access.n && (w->access.n > ACCESS_FLUSH_BYTES || now - w->access_flushed_ms >= ACCESS_FLUSH_MS)) {
       ts_log_access_write(w->access.p, w->access.n);
