@@ -114,15 +114,26 @@ typedef struct job {
 } job;
 
 /* The guest threads: a FIFO of jobs; a connection has at most one job, so
- * the queue is bounded by the number of connections. */
+ * the queue is bounded by the number of connections.
+ *
+ * Waking a sleeping thread per job costs a futex round trip and, with more
+ * threads than cores, a context switch storm (trivial guest: 0.66x rps).
+ * So a submit wakes a sleeper only when the queue holds more jobs than there
+ * are awake threads not running a guest ("free": each takes a job before it
+ * may sleep). A thread stuck in a slow guest is not free, so jobs behind it
+ * still wake another thread at once. */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   job *head, *tail;
+  int queued;   /* jobs in the queue */
+  int free;     /* awake threads not running a guest, including woken ones */
+  int sleepers; /* threads waiting and not yet woken */
+  int wakes;    /* wake-ups sent and not yet taken by a waiter */
   int stop;
   pthread_t *threads;
   int n;
-} g_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, NULL, 0};
+} g_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* ---------------------------------------------------------------- setup --- */
@@ -385,7 +396,13 @@ static void pool_submit(job *j) {
   if (g_pool.tail) g_pool.tail->next = j;
   else g_pool.head = j;
   g_pool.tail = j;
-  pthread_cond_signal(&g_pool.cv);
+  g_pool.queued++;
+  if (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
+    g_pool.sleepers--;
+    g_pool.free++;
+    g_pool.wakes++;
+    pthread_cond_signal(&g_pool.cv);
+  }
   pthread_mutex_unlock(&g_pool.mu);
 }
 
@@ -411,23 +428,35 @@ static void post_done(job *j) {
 
 static void *guest_main(void *arg) {
   (void)arg;
+  pthread_mutex_lock(&g_pool.mu); /* counted free by ts_server_start */
   for (;;) {
-    pthread_mutex_lock(&g_pool.mu);
-    while (!g_pool.head && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
-    job *j = g_pool.head;
-    if (j) {
-      g_pool.head = j->next;
-      if (!g_pool.head) g_pool.tail = NULL;
+    while (!g_pool.head && !g_pool.stop) {
+      g_pool.free--;
+      g_pool.sleepers++;
+      while (!g_pool.wakes && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+      if (g_pool.wakes) g_pool.wakes--; /* the waker counted us free again */
+      else {
+        g_pool.sleepers--;
+        g_pool.free++;
+      }
     }
-    pthread_mutex_unlock(&g_pool.mu);
+    job *j = g_pool.head;
     if (!j) break; /* stopping, queue empty */
+    g_pool.head = j->next;
+    if (!g_pool.head) g_pool.tail = NULL;
+    g_pool.queued--;
+    g_pool.free--;
+    pthread_mutex_unlock(&g_pool.mu);
     ts_app *app = j->m.app;
     ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values, j->env.envc,
                        j->body, j->body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output};
     memset(&j->out, 0, sizeof j->out);
     j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
     post_done(j);
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.free++;
   }
+  pthread_mutex_unlock(&g_pool.mu);
   return NULL;
 }
 
@@ -911,6 +940,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;
   g_pool.n = cfg->guest_threads;
+  g_pool.free = g_pool.n;
   g_pool.threads = calloc((size_t)g_pool.n, sizeof *g_pool.threads);
   if (!g_pool.threads) return -1;
   for (int i = 0; i < g_pool.n; i++)
