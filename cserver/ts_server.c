@@ -70,6 +70,7 @@ typedef struct worker {
   struct job *done_head, *done_tail;
   int idle;                /* in epoll_wait with no completion pending (done_mu) */
   struct job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
+  struct job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
   pthread_t thread;
   conn *conns;
   int nconns;
@@ -390,20 +391,31 @@ static void job_put(worker *w, job *j) {
   w->free_jobs = j;
 }
 
-static void pool_submit(job *j) {
+static void pool_submit(worker *w, job *j) {
   j->next = NULL;
+  if (w->sub_tail) w->sub_tail->next = j;
+  else w->sub_head = j;
+  w->sub_tail = j;
+}
+
+/* Queue this iteration's jobs with one lock (before the worker may sleep). */
+static void pool_flush(worker *w) {
+  if (!w->sub_head) return;
+  int k = 0;
+  for (job *j = w->sub_head; j; j = j->next) k++;
   pthread_mutex_lock(&g_pool.mu);
-  if (g_pool.tail) g_pool.tail->next = j;
-  else g_pool.head = j;
-  g_pool.tail = j;
-  g_pool.queued++;
-  if (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
+  if (g_pool.tail) g_pool.tail->next = w->sub_head;
+  else g_pool.head = w->sub_head;
+  g_pool.tail = w->sub_tail;
+  g_pool.queued += k;
+  while (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
     g_pool.sleepers--;
     g_pool.free++;
     g_pool.wakes++;
     pthread_cond_signal(&g_pool.cv);
   }
   pthread_mutex_unlock(&g_pool.mu);
+  w->sub_head = w->sub_tail = NULL;
 }
 
 /* Hand a finished job back to the I/O thread that owns its connection. */
@@ -595,7 +607,7 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
     return 0;
   }
   c->job = j;
-  pool_submit(j);
+  pool_submit(w, j);
   return 1;
 }
 
@@ -851,6 +863,7 @@ static void *worker_main(void *arg) {
     int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
     if (w->draining) timeout = 50;
     if (take_done(w, 1)) timeout = 0; /* answered some: look for events, don't sleep */
+    pool_flush(w);
     int n = epoll_wait(w->epfd, evs, 64, timeout);
     if (timeout) {
       pthread_mutex_lock(&w->done_mu);
