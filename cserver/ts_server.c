@@ -54,6 +54,7 @@ typedef struct conn {
   int eof;          /* the peer finished sending */
   int closed;       /* closed while its job runs: freed when the job returns */
   struct job *job;  /* request being run by a guest thread, or NULL */
+  int in_paused;    /* input arrived while the job runs: EPOLLIN off until it is back */
   uint32_t events;
   uint64_t last_ms;
   char peer[INET6_ADDRSTRLEN];
@@ -187,7 +188,9 @@ static void update_events(worker *w, conn *c) {
   uint32_t want = 0;
   if (c->lingering) want = EPOLLIN;
   else {
-    if (!c->close_after_write && !c->job && !c->eof && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit)
+    /* While a job runs, EPOLLIN stays on (no epoll_ctl per request) until
+     * input actually arrives; the connection reads nothing meanwhile. */
+    if (!c->close_after_write && !c->in_paused && !c->eof && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit)
       want |= EPOLLIN;
     if (c->niov) want |= EPOLLOUT;
   }
@@ -700,6 +703,7 @@ static void conn_advance(worker *w, conn *c) {
 static void job_done(worker *w, job *j) {
   conn *c = j->c;
   c->job = NULL;
+  c->in_paused = 0;
   if (c->closed) { /* the client went away meanwhile */
     ts_version_release(j->m.version);
     job_put(w, j);
@@ -896,7 +900,10 @@ static void *worker_main(void *arg) {
         if (c->closed) continue;
         if (c->job) { /* no reading while its guest runs; an error closes it */
           if (e & (EPOLLHUP | EPOLLERR)) conn_close(w, c);
-          else if (e & EPOLLOUT) conn_flush(w, c);
+          else {
+            if (e & EPOLLIN) c->in_paused = 1;
+            conn_flush(w, c); /* writes what is queued, updates the events */
+          }
           continue;
         }
         if ((e & EPOLLOUT) && conn_flush(w, c) < 0) continue;
