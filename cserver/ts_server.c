@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #define ACCESS_FLUSH_MS 100
 #define ACCESS_FLUSH_BYTES 32768
 #define MAX_OUT_HEADERS 256
+#define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
 
 struct job;
 
@@ -132,6 +134,8 @@ static struct {
   int free;     /* awake threads not running a guest, including woken ones */
   int sleepers; /* threads waiting and not yet woken */
   int wakes;    /* wake-ups sent and not yet taken by a waiter */
+  _Atomic int pending; /* = queued, readable without the lock (spinning threads) */
+  int spinning;        /* a thread is looking for work before sleeping (at most one) */
   int stop;
   pthread_t *threads;
   int n;
@@ -411,6 +415,7 @@ static void pool_flush(worker *w) {
   else g_pool.head = w->sub_head;
   g_pool.tail = w->sub_tail;
   g_pool.queued += k;
+  atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
   while (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
     g_pool.sleepers--;
     g_pool.free++;
@@ -445,6 +450,17 @@ static void *guest_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&g_pool.mu); /* counted free by ts_server_start */
   for (;;) {
+    if (!g_pool.head && !g_pool.stop && !g_pool.spinning) {
+      /* One thread stays free a moment before sleeping: back-to-back short
+       * jobs then need no futex wake-up and no context switch. Yielding, so
+       * the I/O threads keep their cores on a small box. */
+      g_pool.spinning = 1;
+      pthread_mutex_unlock(&g_pool.mu);
+      uint64_t until = ts_now_us() + SPIN_US;
+      while (!atomic_load_explicit(&g_pool.pending, memory_order_relaxed) && ts_now_us() < until) sched_yield();
+      pthread_mutex_lock(&g_pool.mu);
+      g_pool.spinning = 0;
+    }
     while (!g_pool.head && !g_pool.stop) {
       g_pool.free--;
       g_pool.sleepers++;
@@ -460,6 +476,7 @@ static void *guest_main(void *arg) {
     g_pool.head = j->next;
     if (!g_pool.head) g_pool.tail = NULL;
     g_pool.queued--;
+    atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
     g_pool.free--;
     pthread_mutex_unlock(&g_pool.mu);
     ts_app *app = j->m.app;
