@@ -34,7 +34,9 @@
 #define ACCESS_FLUSH_MS 100
 #define ACCESS_FLUSH_BYTES 32768
 #define MAX_OUT_HEADERS 256
+#ifndef SPIN_US
 #define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
+#endif
 
 struct job;
 
