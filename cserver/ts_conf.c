@@ -26,7 +26,8 @@ static const setting SETTINGS[] = {
     {"cache", T_PATH, "cache", "directory for compiled modules ('' disables)"},
     {"log-dir", T_PATH, "logs", "server.log, access.log, apps/<app>.log ('-' = stderr)"},
     {"pid-file", T_PATH, "", "write the server's pid here (removed on exit)"},
-    {"workers", T_INT, "2", "worker threads (one event loop each)"},
+    {"workers", T_INT, "2", "I/O threads (one event loop each; guests run on guest-threads)"},
+    {"guest-threads", T_INT, "auto", "threads running guests, off the event loops (auto = max(4, 2 x workers))"},
     {"timeout-ms", T_MS, "10000", "wall-clock limit per request (guest interrupted -> 504)"},
     {"memory-mb", T_INT, "128", "linear memory limit per instance (MiB)"},
     {"max-output", T_SIZE, "16m", "largest guest stdout accepted (bytes, k/m/g suffixes)"},
@@ -104,6 +105,8 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
   uint64_t v = 0;
   switch (s->type) {
   case T_INT:
+    if (strcmp(name, "guest-threads") == 0 && strcmp(value, "auto") == 0) break;
+    /* fall through */
   case T_MS:
   case T_SIZE:
     if (parse_u64(value, &v) || (s->type != T_SIZE && strpbrk(value, "kKmMgG"))) {
@@ -139,6 +142,12 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
       return -1;
     }
     cfg->workers = (int)v;
+  } else if (IS("guest-threads")) {
+    if (strcmp(value, "auto") != 0 && (v < 1 || v > 1024)) {
+      snprintf(err, errlen, "%sguest-threads must be 1..1024 or auto, got %s", where, value);
+      return -1;
+    }
+    cfg->guest_threads = (int)v; /* 0 = auto, resolved once workers is known */
   } else if (IS("timeout-ms")) cfg->timeout_ms = v ? v : 1;
   else if (IS("memory-mb")) {
     if (v < 1 || v > 65536) {
@@ -284,6 +293,7 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
     }
     if (apply(cfg, name, value, NULL, err, errlen, "")) return -1;
   }
+  if (!cfg->guest_threads) cfg->guest_threads = cfg->workers * 2 < 4 ? 4 : cfg->workers * 2;
   if (cfg->precompiled[0] && !cfg->check_module[0]) {
     snprintf(err, errlen, "--precompiled goes with --check-module FILE");
     return -1;

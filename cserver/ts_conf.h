@@ -24,6 +24,7 @@ typedef struct {
   char pid_file[TS_PATH_MAX]; /* "" = none */
   char server_name[256];
   int workers;
+  int guest_threads; /* resolved: never 0 after ts_config_load */
   uint64_t timeout_ms;
   uint64_t memory_mb;
   uint64_t max_output;

@@ -187,9 +187,12 @@ static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
   return err;
 }
 
-/* Instances that can run at once: one per worker (guests run on the worker
- * thread), plus compile-time validation and slack. */
-static uint32_t pool_slots(const ts_config *cfg) { return (uint32_t)cfg->workers * 2 + 2; }
+/* Instances that can run at once: one per guest thread (guests run only
+ * there), plus compile-time validation and slack. */
+static uint32_t pool_slots(const ts_config *cfg) {
+  int n = cfg->guest_threads > 0 ? cfg->guest_threads : (cfg->workers * 2 < 4 ? 4 : cfg->workers * 2);
+  return (uint32_t)n + 2;
+}
 
 #define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
 #define GUARD_DEFAULT (32ull << 20)
@@ -296,7 +299,7 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, s->slots);
     /* Reset the first pages of a slot's memory with memset instead of
      * madvise: no page faults on the next instance and no TLB shootdown
-     * across worker threads (bench/server_ab.py: trivial guest ~1.5x rps). */
+     * across threads (bench/server_ab.py: trivial guest ~1.5x rps). */
     wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, KEEP_RESIDENT);
     wasmtime_pooling_allocation_strategy_set(c, pc);
     wasmtime_pooling_allocation_config_delete(pc);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,11 @@
 #define ACCESS_FLUSH_MS 100
 #define ACCESS_FLUSH_BYTES 32768
 #define MAX_OUT_HEADERS 256
+#ifndef SPIN_US
+#define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
+#endif
+
+struct job;
 
 typedef struct conn {
   int fd;
@@ -49,6 +55,10 @@ typedef struct conn {
   int niov;
   int close_after_write;
   int lingering;
+  int eof;          /* the peer finished sending */
+  int closed;       /* closed while its job runs: freed when the job returns */
+  struct job *job;  /* request being run by a guest thread, or NULL */
+  int in_paused;    /* input arrived while the job runs: EPOLLIN off until it is back */
   uint32_t events;
   uint64_t last_ms;
   char peer[INET6_ADDRSTRLEN];
@@ -57,9 +67,15 @@ typedef struct conn {
   struct conn *prev, *next;
 } conn;
 
-typedef struct {
+typedef struct worker {
   int id;
   int epfd, evfd;
+  int donefd;              /* eventfd: guest threads posted finished jobs */
+  pthread_mutex_t done_mu;
+  struct job *done_head, *done_tail;
+  int idle;                /* in epoll_wait with no completion pending (done_mu) */
+  struct job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
+  struct job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
   pthread_t thread;
   conn *conns;
   int nconns;
@@ -67,7 +83,6 @@ typedef struct {
   uint64_t drain_deadline;
   ts_header *hdrs;
   ts_header out_hdrs[MAX_OUT_HEADERS];
-  ts_wagi_env env;
   ts_buf access;
   uint64_t access_flushed_ms;
   time_t date_sec;
@@ -81,7 +96,52 @@ static worker *g_workers;
 static int g_nworkers;
 static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
-static char g_tag_listen, g_tag_event; /* epoll data tags */
+static char g_tag_listen, g_tag_event, g_tag_done; /* epoll data tags */
+
+/* One guest run, handed from the I/O thread that owns the connection to a
+ * guest thread and back. Views (method, target, body) point into the
+ * connection's read buffer, which stays put while the job runs: the
+ * connection neither reads nor parses until the job is back. */
+typedef struct job {
+  struct job *next;
+  struct worker *w;
+  conn *c;
+  ts_match m; /* holds a version reference: a swap meanwhile does not free it */
+  ts_wagi_env env;
+  const char *body;
+  size_t body_len;
+  size_t end; /* where the next pipelined request starts in c->rbuf */
+  ts_str method, target;
+  int minor;
+  uint64_t t0;
+  int build_failed;
+  ts_run_result res;
+  ts_run_output out;
+} job;
+
+/* The guest threads: a FIFO of jobs; a connection has at most one job, so
+ * the queue is bounded by the number of connections.
+ *
+ * Waking a sleeping thread per job costs a futex round trip and, with more
+ * threads than cores, a context switch storm (trivial guest: 0.66x rps).
+ * So a submit wakes a sleeper only when the queue holds more jobs than there
+ * are awake threads not running a guest ("free": each takes a job before it
+ * may sleep). A thread stuck in a slow guest is not free, so jobs behind it
+ * still wake another thread at once. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job *head, *tail;
+  int queued;   /* jobs in the queue */
+  int free;     /* awake threads not running a guest, including woken ones */
+  int sleepers; /* threads waiting and not yet woken */
+  int wakes;    /* wake-ups sent and not yet taken by a waiter */
+  _Atomic int pending; /* = queued, readable without the lock (spinning threads) */
+  int spinning;        /* a thread is looking for work before sleeping (at most one) */
+  int stop;
+  pthread_t *threads;
+  int n;
+} g_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* ---------------------------------------------------------------- setup --- */
@@ -134,7 +194,10 @@ static void update_events(worker *w, conn *c) {
   uint32_t want = 0;
   if (c->lingering) want = EPOLLIN;
   else {
-    if (!c->close_after_write && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit) want |= EPOLLIN;
+    /* While a job runs, EPOLLIN stays on (no epoll_ctl per request) until
+     * input actually arrives; the connection reads nothing meanwhile. */
+    if (!c->close_after_write && !c->in_paused && !c->eof && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit)
+      want |= EPOLLIN;
     if (c->niov) want |= EPOLLOUT;
   }
   if (want == c->events) return;
@@ -144,8 +207,14 @@ static void update_events(worker *w, conn *c) {
 }
 
 static void conn_close(worker *w, conn *c) {
-  close(c->fd); /* also removes it from the epoll set */
+  if (c->fd >= 0) close(c->fd); /* also removes it from the epoll set */
+  c->fd = -1;
   for (int i = 0; i < c->niov; i++) free(c->own[i]);
+  c->niov = 0;
+  if (c->job) { /* a guest thread still uses c->rbuf: free when the job returns */
+    c->closed = 1;
+    return;
+  }
   free(c->rbuf);
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
@@ -203,7 +272,7 @@ static int conn_flush(worker *w, conn *c) {
       c->niov -= done;
     }
   }
-  if (!c->niov && c->close_after_write && !c->lingering) start_linger(w, c);
+  if (!c->niov && c->close_after_write && !c->lingering && !c->job) start_linger(w, c);
   else update_events(w, c);
   return 0;
 }
@@ -315,44 +384,122 @@ static void handle_admin(worker *w, conn *c, const ts_request *req, uint64_t t0)
   access_log(w, c, req, status, len, ts_now_us() - t0, "_tiramisu");
 }
 
-static void handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len) {
-  uint64_t t0 = ts_now_us();
-  if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
-      (req->path.n == 10 || req->path.p[10] == '/')) {
-    handle_admin(w, c, req, t0);
-    return;
-  }
-  ts_match m;
-  int r = ts_registry_route(req->path.p, req->path.n, &m);
-  if (r == -1) {
-    send_error(w, c, req, 404, 0);
-    return;
-  }
-  if (r == -2) {
-    ts_metrics_status(&m.app->status, 503);
-    send_error(w, c, req, 503, 0);
-    return;
-  }
-  ts_app *app = m.app;
-  atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
+/* ------------------------------------------------------------ guest pool --- */
 
-  ts_wagi_request wr = {0};
-  wr.method = req->method;
-  wr.path = req->path;
-  wr.query = req->query;
-  wr.script_name = (ts_str){m.script_name, strlen(m.script_name)};
-  wr.matched_route = (ts_str){m.matched_route, strlen(m.matched_route)};
-  wr.headers = req->headers;
-  wr.num_headers = req->num_headers;
-  wr.host = c->fr.host;
-  wr.server_name = g_cfg->server_name;
-  wr.server_port = g_cfg->listen_port;
-  wr.remote_addr = c->peer;
-  wr.remote_port = c->peer_port;
-  wr.minor = req->minor;
-  wr.content_length = body_len;
-  wr.server_software = "custom_server/" TS_VERSION;
+static job *job_get(worker *w) {
+  job *j = w->free_jobs;
+  if (j) w->free_jobs = j->next;
+  else j = calloc(1, sizeof *j);
+  return j;
+}
 
+static void job_put(worker *w, job *j) {
+  ts_buf_free(&j->out.out);
+  j->c = NULL;
+  j->next = w->free_jobs;
+  w->free_jobs = j;
+}
+
+static void pool_submit(worker *w, job *j) {
+  j->next = NULL;
+  if (w->sub_tail) w->sub_tail->next = j;
+  else w->sub_head = j;
+  w->sub_tail = j;
+}
+
+/* Queue this iteration's jobs with one lock (before the worker may sleep). */
+static void pool_flush(worker *w) {
+  if (!w->sub_head) return;
+  int k = 0;
+  for (job *j = w->sub_head; j; j = j->next) k++;
+  pthread_mutex_lock(&g_pool.mu);
+  if (g_pool.tail) g_pool.tail->next = w->sub_head;
+  else g_pool.head = w->sub_head;
+  g_pool.tail = w->sub_tail;
+  g_pool.queued += k;
+  atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
+  while (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
+    g_pool.sleepers--;
+    g_pool.free++;
+    g_pool.wakes++;
+    pthread_cond_signal(&g_pool.cv);
+  }
+  pthread_mutex_unlock(&g_pool.mu);
+  w->sub_head = w->sub_tail = NULL;
+}
+
+/* Hand a finished job back to the I/O thread that owns its connection. */
+static void post_done(job *j) {
+  worker *w = j->w;
+  j->next = NULL;
+  pthread_mutex_lock(&w->done_mu);
+  /* Wake the worker only when it sleeps: a busy one takes the list before
+   * its next epoll_wait. One write per sleep. */
+  int wake = w->idle;
+  w->idle = 0;
+  if (w->done_tail) w->done_tail->next = j;
+  else w->done_head = j;
+  w->done_tail = j;
+  pthread_mutex_unlock(&w->done_mu);
+  if (wake) {
+    uint64_t one = 1;
+    ssize_t r = write(w->donefd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+static void *guest_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g_pool.mu); /* counted free by ts_server_start */
+  for (;;) {
+    if (!g_pool.head && !g_pool.stop && !g_pool.spinning) {
+      /* One thread stays free a moment before sleeping: back-to-back short
+       * jobs then need no futex wake-up and no context switch. Yielding, so
+       * the I/O threads keep their cores on a small box. */
+      g_pool.spinning = 1;
+      pthread_mutex_unlock(&g_pool.mu);
+      uint64_t until = ts_now_us() + SPIN_US;
+      while (!atomic_load_explicit(&g_pool.pending, memory_order_relaxed) && ts_now_us() < until) sched_yield();
+      pthread_mutex_lock(&g_pool.mu);
+      g_pool.spinning = 0;
+    }
+    while (!g_pool.head && !g_pool.stop) {
+      g_pool.free--;
+      g_pool.sleepers++;
+      while (!g_pool.wakes && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+      if (g_pool.wakes) g_pool.wakes--; /* the waker counted us free again */
+      else {
+        g_pool.sleepers--;
+        g_pool.free++;
+      }
+    }
+    job *j = g_pool.head;
+    if (!j) break; /* stopping, queue empty */
+    g_pool.head = j->next;
+    if (!g_pool.head) g_pool.tail = NULL;
+    g_pool.queued--;
+    atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
+    g_pool.free--;
+    pthread_mutex_unlock(&g_pool.mu);
+    ts_app *app = j->m.app;
+    ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values, j->env.envc,
+                       j->body, j->body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output};
+    memset(&j->out, 0, sizeof j->out);
+    j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
+    post_done(j);
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.free++;
+  }
+  pthread_mutex_unlock(&g_pool.mu);
+  return NULL;
+}
+
+/* -------------------------------------------------------------- requests --- */
+
+/* The guest's result (or a failure before it ran) becomes the response; on
+ * the I/O thread, like everything that touches the connection. */
+static void finish_request(worker *w, conn *c, job *j) {
+  ts_app *app = j->m.app;
   int status;
   ts_str reason = {0, 0};
   size_t nh = 0;
@@ -362,40 +509,32 @@ static void handle_request(worker *w, conn *c, const ts_request *req, const char
   static const ts_header ct_text = {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}};
   const ts_header *hdrs = &ct_text;
   char errbody[128];
+  int tn = (int)(j->target.n > 512 ? 512 : j->target.n);
 
-  if (ts_wagi_build(&wr, &w->env)) {
+  if (j->build_failed) {
     status = 500;
     ts_log_error("app %s: out of memory building the environment", app->name);
-  } else {
-    ts_run_input in = {w->env.argv, w->env.argc, w->env.names, w->env.values, w->env.envc,
-                       body, body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output};
-    ts_run_output out;
-    memset(&out, 0, sizeof out);
-    ts_run_result res = ts_engine_run(g_engine, m.version->pre, &in, &out);
-    if (res == TS_RUN_OK) {
-      ts_cgi_response cr;
-      if (ts_cgi_parse(out.out.p ? out.out.p : "", out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS) == 0) {
-        status = cr.status;
-        reason = cr.reason;
-        hdrs = cr.headers;
-        nh = cr.num_headers;
-        out_owner = ts_buf_steal(&out.out, &out_len);
-        out_body = out_owner + cr.body_off;
-        out_len -= cr.body_off;
-      } else {
-        status = 500;
-        ts_log_error("app %s: %.*s %.*s: %s", app->name, (int)req->method.n, req->method.p,
-                     (int)(req->target.n > 512 ? 512 : req->target.n), req->target.p, cr.error);
-      }
+  } else if (j->res == TS_RUN_OK) {
+    ts_cgi_response cr;
+    if (ts_cgi_parse(j->out.out.p ? j->out.out.p : "", j->out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS) == 0) {
+      status = cr.status;
+      reason = cr.reason;
+      hdrs = cr.headers;
+      nh = cr.num_headers;
+      out_owner = ts_buf_steal(&j->out.out, &out_len);
+      out_body = out_owner + cr.body_off;
+      out_len -= cr.body_off;
     } else {
-      status = res == TS_RUN_TIMEOUT ? 504 : 500;
-      if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
-      if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
-      ts_log_error("app %s: %.*s %.*s failed (%s): %s", app->name, (int)req->method.n, req->method.p,
-                   (int)(req->target.n > 512 ? 512 : req->target.n), req->target.p, run_result_name(res),
-                   out.message);
+      status = 500;
+      ts_log_error("app %s: %.*s %.*s: %s", app->name, (int)j->method.n, j->method.p, tn, j->target.p, cr.error);
     }
-    ts_buf_free(&out.out);
+  } else {
+    ts_run_result res = j->res;
+    status = res == TS_RUN_TIMEOUT ? 504 : 500;
+    if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
+    if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
+    ts_log_error("app %s: %.*s %.*s failed (%s): %s", app->name, (int)j->method.n, j->method.p, tn, j->target.p,
+                 run_result_name(res), j->out.message);
   }
   if (!out_owner) {
     int n = snprintf(errbody, sizeof errbody, "%d %s\n", status, ts_http_reason(status));
@@ -409,19 +548,95 @@ static void handle_request(worker *w, conn *c, const ts_request *req, const char
     nh = 1;
     reason = (ts_str){0, 0};
   }
-  uint64_t took = ts_now_us() - t0;
-  queue_response(w, c, req->minor, status, reason, hdrs, nh, out_owner, out_body, out_len,
-                 ts_str_eq(req->method, "HEAD"));
+  uint64_t took = ts_now_us() - j->t0;
+  queue_response(w, c, j->minor, status, reason, hdrs, nh, out_owner, out_body, out_len,
+                 ts_str_eq(j->method, "HEAD"));
   ts_metrics_status(&app->status, status);
   ts_metrics_latency(took);
-  access_log(w, c, req, status, out_len, took, app->name);
-  ts_version_release(m.version);
+  ts_request req = {0};
+  req.method = j->method;
+  req.target = j->target;
+  req.minor = j->minor;
+  access_log(w, c, &req, status, out_len, took, app->name);
+}
+
+/* Answer a request: admin and routing errors right here, guests on the pool.
+ * Returns 1 when a job now owns the request (the connection waits for it). */
+static int handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len,
+                          size_t end) {
+  uint64_t t0 = ts_now_us();
+  if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
+      (req->path.n == 10 || req->path.p[10] == '/')) {
+    handle_admin(w, c, req, t0);
+    return 0;
+  }
+  ts_match m;
+  int r = ts_registry_route(req->path.p, req->path.n, &m);
+  if (r == -1) {
+    send_error(w, c, req, 404, 0);
+    return 0;
+  }
+  if (r == -2) {
+    ts_metrics_status(&m.app->status, 503);
+    send_error(w, c, req, 503, 0);
+    return 0;
+  }
+  ts_app *app = m.app;
+  atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
+  job *j = job_get(w);
+  if (!j) {
+    ts_log_error("app %s: out of memory for a request", app->name);
+    ts_metrics_status(&app->status, 500);
+    send_error(w, c, req, 500, 0);
+    ts_version_release(m.version);
+    return 0;
+  }
+  j->w = w;
+  j->c = c;
+  j->m = m;
+  j->body = body;
+  j->body_len = body_len;
+  j->end = end;
+  j->method = req->method;
+  j->target = req->target;
+  j->minor = req->minor;
+  j->t0 = t0;
+  j->build_failed = 0;
+
+  ts_wagi_request wr = {0};
+  wr.method = req->method;
+  wr.path = req->path;
+  wr.query = req->query;
+  wr.script_name = (ts_str){j->m.script_name, strlen(j->m.script_name)};
+  wr.matched_route = (ts_str){j->m.matched_route, strlen(j->m.matched_route)};
+  wr.headers = req->headers;
+  wr.num_headers = req->num_headers;
+  wr.host = c->fr.host;
+  wr.server_name = g_cfg->server_name;
+  wr.server_port = g_cfg->listen_port;
+  wr.remote_addr = c->peer;
+  wr.remote_port = c->peer_port;
+  wr.minor = req->minor;
+  wr.content_length = body_len;
+  wr.server_software = "custom_server/" TS_VERSION;
+  /* The environment is built here (it copies every string it uses): the
+   * header views live in this worker's parse array, reused by the next parse. */
+  if (ts_wagi_build(&wr, &j->env)) {
+    j->build_failed = 1;
+    finish_request(w, c, j);
+    ts_version_release(j->m.version);
+    job_put(w, j);
+    return 0;
+  }
+  c->job = j;
+  pool_submit(w, j);
+  return 1;
 }
 
 /* Parse and answer every complete request in the buffer, in order. */
 static void conn_process(worker *w, conn *c) {
   ts_request req;
-  while (!c->close_after_write && c->niov < MAX_IOV - 4) {
+  while (!c->close_after_write && !c->job && c->niov < MAX_IOV - 4) {
     if (!c->in_body) {
       if (c->rlen == c->req_off) break;
       int r = ts_http_parse_request(c->rbuf + c->req_off, c->rlen - c->req_off, &g_limits, &req, w->hdrs,
@@ -467,7 +682,9 @@ static void conn_process(worker *w, conn *c) {
     /* The buffer may have moved since the head was parsed: take fresh views. */
     ts_http_parse_request(c->rbuf + c->req_off, c->head_len, &g_limits, &req, w->hdrs, g_cfg->max_headers);
     if (!c->fr.keep_alive || w->draining) c->close_after_write = 1;
-    handle_request(w, c, &req, c->rbuf + body_start, body_len);
+    /* In flight: stay "in body" (the buffer is not compacted under the job)
+     * until the job is back; job_done moves on to the next request. */
+    if (handle_request(w, c, &req, c->rbuf + body_start, body_len, end)) break;
     c->req_off = end;
     c->in_body = 0;
     continue;
@@ -483,6 +700,60 @@ static void conn_process(worker *w, conn *c) {
     c->rlen -= c->req_off;
     c->req_off = 0;
   }
+}
+
+/* Answer what the buffer holds, then write; once the peer finished sending,
+ * close after the last answer. */
+static void conn_advance(worker *w, conn *c) {
+  conn_process(w, c);
+  if (c->eof && !c->job) {
+    c->close_after_write = 1;
+    if (!c->niov) {
+      conn_close(w, c);
+      return;
+    }
+  }
+  conn_flush(w, c);
+}
+
+/* A guest thread finished c's request: respond, then go on with pipelined
+ * input. Called after the epoll batch, so no event of the batch still
+ * refers to a connection freed here. */
+static void job_done(worker *w, job *j) {
+  conn *c = j->c;
+  c->job = NULL;
+  c->in_paused = 0;
+  if (c->closed) { /* the client went away meanwhile */
+    ts_version_release(j->m.version);
+    job_put(w, j);
+    conn_close(w, c);
+    return;
+  }
+  finish_request(w, c, j);
+  ts_version_release(j->m.version);
+  c->req_off = j->end;
+  c->in_body = 0;
+  c->last_ms = ts_now_ms();
+  job_put(w, j);
+  conn_advance(w, c);
+}
+
+/* Answer the finished jobs; with `sleep`, when there are none, mark the
+ * worker idle (about to wait) in the same critical section. Returns whether
+ * there were any. */
+static int take_done(worker *w, int sleep) {
+  pthread_mutex_lock(&w->done_mu);
+  job *j = w->done_head;
+  w->done_head = w->done_tail = NULL;
+  if (sleep && !j) w->idle = 1;
+  pthread_mutex_unlock(&w->done_mu);
+  int any = j != NULL;
+  while (j) {
+    job *next = j->next;
+    job_done(w, j);
+    j = next;
+  }
+  return any;
 }
 
 static void conn_readable(worker *w, conn *c) {
@@ -514,19 +785,13 @@ static void conn_readable(worker *w, conn *c) {
     return;
   }
   if (n == 0) { /* client finished sending: answer what is complete, then close */
-    conn_process(w, c);
-    c->close_after_write = 1;
-    if (!c->niov) {
-      conn_close(w, c);
-      return;
-    }
-    conn_flush(w, c);
+    c->eof = 1;
+    conn_advance(w, c);
     return;
   }
   c->rlen += (size_t)n;
   c->last_ms = ts_now_ms();
-  conn_process(w, c);
-  conn_flush(w, c);
+  conn_advance(w, c);
 }
 
 static void accept_some(worker *w) {
@@ -594,6 +859,7 @@ static void sweep(worker *w, uint64_t now) {
       if (now - c->last_ms > LINGER_MS) conn_close(w, c);
       continue;
     }
+    if (c->job) continue; /* a guest runs for it: its own deadline applies */
     int idle = !c->in_body && c->rlen == c->req_off && !c->niov;
     if (w->draining && idle) {
       conn_close(w, c);
@@ -614,10 +880,19 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   struct epoll_event evs[64];
   uint64_t last_sweep = ts_now_ms();
+  int forced = 0;
   for (;;) {
+    int done = 0;
     int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
     if (w->draining) timeout = 50;
+    if (take_done(w, 1)) timeout = 0; /* answered some: look for events, don't sleep */
+    pool_flush(w);
     int n = epoll_wait(w->epfd, evs, 64, timeout);
+    if (timeout) {
+      pthread_mutex_lock(&w->done_mu);
+      w->idle = 0;
+      pthread_mutex_unlock(&w->done_mu);
+    }
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == &g_tag_listen) {
@@ -630,15 +905,31 @@ static void *worker_main(void *arg) {
           epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
           for (conn *c = w->conns; c; c = c->next)
             if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
-          sweep(w, ts_now_ms());
+          /* idle connections close in the sweep after this batch: one of
+           * them may still have an event further down the batch */
         }
+      } else if (p == &g_tag_done) {
+        uint64_t v;
+        ssize_t r = read(w->donefd, &v, sizeof v);
+        (void)r;
+        done = 1;
       } else {
         conn *c = p;
         uint32_t e = evs[i].events;
+        if (c->closed) continue;
+        if (c->job) { /* no reading while its guest runs; an error closes it */
+          if (e & (EPOLLHUP | EPOLLERR)) conn_close(w, c);
+          else {
+            if (e & EPOLLIN) c->in_paused = 1;
+            conn_flush(w, c); /* writes what is queued, updates the events */
+          }
+          continue;
+        }
         if ((e & EPOLLOUT) && conn_flush(w, c) < 0) continue;
         if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_readable(w, c);
       }
     }
+    if (done) take_done(w, 0);
     uint64_t now = ts_now_ms();
     if (w->access.n && (w->access.n > ACCESS_FLUSH_BYTES || now - w->access_flushed_ms >= ACCESS_FLUSH_MS)) {
       ts_log_access_write(w->access.p, w->access.n);
@@ -651,15 +942,29 @@ static void *worker_main(void *arg) {
     }
     if (w->draining) {
       if (!w->nconns) break;
-      if (now > w->drain_deadline) {
+      if (now > w->drain_deadline && !forced) {
+        /* Connections whose guest still runs stay (closed) until the guest
+         * returns, within timeout-ms: a job never outlives its worker. */
         ts_log_warn("worker %d: drain timeout, closing %d connection(s)", w->id, w->nconns);
-        while (w->conns) conn_close(w, w->conns);
-        break;
+        conn *next;
+        for (conn *c = w->conns; c; c = next) {
+          next = c->next;
+          if (!c->closed) conn_close(w, c);
+        }
+        forced = 1;
+        if (!w->nconns) break;
       }
     }
   }
   if (w->access.n) ts_log_access_write(w->access.p, w->access.n);
   w->access.n = 0;
+  while (w->free_jobs) {
+    job *j = w->free_jobs;
+    w->free_jobs = j->next;
+    ts_wagi_env_free(&j->env);
+    ts_buf_free(&j->out.out);
+    free(j);
+  }
   return NULL;
 }
 
@@ -673,17 +978,27 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_nworkers = cfg->workers;
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;
+  g_pool.n = cfg->guest_threads;
+  g_pool.free = g_pool.n;
+  g_pool.threads = calloc((size_t)g_pool.n, sizeof *g_pool.threads);
+  if (!g_pool.threads) return -1;
+  for (int i = 0; i < g_pool.n; i++)
+    if (pthread_create(&g_pool.threads[i], NULL, guest_main, NULL)) return -1;
   for (int i = 0; i < g_nworkers; i++) {
     worker *w = &g_workers[i];
     w->id = i;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&w->done_mu, NULL);
     w->hdrs = calloc(cfg->max_headers, sizeof *w->hdrs);
-    if (w->epfd < 0 || w->evfd < 0 || !w->hdrs) return -1;
+    if (w->epfd < 0 || w->evfd < 0 || w->donefd < 0 || !w->hdrs) return -1;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g_tag_listen};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev)) return -1;
     struct epoll_event ev2 = {.events = EPOLLIN, .data.ptr = &g_tag_event};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev2)) return -1;
+    struct epoll_event ev3 = {.events = EPOLLIN, .data.ptr = &g_tag_done};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->donefd, &ev3)) return -1;
     if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
   }
   return 0;
@@ -696,6 +1011,12 @@ void ts_server_drain(void) {
     (void)r;
   }
   for (int i = 0; i < g_nworkers; i++) pthread_join(g_workers[i].thread, NULL);
+  /* Every job has come back (a worker exits only without connections). */
+  pthread_mutex_lock(&g_pool.mu);
+  g_pool.stop = 1;
+  pthread_cond_broadcast(&g_pool.cv);
+  pthread_mutex_unlock(&g_pool.mu);
+  for (int i = 0; i < g_pool.n; i++) pthread_join(g_pool.threads[i], NULL);
   if (g_listen_fd >= 0) close(g_listen_fd);
   g_listen_fd = -1;
 }

@@ -1,6 +1,8 @@
 /* The HTTP side: worker threads, each one epoll loop over a shared listener
- * (EPOLLEXCLUSIVE: an idle worker takes the next connection while a busy one
- * runs a guest), keep-alive and pipelined requests, limits, graceful drain. */
+ * (EPOLLEXCLUSIVE), keep-alive and pipelined requests, limits, graceful drain;
+ * guests run on a separate pool of guest threads and their results come back
+ * to the owning worker, so a slow guest never stalls a worker's other
+ * connections. */
 #ifndef TS_SERVER_H
 #define TS_SERVER_H
 
