@@ -3,16 +3,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ts_version.h"
 #include "ts_metrics.h"
 #include "ts_registry.h"
 #include "ts_server.h"
 
-#ifndef TS_VERSION
-#define TS_VERSION "0.0.0"
-#endif
-#ifndef TS_WASMTIME_VERSION
-#define TS_WASMTIME_VERSION "unknown"
-#endif
 
 extern double g_started_at;
 extern int g_pooling_in_use;

@@ -1,3 +1,4 @@
+#include "ts_version.h"
 #include "ts_engine.h"
 
 #include <errno.h>
@@ -13,9 +14,6 @@
 #include "ts_metrics.h"
 #include "ts_sha256.h"
 
-#ifndef TS_WASMTIME_VERSION
-#define TS_WASMTIME_VERSION "unknown"
-#endif
 
 static void flatten(char *s) {
   for (; *s; s++)

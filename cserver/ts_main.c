@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_version.h"
 #include "ts_conf.h"
 #include "ts_engine.h"
 #include "ts_log.h"
@@ -25,12 +26,6 @@
 #include "ts_server.h"
 #include "ts_sha256.h"
 
-#ifndef TS_VERSION
-#define TS_VERSION "0.0.0"
-#endif
-#ifndef TS_WASMTIME_VERSION
-#define TS_WASMTIME_VERSION "unknown"
-#endif
 
 double g_started_at;
 int g_pooling_in_use;

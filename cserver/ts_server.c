@@ -1,3 +1,4 @@
+#include "ts_version.h"
 #include "ts_server.h"
 
 #include <arpa/inet.h>
@@ -24,9 +25,6 @@
 #include "ts_registry.h"
 #include "ts_wagi.h"
 
-#ifndef TS_VERSION
-#define TS_VERSION "0.0.0"
-#endif
 
 #define MAX_IOV 64
 #define READ_CHUNK 16384

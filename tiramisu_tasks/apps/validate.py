@@ -171,7 +171,8 @@ class _Reader:
         self.pos += n
         return bytes(b)
 
-    def uleb(self, bits=32):
+    def _leb(self, bits):
+        """Raw LEB128 groups: (value, bits consumed, last byte); at most ceil(bits/7) bytes."""
         result = shift = 0
         start = self.pos
         while True:
@@ -181,22 +182,16 @@ class _Reader:
             result |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
-                break
+                return result, shift, b
+
+    def uleb(self, bits=32):
+        result, _, _ = self._leb(bits)
         if result >> bits:
             self.fail(f"LEB128 integer out of range for u{bits}")
         return result
 
     def sleb(self, bits=33):
-        result = shift = 0
-        start = self.pos
-        while True:
-            if self.pos - start >= (bits + 6) // 7:
-                self.fail(f"LEB128 integer longer than {bits} bits")
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        result, shift, b = self._leb(bits)
         if b & 0x40:
             result -= 1 << shift
         return result
