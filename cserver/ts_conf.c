@@ -39,6 +39,12 @@ static const setting SETTINGS[] = {
     {"drain-timeout-ms", T_MS, "30000", "on SIGTERM, wait this long for requests in flight"},
     {"pooling", T_POOLING, "auto", "pooling allocator: auto | on | off"},
     {"server-name", T_STR, "localhost", "SERVER_NAME when a request has no Host header"},
+    {"max-response-header", T_SIZE, "16k",
+     "largest guest response head (header bytes; over it -> 500); nginx's proxy_buffer_size is sized from it"},
+    {"max-connections", T_INT, "auto",
+     "open client connections at most (auto = the open-file limit less a reserve); at the limit, accepting pauses"},
+    {"max-conn-output", T_SIZE, "1m",
+     "queued response bytes per connection before it stops reading pipelined requests (back-pressure)"},
 };
 #define NSETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -106,6 +112,7 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
   switch (s->type) {
   case T_INT:
     if (strcmp(name, "guest-threads") == 0 && strcmp(value, "auto") == 0) break;
+    if (strcmp(name, "max-connections") == 0 && strcmp(value, "auto") == 0) break;
     /* fall through */
   case T_MS:
   case T_SIZE:
@@ -162,6 +169,15 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
   else if (IS("max-request-line")) cfg->max_request_line = v < 64 ? 64 : v;
   else if (IS("idle-timeout-ms")) cfg->idle_timeout_ms = v ? v : 1;
   else if (IS("drain-timeout-ms")) cfg->drain_timeout_ms = v;
+  else if (IS("max-response-header")) cfg->max_response_header = v < 1024 ? 1024 : v;
+  else if (IS("max-conn-output")) cfg->max_conn_output = v < 4096 ? 4096 : v;
+  else if (IS("max-connections")) {
+    if (strcmp(value, "auto") == 0) cfg->max_connections = 0;
+    else if (v < 1 || v > 1000000) {
+      snprintf(err, errlen, "%smax-connections must be 1..1000000 or auto, got %s", where, value);
+      return -1;
+    } else cfg->max_connections = (int)v;
+  }
   else if (IS("pooling")) {
     if (strcmp(value, "auto") == 0) cfg->pooling = TS_POOLING_AUTO;
     else if (strcmp(value, "on") == 0) cfg->pooling = TS_POOLING_ON;

@@ -35,6 +35,9 @@ typedef struct {
   uint64_t idle_timeout_ms;
   uint64_t drain_timeout_ms;
   int pooling; /* TS_POOLING_* */
+  uint64_t max_response_header; /* bytes of guest response header lines */
+  uint64_t max_conn_output;     /* queued response bytes per connection */
+  int max_connections;          /* 0 = auto (from the open-file limit, at start) */
   /* command-line only */
   char config_path[TS_PATH_MAX];
   char check_module[TS_PATH_MAX];

@@ -53,6 +53,8 @@ typedef struct {
 typedef struct {
   out_sink out;
   int stderr_fd;
+  int exited; /* the guest called proc_exit(exit_status) */
+  uint32_t exit_status;
 } run_ctx;
 
 static void sink_append(out_sink *s, const void *p, size_t n) {
@@ -161,6 +163,34 @@ static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_va
   return 0;
 }
 
+/* wasi_snapshot_preview1.proc_exit(rval), our own: Wasmtime's refuses a
+ * status of 126 or more with a generic error, so such exits were logged
+ * without their code (hardening case 8). Every status is recorded here and
+ * the guest unwinds with a trap that ts_engine_run reads as an exit. */
+static size_t proc_exit_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  run_ctx *rc = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  if (rc) {
+    rc->exited = 1;
+    rc->exit_status = (uint32_t)args[0].i32;
+  }
+  static const char msg[] = "proc_exit";
+  return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+}
+
+static wasmtime_error_t *define_proc_exit(wasmtime_linker_t *linker) {
+  wasm_valtype_t *p[1] = {wasm_valtype_new(WASM_I32)};
+  wasm_valtype_vec_t params, results;
+  wasm_valtype_vec_new(&params, 1, p);
+  wasm_valtype_vec_new(&results, 0, NULL);
+  wasm_functype_t *ty = wasm_functype_new(&params, &results);
+  wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(linker, "wasi_snapshot_preview1", 22, "proc_exit", 9,
+                                                                ty, proc_exit_cb, NULL, NULL);
+  wasm_functype_delete(ty);
+  return err;
+}
+
 static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *name, int nparams,
                                          ts_wt_unchecked_cb cb) {
   wasm_valtype_t *p[8], *r[1];
@@ -181,6 +211,7 @@ static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
   wasmtime_linker_allow_shadowing(linker, true);
   wasmtime_error_t *err = define_i32_func(linker, "fd_write", 4, fd_write_cb);
   if (!err) err = define_i32_func(linker, "fd_fdstat_get", 2, fd_fdstat_get_cb);
+  if (!err) err = define_proc_exit(linker);
   wasmtime_linker_allow_shadowing(linker, false);
   return err;
 }
@@ -477,7 +508,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   ts_run_result result = TS_RUN_OK;
   wasm_trap_t *trap = NULL;
   wasmtime_error_t *werr = NULL;
-  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd};
+  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0};
   out->message[0] = 0;
   out->exit_status = 0;
 
@@ -517,6 +548,16 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
     } else {
       werr = wasmtime_func_call(ctx, &start.of.func, NULL, 0, NULL, 0, &trap);
     }
+  }
+  if (rc.exited) { /* our proc_exit: the trap or error it raised is the exit itself */
+    if (trap) wasm_trap_delete(trap);
+    if (werr) wasmtime_error_delete(werr);
+    trap = NULL;
+    werr = NULL;
+    out->exit_status = (int)rc.exit_status;
+    result = rc.exit_status == 0 ? TS_RUN_OK : TS_RUN_EXIT;
+    if (rc.exit_status)
+      snprintf(out->message, sizeof out->message, "guest exited with status %u", (unsigned)rc.exit_status);
   }
   if (trap) {
     wasmtime_trap_code_t code;

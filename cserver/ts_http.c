@@ -200,7 +200,6 @@ int ts_http_framing(const ts_request *req, uint64_t max_body, ts_framing *f) {
       have_te = 1;
     } else if (ts_str_ieq(h->name, "host")) {
       hosts++;
-      f->host = h->value;
     } else if (ts_str_ieq(h->name, "connection")) {
       if (ts_str_has_token(h->value, "close")) conn_close = 1;
       if (ts_str_has_token(h->value, "keep-alive")) conn_keep = 1;
@@ -225,6 +224,7 @@ int ts_http_framing(const ts_request *req, uint64_t max_body, ts_framing *f) {
     return -1;
   }
   f->chunked = have_te;
+  f->has_body = have_te || have_cl;
   f->content_length = cl;
   if (!have_te && cl > max_body) {
     f->status = 413;

@@ -42,14 +42,16 @@ typedef struct {
 int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
                           ts_header *headers, size_t header_cap);
 
-/* How the body is framed and what the connection should do afterwards. */
+/* How the body is framed and what the connection should do afterwards.
+ * Plain values only, no views into the request buffer: a connection keeps
+ * this across reads, and a read may move the buffer (audit case A1). */
 typedef struct {
   int chunked;
+  int has_body;            /* Content-Length or chunked framing was sent */
   uint64_t content_length; /* when !chunked */
   int keep_alive;
   int expect_continue;
-  ts_str host; /* Host header value (empty when absent) */
-  int status;  /* error status when ts_http_framing returns -1 */
+  int status; /* error status when ts_http_framing returns -1 */
 } ts_framing;
 
 /* 0, or -1 with f->status = 400 (bad/duplicate lengths, missing Host in 1.1),

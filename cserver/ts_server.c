@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -51,6 +52,8 @@ typedef struct conn {
   struct iovec iov[MAX_IOV];
   char *own[MAX_IOV];
   int niov;
+  size_t out_bytes; /* queued response bytes: back-pressure past max-conn-output */
+  int out_blocked;  /* parsing stopped for want of output room: resume when it drains */
   int close_after_write;
   int lingering;
   int eof;          /* the peer finished sending */
@@ -77,6 +80,8 @@ typedef struct worker {
   pthread_t thread;
   conn *conns;
   int nconns;
+  int accept_paused;          /* listener out of this loop's epoll set until accept_resume_ms */
+  uint64_t accept_resume_ms;
   int draining;
   uint64_t drain_deadline;
   ts_header *hdrs;
@@ -94,6 +99,9 @@ static worker *g_workers;
 static int g_nworkers;
 static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
+static _Atomic int g_open_conns; /* client connections of all workers */
+static int g_max_conns;          /* max-connections, resolved */
+#define ACCEPT_PAUSE_MS 50       /* at the fd or connection limit, accepting pauses this long */
 static char g_tag_listen, g_tag_event, g_tag_done; /* epoll data tags */
 
 /* One guest run, handed from the I/O thread that owns the connection to a
@@ -188,13 +196,17 @@ int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
 
 /* ---------------------------------------------------------- connections --- */
 
+/* Whether the connection may take on another response: a client that
+ * pipelines without reading gets no more work queued than this (audit A6). */
+static int out_room(const conn *c) { return c->niov < MAX_IOV - 4 && c->out_bytes < g_cfg->max_conn_output; }
+
 static void update_events(worker *w, conn *c) {
   uint32_t want = 0;
   if (c->lingering) want = EPOLLIN;
   else {
     /* While a job runs, EPOLLIN stays on (no epoll_ctl per request) until
      * input actually arrives; the connection reads nothing meanwhile. */
-    if (!c->close_after_write && !c->in_paused && !c->eof && c->niov < MAX_IOV - 4 && c->rlen < g_rbuf_limit)
+    if (!c->close_after_write && !c->in_paused && !c->eof && out_room(c) && c->rlen < g_rbuf_limit)
       want |= EPOLLIN;
     if (c->niov) want |= EPOLLOUT;
   }
@@ -209,6 +221,7 @@ static void conn_close(worker *w, conn *c) {
   c->fd = -1;
   for (int i = 0; i < c->niov; i++) free(c->own[i]);
   c->niov = 0;
+  c->out_bytes = 0;
   if (c->job) { /* a guest thread still uses c->rbuf: free when the job returns */
     c->closed = 1;
     return;
@@ -219,6 +232,7 @@ static void conn_close(worker *w, conn *c) {
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
   atomic_fetch_sub_explicit(&g_metrics.connections_active, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&g_open_conns, 1, memory_order_relaxed);
   free(c);
 }
 
@@ -231,6 +245,7 @@ static int push_iov(conn *c, const void *base, size_t len, char *own) {
   c->iov[c->niov].iov_len = len;
   c->own[c->niov] = own;
   c->niov++;
+  c->out_bytes += len;
   return 0;
 }
 
@@ -255,6 +270,8 @@ static int conn_flush(worker *w, conn *c) {
     }
     size_t left = (size_t)n;
     int done = 0;
+    c->out_bytes -= (size_t)n;
+    if (n) c->last_ms = ts_now_ms(); /* a slow reader that reads is not idle */
     while (done < c->niov && left >= c->iov[done].iov_len) {
       left -= c->iov[done].iov_len;
       free(c->own[done]);
@@ -324,10 +341,13 @@ static void queue_response(worker *w, conn *c, int minor, int status, ts_str rea
 static void access_log(worker *w, conn *c, const ts_request *req, int status, size_t bytes, uint64_t us,
                        const char *app) {
   refresh_dates(w);
-  if (req)
-    ts_buf_printf(&w->access, "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date,
-                  (int)req->method.n, req->method.p, (int)(req->target.n > 2048 ? 2048 : req->target.n),
-                  req->target.p, req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+  if (req) {
+    char method[64], target[2048];
+    ts_log_escape(method, sizeof method, req->method.p, req->method.n);
+    ts_log_escape(target, sizeof target, req->target.p, req->target.n);
+    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method,
+                  target, req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+  }
   else
     ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
                   (double)us / 1e6);
@@ -506,15 +526,17 @@ static void finish_request(worker *w, conn *c, job *j) {
   size_t out_len = 0;
   static const ts_header ct_text = {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}};
   const ts_header *hdrs = &ct_text;
-  char errbody[128];
-  int tn = (int)(j->target.n > 512 ? 512 : j->target.n);
+  char errbody[128], method[64], target[512];
+  ts_log_escape(method, sizeof method, j->method.p, j->method.n);
+  ts_log_escape(target, sizeof target, j->target.p, j->target.n);
 
   if (j->build_failed) {
     status = 500;
     ts_log_error("app %s: out of memory building the environment", app->name);
   } else if (j->res == TS_RUN_OK) {
     ts_cgi_response cr;
-    if (ts_cgi_parse(j->out.out.p ? j->out.out.p : "", j->out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS) == 0) {
+    if (ts_cgi_parse(j->out.out.p ? j->out.out.p : "", j->out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS,
+                     g_cfg->max_response_header) == 0) {
       status = cr.status;
       reason = cr.reason;
       hdrs = cr.headers;
@@ -524,15 +546,17 @@ static void finish_request(worker *w, conn *c, job *j) {
       out_len -= cr.body_off;
     } else {
       status = 500;
-      ts_log_error("app %s: %.*s %.*s: %s", app->name, (int)j->method.n, j->method.p, tn, j->target.p, cr.error);
+      if (cr.over_head_limit)
+        ts_log_error("app %s: %s %s: %s (max-response-header = %llu bytes)", app->name, method, target, cr.error,
+                     (unsigned long long)g_cfg->max_response_header);
+      else ts_log_error("app %s: %s %s: %s", app->name, method, target, cr.error);
     }
   } else {
     ts_run_result res = j->res;
     status = res == TS_RUN_TIMEOUT ? 504 : 500;
     if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
     if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
-    ts_log_error("app %s: %.*s %.*s failed (%s): %s", app->name, (int)j->method.n, j->method.p, tn, j->target.p,
-                 run_result_name(res), j->out.message);
+    ts_log_error("app %s: %s %s failed (%s): %s", app->name, method, target, run_result_name(res), j->out.message);
   }
   if (!out_owner) {
     int n = snprintf(errbody, sizeof errbody, "%d %s\n", status, ts_http_reason(status));
@@ -556,6 +580,32 @@ static void finish_request(worker *w, conn *c, job *j) {
   req.target = j->target;
   req.minor = j->minor;
   access_log(w, c, &req, status, out_len, took, app->name);
+}
+
+/* Behind the box's own nginx (a loopback peer), the client is the one nginx
+ * names: X-Real-IP is its address, X-Forwarded-Port the public port it used
+ * (RFC 3875 4.1.8, 4.1.15). nginx sets both and drops a client's copies. A
+ * remote peer cannot forge them: its own address and our port are used. */
+static void forwarded_client(const ts_request *req, ts_wagi_request *wr, char addr[INET6_ADDRSTRLEN]) {
+  const ts_header *ip = ts_http_find_header(req, "x-real-ip");
+  if (ip && ip->value.n && ip->value.n < INET6_ADDRSTRLEN) {
+    size_t k = 0;
+    while (k < ip->value.n && strchr("0123456789abcdefABCDEF.:", ip->value.p[k]) && ip->value.p[k]) k++;
+    if (k == ip->value.n) {
+      memcpy(addr, ip->value.p, k);
+      addr[k] = 0;
+      wr->remote_addr = addr;
+      wr->remote_port = 0; /* nginx does not pass the client's port */
+    }
+  }
+  const ts_header *port = ts_http_find_header(req, "x-forwarded-port");
+  if (port && port->value.n && port->value.n <= 5) {
+    int v = 0;
+    size_t k = 0;
+    for (; k < port->value.n && port->value.p[k] >= '0' && port->value.p[k] <= '9'; k++)
+      v = v * 10 + (port->value.p[k] - '0');
+    if (k == port->value.n && v >= 1 && v <= 65535) wr->server_port = v;
+  }
 }
 
 /* Answer a request: admin and routing errors right here, guests on the pool.
@@ -609,12 +659,18 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   wr.matched_route = (ts_str){j->m.matched_route, strlen(j->m.matched_route)};
   wr.headers = req->headers;
   wr.num_headers = req->num_headers;
-  wr.host = c->fr.host;
+  /* Views from this request's own parse, never from an earlier one: the
+   * buffer may have moved since the head arrived (audit case A1). */
+  const ts_header *host = ts_http_find_header(req, "host");
+  wr.host = host ? host->value : (ts_str){"", 0};
   wr.server_name = g_cfg->server_name;
   wr.server_port = g_cfg->listen_port;
   wr.remote_addr = c->peer;
   wr.remote_port = c->peer_port;
+  char client_addr[INET6_ADDRSTRLEN];
+  if (c->peer_loopback) forwarded_client(req, &wr, client_addr);
   wr.minor = req->minor;
+  wr.has_body = c->fr.has_body;
   wr.content_length = body_len;
   wr.server_software = "custom_server/" TS_VERSION;
   /* The environment is built here (it copies every string it uses): the
@@ -631,10 +687,41 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   return 1;
 }
 
+/* Move the unanswered input to the front of the buffer, whenever no job
+ * holds views into it: also while the next request's body is still
+ * arriving, or pipelined requests behind a large one could never fit (audit
+ * case A3). Offsets kept across reads (the chunked decoder's) move along;
+ * no pointer into the buffer is kept across a read. A large buffer left
+ * empty is given back, so an idle keep-alive connection costs little. */
+static void conn_compact(conn *c) {
+  if (c->job) return;
+  size_t off = c->req_off;
+  if (off) {
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    c->req_off = 0;
+    if (c->in_body && c->fr.chunked) {
+      c->ch.src -= off;
+      c->ch.dst -= off;
+    }
+  }
+  if (!c->rlen && !c->in_body && c->rcap > 4 * READ_CHUNK) {
+    free(c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = 0;
+  }
+}
+
 /* Parse and answer every complete request in the buffer, in order. */
 static void conn_process(worker *w, conn *c) {
   ts_request req;
-  while (!c->close_after_write && !c->job && c->niov < MAX_IOV - 4) {
+  c->out_blocked = 0;
+  for (;;) {
+    if (c->close_after_write || c->job) break;
+    if (!out_room(c)) {
+      c->out_blocked = 1;
+      break;
+    }
     if (!c->in_body) {
       if (c->rlen == c->req_off) break;
       int r = ts_http_parse_request(c->rbuf + c->req_off, c->rlen - c->req_off, &g_limits, &req, w->hdrs,
@@ -693,25 +780,27 @@ static void conn_process(worker *w, conn *c) {
     }
     break;
   }
-  if (!c->in_body && c->req_off) {
-    memmove(c->rbuf, c->rbuf + c->req_off, c->rlen - c->req_off);
-    c->rlen -= c->req_off;
-    c->req_off = 0;
-  }
+  conn_compact(c);
 }
 
 /* Answer what the buffer holds, then write; once the peer finished sending,
- * close after the last answer. */
-static void conn_advance(worker *w, conn *c) {
-  conn_process(w, c);
-  if (c->eof && !c->job) {
-    c->close_after_write = 1;
-    if (!c->niov) {
-      conn_close(w, c);
-      return;
+ * close after the last answer. Returns -1 when the connection was closed. */
+static int conn_advance(worker *w, conn *c) {
+  for (;;) {
+    conn_process(w, c);
+    if (c->eof && !c->job && !c->out_blocked) {
+      c->close_after_write = 1;
+      if (!c->niov) {
+        conn_close(w, c);
+        return -1;
+      }
     }
+    if (conn_flush(w, c) < 0) return -1;
+    /* Parsing stopped while output was full and the write made room:
+     * answer the rest of the pipelined input now, not when the client
+     * sends more (audit case A2). */
+    if (!c->out_blocked || !out_room(c)) return 0;
   }
-  conn_flush(w, c);
 }
 
 /* A guest thread finished c's request: respond, then go on with pipelined
@@ -792,25 +881,47 @@ static void conn_readable(worker *w, conn *c) {
   conn_advance(w, c);
 }
 
+/* Stop listening for a moment. The listener is level-triggered: at the fd
+ * limit a pending connection would wake the loop again at once, and accept
+ * would fail again, spinning a core (audit case A5). The kernel keeps new
+ * connections in the backlog meanwhile. */
+static void pause_accept(worker *w, const char *why) {
+  static _Atomic uint64_t last_log;
+  uint64_t now = ts_now_ms();
+  if (now - atomic_load(&last_log) > 5000) {
+    atomic_store(&last_log, now);
+    ts_log_warn("accept paused %d ms: %s (open connections %d, max-connections %d)", ACCEPT_PAUSE_MS, why,
+                atomic_load(&g_open_conns), g_max_conns);
+  }
+  if (!w->accept_paused) epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
+  w->accept_paused = 1;
+  w->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+}
+
+static void resume_accept(worker *w, uint64_t now) {
+  if (!w->accept_paused || w->draining || now < w->accept_resume_ms) return;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g_tag_listen};
+  if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev) == 0) w->accept_paused = 0;
+  else w->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+}
+
 static void accept_some(worker *w) {
   for (int i = 0; i < 32; i++) {
+    if (atomic_load_explicit(&g_open_conns, memory_order_relaxed) >= g_max_conns) {
+      pause_accept(w, "max-connections reached");
+      return;
+    }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     int fd = accept4(g_listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE) {
-        static _Atomic uint64_t last;
-        uint64_t now = ts_now_ms();
-        if (now - atomic_load(&last) > 5000) {
-          atomic_store(&last, now);
-          ts_log_error("accept: %s (too many open files)", strerror(errno));
-        }
-      }
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accept(w, strerror(errno));
       return;
     }
     conn *c = calloc(1, sizeof *c);
     if (!c) {
       close(fd);
+      pause_accept(w, "out of memory");
       return;
     }
     int one = 1;
@@ -843,6 +954,7 @@ static void accept_some(worker *w) {
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    atomic_fetch_add_explicit(&g_open_conns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&g_metrics.connections_active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&g_metrics.connections_total, 1, memory_order_relaxed);
   }
@@ -883,6 +995,7 @@ static void *worker_main(void *arg) {
     int done = 0;
     int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
     if (w->draining) timeout = 50;
+    if (w->accept_paused && timeout > ACCEPT_PAUSE_MS) timeout = ACCEPT_PAUSE_MS;
     if (take_done(w, 1)) timeout = 0; /* answered some: look for events, don't sleep */
     pool_flush(w);
     int n = epoll_wait(w->epfd, evs, 64, timeout);
@@ -900,7 +1013,7 @@ static void *worker_main(void *arg) {
         if (read(w->evfd, &v, sizeof v) > 0 && !w->draining) {
           w->draining = 1;
           w->drain_deadline = ts_now_ms() + g_cfg->drain_timeout_ms;
-          epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
+          if (!w->accept_paused) epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
           for (conn *c = w->conns; c; c = c->next)
             if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
           /* idle connections close in the sweep after this batch: one of
@@ -923,12 +1036,22 @@ static void *worker_main(void *arg) {
           }
           continue;
         }
-        if ((e & EPOLLOUT) && conn_flush(w, c) < 0) continue;
-        if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_readable(w, c);
+        if (e & (EPOLLERR | EPOLLHUP)) {
+          /* reset or both directions shut: nothing more can be read or
+           * written; level-triggered, so leaving it open would spin (A4) */
+          conn_close(w, c);
+          continue;
+        }
+        if (e & EPOLLOUT) {
+          if (conn_flush(w, c) < 0) continue;
+          if (c->out_blocked && out_room(c) && conn_advance(w, c) < 0) continue;
+        }
+        if (e & EPOLLIN) conn_readable(w, c);
       }
     }
     if (done) take_done(w, 0);
     uint64_t now = ts_now_ms();
+    resume_accept(w, now);
     if (w->access.n && (w->access.n > ACCESS_FLUSH_BYTES || now - w->access_flushed_ms >= ACCESS_FLUSH_MS)) {
       ts_log_access_write(w->access.p, w->access.n);
       w->access.n = 0;
@@ -966,6 +1089,23 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* max-connections = auto: raise the soft open-file limit to the hard one
+ * (as nginx's worker_rlimit_nofile would), then keep a quarter of it for
+ * what is not a client: logs (one per app), modules being compiled, cache
+ * files, epoll and event fds. */
+static int auto_max_connections(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  rlim_t n = rl.rlim_cur == RLIM_INFINITY ? 1048576 : rl.rlim_cur;
+  long conns = (long)(n - n / 4);
+  return conns < 8 ? 8 : conns > 1000000 ? 1000000 : (int)conns;
+}
+
 int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_cfg = cfg;
   g_engine = engine;
@@ -973,6 +1113,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_limits.max_header_bytes = cfg->max_header;
   g_limits.max_headers = cfg->max_headers;
   g_rbuf_limit = cfg->max_header + cfg->max_body + 65536;
+  g_max_conns = cfg->max_connections ? cfg->max_connections : auto_max_connections();
   g_nworkers = cfg->workers;
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;

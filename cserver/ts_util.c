@@ -61,6 +61,26 @@ int ts_buf_append(ts_buf *b, const void *data, size_t n) {
 
 int ts_buf_puts(ts_buf *b, const char *s) { return ts_buf_append(b, s, strlen(s)); }
 
+const char *ts_log_escape(char *dst, size_t cap, const char *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  if (!cap) return dst;
+  for (size_t i = 0; i < n && o + 1 < cap; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      dst[o++] = (char)c;
+    } else {
+      if (o + 5 > cap) break;
+      dst[o++] = '\\';
+      dst[o++] = 'x';
+      dst[o++] = hex[c >> 4];
+      dst[o++] = hex[c & 15];
+    }
+  }
+  dst[o] = 0;
+  return dst;
+}
+
 int ts_buf_printf(ts_buf *b, const char *fmt, ...) {
   va_list ap;
   char small[256];

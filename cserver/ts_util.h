@@ -35,6 +35,10 @@ int ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf,
 void ts_buf_free(ts_buf *b);
 /* s as a JSON string literal (quotes, escapes). */
 int ts_buf_json_str(ts_buf *b, const char *s);
+/* Request-derived bytes for a log line: '"', '\\' and bytes outside
+ * printable ASCII become \xHH, so a client cannot forge or split log lines
+ * (nginx's access log escapes the same way). Returns dst, always terminated. */
+const char *ts_log_escape(char *dst, size_t cap, const char *p, size_t n);
 /* Give the bytes to the caller (buffer becomes empty). */
 char *ts_buf_steal(ts_buf *b, size_t *len);
 

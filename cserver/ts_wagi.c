@@ -29,19 +29,29 @@ static int add_arg(ts_wagi_env *e, const char *p, size_t n) {
 
 /* Arena offsets become pointers only at the end: the arenas may move while growing. */
 static int fixup(ts_wagi_env *e) {
+  /* Capacities are raised only once the allocation succeeded, so a failure
+   * leaves the arrays as they were (usable for a smaller request). */
   if (e->envc > e->cap_env) {
+    size_t cap = e->envc + 16;
+    const char **names = malloc(cap * sizeof *names), **values = malloc(cap * sizeof *values);
+    if (!names || !values) {
+      free(names);
+      free(values);
+      return -1;
+    }
     free(e->names);
     free(e->values);
-    e->cap_env = e->envc + 16;
-    e->names = malloc(e->cap_env * sizeof *e->names);
-    e->values = malloc(e->cap_env * sizeof *e->values);
-    if (!e->names || !e->values) return -1;
+    e->names = names;
+    e->values = values;
+    e->cap_env = cap;
   }
   if (e->argc > e->cap_arg) {
+    size_t cap = e->argc + 16;
+    const char **argv = malloc(cap * sizeof *argv);
+    if (!argv) return -1;
     free(e->argv);
-    e->cap_arg = e->argc + 16;
-    e->argv = malloc(e->cap_arg * sizeof *e->argv);
-    if (!e->argv) return -1;
+    e->argv = argv;
+    e->cap_arg = cap;
   }
   const char *p = e->env_arena.p;
   for (size_t i = 0; i < e->envc; i++) {
@@ -70,8 +80,10 @@ static size_t decode_no_nul(ts_str s, char *dst) {
 
 static void host_split(ts_str host, ts_str *name, ts_str *port) {
   *name = host;
-  *port = (ts_str){host.p + host.n, 0};
-  if (host.n && host.p[0] == '[') { /* [v6]:port */
+  *port = (ts_str){host.p, 0};
+  if (!host.n) return; /* p may be NULL: no arithmetic or memchr on it (audit case A7) */
+  port->p = host.p + host.n;
+  if (host.p[0] == '[') { /* [v6]:port */
     const char *close = memchr(host.p, ']', host.n);
     if (close) {
       size_t k = (size_t)(close - host.p) + 1;
@@ -122,16 +134,19 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
       break;
     }
   rc |= add_env_n(e, "CONTENT_TYPE", 12, ct, ctn);
-  snprintf(num, sizeof num, "%llu", (unsigned long long)r->content_length);
-  rc |= add_env(e, "CONTENT_LENGTH", num);
+  /* RFC 3875 4.1.2: unset when no body is attached. */
+  if (r->has_body) {
+    snprintf(num, sizeof num, "%llu", (unsigned long long)r->content_length);
+    rc |= add_env(e, "CONTENT_LENGTH", num);
+  }
 
   if (host_name.n) rc |= add_env_str(e, "SERVER_NAME", host_name);
   else rc |= add_env(e, "SERVER_NAME", r->server_name ? r->server_name : "localhost");
-  if (host_port.n) rc |= add_env_str(e, "SERVER_PORT", host_port);
-  else {
-    snprintf(num, sizeof num, "%d", r->server_port);
-    rc |= add_env(e, "SERVER_PORT", num);
-  }
+  /* RFC 3875 4.1.15: the port the request was received on, not the Host
+   * header's (a client may name any port there). */
+  (void)host_port;
+  snprintf(num, sizeof num, "%d", r->server_port);
+  rc |= add_env(e, "SERVER_PORT", num);
   rc |= add_env(e, "SERVER_PROTOCOL", r->minor ? "HTTP/1.1" : "HTTP/1.0");
   rc |= add_env(e, "SERVER_SOFTWARE", r->server_software ? r->server_software : "custom_server");
   rc |= add_env(e, "REMOTE_ADDR", r->remote_addr ? r->remote_addr : "");
@@ -226,8 +241,25 @@ static inline int is_tchar(unsigned char c) {
          (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap) {
-  size_t i = 0;
+int ts_cgi_header_dropped(ts_str name) {
+  static const char *const owned[] = {
+      /* framing: the server frames the response itself */
+      "content-length", "transfer-encoding", "connection", "keep-alive",
+      /* other hop-by-hop fields (RFC 9110 7.6.1 and its predecessors) */
+      "te", "trailer", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      /* set by the server */
+      "date",
+  };
+  for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+    if (ts_str_ieq(name, owned[i])) return 1;
+  /* nginx obeys X-Accel-Redirect, -Limit-Rate, -Buffering, -Expires,
+   * -Charset from its upstream: a guest must never steer the proxy. */
+  return name.n >= 8 && ts_str_ieq((ts_str){name.p, 8}, "x-accel-");
+}
+
+int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap,
+                 size_t max_head) {
+  size_t i = 0, head_bytes = 0;
   int have_status = 0, have_location = 0, have_ctype = 0;
   memset(r, 0, sizeof *r);
   r->headers = headers;
@@ -263,7 +295,7 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       }
     }
     if (ts_str_ieq(name, "status")) {
-      if (value.n < 3 || value.p[0] < '2' || value.p[0] > '9' || /* no 1xx from a CGI */ value.p[1] < '0' ||
+      if (value.n < 3 || value.p[0] < '2' || value.p[0] > '5' || /* 200-599: no 1xx from a CGI */ value.p[1] < '0' ||
           value.p[1] > '9' || value.p[2] < '0' || value.p[2] > '9' ||
           (value.n > 3 && value.p[3] != ' ' && value.p[3] != '\t')) {
         r->error = "invalid Status header in guest output";
@@ -272,14 +304,19 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       r->status = (value.p[0] - '0') * 100 + (value.p[1] - '0') * 10 + (value.p[2] - '0');
       r->reason = value.n > 3 ? ts_str_trim((ts_str){value.p + 4, value.n - 4}) : (ts_str){0, 0};
       have_status = 1;
-    } else if (ts_str_ieq(name, "content-length") || ts_str_ieq(name, "transfer-encoding") ||
-               ts_str_ieq(name, "connection") || ts_str_ieq(name, "keep-alive")) {
-      /* framing is ours */
+    } else if (ts_cgi_header_dropped(name)) {
+      /* the server's or the proxy's, not the guest's */
     } else {
       if (ts_str_ieq(name, "location")) have_location = 1;
       if (ts_str_ieq(name, "content-type")) have_ctype = 1;
       if (r->num_headers >= cap) {
         r->error = "too many headers in guest output";
+        return -1;
+      }
+      head_bytes += name.n + value.n + 4;
+      if (head_bytes > max_head) {
+        r->error = "guest response headers over the max-response-header limit";
+        r->over_head_limit = 1;
         return -1;
       }
       headers[r->num_headers].name = name;

@@ -20,10 +20,11 @@ typedef struct {
   size_t num_headers;
   ts_str host;             /* Host header, may be empty */
   const char *server_name; /* fallback when there is no Host */
-  int server_port;         /* listener port, fallback for SERVER_PORT */
-  const char *remote_addr;
+  int server_port;         /* the port the client connected to (RFC 3875 4.1.15) */
+  const char *remote_addr; /* the client's address (behind our nginx: its X-Real-IP) */
   int remote_port;
-  int minor; /* HTTP/1.<minor> */
+  int minor;    /* HTTP/1.<minor> */
+  int has_body; /* the request carried a body (Content-Length or chunked) */
   uint64_t content_length;
   const char *server_software;
 } ts_wagi_request;
@@ -41,6 +42,11 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e); /* 0 or -1 (out of 
 void ts_wagi_env_free(ts_wagi_env *e);
 const char *ts_wagi_getenv(const ts_wagi_env *e, const char *name); /* tests */
 
+/* Response header fields a guest may not send (RFC 3875 6.3.4, RFC 9110
+ * 7.6.1): framing and hop-by-hop fields belong to the server, and X-Accel-*
+ * would steer the proxy in front of it. Dropped, never an error. */
+int ts_cgi_header_dropped(ts_str name);
+
 /* Parsed CGI output. Header views point into the output buffer. */
 typedef struct {
   int status;
@@ -49,14 +55,18 @@ typedef struct {
   size_t num_headers; /* response headers to send (Status removed) */
   size_t body_off;    /* body = out[body_off .. len) */
   const char *error;  /* set when ts_cgi_parse returns -1 */
+  int over_head_limit; /* the error is the max_head limit */
 } ts_cgi_response;
 
 /* 0, or -1 with r->error (malformed output: the server answers 500). Lines end
  * in LF or CRLF; headers end at the first empty line (or the end of output).
- * `Status:` sets the status wherever it appears; `Location:` without it is a
- * 302; none of Content-Type, Location, Status is an error. Repeated headers are
- * all kept in order. Content-Length, Transfer-Encoding, Connection from the
- * guest are dropped (the server frames the response itself). */
-int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap);
+ * `Status:` (200-599; a CGI cannot send 1xx) sets the status wherever it
+ * appears; `Location:` without it is a 302; none of Content-Type, Location,
+ * Status is an error. Repeated headers are all kept in order. Fields for which
+ * ts_cgi_header_dropped is true are dropped. The kept header lines may hold at
+ * most `max_head` bytes (name + value + 4 each: what they take on the wire),
+ * the response-header limit shared with nginx's proxy_buffer_size. */
+int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap,
+                 size_t max_head);
 
 #endif

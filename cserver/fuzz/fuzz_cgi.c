@@ -7,7 +7,7 @@
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   ts_header headers[64];
   ts_cgi_response r;
-  if (ts_cgi_parse((const char *)data, size, &r, headers, 64) == 0) {
+  if (ts_cgi_parse((const char *)data, size, &r, headers, 64, 16384) == 0) {
     static ts_wagi_env env;
     ts_wagi_request w = {0};
     const char *s = (const char *)data + r.body_off;

@@ -177,6 +177,7 @@ static void test_wagi_env(void) {
   r.remote_addr = "10.0.0.1";
   r.remote_port = 5555;
   r.minor = 1;
+  r.has_body = 1;
   r.content_length = 7;
   ts_wagi_env e = {0};
   for (int round = 0; round < 2; round++) { /* reuse works */
@@ -185,7 +186,8 @@ static void test_wagi_env(void) {
     CHECK(strcmp(ts_wagi_getenv(&e, "X_RAW_PATH_INFO"), "/a%2Fb/c%00d") == 0);
     CHECK(strcmp(ts_wagi_getenv(&e, "SCRIPT_NAME"), "/app") == 0);
     CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "example.org") == 0);
-    CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_PORT"), "81") == 0);
+    /* the port the request was received on, never the Host header's (RFC 3875 4.1.15) */
+    CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_PORT"), "9000") == 0);
     CHECK(strcmp(ts_wagi_getenv(&e, "HTTP_USER_AGENT"), "t/1") == 0);
     CHECK(strcmp(ts_wagi_getenv(&e, "HTTP_COOKIE"), "a=1; b=2") == 0);
     CHECK(ts_wagi_getenv(&e, "HTTP_AUTHORIZATION") == NULL);
@@ -198,16 +200,25 @@ static void test_wagi_env(void) {
   }
   r.host = (ts_str){"", 0};
   r.query = (ts_str){"", 0};
+  r.has_body = 0;
+  r.content_length = 0;
   CHECK(ts_wagi_build(&r, &e) == 0);
   CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "fallback") == 0);
   CHECK(strcmp(ts_wagi_getenv(&e, "SERVER_PORT"), "9000") == 0);
+  CHECK(ts_wagi_getenv(&e, "CONTENT_LENGTH") == NULL); /* no body: unset (RFC 3875 4.1.2) */
   CHECK(e.argc == 1);
+  /* a body of length 0 is still a body */
+  r.has_body = 1;
+  CHECK(ts_wagi_build(&r, &e) == 0 && strcmp(ts_wagi_getenv(&e, "CONTENT_LENGTH"), "0") == 0);
+  /* no Host at all (HTTP/1.0): a NULL view is fine (audit case A7, UBSan) */
+  r.host = (ts_str){NULL, 0};
+  CHECK(ts_wagi_build(&r, &e) == 0 && strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "fallback") == 0);
   ts_wagi_env_free(&e);
 }
 
 static int cgi(const char *s, ts_cgi_response *r, ts_header *h) {
   size_t n = strlen(s);
-  return ts_cgi_parse(guarded(s, n), n, r, h, 16);
+  return ts_cgi_parse(guarded(s, n), n, r, h, 16, 16384);
 }
 
 static void test_cgi_output(void) {
@@ -228,6 +239,40 @@ static void test_cgi_output(void) {
   CHECK(cgi("Status: 2000\n\n", &r, h) == -1);
   CHECK(cgi("Status: 100 Continue\nContent-Type: t\n\n", &r, h) == -1);
   CHECK(cgi("Content-Type: a\x01\n\n", &r, h) == -1);
+  /* a status outside 200-599 never reaches a client */
+  CHECK(cgi("Status: 600 Odd\nContent-Type: t\n\n", &r, h) == -1);
+  CHECK(cgi("Status: 999\nContent-Type: t\n\n", &r, h) == -1);
+  CHECK(cgi("Status: 599\nContent-Type: t\n\n", &r, h) == 0 && r.status == 599);
+  CHECK(cgi("Status: 199\nContent-Type: t\n\n", &r, h) == -1);
+  /* hop-by-hop, framing, server-owned and proxy-steering fields are dropped */
+  CHECK(cgi("Content-Type: t\nUpgrade: h2c\nTE: trailers\nProxy-Connection: keep-alive\nTrailer: X\n"
+            "Keep-Alive: 5\nTransfer-Encoding: chunked\nDate: x\nX-Accel-Redirect: /other/\n"
+            "x-accel-limit-rate: 1\nX-Accel-Buffering: no\nProxy-Authenticate: Basic\nX-Kept: 1\n\n",
+            &r, h) == 0 &&
+        r.num_headers == 2 && ts_str_eq(h[0].name, "Content-Type") && ts_str_eq(h[1].name, "X-Kept"));
+  CHECK(ts_cgi_header_dropped(TS_STR_LIT("X-ACCEL-EXPIRES")) && !ts_cgi_header_dropped(TS_STR_LIT("X-Accel")) &&
+        !ts_cgi_header_dropped(TS_STR_LIT("Set-Cookie")));
+  /* one response-header limit: name + value + 4 per kept line */
+  {
+    static char big[9000];
+    memcpy(big, "Content-Type: t\nX-Big: ", 23);
+    memset(big + 23, 'a', 4000);
+    memcpy(big + 4023, "\n\nbody", 7);
+    size_t n = strlen(big);
+    CHECK(ts_cgi_parse(guarded(big, n), n, &r, h, 16, 16384) == 0);
+    CHECK(ts_cgi_parse(guarded(big, n), n, &r, h, 16, 4000) == -1 && r.over_head_limit);
+    /* exactly at the limit is fine: 12+1+4 + 5+4000+4 */
+    CHECK(ts_cgi_parse(guarded(big, n), n, &r, h, 16, 17 + 4009) == 0);
+    CHECK(ts_cgi_parse(guarded(big, n), n, &r, h, 16, 17 + 4008) == -1);
+  }
+}
+
+static void test_log_escape(void) {
+  char out[64];
+  CHECK(strcmp(ts_log_escape(out, sizeof out, "/a b", 4), "/a b") == 0);
+  CHECK(strcmp(ts_log_escape(out, sizeof out, "a\"b\\c\n\x7f\xff", 8), "a\\x22b\\x5cc\\x0a\\x7f\\xff") == 0);
+  CHECK(strcmp(ts_log_escape(out, 6, "\n\n", 2), "\\x0a") == 0); /* never a partial escape */
+  CHECK(strcmp(ts_log_escape(out, 1, "abc", 3), "") == 0);
 }
 
 static void test_routes(void) {
@@ -260,6 +305,7 @@ int main(void) {
   test_wagi_env();
   test_cgi_output();
   test_routes();
+  test_log_escape();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
