@@ -487,3 +487,23 @@ def test_access_log_escapes_request_bytes(run_server, guests_dir):
     line = [l for l in text.splitlines() if "/hello/" in l][-1]
     assert '/hello/a\\x22b\\x5cc' in line
     assert line.count('"') == 2
+
+
+# ------------------------------------------- the stateful connection fuzzer ---
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_connection_fuzzer_under_sanitizers(run_server, asan_server, guests_dir, seed):
+    """Whole random connections (splits, pipelining, resets, broken heads)
+    through the real connection code of the sanitizer build: no report, and
+    the server keeps answering."""
+    from tests.cserver import connfuzz
+
+    srv = run_server(guests_dir, binary=asan_server, env=dict(os.environ, **ASAN_ENV), max_body="1m",
+                     timeout_ms=2000, idle_timeout_ms=3000, workers=2)
+    stats = connfuzz.run(srv.host, srv.port, seconds=12, seed=seed)
+    assert srv.proc.poll() is None, srv.stderr()[-3000:]
+    assert not sanitizer_reports(srv), srv.stderr()[-5000:]
+    assert srv.get("/hello/")[0] == 200
+    assert stats["executions"] > 20 and stats["responses"] > 20, stats
+    print("connfuzz", stats)

@@ -50,10 +50,10 @@ def _clang_with_fuzzer(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["http", "cgi"])
+@pytest.mark.parametrize("name", ["http", "cgi", "routes", "conf"])
 def test_fuzz_parsers_briefly(tmp_path, name):
     cc = _clang_with_fuzzer(tmp_path)
-    binary = _build(cc, tmp_path / f"fuzz_{name}", [SRC / "fuzz" / f"fuzz_{name}.c", *PURE],
+    binary = _build(cc, tmp_path / f"fuzz_{name}", [SRC / "fuzz" / f"fuzz_{name}.c", *PURE, SRC / "ts_conf.c"],
                     ["-fsanitize=fuzzer,address,undefined"])
     seeds = SRC / "fuzz" / "corpus" / name
     assert any(seeds.iterdir()), "checked-in seed corpus is missing"
