@@ -173,11 +173,13 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
   }
 
   /* HTTP_<NAME> per header; repeated headers joined (", ", or "; " for Cookie)
-   * in arrival order. Authorization and Connection stay out, as in WAGI. */
+   * in arrival order. Credentials and Connection stay out, as in WAGI, and
+   * the two fields CONTENT_TYPE/CONTENT_LENGTH carry (RFC 3875 4.1.18). */
   for (size_t i = 0; i < r->num_headers && !rc; i++) {
     ts_str name = r->headers[i].name;
     if (ts_str_ieq(name, "authorization") || ts_str_ieq(name, "connection") ||
-        ts_str_ieq(name, "proxy-authorization"))
+        ts_str_ieq(name, "proxy-authorization") || ts_str_ieq(name, "content-type") ||
+        ts_str_ieq(name, "content-length"))
       continue;
     int seen = 0;
     for (size_t j = 0; j < i && !seen; j++)

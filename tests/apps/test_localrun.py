@@ -22,7 +22,7 @@ GUESTS = [
     ("bad cgi output", '''(func (export "_start")
         (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))''',
-     "bad CGI output: no Content-Type, Location or Status header"),
+     "bad CGI output: guest output has none of Content-Type, Location, Status"),
 ]
 
 

@@ -1,5 +1,9 @@
 """The WAGI reference functions and the expected.json checker (pure)."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from tiramisu_tasks.apps.expect import check_response, parse_expected
@@ -8,7 +12,7 @@ from tiramisu_tasks.errors import UsageError
 
 
 def test_environ_has_the_cgi_variables():
-    req = Request("post", "/a%20b/c", "x=1&y=2",
+    req = Request("POST", "/a%20b/c", "x=1&y=2",
                   [("Content-Type", "application/json"), ("User-Agent", "t/1"), ("X-Multi", "a"),
                    ("X-Multi", "b"), ("Content-Length", "2")], b"{}")
     env = cgi_environ(req, script_name="/api", server_name="box", server_port=8080)
@@ -22,8 +26,42 @@ def test_environ_has_the_cgi_variables():
     assert env["X_FULL_URL"] == "http://box:8080/api/a%20b/c?x=1&y=2"
 
 
-def test_get_without_body_has_empty_content_length():
-    assert cgi_environ(Request())["CONTENT_LENGTH"] == ""
+def test_get_without_body_has_no_content_length():
+    assert "CONTENT_LENGTH" not in cgi_environ(Request())  # RFC 3875 4.1.2
+
+
+# The one contract: the same case files the server's C functions are tested
+# with (tests/cserver/test_contract.py).
+CONTRACT = Path(__file__).resolve().parents[2] / "cserver" / "contract"
+OUTPUT_CASES = json.loads((CONTRACT / "cgi_output.json").read_text())["cases"]
+ENV_CASES = json.loads((CONTRACT / "cgi_env.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES, ids=[c["id"] for c in OUTPUT_CASES])
+def test_cgi_output_contract_in_python(case):
+    data = case["output"].encode("latin-1")
+    max_head = case.get("max_head", 16384)
+    if "error" in case:
+        with pytest.raises(CgiError, match=re.escape(case["error"])):
+            parse_cgi_output(data, max_head)
+    else:
+        resp = parse_cgi_output(data, max_head)
+        assert (resp.status, [list(h) for h in resp.headers], resp.body) == (
+            case["status"], case["headers"], case["body"].encode("latin-1"))
+
+
+@pytest.mark.parametrize("case", ENV_CASES, ids=[c["id"] for c in ENV_CASES])
+def test_cgi_env_contract_in_python(case):
+    r = case["request"]
+    script = r["script_name"]
+    assert r["path"].startswith(script)
+    body = b"x" * r["content_length"] if r["has_body"] else b""
+    req = Request(r["method"], r["path"][len(script):], r["query"], [tuple(h) for h in r["headers"]], body,
+                  minor=r.get("minor", 1))
+    env = cgi_environ(req, script_name=script, server_name=r["server_name"], server_port=r["server_port"],
+                      remote_addr=r["remote_addr"], matched_route=r["matched_route"])
+    for name, want in case["expect"].items():
+        assert env.get(name) == want, (name, env.get(name), want)
 
 
 @pytest.mark.parametrize("path,query,argv", [
@@ -33,43 +71,6 @@ def test_get_without_body_has_empty_content_length():
 ], ids=["root", "query-items", "bare-mount"])
 def test_argv(path, query, argv):
     assert cgi_argv(Request(path=path, query=query), "/app") == argv
-
-
-PARSE_CASES = [
-    ("lf", b"Content-Type: text/plain\n\nhi", 200, [("Content-Type", "text/plain")], b"hi"),
-    ("crlf", b"Content-Type: text/plain\r\nX-A: 1\r\n\r\nhi\r\n", 200,
-     [("Content-Type", "text/plain"), ("X-A", "1")], b"hi\r\n"),
-    ("status anywhere", b"Content-Type: a/b\nStatus: 404 Not Found\n\n", 404, [("Content-Type", "a/b")], b""),
-    ("status alone", b"Status: 204\n\n", 204, [], b""),
-    ("location means 302", b"Location: /x\n\n", 302, [("Location", "/x")], b""),
-    ("location with status", b"Location: /x\nStatus: 301 Moved\n\n", 301, [("Location", "/x")], b""),
-    ("repeated headers kept in order", b"Content-Type: t/p\nSet-Cookie: a=1\nSet-Cookie: b=2\n\nx", 200,
-     [("Content-Type", "t/p"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], b"x"),
-    ("body keeps blank lines", b"Content-Type: t/p\n\n\n\nbody\n\n", 200, [("Content-Type", "t/p")],
-     b"\n\nbody\n\n"),
-]
-
-
-@pytest.mark.parametrize("data,status,headers,body", [c[1:] for c in PARSE_CASES],
-                         ids=[c[0] for c in PARSE_CASES])
-def test_parse_cgi_output(data, status, headers, body):
-    resp = parse_cgi_output(data)
-    assert (resp.status, resp.headers, resp.body) == (status, headers, body)
-
-
-@pytest.mark.parametrize("data,msg", [
-    (b"Content-Type: text/plain", "no blank line"),
-    (b"X-Only: 1\n\nbody", "no Content-Type, Location or Status"),
-    (b"Status: abc\n\n", "bad Status"),
-    (b"Status: 999 Nope\n\n", "bad Status"),
-    (b"not a header\n\n", "malformed header line"),
-    (b"Bad Name: 1\nContent-Type: t/p\n\n", "malformed header name"),
-    (b"", "no blank line"),
-], ids=["no-blank-line", "no-required-header", "status-text", "status-range", "no-colon",
-        "space-in-name", "empty"])
-def test_parse_cgi_output_errors(data, msg):
-    with pytest.raises(CgiError, match=msg):
-        parse_cgi_output(data)
 
 
 RESP = Response(201, [("Content-Type", "application/json"), ("Set-Cookie", "a=1; Path=/"),
