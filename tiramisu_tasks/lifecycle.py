@@ -20,7 +20,7 @@ from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .layout import RemoteLayout
 from .probe import probe, unsupported_message
 from .remote import mkdir_cmd, q, remote_sha256, run
-from .render import config_values, render_nginx_conf, render_server_conf
+from .render import config_values, optional_server_keys, render_nginx_conf, render_server_conf
 from .services import (SERVICES, nginx_reload_command, nginx_test_command, pid_state_script, service,
                        start_command, stop_command, tail_out_command)
 from .sshhttp import request, wait_for
@@ -31,7 +31,7 @@ HEALTH_PATH = "/.well-known/tiramisu/health"  # public, through nginx
 ADMIN_HEALTH = "/_tiramisu/health"  # server's loopback listener
 
 SETTING_NAMES = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "workers",
-                 "request_timeout_ms", "memory_limit_mb", "keep_releases")
+                 "request_timeout_ms", "memory_limit_mb", "keep_releases", "max_response_header", "server_name")
 
 # Files whose change needs a process restart (a new config for nginx is a reload).
 RESTART_ON = {"server": {"bin/custom_server", "lib/libwasmtime.so", "conf/server.conf"},
@@ -56,9 +56,13 @@ class Box:
     def name(self):
         return self.spec.name
 
+    @property
+    def address(self):
+        """How this machine reaches the box (inventory hostname or the --host address)."""
+        return self.spec.hostname if self.spec.entry is None else self.spec.entry.hostname
+
     def url(self, path="/"):
-        host = self.spec.hostname if self.spec.entry is None else self.spec.entry.hostname
-        return f"http://{host}:{self.settings['http_port']}{path}"
+        return f"http://{self.address}:{self.settings['http_port']}{path}"
 
     def note(self, *parts):
         self.rep.note(*parts)
@@ -271,7 +275,8 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
                               toolchain_settings=settings_from_config(c))
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
-    values = config_values(layout, box.name, box.settings)
+    values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report,
+                           server_keys=optional_server_keys(shipment.files["bin/custom_server"]))
     (staging / "nginx.conf").write_text(render_nginx_conf(values))
     (staging / "server.conf").write_text(render_server_conf(values))
     files = dict(shipment.files)
