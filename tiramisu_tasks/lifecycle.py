@@ -21,8 +21,8 @@ from .layout import RemoteLayout
 from .probe import probe, unsupported_message
 from .remote import mkdir_cmd, q, remote_sha256, run
 from .render import config_values, optional_server_keys, render_nginx_conf, render_server_conf
-from .services import (SERVICES, nginx_reload_command, nginx_test_command, pid_state_script, service,
-                       start_command, stop_command, tail_out_command)
+from .services import (SERVICES, nginx_reload_command, nginx_test_command, observe_command, parse_observed,
+                       parse_reaped, reap_command, service, start_command, stop_all_command, tail_out_command)
 from .sshhttp import request, wait_for
 from .targets import get_target
 from .transfer import Upload, cleanup_command, human_bytes, plan_uploads, upload_batch
@@ -108,16 +108,32 @@ def _check_ports_differ(settings):
 
 # ------------------------------------------------------------- states ---
 
+def observe_services(box):
+    """{service: {pid, state, orphans}} in one round trip: pid files *and* /proc.
+
+    ``state`` is running, stale, stopped, or ``orphaned`` (the pid file names
+    nothing alive but processes of this service run from this env).
+    """
+    return parse_observed(run(box.conn, observe_command(box.layout)).stdout)
+
+
 def service_states(box):
-    """{service: (pid or None, 'running'|'stale'|'stopped')} in one round trip."""
-    script = "; ".join(f"echo {name} $({pid_state_script(box.layout, name)})" for name in SERVICES)
-    states = {}
-    for line in run(box.conn, script).stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            pid = int(parts[1]) if parts[1].isdigit() else None
-            states[parts[0]] = (pid, parts[2])
-    return states
+    """{service: (pid or None, state)} (see :func:`observe_services`)."""
+    return {name: (view["pid"], view["state"]) for name, view in observe_services(box).items()}
+
+
+def reap_orphans(box, name, keep=None):
+    """Stop the service's processes in this env other than ``keep`` and its children; returns their pids."""
+    reaped = parse_reaped(run(box.conn, reap_command(box.layout, name, keep), timeout=30).stdout)
+    if reaped:
+        box.note(f"{name}: stopped orphaned processes {' '.join(map(str, reaped))}")
+    return reaped
+
+
+def reap_beside_running(box, views):
+    """Orphans beside a running service (e.g. workers of an nginx killed with -9): stop them."""
+    return {name: reap_orphans(box, name, keep=view["pid"]) for name, view in views.items()
+            if view["orphans"] and view["state"] == "running"}
 
 
 def service_actions(changed, states):
@@ -184,7 +200,15 @@ def pick_failure_line(lines):
 
 
 def stop_service(box, name, timeout=10):
-    return run(box.conn, stop_command(box.layout, name, timeout), timeout=timeout + 15).stdout.strip()
+    """Stop the pid-file process and every other process of the service in this env.
+
+    Returns the stop word (stopped, killed, not-running, stale), with the
+    orphans stopped too when there were any.
+    """
+    out = run(box.conn, stop_all_command(box.layout, name, timeout), timeout=timeout + 30).stdout
+    word = next((ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("reaped")), "?")
+    reaped = parse_reaped(out)
+    return f"{word} (+{len(reaped)} orphaned)" if reaped else word
 
 
 def reload_nginx(box):
@@ -208,6 +232,9 @@ def apply_actions(box, actions):
             stop_service(box, name)
             start_service(box, name)
         elif action == "start":
+            # Nothing of this service may serve beside the new one (an orphan
+            # nginx worker shares the port through reuseport).
+            reap_orphans(box, name)
             start_service(box, name)
         elif action == "reload":
             reload_nginx(box)
