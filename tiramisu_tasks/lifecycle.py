@@ -351,6 +351,9 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
                  f"-e {q(layout.log_file('nginx-error.log'))}")
     upload_batch(conn, layout.root, uploads, note=rep.note, check=check)
 
+    if start:
+        # The probe read pid files only: stop orphans beside services setup keeps.
+        reap_beside_running(box, observe_services(box))
     done = apply_actions(box, actions) if start else {}
     health = None
     if start:
