@@ -21,12 +21,15 @@ DEFAULTS = {
     "workers": 2,  # custom_server worker threads
     "request_timeout_ms": 10000,
     "memory_limit_mb": 128,
+    "max_response_header": 16384,  # bytes of response header a guest may send (server and nginx agree)
+    "server_name": None,  # None: the address the box is reached at (host's hostname)
     "accept_new_host_keys": False,
     "docker_base_image": None,  # toolchain docker: base of its build image (default debian:bookworm)
 }
 
 # Per-host settings an inventory entry may carry (host.add flags and YAML).
-HOST_SETTINGS = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "keep_releases", "workers")
+HOST_SETTINGS = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "keep_releases", "workers",
+                 "max_response_header", "server_name")
 
 
 def _config_section(c):

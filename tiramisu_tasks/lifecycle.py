@@ -20,9 +20,9 @@ from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .layout import RemoteLayout
 from .probe import probe, unsupported_message
 from .remote import mkdir_cmd, q, remote_sha256, run
-from .render import config_values, render_nginx_conf, render_server_conf
-from .services import (SERVICES, nginx_reload_command, nginx_test_command, pid_state_script, service,
-                       start_command, stop_command, tail_out_command)
+from .render import config_values, optional_server_keys, render_nginx_conf, render_server_conf
+from .services import (SERVICES, nginx_reload_command, nginx_test_command, observe_command, parse_observed,
+                       parse_reaped, reap_command, service, start_command, stop_all_command, tail_out_command)
 from .sshhttp import request, wait_for
 from .targets import get_target
 from .transfer import Upload, cleanup_command, human_bytes, plan_uploads, upload_batch
@@ -31,7 +31,7 @@ HEALTH_PATH = "/.well-known/tiramisu/health"  # public, through nginx
 ADMIN_HEALTH = "/_tiramisu/health"  # server's loopback listener
 
 SETTING_NAMES = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "workers",
-                 "request_timeout_ms", "memory_limit_mb", "keep_releases")
+                 "request_timeout_ms", "memory_limit_mb", "keep_releases", "max_response_header", "server_name")
 
 # Files whose change needs a process restart (a new config for nginx is a reload).
 RESTART_ON = {"server": {"bin/custom_server", "lib/libwasmtime.so", "conf/server.conf"},
@@ -56,9 +56,13 @@ class Box:
     def name(self):
         return self.spec.name
 
+    @property
+    def address(self):
+        """How this machine reaches the box (inventory hostname or the --host address)."""
+        return self.spec.hostname if self.spec.entry is None else self.spec.entry.hostname
+
     def url(self, path="/"):
-        host = self.spec.hostname if self.spec.entry is None else self.spec.entry.hostname
-        return f"http://{host}:{self.settings['http_port']}{path}"
+        return f"http://{self.address}:{self.settings['http_port']}{path}"
 
     def note(self, *parts):
         self.rep.note(*parts)
@@ -104,16 +108,32 @@ def _check_ports_differ(settings):
 
 # ------------------------------------------------------------- states ---
 
+def observe_services(box):
+    """{service: {pid, state, orphans}} in one round trip: pid files *and* /proc.
+
+    ``state`` is running, stale, stopped, or ``orphaned`` (the pid file names
+    nothing alive but processes of this service run from this env).
+    """
+    return parse_observed(run(box.conn, observe_command(box.layout)).stdout)
+
+
 def service_states(box):
-    """{service: (pid or None, 'running'|'stale'|'stopped')} in one round trip."""
-    script = "; ".join(f"echo {name} $({pid_state_script(box.layout, name)})" for name in SERVICES)
-    states = {}
-    for line in run(box.conn, script).stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            pid = int(parts[1]) if parts[1].isdigit() else None
-            states[parts[0]] = (pid, parts[2])
-    return states
+    """{service: (pid or None, state)} (see :func:`observe_services`)."""
+    return {name: (view["pid"], view["state"]) for name, view in observe_services(box).items()}
+
+
+def reap_orphans(box, name, keep=None):
+    """Stop the service's processes in this env other than ``keep`` and its children; returns their pids."""
+    reaped = parse_reaped(run(box.conn, reap_command(box.layout, name, keep), timeout=30).stdout)
+    if reaped:
+        box.note(f"{name}: stopped orphaned processes {' '.join(map(str, reaped))}")
+    return reaped
+
+
+def reap_beside_running(box, views):
+    """Orphans beside a running service (e.g. workers of an nginx killed with -9): stop them."""
+    return {name: reap_orphans(box, name, keep=view["pid"]) for name, view in views.items()
+            if view["orphans"] and view["state"] == "running"}
 
 
 def service_actions(changed, states):
@@ -180,7 +200,15 @@ def pick_failure_line(lines):
 
 
 def stop_service(box, name, timeout=10):
-    return run(box.conn, stop_command(box.layout, name, timeout), timeout=timeout + 15).stdout.strip()
+    """Stop the pid-file process and every other process of the service in this env.
+
+    Returns the stop word (stopped, killed, not-running, stale), with the
+    orphans stopped too when there were any.
+    """
+    out = run(box.conn, stop_all_command(box.layout, name, timeout), timeout=timeout + 30).stdout
+    word = next((ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("reaped")), "?")
+    reaped = parse_reaped(out)
+    return f"{word} (+{len(reaped)} orphaned)" if reaped else word
 
 
 def reload_nginx(box):
@@ -204,6 +232,9 @@ def apply_actions(box, actions):
             stop_service(box, name)
             start_service(box, name)
         elif action == "start":
+            # Nothing of this service may serve beside the new one (an orphan
+            # nginx worker shares the port through reuseport).
+            reap_orphans(box, name)
             start_service(box, name)
         elif action == "reload":
             reload_nginx(box)
@@ -271,7 +302,8 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
                               toolchain_settings=settings_from_config(c))
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
-    values = config_values(layout, box.name, box.settings)
+    values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report,
+                           server_keys=optional_server_keys(shipment.files["bin/custom_server"]))
     (staging / "nginx.conf").write_text(render_nginx_conf(values))
     (staging / "server.conf").write_text(render_server_conf(values))
     files = dict(shipment.files)
@@ -319,6 +351,9 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
                  f"-e {q(layout.log_file('nginx-error.log'))}")
     upload_batch(conn, layout.root, uploads, note=rep.note, check=check)
 
+    if start:
+        # The probe read pid files only: stop orphans beside services setup keeps.
+        reap_beside_running(box, observe_services(box))
     done = apply_actions(box, actions) if start else {}
     health = None
     if start:

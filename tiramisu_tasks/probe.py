@@ -41,6 +41,7 @@ def probe_command(env_dir):
         'echo "home=$HOME"',
         'echo "user=$(id -un 2>/dev/null)"',
         'echo "uid=$(id -u)"',
+        'echo "group=$(id -gn 2>/dev/null)"',
         'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
         # glibc: getconf is the most reliable; musl: its loader exists
         'g=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc=${g#glibc }"',
@@ -144,6 +145,8 @@ def summarize(raw, http_port, server_port, env_dir_setting):
         "libc": libc,
         "libc_version": libc_version,
         "user": raw.get("user"),
+        "uid": raw.get("uid"),
+        "group": raw.get("group"),
         "home": raw.get("home"),
         "env_dir": raw.get("env_dir") or env_dir_setting,
         "disk_free_mb": None,

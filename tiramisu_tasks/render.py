@@ -22,8 +22,33 @@ def render(name, **values):
     return _env.get_template(name).render(**values)
 
 
-def config_values(layout, host_name, settings):
-    """Template values from resolved settings (pure)."""
+# Response fields nginx must never take from a guest (X-Accel-* steer nginx itself).
+X_ACCEL_HEADERS = ("X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
+                   "X-Accel-Charset")
+
+# server.conf keys that only newer custom_server builds know; an older binary
+# refuses to start on an unknown key, so setup renders these only when the
+# binary it ships carries the key (see optional_server_keys). Once every
+# branch builds a server that knows them, this list can go.
+OPTIONAL_SERVER_KEYS = ("max-response-header",)
+
+# Room for the server's status line and its own headers (Date, Content-Length,
+# Connection, ...) on top of what a guest may send.
+SERVER_HEADER_ROOM = 4096
+PAGE = 4096
+MAX_RESPONSE_HEADER_RANGE = (1024, 1024 * 1024)
+_SERVER_NAME_BAD = set(" \t\r\n;{}'\"$\\#")
+
+
+def config_values(layout, host_name, settings, address=None, box_ids=None, server_keys=OPTIONAL_SERVER_KEYS):
+    """Template values from resolved settings (pure).
+
+    ``address``: how this machine reaches the box (the default server name);
+    ``box_ids``: the probed ``uid``/``user``/``group`` of the SSH user;
+    ``server_keys``: which OPTIONAL_SERVER_KEYS the shipped server knows.
+    """
+    header_limit = max_response_header(settings)
+    name = server_name(settings.get("server_name"), address or host_name)
     return {
         "layout": layout,
         "host_name": host_name,
@@ -31,13 +56,84 @@ def config_values(layout, host_name, settings):
         "server_port": int(settings["server_port"]),
         "listen_address": settings.get("listen_address") or "0.0.0.0",
         "nginx_workers": int(settings.get("nginx_workers") or 1),
+        "nginx_user": nginx_user(box_ids or {}),
         "workers": int(settings["workers"]),
         "request_timeout_ms": int(settings["request_timeout_ms"]),
         "memory_limit_mb": int(settings["memory_limit_mb"]),
         "max_body_mb": int(settings.get("max_body_mb") or 10),
         "proxy_read_timeout_s": max(5, int(settings["request_timeout_ms"]) // 1000 + 5),
-        "server_name": host_name,
+        "server_name": name,
+        "x_accel_headers": X_ACCEL_HEADERS,
+        "max_response_header": header_limit,
+        "server_knows_max_response_header": "max-response-header" in set(server_keys),
+        **proxy_buffers(header_limit),
     }
+
+
+def nginx_user(ids):
+    """The nginx ``user`` directive's value, or None (pure).
+
+    Only a master running as root switches its workers' user, and by default
+    to ``nobody``, who cannot enter the 0700 env dir: client bodies and large
+    responses (temp files) then fail. So on a root box the workers keep the
+    box user's own identity, the same one custom_server and every file of the
+    env dir have; nothing else needs access and the env dir stays 0700.
+    Anywhere else nginx ignores the directive (with a warning), so it is left out.
+    """
+    if str(ids.get("uid", "")).strip() != "0":
+        return None
+    user = ids.get("user") or "root"
+    return f"{user} {ids.get('group') or user}"
+
+
+def server_name(value, fallback):
+    """The name nginx gives requests without Host (and the server's SERVER_NAME) (pure).
+
+    Default: the address this machine reaches the box at. Never empty and
+    never ``_`` (nginx's catch-all), so ``$host`` is always a real name.
+    """
+    name = str(value if value not in (None, "") else (fallback or "")).strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if ":" in name:  # an IPv6 literal: Host needs brackets
+        name = f"[{name}]"
+    if not name or name == "_" or set(name) & _SERVER_NAME_BAD or name.startswith("~"):
+        raise UsageError(f"server_name {value if value not in (None, '') else fallback!r} cannot be used "
+                         f"as a server name: set server_name to the box's DNS name or address")
+    return name
+
+
+def max_response_header(settings):
+    """The validated ``max_response_header`` setting in bytes (pure)."""
+    raw = settings.get("max_response_header")
+    low, high = MAX_RESPONSE_HEADER_RANGE
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"max_response_header takes a number of bytes ({low}..{high}), not {raw!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"max_response_header takes a number of bytes ({low}..{high}), not {value}")
+    return value
+
+
+def proxy_buffers(header_limit):
+    """nginx proxy buffer sizes that hold ``header_limit`` header bytes (pure).
+
+    ``proxy_buffer_size`` holds the whole response head; nginx -t also wants
+    busy >= max(buffer_size, one buffer) and busy < all buffers minus one.
+    """
+    head = -(-(header_limit + SERVER_HEADER_ROOM) // PAGE) * PAGE
+    count = max(8, head // PAGE + 2)
+    return {"proxy_buffer_size": head, "proxy_buffers_count": count, "proxy_buffers_size": PAGE,
+            "proxy_busy_buffers_size": head}
+
+
+def optional_server_keys(server_binary):
+    """Which OPTIONAL_SERVER_KEYS a custom_server binary knows (its key names are literals in it)."""
+    from pathlib import Path
+
+    data = Path(server_binary).read_bytes()
+    return tuple(key for key in OPTIONAL_SERVER_KEYS if key.encode() + b"\0" in data)
 
 
 def render_nginx_conf(values):

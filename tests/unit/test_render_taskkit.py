@@ -67,3 +67,125 @@ def test_errors_become_one_line(exc, message, code):
 
 def test_bugs_are_not_swallowed():
     assert describe_exception(KeyError("x")) is None
+
+
+# ------------------------------------------- issue 9: proxy contract ---
+
+def _directives(text):
+    """Every `name args;` line of a rendered config as (name, args) pairs."""
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.endswith(";"):
+            name, _, args = line[:-1].partition(" ")
+            out.append((name, args.strip()))
+    return out
+
+
+def _headers_set(block):
+    return [" ".join(d["args"]) for d in block if d["directive"] == "proxy_set_header"]
+
+
+def test_proxied_locations_send_the_contract_headers():
+    text = render_nginx_conf(values())
+    assert "$http_host" not in text
+    http = next(d for d in validate_nginx_conf(text)["config"][0]["parsed"] if d["directive"] == "http")
+    server = next(d for d in http["block"] if d["directive"] == "server")
+    assert _headers_set(server["block"]) == [
+        "Connection ", "Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "X-Forwarded-Port $server_port", "X-Forwarded-Proto $scheme"]
+    locations = {" ".join(d["args"]): d["block"] for d in server["block"] if d["directive"] == "location"}
+    # the app location inherits all of them (any proxy_set_header of its own would drop them) ...
+    assert _headers_set(locations["/"]) == []
+    # ... the health check deliberately sends none of the proxied-request markers: the
+    # server answers its admin API only to requests that don't look proxied
+    assert _headers_set(locations["= /.well-known/tiramisu/health"]) == ["Connection ", "Host $host"]
+
+
+def test_a_guest_cannot_steer_nginx_with_x_accel_headers():
+    d = _directives(render_nginx_conf(values()))
+    ignored = [args for name, args in d if name == "proxy_ignore_headers"]
+    assert ignored == ["X-Accel-Redirect X-Accel-Expires X-Accel-Limit-Rate X-Accel-Buffering X-Accel-Charset"]
+    hidden = {args for name, args in d if name == "proxy_hide_header"}
+    assert hidden == set(ignored[0].split())
+
+
+@pytest.mark.parametrize("setting, address, expected", [
+    (None, "192.168.1.20", "192.168.1.20"),
+    (None, "Pi.Local", "pi.local"),
+    ("www.example.org", "10.0.0.2", "www.example.org"),
+    (None, "::1", "[::1]"),
+    (None, "[fe80::1]", "[fe80::1]"),
+    ("", "box.lan", "box.lan"),
+])
+def test_server_name_defaults_to_the_box_address(setting, address, expected):
+    v = config_values(LAYOUT, "pi", dict(DEFAULTS, server_name=setting), address=address)
+    assert v["server_name"] == expected
+    assert f"server_name {expected};" in render_nginx_conf(v)
+    assert f"server-name = {expected}\n" in render_server_conf(v)
+
+
+@pytest.mark.parametrize("bad", ["_", "a b", "x;y", "$host", "~^re", "a{b"])
+def test_server_name_is_never_empty_or_a_catch_all(bad):
+    with pytest.raises(UsageError, match="server_name"):
+        config_values(LAYOUT, "pi", dict(DEFAULTS, server_name=bad), address="10.0.0.2")
+
+
+@pytest.mark.parametrize("limit, buffer_size, count", [
+    (1024, 8192, 8),
+    (16384, 20480, 8),
+    (16385, 24576, 8),
+    (65536, 69632, 19),
+    (1048576, 1052672, 259),
+])
+def test_proxy_buffer_holds_the_response_header_limit(limit, buffer_size, count):
+    v = values(max_response_header=limit)
+    assert (v["proxy_buffer_size"], v["proxy_buffers_count"], v["proxy_buffers_size"]) == (buffer_size, count, 4096)
+    assert v["proxy_buffer_size"] >= limit + 4096
+    # what `nginx -t` demands of the three sizes
+    busy = v["proxy_busy_buffers_size"]
+    assert busy >= max(v["proxy_buffer_size"], v["proxy_buffers_size"])
+    assert busy < (count - 1) * v["proxy_buffers_size"]
+    text = render_nginx_conf(v)
+    assert f"proxy_buffer_size {buffer_size};" in text and f"proxy_buffers {count} 4096;" in text
+    assert f"max-response-header = {limit}\n" in render_server_conf(v)
+
+
+def test_default_response_header_limit_is_16k():
+    assert DEFAULTS["max_response_header"] == 16384
+    assert "max-response-header = 16384\n" in render_server_conf(values())
+
+
+@pytest.mark.parametrize("bad", ["abc", None, 100, 2 * 1024 * 1024])
+def test_bad_response_header_limit_is_a_usage_error(bad):
+    with pytest.raises(UsageError, match="max_response_header"):
+        values(max_response_header=bad)
+
+
+def test_server_conf_leaves_out_keys_an_older_server_does_not_know():
+    v = config_values(LAYOUT, "pi", dict(DEFAULTS), address="10.0.0.2", server_keys=())
+    assert "max-response-header" not in render_server_conf(v)
+
+
+def test_optional_server_keys_come_from_the_binary(tmp_path):
+    from tiramisu_tasks.render import optional_server_keys
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.write_bytes(b"\x7fELF...server-name\0max-response-header\0workers\0")
+    old.write_bytes(b"\x7fELF...server-name\0--max-response-header-ish\0")
+    assert optional_server_keys(new) == ("max-response-header",)
+    assert optional_server_keys(old) == ()
+
+
+@pytest.mark.parametrize("ids, directive", [
+    ({"uid": "0", "user": "root", "group": "root"}, "root root"),
+    ({"uid": "0", "user": "toor", "group": "wheel"}, "toor wheel"),
+    ({"uid": "0", "user": "root"}, "root root"),
+    ({"uid": "1000", "user": "pi", "group": "pi"}, None),
+    ({}, None),
+])
+def test_root_box_keeps_nginx_workers_as_the_box_user(ids, directive):
+    v = config_values(LAYOUT, "pi", dict(DEFAULTS), address="10.0.0.2", box_ids=ids)
+    assert v["nginx_user"] == directive
+    users = [args for name, args in _directives(render_nginx_conf(v)) if name == "user"]
+    assert users == ([directive] if directive else [])

@@ -111,12 +111,13 @@ def start(c, host=None):
     def one(conn, spec, rep):
         box = lc.open_box(c, conn, spec, rep)
         _require_installed(box)
-        states = lc.service_states(box)
-        actions = {n: ("keep" if states.get(n, (None, ""))[1] == "running" else "start") for n in SERVICES}
+        views = lc.observe_services(box)
+        reaped = lc.reap_beside_running(box, views)
+        actions = {n: ("keep" if views[n]["state"] == "running" else "start") for n in SERVICES}
         done = lc.apply_actions(box, actions)
         lc.check_health(box)
-        rep.out(f"{spec.name}: " + (", ".join(f"{k} started" for k in done) or "already running")
-                + f"; {box.url('/')}")
+        words = [f"{k} started" for k in done] + [f"{k}: {len(p)} orphaned stopped" for k, p in reaped.items()]
+        rep.out(f"{spec.name}: " + (", ".join(words) or "already running") + f"; {box.url('/')}")
         return done
 
     run_on_hosts(c, host, one)
@@ -172,33 +173,41 @@ def reload(c, host=None):
 
 @task(help={"host": HOST_HELP, "json": "print JSON (for scripts and monitoring)"})
 def status(c, host=None, json=False):
-    """Processes (pid files, stale ones flagged), health, ports and versions."""
+    """Processes (pid files and orphans of this env), health, ports and versions."""
 
     def one(conn, spec, rep):
         box = lc.open_box(c, conn, spec, rep, need_supported=False)
         report = {"host": spec.name, "env_dir": box.layout.root, "installed": box.report["installed"],
                   "version": box.report.get("version") or {}, "services": {}, "url": box.url("/")}
-        states = lc.service_states(box) if box.report["env_exists"] else {}
+        views = lc.observe_services(box) if box.report["env_exists"] else {}
         for name in SERVICES:
-            pid, state = states.get(name, (None, "stopped"))
+            view = views.get(name, {"pid": None, "state": "stopped", "orphans": []})
             port = box.settings["server_port"] if name == "server" else box.settings["http_port"]
             path = lc.ADMIN_HEALTH if name == "server" else lc.HEALTH_PATH
             health = None
-            if state == "running":
+            if view["state"] in ("running", "orphaned"):
                 try:
                     resp = request(conn, port, path, timeout=5)
                     health = "ok" if resp.status == 200 else f"HTTP {resp.status}"
                 except Exception as exc:  # noqa: BLE001 - reported, not raised
                     health = f"down ({getattr(exc, 'message', exc)})"
-            report["services"][name] = {"pid": pid, "state": state, "port": int(port), "health": health}
-        report["healthy"] = all(s["state"] == "running" and s["health"] == "ok" for s in report["services"].values())
+            report["services"][name] = {"pid": view["pid"], "state": view["state"], "port": int(port),
+                                        "health": health, "orphans": view["orphans"]}
+        # Orphans make a box unhealthy even when they answer: they are not what
+        # the pid files (and stop/restart/reload) control.
+        report["healthy"] = all(s["state"] == "running" and s["health"] == "ok" and not s["orphans"]
+                                for s in report["services"].values())
         if not json:
-            rows = [[n, s["state"], s["pid"] or "-", s["port"], s["health"] or "-"] for n, s in report["services"].items()]
+            rows = [[n, s["state"], s["pid"] or "-", s["port"], s["health"] or "-",
+                     " ".join(map(str, s["orphans"])) or "-"] for n, s in report["services"].items()]
             ver = report["version"]
             rep.out(f"{spec.name}: {'installed' if report['installed'] else 'NOT installed'} in {box.layout.root}"
                     + (f" (tiramisu {ver.get('tiramisu')}, {ver.get('target')}, wasmtime {ver.get('wasmtime')})"
                        if ver else ""))
-            rep.out(table(rows, ["SERVICE", "STATE", "PID", "PORT", "HEALTH"]))
+            rep.out(table(rows, ["SERVICE", "STATE", "PID", "PORT", "HEALTH", "ORPHANS"]))
+            if any(s["orphans"] for s in report["services"].values()):
+                rep.out(f"{spec.name}: orphaned processes serve outside the pid files; "
+                        f"webserv.start or webserv.stop stops them")
         return report
 
     results = run_on_hosts(c, host, one, quiet=json)

@@ -26,7 +26,8 @@ def _parser():
     p = argparse.ArgumentParser(prog="testhost", description="Real SSH test hosts on this machine (root).")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start a host")
-    up.add_argument("arch", choices=ARCHES + ("amd64", "arm64"), help="architecture of the host")
+    up.add_argument("arch", choices=ARCHES + ("amd64", "arm64", "x86_64-root"),
+                    help="architecture of the host (x86_64-root: an x86_64 host whose SSH login is uid 0)")
     up.add_argument("--name", help="name of the host (and of its inventory entry); default test-<arch>")
     up.add_argument("--no-register", action="store_true", help="do not add it to the inventory")
     up.add_argument("--inventory", help="inventory file to register in (default: the usual lookup)")

@@ -131,6 +131,35 @@ def useradd_argv(user: str, home: str, shell: str = "/bin/bash") -> List[str]:
             "--user-group", "--comment", "Tiramisu test host", user]
 
 
+def root_alias_useradd_argv(user: str, home: str, shell: str = "/bin/bash") -> List[str]:
+    """A second uid-0 account with its own home: an SSH login "as root" whose
+    $HOME is a fresh test directory, never /root. No group of its own (gid 0),
+    so removing it later removes nothing else."""
+    return ["useradd", "--non-unique", "--uid", "0", "--gid", "0", "--no-create-home", "--home-dir", home,
+            "--shell", shell, "--comment", "Tiramisu test host (root)", user]
+
+
+# Inside the root host's private mount namespace: the per-user crontabs dir is
+# a fresh tmpfs, so `crontab` run there (webserv.enable-boot as uid 0, which
+# cron files under "root") can never edit this machine's root crontab.
+ROOT_HOST_PRIVATE_DIRS = ("/var/spool/cron/crontabs",)
+
+
+def root_host_sshd_argv(netns: str, sshd_argv: Sequence[str]) -> List[str]:
+    """sshd of a root test host: in its network namespace, with private mounts.
+
+    ``ip netns exec`` already runs in a new mount namespace whose mounts don't
+    propagate back (it makes / a slave); tmpfs over ROOT_HOST_PRIVATE_DIRS.
+    """
+    lines = ["set -e"]
+    for d in ROOT_HOST_PRIVATE_DIRS:
+        qd = shlex.quote(d)
+        lines.append(f"if [ -d {qd} ]; then mount -t tmpfs -o size=1m,mode=1730 tmpfs {qd}; "
+                     f"chgrp crontab {qd} 2>/dev/null || true; fi")
+    lines.append(f"exec {shlex.join(list(sshd_argv))}")
+    return netns_exec_argv(netns, ["/bin/sh", "-c", "\n".join(lines)])
+
+
 def unlock_argv(user: str) -> List[str]:
     """useradd leaves the account locked ('!'); with UsePAM no sshd refuses it."""
     return ["usermod", "-p", "*", user]

@@ -185,7 +185,7 @@ def binfmt_problem(path="/proc/sys/fs/binfmt_misc/qemu-aarch64"):
 
 # ------------------------------------------------------------------ start ---
 
-def _allocate(name, arch, owner):
+def _allocate(name, arch, owner, root_login=False):
     """Reserve an id and a subnet under the global lock; write the record first."""
     registry.cleanup_leftovers()
     with registry.global_lock() as base:
@@ -203,6 +203,7 @@ def _allocate(name, arch, owner):
             "owner": registry.owner_self() if owner else None,
             "procs": [], "created": time.time(),
             "user_local": hid if arch == "x86_64" else None,
+            "root_login": bool(root_login),
         }
         registry.write_record(record)
     registry.log_event("allocate", hid, name, arch, record["subnet"])
@@ -267,23 +268,29 @@ def _started(record, subnet, hdir, user, client, host_pub, popen, main_pid=None)
     )
 
 
-def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30):
+def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30, root=False):
     """Start an x86_64 host: sshd in a fresh network namespace, a fresh user of this machine.
 
     ``owner=True`` ties the host to this process (a later run cleans it up if this
     process dies without stopping it); hand-started hosts pass ``owner=False``.
+
+    ``root=True``: the login is uid 0 (a box reached as root). That is this
+    machine's root, so it gets its own account (a uid-0 alias named like the
+    host id) whose $HOME is the host's own tmpfs, and sshd runs with private
+    mounts (see commands.root_host_sshd_argv). Tiramisu only writes below
+    $HOME; teardown kills by namespace, never by uid 0, and removes the alias.
     """
     reason = missing_requirements("x86_64")
     if reason:
         raise TestHostError(reason)
-    record, subnet = _allocate(name, "x86_64", owner)
+    record, subnet = _allocate(name, "x86_64", owner, root_login=root)
     hid = record["id"]
     hdir = registry.base_dir() / hid
     try:
         os.chmod(hdir, 0o755)
         home = hdir / "home"
         home.mkdir(mode=0o700)
-        run(cmd.useradd_argv(hid, str(home)))
+        run(cmd.root_alias_useradd_argv(hid, str(home)) if root else cmd.useradd_argv(hid, str(home)))
         run(cmd.unlock_argv(hid))
         pw = pwd.getpwnam(hid)
         # A small home of its own: "disk full" tests fill this, not the machine.
@@ -300,11 +307,14 @@ def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30):
         conf.write_text(cmd.sshd_config(
             port=SSH_PORT, listen=subnet.inside, host_keys=[str(host_key)], pid_file=str(hdir / "sshd.pid"),
             authorized_keys=".ssh/authorized_keys", allow_users=[hid],
+            permit_root="prohibit-password" if root else None,
         ))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         run([cmd.SSHD, "-t", "-f", str(conf)])
         _netns_up(hid, subnet)
-        proc = _launch(cmd.netns_exec_argv(hid, [cmd.SSHD, "-D", "-e", "-f", str(conf)]), hdir / "sshd.log")
+        sshd = [cmd.SSHD, "-D", "-e", "-f", str(conf)]
+        argv = cmd.root_host_sshd_argv(hid, sshd) if root else cmd.netns_exec_argv(hid, sshd)
+        proc = _launch(argv, hdir / "sshd.log")
         _finish(record, proc)
         _wait_banner(subnet.inside, SSH_PORT,
                      lambda: None if proc.poll() is None else f"sshd of {name} exited: {_log_tail(hdir / 'sshd.log')}",
@@ -395,6 +405,8 @@ def _find_sshd(netns, unshare_pid):
 
 
 def start_host(arch, name=None, **kw):
+    if arch in ("x86_64-root", "root"):
+        return start_x86_host(name=name or "x86_64-root", root=True, **kw)
     if arch in ("x86_64", "amd64", "x86"):
         return start_x86_host(name=name or "x86_64", **kw)
     if arch in ("aarch64", "arm64"):

@@ -148,7 +148,9 @@ def teardown(record, user=None):
     if user:
         with contextlib.suppress(KeyError):
             uid = pwd.getpwnam(user).pw_uid
-    if uid:
+    # Never by uid 0: a root test host's account is an alias of this machine's
+    # root; its processes are found through its network namespace above.
+    if uid is not None and uid != 0:
         pids += uid_pids(uid)
     left = kill_pids(sorted(set(pids)))
     log_event("teardown", hid, f"killed={sorted(set(pids))}", f"left={left}")
