@@ -20,7 +20,7 @@ from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .layout import RemoteLayout
 from .probe import probe, unsupported_message
 from .remote import mkdir_cmd, q, remote_sha256, run
-from .render import config_values, optional_server_keys, render_nginx_conf, render_server_conf
+from .render import config_values, render_nginx_conf, render_server_conf
 from .services import (SERVICES, nginx_reload_command, nginx_test_command, observe_command, parse_observed,
                        parse_reaped, reap_command, service, start_command, stop_all_command, tail_out_command)
 from .sshhttp import request, wait_for
@@ -302,8 +302,7 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
                               toolchain_settings=settings_from_config(c))
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
-    values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report,
-                           server_keys=optional_server_keys(shipment.files["bin/custom_server"]))
+    values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
     (staging / "nginx.conf").write_text(render_nginx_conf(values))
     (staging / "server.conf").write_text(render_server_conf(values))
     files = dict(shipment.files)

@@ -26,12 +26,6 @@ def render(name, **values):
 X_ACCEL_HEADERS = ("X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
                    "X-Accel-Charset")
 
-# server.conf keys that only newer custom_server builds know; an older binary
-# refuses to start on an unknown key, so setup renders these only when the
-# binary it ships carries the key (see optional_server_keys). Once every
-# branch builds a server that knows them, this list can go.
-OPTIONAL_SERVER_KEYS = ("max-response-header",)
-
 # Room for the server's status line and its own headers (Date, Content-Length,
 # Connection, ...) on top of what a guest may send.
 SERVER_HEADER_ROOM = 4096
@@ -40,12 +34,11 @@ MAX_RESPONSE_HEADER_RANGE = (1024, 1024 * 1024)
 _SERVER_NAME_BAD = set(" \t\r\n;{}'\"$\\#")
 
 
-def config_values(layout, host_name, settings, address=None, box_ids=None, server_keys=OPTIONAL_SERVER_KEYS):
+def config_values(layout, host_name, settings, address=None, box_ids=None):
     """Template values from resolved settings (pure).
 
     ``address``: how this machine reaches the box (the default server name);
-    ``box_ids``: the probed ``uid``/``user``/``group`` of the SSH user;
-    ``server_keys``: which OPTIONAL_SERVER_KEYS the shipped server knows.
+    ``box_ids``: the probed ``uid``/``user``/``group`` of the SSH user.
     """
     header_limit = max_response_header(settings)
     name = server_name(settings.get("server_name"), address or host_name)
@@ -65,7 +58,6 @@ def config_values(layout, host_name, settings, address=None, box_ids=None, serve
         "server_name": name,
         "x_accel_headers": X_ACCEL_HEADERS,
         "max_response_header": header_limit,
-        "server_knows_max_response_header": "max-response-header" in set(server_keys),
         **proxy_buffers(header_limit),
     }
 
@@ -127,13 +119,6 @@ def proxy_buffers(header_limit):
     return {"proxy_buffer_size": head, "proxy_buffers_count": count, "proxy_buffers_size": PAGE,
             "proxy_busy_buffers_size": head}
 
-
-def optional_server_keys(server_binary):
-    """Which OPTIONAL_SERVER_KEYS a custom_server binary knows (its key names are literals in it)."""
-    from pathlib import Path
-
-    data = Path(server_binary).read_bytes()
-    return tuple(key for key in OPTIONAL_SERVER_KEYS if key.encode() + b"\0" in data)
 
 
 def render_nginx_conf(values):

@@ -7,10 +7,9 @@ once with an ordinary SSH user and once with a box reached as root:
   from a guest neither obeyed nor forwarded, big response headers;
 - case 9: an nginx master killed with -9 leaves workers that status reports
   and start/stop clean up; never two nginx on one port.
-
-Tests whose names end in ``_needs_server_contract`` also check what the C
-server's side of the contract adds (REMOTE_ADDR/SERVER_PORT from nginx's
-X-Real-IP/X-Forwarded-Port); they fail until that server change is merged.
+- the server's side behind nginx: REMOTE_ADDR and SERVER_PORT are the
+  client's (cases 6, 7), hop-by-hop fields never reach a client (case 4), one
+  response-header limit (case 5), exit codes in the log (case 8).
 """
 
 import json
@@ -47,7 +46,8 @@ def hbox(request, tmp_path_factory):
         proc = cli("tiramisu", "setup", "--host", "box")
         assert proc.returncode == 0, proc.stderr
         for source, name in ((GUESTS / "echo.c", "echo"), (GUESTS / "bigout.c", "bigout"),
-                             (OWN_GUESTS / "xaccel.c", "xaccel"), (OWN_GUESTS / "bighdr.c", "bighdr")):
+                             (OWN_GUESTS / "xaccel.c", "xaccel"), (OWN_GUESTS / "bighdr.c", "bighdr"),
+                             (GUESTS / "cgiout.c", "cgiout")):
             proc = cli("tiramisu", "deploy", source, "--host", "box", "--name", name)
             assert proc.returncode == 0, proc.stderr
         yield host
@@ -143,8 +143,8 @@ def test_http10_without_host_is_answered_with_the_server_name(hbox):
     assert hbox.hostname in (env.get("HTTP_HOST"), env.get("SERVER_NAME")), env
 
 
-def test_client_address_and_public_port_reach_the_guest_needs_server_contract(hbox):
-    """Needs the server side (REMOTE_ADDR from X-Real-IP, SERVER_PORT from X-Forwarded-Port)."""
+def test_client_address_and_public_port_reach_the_guest(hbox):
+    """REMOTE_ADDR is the client's address, SERVER_PORT the public port (nginx's X-Real-IP, X-Forwarded-Port)."""
     with socket.create_connection((hbox.hostname, 8080)) as s:
         me = s.getsockname()[0]  # this machine's address on the box's link
     status, _, body = raw_request(hbox, "GET /echo/ HTTP/1.0\r\n\r\n")
@@ -167,6 +167,35 @@ def test_a_12kib_response_header_passes_nginx(hbox):
     status, headers, body = raw_request(hbox, "GET /bighdr/?12288 HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
     assert status == 200, body[:200]
     assert len(headers["x-big"]) == 12288 and body == b"big header sent\n"
+
+
+def test_hop_by_hop_fields_from_a_guest_never_reach_a_client(hbox):
+    status, headers, body = raw_request(hbox, "GET /cgiout/?hop HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
+    assert status == 200 and body == b"hop\n"
+    assert headers.get("x-kept") == "yes"
+    assert not {"upgrade", "te", "proxy-connection", "trailer"} & set(headers), headers
+
+
+def test_a_response_header_over_the_limit_is_a_deliberate_500(hbox):
+    """Over max_response_header (16 KiB) the server answers 500 itself and
+    says why; nginx never sees a head it cannot buffer (no 502)."""
+    status, _, _ = raw_request(hbox, "GET /cgiout/?big=20000 HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
+    assert status == 500
+    proc = cli("tiramisu", "webserv.logs", "--host", "box", "--which", "server", "--lines", "50")
+    assert "max-response-header = 16384 bytes" in proc.stdout
+
+
+@pytest.mark.parametrize("code", [3, 126, 255])
+def test_exit_codes_are_logged_with_their_value(hbox, code):
+    status, _, _ = raw_request(hbox, f"GET /cgiout/?exit={code} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
+    assert status == 500
+    deadline = time.time() + 10
+    while True:
+        proc = cli("tiramisu", "webserv.logs", "--host", "box", "--which", "server", "--lines", "50")
+        if f"guest exited with status {code}" in proc.stdout or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert f"failed (exit): guest exited with status {code}" in proc.stdout
 
 
 # --------------------------------------------------- case 9: orphans ---

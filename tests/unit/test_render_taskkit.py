@@ -162,21 +162,6 @@ def test_bad_response_header_limit_is_a_usage_error(bad):
         values(max_response_header=bad)
 
 
-def test_server_conf_leaves_out_keys_an_older_server_does_not_know():
-    v = config_values(LAYOUT, "pi", dict(DEFAULTS), address="10.0.0.2", server_keys=())
-    assert "max-response-header" not in render_server_conf(v)
-
-
-def test_optional_server_keys_come_from_the_binary(tmp_path):
-    from tiramisu_tasks.render import optional_server_keys
-
-    new, old = tmp_path / "new", tmp_path / "old"
-    new.write_bytes(b"\x7fELF...server-name\0max-response-header\0workers\0")
-    old.write_bytes(b"\x7fELF...server-name\0--max-response-header-ish\0")
-    assert optional_server_keys(new) == ("max-response-header",)
-    assert optional_server_keys(old) == ()
-
-
 @pytest.mark.parametrize("ids, directive", [
     ({"uid": "0", "user": "root", "group": "root"}, "root root"),
     ({"uid": "0", "user": "toor", "group": "wheel"}, "toor wheel"),
