@@ -9,6 +9,7 @@ from ..config import HOST_SETTINGS
 from ..config import setting
 from ..errors import InventoryError, UsageError, UnsupportedTarget
 from ..hostrun import emit_results, run_on_hosts
+from ..options import parse_setting
 from ..probe import probe, unsupported_message
 from ..taskkit import task, out, emit_json, table
 
@@ -22,7 +23,7 @@ def _parse_settings(pairs):
         key = key.strip().replace("-", "_")
         if key not in HOST_SETTINGS:
             raise UsageError(f"unknown setting {key!r} (known: {', '.join(HOST_SETTINGS)})")
-        settings[key] = int(value) if value.isdigit() else value
+        settings[key] = parse_setting(key, value.strip())
     return settings
 
 
@@ -46,11 +47,7 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
         accept_new=False, check=False, force=False):
     """Add a host to the inventory (tiramisu.yaml)."""
     invmod.validate_name(name)
-    if port is not None:
-        try:
-            port = int(port)
-        except ValueError:
-            raise UsageError(f"--port must be a number, got {port!r}")
+    settings = _parse_settings(set)
     with invmod.locked_inventory() as inv:
         if name in inv.hosts and not force:
             raise InventoryError(f"host {name!r} already exists in {inv.path} (use --force to replace)")
@@ -58,7 +55,7 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
             raise InventoryError(f"{name!r} is already a group name in {inv.path}")
         inv.hosts[name] = invmod.HostEntry(
             name=name, hostname=hostname, user=user or None, port=port, key=key or None,
-            groups=list(group or []), settings=_parse_settings(set),
+            groups=list(group or []), settings=settings,
         )
         path = inv.path
     out(f"added {name} ({hostname}) to {path}")
