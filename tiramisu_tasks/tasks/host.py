@@ -119,6 +119,7 @@ def _check(c, name, json, refresh, accept_new):
         report = probe(conn, env_dir, http_port, server_port)
         report["host"] = spec.name
         report["address"] = f"{conn.user}@{conn.host}:{conn.port}"
+        report["va_bits"] = (report.get("address_space") or {}).get("bits")
         if spec.entry is not None:
             _store_facts(spec.name, report)
         if not json:
@@ -147,7 +148,8 @@ def _store_facts(name, report):
         entry.facts["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported")
+FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported",
+             "va_bits")
 
 
 def format_report(r):
@@ -161,6 +163,8 @@ def format_report(r):
     lines.append(f"{'os':9} {r['os']}")
     lines.append(f"{'kernel':9} {r['kernel']}")
     lines.append(f"{'libc':9} {r['libc']} {r['libc_version'] or ''}".rstrip())
+    if r.get("address_space"):
+        lines.append(f"{'vaddr':9} {format_address_space(r['address_space'])}")
     disk = f"{r['disk_free_mb']} MB free" if r["disk_free_mb"] is not None else "unknown"
     lines.append(f"{'disk':9} {disk} at {r['disk_path']}")
     ports = ", ".join(f"{label} {p['port']} {p['state']}" for label, p in r["ports"].items())
@@ -180,6 +184,16 @@ def format_report(r):
         svc.append(f"{name} {s['state']}" + (f" (pid {s['pid']})" if s["pid"] else ""))
     lines.append(f"{'services':9} {', '.join(svc)}")
     return "\n".join(lines)
+
+
+def format_address_space(a):
+    """``47-bit user address space (128 TiB; CPU 48-bit virtual), pooling allocator ok`` (pure)."""
+    if not a.get("bits"):
+        return "address space unknown, pooling allocator: decided by the server at start"
+    gib = a["size_gib"]
+    size = f"{gib // 1024} TiB" if gib >= 1024 else f"{gib} GiB"
+    cpu = f"; CPU {a['cpu_virtual_bits']}-bit virtual" if a.get("cpu_virtual_bits") else ""
+    return f"{a['bits']}-bit user address space ({size}{cpu}), pooling allocator {a['pooling']}"
 
 
 @task(
