@@ -76,8 +76,14 @@ def resolve_specs(c, host=None, inventory=None) -> List[HostSpec]:
     raise UsageError(f"no host given: use --host NAME (or fab -H NAME); inventory hosts: {known}")
 
 
-def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None):
-    """A fabric Connection for spec with our host-key policy (not yet opened)."""
+def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None, config=None):
+    """A fabric Connection for spec with our host-key policy (not yet opened).
+
+    ``config``: this host's own config (:func:`host_config`); made here when
+    not given. Never the task's shared config: building and using a
+    Connection writes into its config, and Invoke re-merges a config from
+    empty on every write, so threads sharing one see keys vanish (audit A9).
+    """
     inventory = inventory or Inventory.load()
     if accept_new is None:
         accept_new = accept_new_from_env() or bool(setting(c, "accept_new_host_keys", inventory=inventory))
@@ -96,7 +102,7 @@ def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None):
             host=spec.hostname,
             user=spec.user,
             port=spec.port,
-            config=_fabric_config(c),
+            config=config if config is not None else host_config(c),
             connect_timeout=timeout,
             connect_kwargs=connect_kwargs or None,
         )
@@ -120,12 +126,20 @@ def accept_new_from_env(environ=None):
     return value.strip().lower() in ("1", "yes", "true", "on")
 
 
-def _fabric_config(c):
+def host_config(c):
+    """A private fabric Config for one host, copied from the task's context.
+
+    Call it in the thread that owns ``c`` (before starting per-host threads):
+    copying reads the source, and Fabric's clone even loads SSH config files
+    into the source. ``Config.clone`` recreates every dict, so a write into
+    the copy (Fabric stores merged key files in ``connect_kwargs``) never
+    reaches the task's config or another host's.
+    """
     config = getattr(c, "config", None)
-    if isinstance(config, fabric.Config):
-        return config
     if config is None:
         return fabric.Config()
+    if isinstance(config, fabric.Config):
+        return config.clone()
     # Under `inv` the Context carries a plain Invoke config: cloning it into a
     # Fabric config skips the SSH config files, so load ~/.ssh/config (aliases,
     # users, ports, identity files) explicitly.

@@ -49,6 +49,12 @@ class RemoteError(TiramisuError):
     """A command on the box failed; code is the remote exit status."""
 
 
+class DiskFullError(RemoteError):
+    """The box ran out of space while receiving files (nothing was replaced)."""
+
+    code = 1
+
+
 class UnsupportedTarget(TiramisuError):
     """The box's architecture or libc cannot run Tiramisu."""
 

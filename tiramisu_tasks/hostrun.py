@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import invoke
 
-from .connect import connect, resolve_specs
+from .connect import connect, host_config, resolve_specs
 from .inventory import Inventory
 from .taskkit import describe_exception, fail, table
 
@@ -80,12 +80,17 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False):
             conn.close()
         return [HostResult(spec.name, True, value, seconds=time.monotonic() - started)]
 
-    def one(spec):
+    # Each host gets its own copy of the config, made here, in this thread,
+    # before any worker starts (audit A9: see connect.host_config). The task's
+    # context `c` is only read from the workers.
+    configs = [host_config(c) for _ in specs]
+
+    def one(spec, config):
         reporter = Reporter(spec.name, prefixed=True)
         started = time.monotonic()
         conn = None
         try:
-            conn = connect(c, spec, inventory, accept_new=accept_new, notify=reporter.note)
+            conn = connect(c, spec, inventory, accept_new=accept_new, notify=reporter.note, config=config)
             value = fn(conn, spec, reporter)
             return HostResult(spec.name, True, value, seconds=time.monotonic() - started)
         except invoke.Exit as exc:
@@ -103,7 +108,7 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False):
                 conn.close()
 
     with ThreadPoolExecutor(max_workers=min(len(specs), 16)) as pool:
-        results = list(pool.map(one, specs))
+        results = list(pool.map(one, specs, configs))
     failed = [r for r in results if not r.ok]
     if summary and not quiet:
         rows = [[r.name, "ok" if r.ok else "FAILED", f"{r.seconds:.1f}s", r.error or ""] for r in results]

@@ -60,6 +60,13 @@ def probe_command(env_dir):
         ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
         ' else echo "pid_$n=$p stale"; fi; fi; done',
         'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
+        # virtual address space (see user_va_bits): the top user mappings of
+        # this shell, read by cut from /proc/$$/maps, i.e. another process's
+        # maps (qemu-user fakes only a process's own); plus the CPU's widths
+        # where /proc/cpuinfo has them (x86). No root needed.
+        "echo \"maps_top=$(cut -d' ' -f1 /proc/$$/maps 2>/dev/null | tail -n 4 | tr '\\n' ' ')\"",
+        "echo \"cpu_address_sizes=$(sed -n 's/^address sizes[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null"
+" | head -n 1)\"",
         'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
         f"echo {MARK_TCP}",
         "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
@@ -121,6 +128,76 @@ def libc_of(facts):
     return "unknown", None
 
 
+# Pooling needs several multi-GiB reservations at once; on kernels whose user
+# address space has 39 bits (512 GiB, Raspberry Pi arm64) custom_server falls
+# back to the on-demand allocator (it probes with a mapping at start; see
+# cserver/ts_engine.c). Wider spaces keep pooling.
+POOLING_MIN_BITS = 40
+KERNEL_HALF = 1 << 63  # [vsyscall] and the like live up here: not user space
+
+
+def parse_maps_ranges(text):
+    """``start-end`` address ranges (ints) from /proc/PID/maps text or its first fields (pure)."""
+    ranges = []
+    for token in (text or "").split():
+        start, sep, end = token.partition("-")
+        if not sep:
+            continue
+        try:
+            ranges.append((int(start, 16), int(end, 16)))
+        except ValueError:
+            continue
+    return ranges
+
+
+def user_va_bits(ranges):
+    """Width of the user address space, from the highest user mapping (pure).
+
+    The kernel puts a process's stack (and, on arm64, the vdso) just below its
+    user limit (TASK_SIZE), so the bit length of the highest user address is
+    the width of the user address space: 47 on x86_64 with 4-level paging (the
+    lower half of 48-bit virtual addresses), 39 or 48 on arm64
+    (CONFIG_ARM64_VA_BITS; 39 on many Raspberry Pi kernels). Mappings in the
+    kernel half ([vsyscall]) are ignored. None if unknown.
+
+    The maps must be another process's: under qemu-user a process reading its
+    own /proc/self/maps sees qemu's guest layout (everything near
+    0x55_0000_0000, which would read as 39 bits), while other processes' maps
+    show the real ones (the host's 47 bits, which is what the emulated server
+    can use). The probe reads its shell's maps from a child process.
+    """
+    tops = [end - 1 for start, end in ranges if 0 < end <= KERNEL_HALF and end > start]
+    return max(tops).bit_length() if tops else None
+
+
+def cpu_virtual_bits(address_sizes):
+    """48 from ``39 bits physical, 48 bits virtual`` (/proc/cpuinfo on x86), else None (pure)."""
+    for part in (address_sizes or "").split(","):
+        words = part.split()
+        if len(words) == 3 and words[1:] == ["bits", "virtual"] and words[0].isdigit():
+            return int(words[0])
+    return None
+
+
+def pooling_verdict(bits):
+    """``ok`` / ``falls back (39-bit)`` / ``unknown`` for custom_server's pooling allocator (pure)."""
+    if bits is None:
+        return "unknown"
+    return "ok" if bits >= POOLING_MIN_BITS else f"falls back ({bits}-bit)"
+
+
+def address_space(raw):
+    """The ``address_space`` part of a probe report from raw facts (pure)."""
+    bits = user_va_bits(parse_maps_ranges(raw.get("maps_top")))
+    return {
+        "bits": bits,
+        "size_gib": (1 << bits) // (1 << 30) if bits else None,
+        "source": "/proc/PID/maps" if bits else None,
+        "cpu_virtual_bits": cpu_virtual_bits(raw.get("cpu_address_sizes")),
+        "pooling": pooling_verdict(bits),
+    }
+
+
 def _pid_state(value):
     if not value:
         return {"pid": None, "state": "stopped"}
@@ -159,6 +236,7 @@ def summarize(raw, http_port, server_port, env_dir_setting):
         "services": {"nginx": _pid_state(raw.get("pid_nginx")), "server": _pid_state(raw.get("pid_server"))},
         "ports": {},
         "listening_ports": list(raw.get("listening_ports") or []),
+        "address_space": address_space(raw),
     }
     kb = raw.get("disk_free_kb")
     if kb and kb.isdigit():

@@ -8,6 +8,7 @@ remote command failures into ``invoke.Exit``.
 """
 
 import functools
+import inspect
 import json as jsonlib
 import socket
 import sys
@@ -17,6 +18,7 @@ import invoke
 import paramiko
 from invoke.exceptions import UnexpectedExit
 
+from . import options
 from .errors import TiramisuError
 
 
@@ -68,26 +70,109 @@ def fail(exc, host=None):
     raise invoke.Exit(f"tiramisu: {message}", code=code)
 
 
-def task(*args, **kwargs):
-    """``fabric.task`` whose body's user-facing errors become one-line exits."""
+HELP_TOKENS = ("--help", "-h")
+
+
+def task(*args, types=None, **kwargs):
+    """``fabric.task`` whose body's user-facing errors become one-line exits.
+
+    Before the body runs (so before any connection): ``TASK --help`` that
+    Invoke's parser took for a positional value shows the task's help, and
+    every numeric option (:mod:`options`; ``types=`` adds or overrides per
+    task) is checked and converted, a bad one ending as one line, exit 2.
+    """
 
     def decorate(fn):
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]  # after the context
+        defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        typed = options.typed_params([p.name for p in params], defaults, types)
+        positional = kwargs.get("positional")
+        if positional is None:
+            positional = [p.name for p in params if p.default is inspect.Parameter.empty]
+        holder = {}
+
         @functools.wraps(fn)
         def body(c, *a, **kw):
             try:
-                return fn(c, *a, **kw)
+                bound = sig.bind(c, *a, **kw)
+                _help_if_asked(holder["task"], [bound.arguments.get(n) for n in positional])
+                for name, kind in typed.items():
+                    value = bound.arguments.get(name)
+                    if value is None:
+                        value = defaults.get(name)
+                    bound.arguments[name] = options.parse_option(options.flag_name(name), value, kind)
+                return fn(*bound.args, **bound.kwargs)
             except (invoke.Exit, KeyboardInterrupt):
                 raise
             except Exception as exc:  # noqa: BLE001 - translated or re-raised
                 fail(exc)
 
-        return fabric.task(*args, **kwargs)(body)
+        # What Invoke sees: typed options default to None, so its parser hands
+        # us the raw text (an int default would make it call int() itself).
+        body.__signature__ = sig.replace(parameters=[
+            p.replace(default=None) if p.name in typed and p.default is not inspect.Parameter.empty else p
+            for p in sig.parameters.values()
+        ])
+        helps = dict(kwargs.get("help") or {})
+        for name, kind in typed.items():
+            helps[name] = helps.get(name, "") + options.help_suffix(kind)
+        made = fabric.task(*args, **{**kwargs, "help": helps})(body)
+        made.option_types = dict(typed)  # for tests and docs
+        made.original_help = dict(helps)  # Invoke pops help texts as it builds its parser
+        holder["task"] = made
+        return made
 
-    if len(args) == 1 and callable(args[0]) and not kwargs:
+    if len(args) == 1 and callable(args[0]) and not kwargs and types is None:
         fn = args[0]
         args = ()
         return decorate(fn)
     return decorate
+
+
+def help_requested(values, task_has_h_flag):
+    """Whether a positional value is really a request for help (pure).
+
+    Invoke's parser gives a missing positional argument whatever comes next,
+    ``--help`` included. ``-h`` counts only where the task has no ``-h`` of
+    its own (most tasks give it to ``--host``).
+    """
+    tokens = ("--help",) if task_has_h_flag else HELP_TOKENS
+    return any(isinstance(v, str) and v in tokens for v in values)
+
+
+def _has_h_flag(task_obj):
+    return any("h" in arg.names for arg in task_obj.get_arguments())
+
+
+def _help_if_asked(task_obj, positional_values):
+    if not any(isinstance(v, str) and v in HELP_TOKENS for v in positional_values):
+        return
+    if help_requested(positional_values, _has_h_flag(task_obj)):
+        print_task_help(task_obj)
+        raise invoke.Exit(code=0)
+
+
+def task_name(task_obj, collection=None):
+    """The dotted name a task has in the namespace (``host.check``)."""
+    if collection is None:
+        from .namespace import ns as collection
+    for name in collection.task_names:
+        if collection[name] is task_obj:
+            return name
+    raise LookupError(f"task {task_obj.name!r} is not in the namespace")
+
+
+def print_task_help(task_obj, binary=None):
+    """The same help ``inv --help TASK`` prints, under the name this program was called as."""
+    import os
+
+    from .namespace import ns
+
+    binary = binary or os.path.basename(sys.argv[0] or "tiramisu")
+    name = task_name(task_obj, ns)
+    task_obj.help = dict(getattr(task_obj, "original_help", None) or {})
+    invoke.Program(namespace=ns, binary=binary).run([binary, "--help", name], exit=False)
 
 
 # ---------------------------------------------------------------- output ---

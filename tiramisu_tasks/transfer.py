@@ -20,12 +20,12 @@ files stay behind until someone cleans them.
 import hashlib
 import os
 import posixpath
+import re
 import time
 from dataclasses import dataclass
 
-from .errors import ConnectError, RemoteError
+from .errors import ConnectError, DiskFullError, RemoteError
 from .remote import q
-
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,37 @@ def plan_uploads(uploads, remote_hashes):
 STAGE_PREFIX = ".tiramisu-upload-"
 
 
+DISK_FULL_MARK = "tiramisu-upload: disk full"
+DISK_FULL_EXIT = 75
+
+
 def receiver_script(root, uploads, check=None):
     """The sh receiver for a batch (pure). Member ``i`` of the tar is ``uploads[i]``.
 
     ``check``: optional sh snippet run after verification with ``$T`` set to
     the staging dir (e.g. ``nginx -t`` on ``$T/3``); non-zero aborts the batch.
+
+    A full disk ends with one ``tiramisu-upload: disk full: N KiB free at
+    PATH`` line and exit 75, so the sender can tell it from a cut connection.
+    It is recognised by what mktemp/tar said (ENOSPC, or GNU tar's "Wrote only
+    N of M bytes"; captured in a variable, as nothing can be written to the
+    disk), or, whatever they said, by less free space than the batch needs
+    once the staging dir is gone.
     """
+    need_kib = (sum(u.size for u in uploads) + 1023) // 1024
     lines = [
-        f"T=$(mktemp -d {q(root)}/{STAGE_PREFIX}XXXXXX) || exit 70",
+        "LC_ALL=C; export LC_ALL",  # English error texts
+        f"free_kib() {{ df -Pk {q(root)} 2>/dev/null | awk 'NR==2 {{print $4}}'; }}",
+        f"full() {{ [ -d \"$T\" ] && rm -rf \"$T\"; echo \"{DISK_FULL_MARK}: $(free_kib) KiB free at \"{q(root)} >&2; "
+        f"exit {DISK_FULL_EXIT}; }}",
+        # ENOSPC, or GNU tar's short write, or simply less room than the batch needs
+        f"no_room() {{ case \"$1\" in *'No space left'*|*'Wrote only'*) return 0;; esac; "
+        f"[ -d \"$T\" ] && rm -rf \"$T\"; f=$(free_kib); [ -n \"$f\" ] && [ \"$f\" -lt {need_kib} ]; }}",
+        f"T=$(mktemp -d {q(root)}/{STAGE_PREFIX}XXXXXX 2>&1) || "
+        '{ no_room "$T" && full; echo "tiramisu-upload: cannot create a staging dir: $T" >&2; exit 70; }',
         "trap 'rm -rf \"$T\"' EXIT HUP INT TERM PIPE",
-        'tar -xf - -C "$T" 2>/dev/null || { echo "tiramisu-upload: transfer cut short" >&2; exit 71; }',
+        'E=$(tar -xf - -C "$T" 2>&1 >/dev/null) || '
+        '{ no_room "$E" && full; echo "tiramisu-upload: transfer cut short" >&2; exit 71; }',
     ]
     for i, u in enumerate(uploads):
         lines.append(
@@ -73,6 +94,41 @@ def receiver_script(root, uploads, check=None):
     for i, u in enumerate(uploads):
         lines.append(f'mv -f "$T/{i}" {q(u.remote)} || exit 74')
     return "\n".join(lines)
+
+
+_DISK_FULL = re.compile(re.escape(DISK_FULL_MARK) + r": (?P<kib>\d*) KiB free at (?P<path>.*)$")
+
+
+def parse_disk_full(line):
+    """(free bytes or None, path) from the receiver's disk-full line, or None (pure)."""
+    match = _DISK_FULL.search((line or "").strip())
+    if not match:
+        return None
+    kib = match.group("kib")
+    return (int(kib) * 1024 if kib else None), match.group("path").strip()
+
+
+def disk_full_message(host, needed, free, path):
+    """``disk full on HOST: 25.3 MiB needed at PATH, 1.2 MiB free`` (pure)."""
+    have = human_bytes(free) if free is not None else "unknown"
+    return (f"disk full on {host}: {human_bytes(needed)} needed at {path}, {have} free; "
+            f"nothing was replaced")
+
+
+def receiver_error(host, status, last_line, needed):
+    """The exception for a receiver that exited non-zero (pure).
+
+    ``last_line``: its last stderr line; ``needed``: bytes this batch sends.
+    """
+    full = parse_disk_full(last_line)
+    if full is not None or "No space left on device" in (last_line or ""):
+        free, path = full if full is not None else (None, "the env dir")
+        return DiskFullError(disk_full_message(host, needed, free, path))
+    detail = f": {last_line}" if last_line else ""
+    return RemoteError(
+        f"upload failed (exit {status}), nothing was replaced{detail}",
+        code=status if status and 0 < status < 256 else 1,
+    )
 
 
 def cleanup_command(root):
@@ -122,7 +178,7 @@ class Progress:
 
 
 def _receiver_failure(chan):
-    """The receiver's last stderr line if it already exited non-zero, else None."""
+    """(exit status, last stderr line) if the receiver already exited non-zero, else None."""
     try:
         if not chan.exit_status_ready():
             return None
@@ -135,7 +191,7 @@ def _receiver_failure(chan):
     if status == 0:
         return None
     lines = data.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else f"exit {status}"
+    return status, (lines[-1] if lines else "")
 
 
 class _ChannelWriter:
@@ -187,19 +243,16 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
     except (OSError, EOFError) as exc:
         # The receiver may have quit first (no space, no permission): its own
         # words beat "socket closed".
-        why = _receiver_failure(chan)
-        if why:
-            raise RemoteError(f"upload failed, nothing was replaced: {why}")
+        failed = _receiver_failure(chan)
+        if failed:
+            raise receiver_error(conn.host, failed[0], failed[1], total)
         raise ConnectError(f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); "
                            f"nothing was replaced on the box")
     finally:
         chan.close()
     if status != 0:
         detail = stderr.decode(errors="replace").strip().splitlines()
-        raise RemoteError(
-            f"upload failed (exit {status}), nothing was replaced" + (f": {detail[-1]}" if detail else ""),
-            code=status if status and 0 < status < 256 else 1,
-        )
+        raise receiver_error(conn.host, status, detail[-1] if detail else "", total)
     progress.done = total
     progress.finish()
 

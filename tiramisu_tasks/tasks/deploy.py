@@ -7,7 +7,7 @@ from invoke import Exit
 from .. import aot as aotmod
 from .. import deploy as dp
 from .. import lifecycle as lc
-from ..errors import RemoteError, UsageError
+from ..errors import DiskFullError, RemoteError, UsageError
 from ..hostrun import run_on_hosts
 from ..remote import join, q, run
 from ..sshhttp import request
@@ -64,6 +64,8 @@ def deploy_box(c, conn, spec, rep, built, app, route, dry, keep, aot=False):
             check = aotmod.check_command(layout.server_bin, layout.server_conf)
     try:
         upload_batch(conn, layout.root, uploads, note=rep.note, check=check)
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc.message}; {_serving(live_sha)}")
     except RemoteError as exc:
         raise RemoteError(f"{app} was not deployed (the box's server cannot load it): "
                           f"{exc.message.split(': ', 1)[-1]}; {_serving(live_sha)}")

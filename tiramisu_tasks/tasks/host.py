@@ -9,6 +9,7 @@ from ..config import HOST_SETTINGS
 from ..config import setting
 from ..errors import InventoryError, UsageError, UnsupportedTarget
 from ..hostrun import emit_results, run_on_hosts
+from ..options import parse_setting
 from ..probe import probe, unsupported_message
 from ..taskkit import task, out, emit_json, table
 
@@ -22,7 +23,7 @@ def _parse_settings(pairs):
         key = key.strip().replace("-", "_")
         if key not in HOST_SETTINGS:
             raise UsageError(f"unknown setting {key!r} (known: {', '.join(HOST_SETTINGS)})")
-        settings[key] = int(value) if value.isdigit() else value
+        settings[key] = parse_setting(key, value.strip())
     return settings
 
 
@@ -46,11 +47,7 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
         accept_new=False, check=False, force=False):
     """Add a host to the inventory (tiramisu.yaml)."""
     invmod.validate_name(name)
-    if port is not None:
-        try:
-            port = int(port)
-        except ValueError:
-            raise UsageError(f"--port must be a number, got {port!r}")
+    settings = _parse_settings(set)
     with invmod.locked_inventory() as inv:
         if name in inv.hosts and not force:
             raise InventoryError(f"host {name!r} already exists in {inv.path} (use --force to replace)")
@@ -58,7 +55,7 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
             raise InventoryError(f"{name!r} is already a group name in {inv.path}")
         inv.hosts[name] = invmod.HostEntry(
             name=name, hostname=hostname, user=user or None, port=port, key=key or None,
-            groups=list(group or []), settings=_parse_settings(set),
+            groups=list(group or []), settings=settings,
         )
         path = inv.path
     out(f"added {name} ({hostname}) to {path}")
@@ -122,6 +119,7 @@ def _check(c, name, json, refresh, accept_new):
         report = probe(conn, env_dir, http_port, server_port)
         report["host"] = spec.name
         report["address"] = f"{conn.user}@{conn.host}:{conn.port}"
+        report["va_bits"] = (report.get("address_space") or {}).get("bits")
         if spec.entry is not None:
             _store_facts(spec.name, report)
         if not json:
@@ -150,7 +148,8 @@ def _store_facts(name, report):
         entry.facts["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported")
+FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported",
+             "va_bits")
 
 
 def format_report(r):
@@ -164,6 +163,8 @@ def format_report(r):
     lines.append(f"{'os':9} {r['os']}")
     lines.append(f"{'kernel':9} {r['kernel']}")
     lines.append(f"{'libc':9} {r['libc']} {r['libc_version'] or ''}".rstrip())
+    if r.get("address_space"):
+        lines.append(f"{'vaddr':9} {format_address_space(r['address_space'])}")
     disk = f"{r['disk_free_mb']} MB free" if r["disk_free_mb"] is not None else "unknown"
     lines.append(f"{'disk':9} {disk} at {r['disk_path']}")
     ports = ", ".join(f"{label} {p['port']} {p['state']}" for label, p in r["ports"].items())
@@ -183,6 +184,16 @@ def format_report(r):
         svc.append(f"{name} {s['state']}" + (f" (pid {s['pid']})" if s["pid"] else ""))
     lines.append(f"{'services':9} {', '.join(svc)}")
     return "\n".join(lines)
+
+
+def format_address_space(a):
+    """``47-bit user address space (128 TiB; CPU 48-bit virtual), pooling allocator ok`` (pure)."""
+    if not a.get("bits"):
+        return "address space unknown, pooling allocator: decided by the server at start"
+    gib = a["size_gib"]
+    size = f"{gib // 1024} TiB" if gib >= 1024 else f"{gib} GiB"
+    cpu = f"; CPU {a['cpu_virtual_bits']}-bit virtual" if a.get("cpu_virtual_bits") else ""
+    return f"{a['bits']}-bit user address space ({size}{cpu}), pooling allocator {a['pooling']}"
 
 
 @task(
