@@ -71,6 +71,7 @@ SETTING_TYPES = {
     "server_port": PORT,
     "keep_releases": RELEASES,
     "workers": WORKERS,
+    "max_response_header": IntOption(1024, 1024 * 1024, unit="bytes"),
 }
 
 
