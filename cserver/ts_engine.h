@@ -32,6 +32,7 @@ typedef struct {
   ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t deadline_ticks;
+  uint64_t timeout_ms; /* the same deadline for host calls that wait (poll_oneoff) */
   char cache_dir[TS_PATH_MAX];
 } ts_engine;
 
@@ -66,7 +67,7 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
 typedef enum {
   TS_RUN_OK = 0,
   TS_RUN_EXIT,        /* proc_exit with non-zero status */
-  TS_RUN_TIMEOUT,     /* epoch deadline */
+  TS_RUN_TIMEOUT,     /* deadline: epoch interrupt, or reached in poll_oneoff */
   TS_RUN_TRAP,        /* wasm trap */
   TS_RUN_ERROR,       /* instantiation or host error */
   TS_RUN_OUTPUT_LIMIT /* stdout over max-output */
