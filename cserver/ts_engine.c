@@ -474,7 +474,6 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
 
 int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen) {
   memset(e, 0, sizeof *e);
-  e->deadline_ticks = (cfg->timeout_ms + TS_EPOCH_TICK_MS - 1) / TS_EPOCH_TICK_MS + 1;
   e->timeout_ms = cfg->timeout_ms;
   if (!g_mono_base) g_mono_base = clock_ns(CLOCK_MONOTONIC) - 1; /* guest time starts at 1 ns */
   ts_strlcpy(e->cache_dir, cfg->cache, sizeof e->cache_dir);
@@ -688,11 +687,19 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   ts_run_result result = TS_RUN_OK;
   wasm_trap_t *trap = NULL;
   wasmtime_error_t *werr = NULL;
-  /* The same deadline as the epoch one below, for host calls that wait. */
-  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, in->stdin_len,
-                clock_ns(CLOCK_MONOTONIC) + e->timeout_ms * 1000000u, 0};
+  /* One deadline for the whole request: the epoch deadline below, and host
+   * calls that wait (poll_oneoff). Time spent queued for a guest thread
+   * counts: timeout-ms is the request's wall-clock limit. */
+  uint64_t now_ns = clock_ns(CLOCK_MONOTONIC);
+  uint64_t deadline_ns = in->deadline_us ? in->deadline_us * 1000u : now_ns + e->timeout_ms * 1000000u;
+  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, in->stdin_len, deadline_ns, 0};
   out->message[0] = 0;
   out->exit_status = 0;
+  if (deadline_ns <= now_ns) { /* no time left: not even instantiated */
+    snprintf(out->message, sizeof out->message, "request timed out (deadline passed while it waited for a guest thread)");
+    return TS_RUN_TIMEOUT;
+  }
+  uint64_t ticks = (deadline_ns - now_ns + TS_EPOCH_TICK_MS * 1000000u - 1) / (TS_EPOCH_TICK_MS * 1000000u) + 1;
 
   wasmtime_store_t *store = wasmtime_store_new(e->engine, &rc, NULL);
   if (!store) {
@@ -701,7 +708,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   }
   wasmtime_context_t *ctx = wasmtime_store_context(store);
   wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
-  wasmtime_context_set_epoch_deadline(ctx, e->deadline_ticks);
+  wasmtime_context_set_epoch_deadline(ctx, ticks);
 
   wasi_config_t *wasi = wasi_config_new();
   wasi_config_set_argv(wasi, in->argc, in->argv);

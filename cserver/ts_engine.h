@@ -31,8 +31,7 @@ typedef struct {
   int pooling;             /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
-  uint64_t deadline_ticks;
-  uint64_t timeout_ms; /* the same deadline for host calls that wait (poll_oneoff) */
+  uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
   char cache_dir[TS_PATH_MAX];
 } ts_engine;
 
@@ -82,6 +81,7 @@ typedef struct {
   size_t stdin_len;
   int stderr_fd;
   uint64_t max_output;
+  uint64_t deadline_us; /* CLOCK_MONOTONIC (ts_now_us); 0 = timeout-ms from now */
 } ts_run_input;
 
 typedef struct {
