@@ -75,7 +75,8 @@ def timed_get(srv, path):
 def test_sleeping_guest_gets_504_at_the_deadline(run_server, wasm_guests, wat_module, tmp_path):
     srv = start(run_server, wasm_guests, wat_module, tmp_path, timeout_ms=500)
     # the hardening case: sleep(20) → 504 at the deadline, not after 20 s; every way to wait
-    for query in ("", "?sleep=20000", "?abs=20000", "?absreal=20000", "?clock=20000", "?poll=20000&x"):
+    # (audit A8: sleep(3) with timeout-ms 500 → 504 at 0.5 s, not 200 after 3 s)
+    for query in ("", "?secs=3", "?sleep=20000", "?abs=20000", "?absreal=20000", "?clock=20000", "?poll=20000&x"):
         status, body, took = timed_get(srv, "/wait/" + query)
         if query.startswith("?poll"):  # stdin and stdout are ready at once: no wait at all
             assert status == 200 and b"r=2 in=1 out=1" in body, body
@@ -92,7 +93,7 @@ def test_sleeping_guest_gets_504_at_the_deadline(run_server, wasm_guests, wat_mo
         waited = int(body.split()[1])
         assert 140 <= waited < 450, (query, body)
         assert b"r=0" in body or query == "?sleep=150", body
-    assert metrics(srv)["tiramisu_timeouts_total"] == 5
+    assert metrics(srv)["tiramisu_timeouts_total"] == 6
     # the guest threads were freed at the deadline: plenty of sleepers in a row, all answered
     assert srv.get("/hello/")[2] == b"hi\n"
 

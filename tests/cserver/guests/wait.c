@@ -1,5 +1,5 @@
 /* Waits in WASI calls (poll_oneoff), then answers how long it waited.
- * QUERY_STRING: sleep=MS (relative sleep), abs=MS (absolute monotonic),
+ * QUERY_STRING: sleep=MS (usleep), secs=S (sleep(3)), abs=MS (absolute monotonic),
  * absreal=MS (absolute realtime), poll=MS (poll stdin + stdout, timeout MS),
  * clock=MS (poll with only a timeout: no fds). */
 #include <errno.h>
@@ -37,6 +37,8 @@ int main(void) {
   char extra[128] = "";
   if (strcmp(mode, "sleep") == 0) {
     usleep((useconds_t)ms * 1000);
+  } else if (strcmp(mode, "secs") == 0) {
+    sleep((unsigned)ms);
   } else if (strcmp(mode, "abs") == 0 || strcmp(mode, "absreal") == 0) {
     clockid_t id = mode[3] ? CLOCK_REALTIME : CLOCK_MONOTONIC;
     struct timespec ts = at(id, ms);
