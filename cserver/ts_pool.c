@@ -127,10 +127,10 @@ static void *pool_main(void *arg) {
     p->run(it, p->arg);
     pthread_mutex_lock(&p->mu);
     p->free++;
+    /* A finish makes at most one more job startable (one of a's, held back
+     * by its limit): this thread, free again, takes it next without waking
+     * anyone; waking here would only add context switches. */
     app_change(p, a, 0, -1);
-    /* The finished job may have made another of a's startable: this thread
-     * (free again) takes one itself, wake_some covers any beyond that. */
-    wake_some(p);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
