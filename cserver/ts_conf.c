@@ -28,7 +28,9 @@ static const setting SETTINGS[] = {
     {"pid-file", T_PATH, "", "write the server's pid here (removed on exit)"},
     {"workers", T_INT, "2", "I/O threads (one event loop each; guests run on guest-threads)"},
     {"guest-threads", T_INT, "auto", "threads running guests, off the event loops (auto = max(4, 2 x workers))"},
-    {"timeout-ms", T_MS, "10000", "wall-clock limit per request (guest interrupted -> 504)"},
+    {"app-concurrency", T_INT, "auto", "guests of one app at once, more wait (auto = max(1, guest-threads / 2))"},
+    {"app-queue", T_INT, "64", "requests of one app waiting for app-concurrency; beyond -> 503 + Retry-After: 1"},
+    {"timeout-ms", T_MS, "10000", "wall-clock limit per request, queued time and WASI waits included (-> 504)"},
     {"memory-mb", T_INT, "128", "linear memory limit per instance (MiB)"},
     {"max-output", T_SIZE, "16m", "largest guest stdout accepted (bytes, k/m/g suffixes)"},
     {"max-body", T_SIZE, "10m", "largest request body (-> 413)"},
@@ -111,8 +113,10 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
   uint64_t v = 0;
   switch (s->type) {
   case T_INT:
-    if (strcmp(name, "guest-threads") == 0 && strcmp(value, "auto") == 0) break;
-    if (strcmp(name, "max-connections") == 0 && strcmp(value, "auto") == 0) break;
+    if ((strcmp(name, "guest-threads") == 0 || strcmp(name, "app-concurrency") == 0 ||
+         strcmp(name, "max-connections") == 0) &&
+        strcmp(value, "auto") == 0)
+      break;
     /* fall through */
   case T_MS:
   case T_SIZE:
@@ -155,6 +159,18 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
       return -1;
     }
     cfg->guest_threads = (int)v; /* 0 = auto, resolved once workers is known */
+  } else if (IS("app-concurrency")) {
+    if (strcmp(value, "auto") != 0 && (v < 1 || v > 1024)) {
+      snprintf(err, errlen, "%sapp-concurrency must be 1..1024 or auto, got %s", where, value);
+      return -1;
+    }
+    cfg->app_concurrency = (int)v; /* 0 = auto, resolved once guest-threads is known */
+  } else if (IS("app-queue")) {
+    if (v > 1000000) {
+      snprintf(err, errlen, "%sapp-queue must be 0..1000000, got %s", where, value);
+      return -1;
+    }
+    cfg->app_queue = v;
   } else if (IS("timeout-ms")) cfg->timeout_ms = v ? v : 1;
   else if (IS("memory-mb")) {
     if (v < 1 || v > 65536) {
@@ -310,6 +326,8 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
     if (apply(cfg, name, value, NULL, err, errlen, "")) return -1;
   }
   if (!cfg->guest_threads) cfg->guest_threads = cfg->workers * 2 < 4 ? 4 : cfg->workers * 2;
+  /* Half the threads: one app's slow requests always leave the other half to the rest. */
+  if (!cfg->app_concurrency) cfg->app_concurrency = cfg->guest_threads / 2 > 1 ? cfg->guest_threads / 2 : 1;
   if (cfg->precompiled[0] && !cfg->check_module[0]) {
     snprintf(err, errlen, "--precompiled goes with --check-module FILE");
     return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ts_log.h"
@@ -49,12 +50,16 @@ typedef struct {
   int *truncated;
 } out_sink;
 
-/* What one request's store carries: where the guest's output goes. */
+/* What one request's store carries: where the guest's output goes, and the
+ * request's deadline for host calls that wait (poll_oneoff). */
 typedef struct {
   out_sink out;
   int stderr_fd;
   int exited; /* the guest called proc_exit(exit_status) */
   uint32_t exit_status;
+  uint64_t stdin_len;
+  uint64_t deadline_ns; /* CLOCK_MONOTONIC */
+  int deadline_hit;     /* a host call stopped at the deadline: the run is a timeout */
 } run_ctx;
 
 static void sink_append(out_sink *s, const void *p, size_t n) {
@@ -79,6 +84,8 @@ static void write_all(int fd, const void *p, size_t n) {
 
 #define WASI_ESUCCESS 0
 #define WASI_EBADF 8
+#define WASI_EINVAL 28
+#define WASI_ENOTSUP 58
 
 static size_t pointer_trap(void) {
   static const char msg[] = "fd_write: pointer out of bounds";
@@ -191,10 +198,209 @@ static wasmtime_error_t *define_proc_exit(wasmtime_linker_t *linker) {
   return err;
 }
 
-static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *name, int nparams,
+/* ------------------------------------------------------------ poll_oneoff --- */
+
+/* WASI p1 layouts (wasm32, little-endian), from the witx spec:
+ * subscription (48 B): userdata u64 @0, tag u8 @8, then the union @16:
+ *   clock: id u32 @16, timeout u64 @24, precision u64 @32, flags u16 @40
+ *   fd_read / fd_write: fd u32 @16
+ * event (32 B): userdata u64 @0, error u16 @8, type u8 @10,
+ *   fd_readwrite: nbytes u64 @16, flags u16 @24 */
+#define SUB_SIZE 48
+#define EVENT_SIZE 32
+#define EVENTTYPE_CLOCK 0
+#define EVENTTYPE_FD_READ 1
+#define EVENTTYPE_FD_WRITE 2
+#define SUBCLOCK_ABSTIME 1
+#define CLOCK_ID_REALTIME 0
+#define CLOCK_ID_MONOTONIC 1
+#define NO_DUE UINT64_MAX
+
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
+
+/* The guest's monotonic clock is the host's minus this (set once at engine
+ * init): it counts from server start rather than exposing the host's uptime,
+ * and poll_oneoff can turn a guest's absolute monotonic time back into the
+ * host's. */
+static uint64_t g_mono_base;
+
+/* wasi_snapshot_preview1.clock_time_get(id, precision, time) -> errno, our own.
+ *
+ * Why: an absolute monotonic wait in poll_oneoff is a time on the guest's
+ * monotonic clock, so that clock must be ours too (Wasmtime's has its own
+ * origin). Realtime is the host's; the CPU-time clocks give EBADF, as
+ * Wasmtime's WASI does. */
+static size_t clock_time_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  uint32_t id = (uint32_t)args[0].i32, at = (uint32_t)args[2].i32;
+  uint64_t t;
+  if (id == CLOCK_ID_REALTIME) t = clock_ns(CLOCK_REALTIME);
+  else if (id == CLOCK_ID_MONOTONIC) t = clock_ns(CLOCK_MONOTONIC) - g_mono_base;
+  else {
+    args[0].i32 = id <= 3 ? WASI_EBADF : WASI_EINVAL;
+    return 0;
+  }
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  wasmtime_extern_t mem;
+  if (!wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
+    static const char msg[] = "clock_time_get: the module exports no memory";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
+  if ((uint64_t)at + 8 > wasmtime_memory_data_size(cx, &mem.of.memory)) {
+    static const char msg[] = "clock_time_get: pointer out of bounds";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  memcpy(base + at, &t, 8);
+  args[0].i32 = WASI_ESUCCESS;
+  return 0;
+}
+
+/* One subscription, decided against one snapshot of the clocks: either an
+ * event now (*error, *nbytes) or a monotonic due time (*due). -1: bad tag. */
+static int sub_state(const run_ctx *rc, const uint8_t *sub, uint64_t mono, uint64_t real, uint64_t *due,
+                     uint16_t *error, uint64_t *nbytes) {
+  uint8_t tag = sub[8];
+  *due = NO_DUE;
+  *error = WASI_ESUCCESS;
+  *nbytes = 0;
+  if (tag == EVENTTYPE_CLOCK) {
+    uint32_t id;
+    uint64_t timeout;
+    uint16_t flags;
+    memcpy(&id, sub + 16, 4);
+    memcpy(&timeout, sub + 24, 8);
+    memcpy(&flags, sub + 40, 2);
+    if (id != CLOCK_ID_REALTIME && id != CLOCK_ID_MONOTONIC) {
+      /* the CPU-time clocks cannot be waited on in a meaningful way here */
+      *error = id <= 3 ? WASI_ENOTSUP : WASI_EINVAL;
+      return 0;
+    }
+    if (flags & SUBCLOCK_ABSTIME) { /* absolute time on that clock: wait for what is left of it */
+      uint64_t now = id == CLOCK_ID_REALTIME ? real : mono - g_mono_base;
+      *due = add_sat(mono, timeout > now ? timeout - now : 0);
+    } else {
+      *due = add_sat(mono, timeout);
+    }
+    return 0;
+  }
+  if (tag != EVENTTYPE_FD_READ && tag != EVENTTYPE_FD_WRITE) return -1;
+  /* A WAGI guest's only descriptors are stdin (the request body, in memory)
+   * and stdout/stderr (taken without blocking by fd_write): always ready. */
+  uint32_t fd;
+  memcpy(&fd, sub + 16, 4);
+  if (tag == EVENTTYPE_FD_READ && fd == 0) *nbytes = rc->stdin_len; /* at most this much is left */
+  else if (tag == EVENTTYPE_FD_WRITE && fd == 1)
+    *nbytes = rc->out.buf->n < rc->out.max ? rc->out.max - rc->out.buf->n : 0;
+  else if (tag == EVENTTYPE_FD_WRITE && fd == 2) *nbytes = 65536;
+  else *error = WASI_EBADF;
+  return 0;
+}
+
+/* Sleep until `until` (CLOCK_MONOTONIC ns). */
+static void sleep_until(uint64_t until) {
+  struct timespec ts = {(time_t)(until / 1000000000u), (long)(until % 1000000000u)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+/* wasi_snapshot_preview1.poll_oneoff(in, out, nsubscriptions, nevents) -> errno, our own.
+ *
+ * Why: it is the one WASI p1 call that blocks for a WAGI guest (sleep(),
+ * nanosleep, poll with a timeout); the others answer at once (stdin is in
+ * memory, there are no sockets or preopens). Wasmtime's version waits in
+ * its runtime where the epoch deadline cannot interrupt it, so a guest
+ * sleeping 20 s held its thread and got its 504 after 20 s. Ours waits at
+ * most until the request's deadline, then traps; the run is then a timeout
+ * (504) exactly like an epoch interrupt.
+ *
+ * Semantics (WASI p1): returns once at least one subscription has an event,
+ * writing one event per such subscription in order. fd subscriptions are
+ * ready at once (stdin: nbytes = the body length, an upper bound; stdout:
+ * room left under max-output; anything else: the event carries EBADF).
+ * Clock subscriptions on the realtime or monotonic clock, relative or
+ * absolute (subclockflags bit 0), fire when due; precision is ignored; the
+ * CPU-time clocks give an event with ENOTSUP. No subscriptions: EINVAL. */
+static size_t poll_oneoff_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  uint32_t in = (uint32_t)args[0].i32, out = (uint32_t)args[1].i32, nsubs = (uint32_t)args[2].i32;
+  uint32_t nevents_at = (uint32_t)args[3].i32;
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  run_ctx *rc = wasmtime_context_get_data(cx);
+  wasmtime_extern_t mem;
+  if (!rc || !wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
+    static const char msg[] = "poll_oneoff: the module exports no memory";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  if (!nsubs) {
+    args[0].i32 = WASI_EINVAL;
+    return 0;
+  }
+  uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
+  uint64_t size = wasmtime_memory_data_size(cx, &mem.of.memory);
+  if ((uint64_t)in + (uint64_t)nsubs * SUB_SIZE > size || (uint64_t)out + (uint64_t)nsubs * EVENT_SIZE > size ||
+      (uint64_t)nevents_at + 4 > size) {
+    static const char msg[] = "poll_oneoff: pointer out of bounds";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint64_t mono = clock_ns(CLOCK_MONOTONIC), real = clock_ns(CLOCK_REALTIME);
+  uint64_t earliest = NO_DUE, due, nbytes;
+  uint16_t error;
+  int immediate = 0;
+  for (uint32_t i = 0; i < nsubs; i++) {
+    if (sub_state(rc, base + in + (uint64_t)i * SUB_SIZE, mono, real, &due, &error, &nbytes)) {
+      args[0].i32 = WASI_EINVAL;
+      return 0;
+    }
+    if (due == NO_DUE) immediate = 1;
+    else if (due < earliest) earliest = due;
+  }
+  uint64_t now = mono;
+  if (!immediate && earliest > mono) {
+    if (earliest > rc->deadline_ns) {
+      /* The request ends first: wait for its deadline, not the guest's. */
+      if (rc->deadline_ns > mono) sleep_until(rc->deadline_ns);
+      rc->deadline_hit = 1;
+      static const char msg[] = "request deadline reached in poll_oneoff";
+      return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+    }
+    sleep_until(earliest);
+    now = earliest;
+  }
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < nsubs; i++) {
+    const uint8_t *sub = base + in + (uint64_t)i * SUB_SIZE;
+    sub_state(rc, sub, mono, real, &due, &error, &nbytes);
+    if (due != NO_DUE && due > now) continue;
+    uint8_t ev[EVENT_SIZE] = {0};
+    memcpy(ev, sub, 8); /* userdata */
+    memcpy(ev + 8, &error, 2);
+    ev[10] = sub[8]; /* the subscription's type */
+    if (sub[8] != EVENTTYPE_CLOCK) memcpy(ev + 16, &nbytes, 8);
+    /* events are written behind the subscriptions already read, so in == out works */
+    memcpy(base + out + (uint64_t)k * EVENT_SIZE, ev, EVENT_SIZE);
+    k++;
+  }
+  memcpy(base + nevents_at, &k, 4);
+  args[0].i32 = WASI_ESUCCESS;
+  return 0;
+}
+
+/* A WASI function returning an errno (i32); sig: one letter per param,
+ * 'i' = i32, 'I' = i64. */
+static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *name, const char *sig,
                                          ts_wt_unchecked_cb cb) {
   wasm_valtype_t *p[8], *r[1];
-  for (int i = 0; i < nparams; i++) p[i] = wasm_valtype_new(WASM_I32);
+  int nparams = (int)strlen(sig);
+  for (int i = 0; i < nparams && i < 8; i++) p[i] = wasm_valtype_new(sig[i] == 'I' ? WASM_I64 : WASM_I32);
   r[0] = wasm_valtype_new(WASM_I32);
   wasm_valtype_vec_t params, results;
   wasm_valtype_vec_new(&params, (size_t)nparams, p);
@@ -206,11 +412,14 @@ static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *
   return err;
 }
 
-/* Replace WASI's stdio hot paths with ours (after wasmtime_linker_define_wasi). */
+/* Replace WASI's stdio hot paths and its one blocking call with ours (after
+ * wasmtime_linker_define_wasi). */
 static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
   wasmtime_linker_allow_shadowing(linker, true);
-  wasmtime_error_t *err = define_i32_func(linker, "fd_write", 4, fd_write_cb);
-  if (!err) err = define_i32_func(linker, "fd_fdstat_get", 2, fd_fdstat_get_cb);
+  wasmtime_error_t *err = define_i32_func(linker, "fd_write", "iiii", fd_write_cb);
+  if (!err) err = define_i32_func(linker, "fd_fdstat_get", "ii", fd_fdstat_get_cb);
+  if (!err) err = define_i32_func(linker, "poll_oneoff", "iiii", poll_oneoff_cb);
+  if (!err) err = define_i32_func(linker, "clock_time_get", "iIi", clock_time_get_cb);
   if (!err) err = define_proc_exit(linker);
   wasmtime_linker_allow_shadowing(linker, false);
   return err;
@@ -296,7 +505,8 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
 
 int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen) {
   memset(e, 0, sizeof *e);
-  e->deadline_ticks = (cfg->timeout_ms + TS_EPOCH_TICK_MS - 1) / TS_EPOCH_TICK_MS + 1;
+  e->timeout_ms = cfg->timeout_ms;
+  if (!g_mono_base) g_mono_base = clock_ns(CLOCK_MONOTONIC) - 1; /* guest time starts at 1 ns */
   ts_strlcpy(e->cache_dir, cfg->cache, sizeof e->cache_dir);
   ts_engine_plan(cfg, &e->settings);
   const ts_engine_settings *s = &e->settings;
@@ -508,9 +718,19 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   ts_run_result result = TS_RUN_OK;
   wasm_trap_t *trap = NULL;
   wasmtime_error_t *werr = NULL;
-  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0};
+  /* One deadline for the whole request: the epoch deadline below, and host
+   * calls that wait (poll_oneoff). Time spent queued for a guest thread
+   * counts: timeout-ms is the request's wall-clock limit. */
+  uint64_t now_ns = clock_ns(CLOCK_MONOTONIC);
+  uint64_t deadline_ns = in->deadline_us ? in->deadline_us * 1000u : now_ns + e->timeout_ms * 1000000u;
+  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0, in->stdin_len, deadline_ns, 0};
   out->message[0] = 0;
   out->exit_status = 0;
+  if (deadline_ns <= now_ns) { /* no time left: not even instantiated */
+    snprintf(out->message, sizeof out->message, "request timed out (deadline passed while it waited for a guest thread)");
+    return TS_RUN_TIMEOUT;
+  }
+  uint64_t ticks = (deadline_ns - now_ns + TS_EPOCH_TICK_MS * 1000000u - 1) / (TS_EPOCH_TICK_MS * 1000000u) + 1;
 
   wasmtime_store_t *store = wasmtime_store_new(e->engine, &rc, NULL);
   if (!store) {
@@ -519,7 +739,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   }
   wasmtime_context_t *ctx = wasmtime_store_context(store);
   wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
-  wasmtime_context_set_epoch_deadline(ctx, e->deadline_ticks);
+  wasmtime_context_set_epoch_deadline(ctx, ticks);
 
   wasi_config_t *wasi = wasi_config_new();
   wasi_config_set_argv(wasi, in->argc, in->argv);
@@ -558,8 +778,13 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
     result = rc.exit_status == 0 ? TS_RUN_OK : TS_RUN_EXIT;
     if (rc.exit_status)
       snprintf(out->message, sizeof out->message, "guest exited with status %u", (unsigned)rc.exit_status);
-  }
-  if (trap) {
+  } else if (rc.deadline_hit) { /* our poll_oneoff stopped at the deadline (it comes back as an error) */
+    result = TS_RUN_TIMEOUT;
+    snprintf(out->message, sizeof out->message,
+             "request timed out (deadline reached while the guest waited in poll_oneoff)");
+    if (trap) wasm_trap_delete(trap);
+    if (werr) wasmtime_error_delete(werr);
+  } else if (trap) {
     wasmtime_trap_code_t code;
     if (wasmtime_trap_code(trap, &code) && code == WASMTIME_TRAP_CODE_INTERRUPT) {
       result = TS_RUN_TIMEOUT;

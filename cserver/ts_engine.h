@@ -31,7 +31,7 @@ typedef struct {
   int pooling;             /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
-  uint64_t deadline_ticks;
+  uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
   char cache_dir[TS_PATH_MAX];
 } ts_engine;
 
@@ -66,7 +66,7 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
 typedef enum {
   TS_RUN_OK = 0,
   TS_RUN_EXIT,        /* proc_exit with non-zero status */
-  TS_RUN_TIMEOUT,     /* epoch deadline */
+  TS_RUN_TIMEOUT,     /* deadline: epoch interrupt, or reached in poll_oneoff */
   TS_RUN_TRAP,        /* wasm trap */
   TS_RUN_ERROR,       /* instantiation or host error */
   TS_RUN_OUTPUT_LIMIT /* stdout over max-output */
@@ -81,6 +81,7 @@ typedef struct {
   size_t stdin_len;
   int stderr_fd;
   uint64_t max_output;
+  uint64_t deadline_us; /* CLOCK_MONOTONIC (ts_now_us); 0 = timeout-ms from now */
 } ts_run_input;
 
 typedef struct {

@@ -483,7 +483,9 @@ int ts_registry_apps_json(ts_buf *b) {
     ts_buf_puts(b, ",\"error\":");
     if (a->error) json_str(b, a->error);
     else ts_buf_puts(b, "null");
-    ts_buf_printf(b, ",\"requests\":%llu}", (unsigned long long)atomic_load(&a->requests));
+    ts_buf_printf(b, ",\"requests\":%llu,\"queued\":%d,\"running\":%d,\"rejected\":%llu}",
+                  (unsigned long long)atomic_load(&a->requests), atomic_load(&a->pool.queued_now),
+                  atomic_load(&a->pool.running_now), (unsigned long long)atomic_load(&a->pool.rejected_total));
   }
   ts_buf_puts(b, "],\"routes\":[");
   for (int i = 0; i < g_nroutes; i++) {
@@ -508,6 +510,24 @@ int ts_registry_metrics(ts_buf *b) {
     ts_metrics_write_status(b, g_apps[i]->name, &g_apps[i]->status);
     if (g_apps[i]->present && g_apps[i]->current) active++;
   }
+  /* The guest pool per app: waiting (queue depth), running, refused (503). */
+  static const char *const pool_help =
+      "# HELP tiramisu_app_queued Requests of the app waiting for a guest thread.\n"
+      "# TYPE tiramisu_app_queued gauge\n";
+  ts_buf_puts(b, pool_help);
+  for (int i = 0; i < g_napps; i++)
+    ts_buf_printf(b, "tiramisu_app_queued{app=\"%s\"} %d\n", g_apps[i]->name,
+                  atomic_load_explicit(&g_apps[i]->pool.queued_now, memory_order_relaxed));
+  ts_buf_puts(b, "# HELP tiramisu_app_running Guests of the app running now.\n"
+                 "# TYPE tiramisu_app_running gauge\n");
+  for (int i = 0; i < g_napps; i++)
+    ts_buf_printf(b, "tiramisu_app_running{app=\"%s\"} %d\n", g_apps[i]->name,
+                  atomic_load_explicit(&g_apps[i]->pool.running_now, memory_order_relaxed));
+  ts_buf_puts(b, "# HELP tiramisu_app_rejected_total Requests answered 503 because the app's queue was full.\n"
+                 "# TYPE tiramisu_app_rejected_total counter\n");
+  for (int i = 0; i < g_napps; i++)
+    ts_buf_printf(b, "tiramisu_app_rejected_total{app=\"%s\"} %llu\n", g_apps[i]->name,
+                  (unsigned long long)atomic_load_explicit(&g_apps[i]->pool.rejected_total, memory_order_relaxed));
   pthread_mutex_unlock(&g_lock);
   ts_metrics_write_status(b, "", &g_metrics.other);
   ts_buf_printf(b, "# TYPE tiramisu_apps_loaded gauge\ntiramisu_apps_loaded %d\n", active);

@@ -16,6 +16,7 @@
 
 #include "ts_engine.h"
 #include "ts_metrics.h"
+#include "ts_pool.h"
 #include "ts_route.h"
 
 
@@ -43,6 +44,7 @@ typedef struct ts_app {
   int log_fd;
   _Atomic uint64_t requests;
   ts_status_counts status;
+  ts_pool_app pool; /* its queue and running guests in the guest pool */
 } ts_app;
 
 typedef struct {

@@ -7,8 +7,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@
 #include "ts_http.h"
 #include "ts_log.h"
 #include "ts_metrics.h"
+#include "ts_pool.h"
 #include "ts_registry.h"
 #include "ts_wagi.h"
 
@@ -110,6 +111,7 @@ static char g_tag_listen, g_tag_event, g_tag_done; /* epoll data tags */
  * connection neither reads nor parses until the job is back. */
 typedef struct job {
   struct job *next;
+  ts_pool_item item; /* in the guest pool; item.app = &m.app->pool */
   struct worker *w;
   conn *c;
   ts_match m; /* holds a version reference: a swap meanwhile does not free it */
@@ -121,33 +123,15 @@ typedef struct job {
   int minor;
   uint64_t t0;
   int build_failed;
+  int rejected; /* the app's queue was full: 503, never run */
   ts_run_result res;
   ts_run_output out;
 } job;
 
-/* The guest threads: a FIFO of jobs; a connection has at most one job, so
- * the queue is bounded by the number of connections.
- *
- * Waking a sleeping thread per job costs a futex round trip and, with more
- * threads than cores, a context switch storm (trivial guest: 0.66x rps).
- * So a submit wakes a sleeper only when the queue holds more jobs than there
- * are awake threads not running a guest ("free": each takes a job before it
- * may sleep). A thread stuck in a slow guest is not free, so jobs behind it
- * still wake another thread at once. */
-static struct {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  job *head, *tail;
-  int queued;   /* jobs in the queue */
-  int free;     /* awake threads not running a guest, including woken ones */
-  int sleepers; /* threads waiting and not yet woken */
-  int wakes;    /* wake-ups sent and not yet taken by a waiter */
-  _Atomic int pending; /* = queued, readable without the lock (spinning threads) */
-  int spinning;        /* a thread is looking for work before sleeping (at most one) */
-  int stop;
-  pthread_t *threads;
-  int n;
-} g_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+/* The guest threads (ts_pool.c): per-app queues served round-robin, with a
+ * concurrency limit and a bounded queue per app; a connection has at most
+ * one job, so the total is also bounded by the number of connections. */
+static ts_pool g_pool;
 static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* ---------------------------------------------------------------- setup --- */
@@ -425,25 +409,30 @@ static void pool_submit(worker *w, job *j) {
   w->sub_tail = j;
 }
 
-/* Queue this iteration's jobs with one lock (before the worker may sleep). */
+static job *job_of(ts_pool_item *it) { return (job *)(void *)((char *)it - offsetof(job, item)); }
+
+static void job_done(worker *w, job *j);
+
+/* Queue this iteration's jobs with one lock (before the worker may sleep).
+ * Jobs their app's queue refused are answered (503) right here; answering
+ * may parse pipelined requests and make new jobs, so loop until none. */
 static void pool_flush(worker *w) {
-  if (!w->sub_head) return;
-  int k = 0;
-  for (job *j = w->sub_head; j; j = j->next) k++;
-  pthread_mutex_lock(&g_pool.mu);
-  if (g_pool.tail) g_pool.tail->next = w->sub_head;
-  else g_pool.head = w->sub_head;
-  g_pool.tail = w->sub_tail;
-  g_pool.queued += k;
-  atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
-  while (g_pool.queued > g_pool.free && g_pool.sleepers > 0) {
-    g_pool.sleepers--;
-    g_pool.free++;
-    g_pool.wakes++;
-    pthread_cond_signal(&g_pool.cv);
+  while (w->sub_head) {
+    ts_pool_item *head = NULL, **link = &head;
+    for (job *j = w->sub_head; j; j = j->next) {
+      *link = &j->item;
+      link = &j->item.next;
+    }
+    *link = NULL;
+    w->sub_head = w->sub_tail = NULL;
+    ts_pool_item *rejected = ts_pool_submit(&g_pool, head);
+    while (rejected) {
+      job *j = job_of(rejected);
+      rejected = rejected->next;
+      j->rejected = 1;
+      job_done(w, j);
+    }
   }
-  pthread_mutex_unlock(&g_pool.mu);
-  w->sub_head = w->sub_tail = NULL;
 }
 
 /* Hand a finished job back to the I/O thread that owns its connection. */
@@ -466,50 +455,18 @@ static void post_done(job *j) {
   }
 }
 
-static void *guest_main(void *arg) {
+/* On a guest thread: run the job's guest, hand the result back. */
+static void guest_run(ts_pool_item *it, void *arg) {
   (void)arg;
-  pthread_mutex_lock(&g_pool.mu); /* counted free by ts_server_start */
-  for (;;) {
-    if (!g_pool.head && !g_pool.stop && !g_pool.spinning) {
-      /* One thread stays free a moment before sleeping: back-to-back short
-       * jobs then need no futex wake-up and no context switch. Yielding, so
-       * the I/O threads keep their cores on a small box. */
-      g_pool.spinning = 1;
-      pthread_mutex_unlock(&g_pool.mu);
-      uint64_t until = ts_now_us() + SPIN_US;
-      while (!atomic_load_explicit(&g_pool.pending, memory_order_relaxed) && ts_now_us() < until) sched_yield();
-      pthread_mutex_lock(&g_pool.mu);
-      g_pool.spinning = 0;
-    }
-    while (!g_pool.head && !g_pool.stop) {
-      g_pool.free--;
-      g_pool.sleepers++;
-      while (!g_pool.wakes && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
-      if (g_pool.wakes) g_pool.wakes--; /* the waker counted us free again */
-      else {
-        g_pool.sleepers--;
-        g_pool.free++;
-      }
-    }
-    job *j = g_pool.head;
-    if (!j) break; /* stopping, queue empty */
-    g_pool.head = j->next;
-    if (!g_pool.head) g_pool.tail = NULL;
-    g_pool.queued--;
-    atomic_store_explicit(&g_pool.pending, g_pool.queued, memory_order_relaxed);
-    g_pool.free--;
-    pthread_mutex_unlock(&g_pool.mu);
-    ts_app *app = j->m.app;
-    ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values, j->env.envc,
-                       j->body, j->body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output};
-    memset(&j->out, 0, sizeof j->out);
-    j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
-    post_done(j);
-    pthread_mutex_lock(&g_pool.mu);
-    g_pool.free++;
-  }
-  pthread_mutex_unlock(&g_pool.mu);
-  return NULL;
+  job *j = job_of(it);
+  ts_app *app = j->m.app;
+  /* The deadline runs from the complete request, so time queued counts. */
+  ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values, j->env.envc,
+                     j->body, j->body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output,
+                     j->t0 + g_cfg->timeout_ms * 1000u};
+  memset(&j->out, 0, sizeof j->out);
+  j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
+  post_done(j);
 }
 
 /* -------------------------------------------------------------- requests --- */
@@ -525,12 +482,22 @@ static void finish_request(worker *w, conn *c, job *j) {
   const char *out_body = NULL;
   size_t out_len = 0;
   static const ts_header ct_text = {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}};
+  static const ts_header busy_hdrs[2] = {{{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}},
+                                         {{"Retry-After", 11}, {"1", 1}}};
   const ts_header *hdrs = &ct_text;
   char errbody[128], method[64], target[512];
   ts_log_escape(method, sizeof method, j->method.p, j->method.n);
   ts_log_escape(target, sizeof target, j->target.p, j->target.n);
 
-  if (j->build_failed) {
+  if (j->rejected) {
+    status = 503;
+    /* One line per second at most: under overload the access log has them all. */
+    static _Atomic uint64_t last_ms;
+    uint64_t now = ts_now_ms(), was = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if (now - was >= 1000 && atomic_compare_exchange_strong(&last_ms, &was, now))
+      ts_log_warn("app %s: queue full (app-concurrency %d + app-queue %d): 503", app->name,
+                  g_pool.app_concurrency, g_pool.app_queue);
+  } else if (j->build_failed) {
     status = 500;
     ts_log_error("app %s: out of memory building the environment", app->name);
   } else if (j->res == TS_RUN_OK) {
@@ -566,8 +533,8 @@ static void finish_request(worker *w, conn *c, job *j) {
       out_body = out_owner;
       out_len = (size_t)n;
     }
-    hdrs = &ct_text;
-    nh = 1;
+    hdrs = j->rejected ? busy_hdrs : &ct_text;
+    nh = j->rejected ? 2 : 1;
     reason = (ts_str){0, 0};
   }
   uint64_t took = ts_now_us() - j->t0;
@@ -650,6 +617,8 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   j->minor = req->minor;
   j->t0 = t0;
   j->build_failed = 0;
+  j->rejected = 0;
+  j->item.app = &app->pool;
 
   ts_wagi_request wr = {0};
   wr.method = req->method;
@@ -1117,12 +1086,12 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_nworkers = cfg->workers;
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;
-  g_pool.n = cfg->guest_threads;
-  g_pool.free = g_pool.n;
-  g_pool.threads = calloc((size_t)g_pool.n, sizeof *g_pool.threads);
-  if (!g_pool.threads) return -1;
-  for (int i = 0; i < g_pool.n; i++)
-    if (pthread_create(&g_pool.threads[i], NULL, guest_main, NULL)) return -1;
+  char perr[256];
+  if (ts_pool_start(&g_pool, cfg->guest_threads, cfg->app_concurrency, (int)cfg->app_queue, SPIN_US, guest_run,
+                    NULL, perr, sizeof perr)) {
+    ts_log_error("%s", perr);
+    return -1;
+  }
   for (int i = 0; i < g_nworkers; i++) {
     worker *w = &g_workers[i];
     w->id = i;
@@ -1151,11 +1120,7 @@ void ts_server_drain(void) {
   }
   for (int i = 0; i < g_nworkers; i++) pthread_join(g_workers[i].thread, NULL);
   /* Every job has come back (a worker exits only without connections). */
-  pthread_mutex_lock(&g_pool.mu);
-  g_pool.stop = 1;
-  pthread_cond_broadcast(&g_pool.cv);
-  pthread_mutex_unlock(&g_pool.mu);
-  for (int i = 0; i < g_pool.n; i++) pthread_join(g_pool.threads[i], NULL);
+  ts_pool_stop(&g_pool);
   if (g_listen_fd >= 0) close(g_listen_fd);
   g_listen_fd = -1;
 }

@@ -36,6 +36,24 @@ def test_unit_tests_under_sanitizers(tmp_path):
     assert "0 failures" in proc.stdout
 
 
+POOL = [REPO / "tests/cserver/c/test_pool.c", SRC / "ts_pool.c", SRC / "ts_util.c"]
+
+
+@pytest.mark.parametrize("sanitizer", ["address,undefined", "thread"])
+def test_guest_pool_under_sanitizers(tmp_path, sanitizer):
+    """The guest-thread pool alone (ts_pool.c): per-app limits, rejections, round-robin, stop."""
+    cc = _cc()
+    if sanitizer == "thread" and "clang" not in cc:
+        pytest.skip("ThreadSanitizer run needs clang")
+    binary = _build(cc, tmp_path / "pool", POOL,
+                    [f"-fsanitize={sanitizer}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-pthread"])
+    proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120,
+                          env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1",
+                               "TSAN_OPTIONS": "halt_on_error=1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failures" in proc.stdout
+
+
 def _clang_with_fuzzer(tmp_path):
     cc = shutil.which("clang") or shutil.which("clang-14")
     if not cc:
