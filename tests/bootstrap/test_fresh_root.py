@@ -126,6 +126,13 @@ def test_base_is_keyed_by_suite_arch_and_week():
     assert frc.base_key(datetime.date(2026, 12, 6)) == frc.base_key(datetime.date(2026, 11, 30))
 
 
+def test_root_goes_to_tmpfs_only_with_enough_memory():
+    gib = 1024 * 1024
+    assert frc.tmpfs_size(23 * gib) == "16g"
+    assert frc.tmpfs_size(10 * gib) == "8g"
+    assert frc.tmpfs_size(7 * gib) is None  # on disk then
+
+
 def test_mounts_under_matches_whole_path_components():
     info = ("1 0 8:1 / /w/run-1/root/proc rw - proc proc rw\n"
             "2 0 8:1 / /w/run-10 rw - ext4 x rw\n")
