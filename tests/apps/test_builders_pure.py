@@ -182,3 +182,17 @@ def test_cache_inputs_cover_every_input():
     assert inputs == {"recipe": buildmod.RECIPE_VERSION, "language": "rust", "toolchain": "cargo",
                       "identity": "rustc 1.63.0 wasm32-wasi", "source": "abc", "entry": None,
                       "single_file": False}
+
+
+def test_node_candidates_path_first_then_the_venv(tmp_path):
+    from tiramisu_tasks.apps.builders import node_candidates
+
+    assert node_candidates(None, None, tmp_path) == []
+    assert node_candidates("/usr/bin/node", None, tmp_path) == []  # node without npm is no use
+    for tool in ("node", "npm"):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+    venv = (str(tmp_path / "node"), str(tmp_path / "npm"))
+    assert node_candidates(None, None, tmp_path) == [venv]
+    assert node_candidates("/usr/bin/node", "/usr/bin/npm", tmp_path) == [("/usr/bin/node", "/usr/bin/npm"), venv]
+    # the venv's bin dir on PATH: listed once
+    assert node_candidates(venv[0], venv[1], tmp_path) == [venv]

@@ -206,6 +206,17 @@ def which(name):
     return shutil.which(name)
 
 
+def node_candidates(path_node, path_npm, venv_bin):
+    """Pure-ish: (node, npm) pairs to try, PATH first, then the venv's bin dir."""
+    pairs = []
+    if path_node and path_npm:
+        pairs.append((path_node, path_npm))
+    venv_node, venv_npm = Path(venv_bin) / "node", Path(venv_bin) / "npm"
+    if venv_node.is_file() and venv_npm.is_file() and str(venv_node) != path_node:
+        pairs.append((str(venv_node), str(venv_npm)))
+    return pairs
+
+
 @functools.lru_cache(maxsize=None)
 def probe_text(argv):
     return capture(list(argv))
@@ -499,17 +510,35 @@ class AscBuilder(Builder):
     language = "assemblyscript"
     toolchain = "asc"
 
+    def node(self):
+        """(node, npm) paths: the first pair on PATH or in this venv with node >= 20.
+
+        The venv's bin dir counts because scripts/bootstrap installs Node.js
+        from PyPI there (extra [node]) when the system's is missing or older
+        (Debian 12 ships 18). Falls back to the PATH pair (or None) so that
+        problem() can name what was found.
+        """
+        found = node_candidates(which("node"), which("npm"), Path(sys.executable).parent)
+        for node, npm in found:
+            major = version_tuple(probe_text((node, "--version")) or "", 1)
+            if major and major[0] >= NODE_MIN_MAJOR:
+                return node, npm
+        return found[0] if found else (None, None)
+
     def node_version(self):
-        node = which("node")
+        node, _ = self.node()
         return (probe_text((node, "--version")) or "").strip() if node else ""
 
     def problem(self):
-        if not which("node") or not which("npm"):
-            return ("asc: needs Node.js >= 20 and npm (Debian/NodeSource package nodejs; "
-                    "AssemblyScript itself is installed from npm on first use)")
+        node, npm = self.node()
+        if not node or not npm:
+            return (f"asc: needs Node.js >= {NODE_MIN_MAJOR} and npm (NodeSource package nodejs, "
+                    f"or pip install 'tiramisu[node]'; AssemblyScript itself is installed from "
+                    f"npm on first use)")
         major = version_tuple(self.node_version(), 1)
         if not major or major[0] < NODE_MIN_MAJOR:
-            return f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, found {self.node_version() or 'unknown'}"
+            return (f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, "
+                    f"found {self.node_version() or 'unknown'} (pip install 'tiramisu[node]' adds one)")
         return None
 
     def identity(self):
@@ -526,7 +555,7 @@ class AscBuilder(Builder):
 
         def install(tmp):
             progress(f"installing AssemblyScript {ASSEMBLYSCRIPT_VERSION} from npm (once)")
-            run(Step(npm_install_argv(which("npm"), tmp, self.packages()), tmp,
+            run(Step(npm_install_argv(self.node()[1], tmp, self.packages()), tmp,
                      label=f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}", what="install"))
 
         base = Path(cache_root) if cache_root else None
@@ -540,7 +569,7 @@ class AscBuilder(Builder):
         if not ctx.entry:
             raise BuildError("AssemblyScript project without assembly/index.ts (the entry file)")
         tools = self.tools_dir(ctx.run, ctx.progress, ctx.cache_root)
-        ctx.run(Step(asc_argv(which("node"), tools, ctx.src / ctx.entry, ctx.out, ctx.src), ctx.src,
+        ctx.run(Step(asc_argv(self.node()[0], tools, ctx.src / ctx.entry, ctx.out, ctx.src), ctx.src,
                      label=self.title))
 
 
