@@ -20,7 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_conn.h"
 #include "ts_http.h"
+#include "ts_loop.h"
 #include "ts_log.h"
 #include "ts_metrics.h"
 #include "ts_pool.h"
@@ -28,67 +30,45 @@
 #include "ts_wagi.h"
 
 
-#define MAX_IOV 64
-#define READ_CHUNK 16384
 #define LINGER_MS 2000
 #define ACCESS_FLUSH_MS 100
 #define ACCESS_FLUSH_BYTES 32768
 #define MAX_OUT_HEADERS 256
+#define SWEEP_MS 1000
+#define DRAIN_SWEEP_MS 50
+#define ACCEPT_PAUSE_MS 50 /* at the fd or connection limit, accepting pauses this long */
 #ifndef SPIN_US
 #define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
 #endif
 
-struct job;
+typedef ts_conn conn;
+struct ts_job;
 
-typedef struct conn {
-  int fd;
-  char *rbuf;
-  size_t rlen, rcap;
-  size_t req_off; /* start of the request being read */
-  int in_body;    /* head parsed, waiting for the body */
-  size_t head_len;
-  ts_framing fr;
-  ts_chunked ch;
-  int sent_continue;
-  struct iovec iov[MAX_IOV];
-  char *own[MAX_IOV];
-  int niov;
-  size_t out_bytes; /* queued response bytes: back-pressure past max-conn-output */
-  int out_blocked;  /* parsing stopped for want of output room: resume when it drains */
-  int close_after_write;
-  int lingering;
-  int eof;          /* the peer finished sending */
-  int closed;       /* closed while its job runs: freed when the job returns */
-  struct job *job;  /* request being run by a guest thread, or NULL */
-  int in_paused;    /* input arrived while the job runs: EPOLLIN off until it is back */
-  uint32_t events;
-  uint64_t last_ms;
-  char peer[INET6_ADDRSTRLEN];
-  int peer_port;
-  int peer_loopback;
-  struct conn *prev, *next;
-} conn;
-
+/* One I/O thread: its event loop, its connections, and the jobs it hands to
+ * the guest threads. Everything here is touched by this thread only, except
+ * the completion queue (done_mu). */
 typedef struct worker {
   int id;
-  int epfd, evfd;
+  ts_loop loop;
+  ts_loop_watch listen_watch, drain_watch, done_watch;
+  int evfd;                /* eventfd: drain */
   int donefd;              /* eventfd: guest threads posted finished jobs */
+  int t_sweep, t_access, t_accept; /* timers: idle sweep, access-log flush, accept resume */
   pthread_mutex_t done_mu;
-  struct job *done_head, *done_tail;
-  int idle;                /* in epoll_wait with no completion pending (done_mu) */
-  struct job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
-  struct job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
+  struct ts_job *done_head, *done_tail;
+  int idle;                /* waiting with no completion pending (done_mu) */
+  struct ts_job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
+  struct ts_job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
   pthread_t thread;
   conn *conns;
+  conn *dead; /* closed this iteration: freed before the next wait */
   int nconns;
-  int accept_paused;          /* listener out of this loop's epoll set until accept_resume_ms */
-  uint64_t accept_resume_ms;
-  int draining;
+  int accept_paused; /* listener out of the loop until the accept timer */
+  int draining, drain_forced, exit;
   uint64_t drain_deadline;
   ts_header *hdrs;
   ts_header out_hdrs[MAX_OUT_HEADERS];
   ts_buf access;
-  uint64_t access_flushed_ms;
   time_t date_sec;
   char date[64], clf_date[64];
 } worker;
@@ -102,15 +82,13 @@ static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
 static _Atomic int g_open_conns; /* client connections of all workers */
 static int g_max_conns;          /* max-connections, resolved */
-#define ACCEPT_PAUSE_MS 50       /* at the fd or connection limit, accepting pauses this long */
-static char g_tag_listen, g_tag_event, g_tag_done; /* epoll data tags */
 
 /* One guest run, handed from the I/O thread that owns the connection to a
  * guest thread and back. Views (method, target, body) point into the
  * connection's read buffer, which stays put while the job runs: the
  * connection neither reads nor parses until the job is back. */
-typedef struct job {
-  struct job *next;
+typedef struct ts_job {
+  struct ts_job *next;
   ts_pool_item item; /* in the guest pool; item.app = &m.app->pool */
   struct worker *w;
   conn *c;
@@ -180,63 +158,46 @@ int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
 
 /* ---------------------------------------------------------- connections --- */
 
-/* Whether the connection may take on another response: a client that
- * pipelines without reading gets no more work queued than this (audit A6). */
-static int out_room(const conn *c) { return c->niov < MAX_IOV - 4 && c->out_bytes < g_cfg->max_conn_output; }
+static int out_room(const conn *c) { return ts_conn_out_room(c, g_cfg->max_conn_output); }
 
 static void update_events(worker *w, conn *c) {
-  uint32_t want = 0;
-  if (c->lingering) want = EPOLLIN;
-  else {
-    /* While a job runs, EPOLLIN stays on (no epoll_ctl per request) until
-     * input actually arrives; the connection reads nothing meanwhile. */
-    if (!c->close_after_write && !c->in_paused && !c->eof && out_room(c) && c->rlen < g_rbuf_limit)
-      want |= EPOLLIN;
-    if (c->niov) want |= EPOLLOUT;
-  }
-  if (want == c->events) return;
-  struct epoll_event ev = {.events = want, .data.ptr = c};
-  epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-  c->events = want;
+  if (!c->closed) ts_loop_watch_set(&w->loop, &c->watch, ts_conn_wanted_events(c, g_cfg->max_conn_output, g_rbuf_limit));
 }
 
+/* Close the socket now; the memory goes when no guest thread uses the
+ * buffer and no event of this batch can point to it (freed before the next
+ * wait: a handler never frees a connection, it queues it). */
 static void conn_close(worker *w, conn *c) {
-  if (c->fd >= 0) close(c->fd); /* also removes it from the epoll set */
-  c->fd = -1;
-  for (int i = 0; i < c->niov; i++) free(c->own[i]);
-  c->niov = 0;
-  c->out_bytes = 0;
-  if (c->job) { /* a guest thread still uses c->rbuf: free when the job returns */
-    c->closed = 1;
-    return;
-  }
-  free(c->rbuf);
+  if (c->dead) return;
+  if (c->watch.fd >= 0) close(c->watch.fd); /* also removes it from the epoll set */
+  c->watch.fd = -1;
+  c->closed = 1;
+  ts_conn_drop_output(c);
+  if (c->job) return; /* a guest thread still uses c->rbuf: again when the job returns */
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
   atomic_fetch_sub_explicit(&g_metrics.connections_active, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&g_open_conns, 1, memory_order_relaxed);
-  free(c);
+  c->dead = 1;
+  c->dead_next = w->dead;
+  w->dead = c;
 }
 
-static int push_iov(conn *c, const void *base, size_t len, char *own) {
-  if (c->niov >= MAX_IOV) {
-    free(own);
-    return -1;
+static void free_dead(worker *w) {
+  while (w->dead) {
+    conn *c = w->dead;
+    w->dead = c->dead_next;
+    free(c->rbuf);
+    free(c);
   }
-  c->iov[c->niov].iov_base = (void *)base;
-  c->iov[c->niov].iov_len = len;
-  c->own[c->niov] = own;
-  c->niov++;
-  c->out_bytes += len;
-  return 0;
 }
 
 static void start_linger(worker *w, conn *c) {
   /* Half-close and read what the client still sends: closing with unread
    * input would reset the connection and could destroy our last response. */
-  shutdown(c->fd, SHUT_WR);
+  shutdown(c->watch.fd, SHUT_WR);
   c->lingering = 1;
   c->last_ms = ts_now_ms();
   update_events(w, c);
@@ -244,32 +205,9 @@ static void start_linger(worker *w, conn *c) {
 
 /* Write what is queued. Returns -1 when the connection was closed. */
 static int conn_flush(worker *w, conn *c) {
-  while (c->niov) {
-    ssize_t n = writev(c->fd, c->iov, c->niov);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
-      conn_close(w, c);
-      return -1;
-    }
-    size_t left = (size_t)n;
-    int done = 0;
-    c->out_bytes -= (size_t)n;
-    if (n) c->last_ms = ts_now_ms(); /* a slow reader that reads is not idle */
-    while (done < c->niov && left >= c->iov[done].iov_len) {
-      left -= c->iov[done].iov_len;
-      free(c->own[done]);
-      done++;
-    }
-    if (done < c->niov && left) {
-      c->iov[done].iov_base = (char *)c->iov[done].iov_base + left;
-      c->iov[done].iov_len -= left;
-    }
-    if (done) {
-      memmove(c->iov, c->iov + done, sizeof(struct iovec) * (size_t)(c->niov - done));
-      memmove(c->own, c->own + done, sizeof(char *) * (size_t)(c->niov - done));
-      c->niov -= done;
-    }
+  if (ts_conn_write(c) < 0) {
+    conn_close(w, c);
+    return -1;
   }
   if (!c->niov && c->close_after_write && !c->lingering && !c->job) start_linger(w, c);
   else update_events(w, c);
@@ -288,38 +226,12 @@ static void refresh_dates(worker *w) {
   w->date_sec = now;
 }
 
-static int status_has_body(int status) { return !(status < 200 || status == 204 || status == 304); }
-
-/* Queue one response: head in one buffer, body (owned) in a second iovec;
- * both leave in the same writev. */
+/* Queue one response (see ts_conn_queue_response); out of memory closes
+ * the connection after what is already queued. */
 static void queue_response(worker *w, conn *c, int minor, int status, ts_str reason, const ts_header *hdrs,
                            size_t nh, char *body_owner, const char *body, size_t body_len, int head_only) {
-  ts_buf h = {0};
   refresh_dates(w);
-  if (!reason.n) reason = (ts_str){ts_http_reason(status), strlen(ts_http_reason(status))};
-  ts_buf_reserve(&h, 160 + body_len * 0);
-  ts_buf_printf(&h, "HTTP/1.1 %d %.*s\r\nDate: %s\r\n", status, (int)reason.n, reason.p, w->date);
-  for (size_t i = 0; i < nh; i++) {
-    ts_buf_append(&h, hdrs[i].name.p, hdrs[i].name.n);
-    ts_buf_append(&h, ": ", 2);
-    ts_buf_append(&h, hdrs[i].value.p, hdrs[i].value.n);
-    ts_buf_append(&h, "\r\n", 2);
-  }
-  int with_body = status_has_body(status);
-  if (with_body) ts_buf_printf(&h, "Content-Length: %zu\r\n", body_len);
-  if (c->close_after_write) ts_buf_puts(&h, "Connection: close\r\n");
-  else if (minor == 0) ts_buf_puts(&h, "Connection: keep-alive\r\n");
-  ts_buf_append(&h, "\r\n", 2);
-  if (!h.p) { /* out of memory: drop the connection rather than lie */
-    free(body_owner);
-    c->close_after_write = 1;
-    return;
-  }
-  size_t hl;
-  char *hp = ts_buf_steal(&h, &hl);
-  push_iov(c, hp, hl, hp);
-  if (with_body && !head_only && body_len) push_iov(c, body, body_len, body_owner);
-  else free(body_owner);
+  ts_conn_queue_response(c, w->date, minor, status, reason, hdrs, nh, body_owner, body, body_len, head_only);
 }
 
 static void access_log(worker *w, conn *c, const ts_request *req, int status, size_t bytes, uint64_t us,
@@ -331,10 +243,16 @@ static void access_log(worker *w, conn *c, const ts_request *req, int status, si
     ts_log_escape(target, sizeof target, req->target.p, req->target.n);
     ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method,
                   target, req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
-  }
-  else
+  } else {
     ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
                   (double)us / 1e6);
+  }
+  if (w->access.n > ACCESS_FLUSH_BYTES) {
+    ts_log_access_write(w->access.p, w->access.n);
+    w->access.n = 0;
+  } else if (!ts_loop_timer_armed(&w->loop, w->t_access)) {
+    ts_loop_timer_arm(&w->loop, w->t_access, ACCESS_FLUSH_MS, 0);
+  }
 }
 
 static void send_error(worker *w, conn *c, const ts_request *req, int status, int close_conn) {
@@ -656,31 +574,6 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   return 1;
 }
 
-/* Move the unanswered input to the front of the buffer, whenever no job
- * holds views into it: also while the next request's body is still
- * arriving, or pipelined requests behind a large one could never fit (audit
- * case A3). Offsets kept across reads (the chunked decoder's) move along;
- * no pointer into the buffer is kept across a read. A large buffer left
- * empty is given back, so an idle keep-alive connection costs little. */
-static void conn_compact(conn *c) {
-  if (c->job) return;
-  size_t off = c->req_off;
-  if (off) {
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-    c->rlen -= off;
-    c->req_off = 0;
-    if (c->in_body && c->fr.chunked) {
-      c->ch.src -= off;
-      c->ch.dst -= off;
-    }
-  }
-  if (!c->rlen && !c->in_body && c->rcap > 4 * READ_CHUNK) {
-    free(c->rbuf);
-    c->rbuf = NULL;
-    c->rcap = 0;
-  }
-}
-
 /* Parse and answer every complete request in the buffer, in order. */
 static void conn_process(worker *w, conn *c) {
   ts_request req;
@@ -744,12 +637,12 @@ static void conn_process(worker *w, conn *c) {
     continue;
   need_body:
     if (c->fr.expect_continue && !c->sent_continue && c->niov == 0) {
-      push_iov(c, CONTINUE_100, sizeof CONTINUE_100 - 1, NULL);
+      ts_conn_push(c, CONTINUE_100, sizeof CONTINUE_100 - 1, NULL);
       c->sent_continue = 1;
     }
     break;
   }
-  conn_compact(c);
+  ts_conn_compact(c);
 }
 
 /* Answer what the buffer holds, then write; once the peer finished sending,
@@ -815,39 +708,49 @@ static int take_done(worker *w, int sleep) {
 static void conn_readable(worker *w, conn *c) {
   if (c->lingering) {
     char sink[4096];
-    ssize_t n = read(c->fd, sink, sizeof sink);
+    ssize_t n = read(c->watch.fd, sink, sizeof sink);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) conn_close(w, c);
     return;
   }
-  if (c->rcap - c->rlen < 1024 && c->rcap < g_rbuf_limit) {
-    size_t cap = c->rcap ? c->rcap * 2 : READ_CHUNK;
-    if (cap > g_rbuf_limit) cap = g_rbuf_limit;
-    char *p = realloc(c->rbuf, cap);
-    if (!p) {
-      conn_close(w, c);
-      return;
-    }
-    c->rbuf = p;
-    c->rcap = cap;
-  }
-  if (c->rlen == c->rcap) { /* full: wait until the queued output drains */
-    update_events(w, c);
-    return;
-  }
-  ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return;
+  long n = ts_conn_read(c, g_rbuf_limit);
+  if (n == -1) {
     conn_close(w, c);
     return;
   }
-  if (n == 0) { /* client finished sending: answer what is complete, then close */
-    c->eof = 1;
-    conn_advance(w, c);
+  if (n == -2) { /* nothing now, or full until the queued output drains */
+    update_events(w, c);
     return;
   }
-  c->rlen += (size_t)n;
-  c->last_ms = ts_now_ms();
+  if (n == 0) c->eof = 1; /* client finished sending: answer what is complete, then close */
   conn_advance(w, c);
+}
+
+static worker *worker_of(ts_loop *l) { return (worker *)(void *)((char *)l - offsetof(worker, loop)); }
+
+/* One connection's events. */
+static void conn_event(ts_loop *l, void *data, uint32_t e) {
+  worker *w = worker_of(l);
+  conn *c = data;
+  if (c->closed) return; /* closed earlier in this batch */
+  if (c->job) { /* no reading while its guest runs; an error closes it */
+    if (e & (EPOLLHUP | EPOLLERR)) conn_close(w, c);
+    else {
+      if (e & EPOLLIN) c->in_paused = 1;
+      conn_flush(w, c); /* writes what is queued, updates the events */
+    }
+    return;
+  }
+  if (e & (EPOLLERR | EPOLLHUP)) {
+    /* reset or both directions shut: nothing more can be read or
+     * written; level-triggered, so leaving it open would spin (A4) */
+    conn_close(w, c);
+    return;
+  }
+  if (e & EPOLLOUT) {
+    if (conn_flush(w, c) < 0) return;
+    if (c->out_blocked && out_room(c) && conn_advance(w, c) < 0) return;
+  }
+  if (e & EPOLLIN) conn_readable(w, c);
 }
 
 /* Stop listening for a moment. The listener is level-triggered: at the fd
@@ -862,16 +765,20 @@ static void pause_accept(worker *w, const char *why) {
     ts_log_warn("accept paused %d ms: %s (open connections %d, max-connections %d)", ACCEPT_PAUSE_MS, why,
                 atomic_load(&g_open_conns), g_max_conns);
   }
-  if (!w->accept_paused) epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
+  if (!w->accept_paused) ts_loop_watch_del(&w->loop, &w->listen_watch);
   w->accept_paused = 1;
-  w->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+  ts_loop_timer_arm(&w->loop, w->t_accept, ACCEPT_PAUSE_MS, 0);
 }
 
-static void resume_accept(worker *w, uint64_t now) {
-  if (!w->accept_paused || w->draining || now < w->accept_resume_ms) return;
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g_tag_listen};
-  if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev) == 0) w->accept_paused = 0;
-  else w->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+static void listen_event(ts_loop *l, void *data, uint32_t events);
+
+/* Timer "accept-resume". */
+static void resume_accept(ts_loop *l, void *data) {
+  worker *w = data;
+  if (!w->accept_paused || w->draining) return;
+  if (ts_loop_watch_add(l, &w->listen_watch, g_listen_fd, EPOLLIN | EPOLLEXCLUSIVE, listen_event, w) == 0)
+    w->accept_paused = 0;
+  else ts_loop_timer_arm(l, w->t_accept, ACCEPT_PAUSE_MS, 0);
 }
 
 static void accept_some(worker *w) {
@@ -895,7 +802,6 @@ static void accept_some(worker *w) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
     c->last_ms = ts_now_ms();
     if (ss.ss_family == AF_INET) {
       struct sockaddr_in *a = (struct sockaddr_in *)&ss;
@@ -912,9 +818,7 @@ static void accept_some(worker *w) {
     } else {
       strcpy(c->peer, "-");
     }
-    c->events = EPOLLIN;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (ts_loop_watch_add(&w->loop, &c->watch, fd, EPOLLIN, conn_event, c) != 0) {
       close(fd);
       free(c);
       continue;
@@ -929,8 +833,15 @@ static void accept_some(worker *w) {
   }
 }
 
-/* Idle connections, slow clients, lingering closes, drain. */
-static void sweep(worker *w, uint64_t now) {
+static void listen_event(ts_loop *l, void *data, uint32_t events) {
+  (void)l;
+  (void)events;
+  worker *w = data;
+  if (!w->draining) accept_some(w);
+}
+
+/* Idle connections, slow clients, lingering closes. */
+static void sweep_conns(worker *w, uint64_t now) {
   conn *next;
   for (conn *c = w->conns; c; c = next) {
     next = c->next;
@@ -955,99 +866,99 @@ static void sweep(worker *w, uint64_t now) {
   }
 }
 
-static void *worker_main(void *arg) {
-  worker *w = arg;
-  struct epoll_event evs[64];
-  uint64_t last_sweep = ts_now_ms();
-  int forced = 0;
-  for (;;) {
-    int done = 0;
-    int timeout = w->access.n ? ACCESS_FLUSH_MS : 1000;
-    if (w->draining) timeout = 50;
-    if (w->accept_paused && timeout > ACCEPT_PAUSE_MS) timeout = ACCEPT_PAUSE_MS;
-    if (take_done(w, 1)) timeout = 0; /* answered some: look for events, don't sleep */
-    pool_flush(w);
-    int n = epoll_wait(w->epfd, evs, 64, timeout);
-    if (timeout) {
-      pthread_mutex_lock(&w->done_mu);
-      w->idle = 0;
-      pthread_mutex_unlock(&w->done_mu);
+/* Timer "sweep": idle connections every second; while draining, every 50 ms,
+ * with the end of the drain. */
+static void sweep(ts_loop *l, void *data) {
+  worker *w = data;
+  uint64_t now = ts_now_ms();
+  sweep_conns(w, now);
+  if (w->draining) {
+    if (!w->nconns) {
+      w->exit = 1;
+      return;
     }
-    for (int i = 0; i < n; i++) {
-      void *p = evs[i].data.ptr;
-      if (p == &g_tag_listen) {
-        if (!w->draining) accept_some(w);
-      } else if (p == &g_tag_event) {
-        uint64_t v;
-        if (read(w->evfd, &v, sizeof v) > 0 && !w->draining) {
-          w->draining = 1;
-          w->drain_deadline = ts_now_ms() + g_cfg->drain_timeout_ms;
-          if (!w->accept_paused) epoll_ctl(w->epfd, EPOLL_CTL_DEL, g_listen_fd, NULL);
-          for (conn *c = w->conns; c; c = c->next)
-            if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
-          /* idle connections close in the sweep after this batch: one of
-           * them may still have an event further down the batch */
-        }
-      } else if (p == &g_tag_done) {
-        uint64_t v;
-        ssize_t r = read(w->donefd, &v, sizeof v);
-        (void)r;
-        done = 1;
-      } else {
-        conn *c = p;
-        uint32_t e = evs[i].events;
-        if (c->closed) continue;
-        if (c->job) { /* no reading while its guest runs; an error closes it */
-          if (e & (EPOLLHUP | EPOLLERR)) conn_close(w, c);
-          else {
-            if (e & EPOLLIN) c->in_paused = 1;
-            conn_flush(w, c); /* writes what is queued, updates the events */
-          }
-          continue;
-        }
-        if (e & (EPOLLERR | EPOLLHUP)) {
-          /* reset or both directions shut: nothing more can be read or
-           * written; level-triggered, so leaving it open would spin (A4) */
-          conn_close(w, c);
-          continue;
-        }
-        if (e & EPOLLOUT) {
-          if (conn_flush(w, c) < 0) continue;
-          if (c->out_blocked && out_room(c) && conn_advance(w, c) < 0) continue;
-        }
-        if (e & EPOLLIN) conn_readable(w, c);
+    if (now > w->drain_deadline && !w->drain_forced) {
+      /* Connections whose guest still runs stay (closed) until the guest
+       * returns, within timeout-ms: a job never outlives its worker. */
+      ts_log_warn("worker %d: drain timeout, closing %d connection(s)", w->id, w->nconns);
+      conn *next;
+      for (conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (!c->closed) conn_close(w, c);
       }
-    }
-    if (done) take_done(w, 0);
-    uint64_t now = ts_now_ms();
-    resume_accept(w, now);
-    if (w->access.n && (w->access.n > ACCESS_FLUSH_BYTES || now - w->access_flushed_ms >= ACCESS_FLUSH_MS)) {
-      ts_log_access_write(w->access.p, w->access.n);
-      w->access.n = 0;
-      w->access_flushed_ms = now;
-    }
-    if (now - last_sweep >= 1000 || w->draining) {
-      sweep(w, now);
-      last_sweep = now;
-    }
-    if (w->draining) {
-      if (!w->nconns) break;
-      if (now > w->drain_deadline && !forced) {
-        /* Connections whose guest still runs stay (closed) until the guest
-         * returns, within timeout-ms: a job never outlives its worker. */
-        ts_log_warn("worker %d: drain timeout, closing %d connection(s)", w->id, w->nconns);
-        conn *next;
-        for (conn *c = w->conns; c; c = next) {
-          next = c->next;
-          if (!c->closed) conn_close(w, c);
-        }
-        forced = 1;
-        if (!w->nconns) break;
+      w->drain_forced = 1;
+      if (!w->nconns) {
+        w->exit = 1;
+        return;
       }
     }
   }
+  ts_loop_timer_arm(l, w->t_sweep, w->draining ? DRAIN_SWEEP_MS : SWEEP_MS, 0);
+}
+
+/* Timer "access-flush": the access log leaves in batches, at most
+ * ACCESS_FLUSH_MS after a request. */
+static void flush_access(ts_loop *l, void *data) {
+  (void)l;
+  worker *w = data;
   if (w->access.n) ts_log_access_write(w->access.p, w->access.n);
   w->access.n = 0;
+}
+
+/* The drain eventfd (SIGTERM). */
+static void drain_event(ts_loop *l, void *data, uint32_t events) {
+  (void)events;
+  worker *w = data;
+  uint64_t v;
+  if (read(w->evfd, &v, sizeof v) <= 0 || w->draining) return;
+  w->draining = 1;
+  w->drain_deadline = ts_now_ms() + g_cfg->drain_timeout_ms;
+  if (!w->accept_paused) ts_loop_watch_del(l, &w->listen_watch);
+  ts_loop_timer_disarm(l, w->t_accept);
+  for (conn *c = w->conns; c; c = c->next)
+    if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
+  /* idle connections close in the next sweep, right after this batch */
+  ts_loop_timer_arm(l, w->t_sweep, 0, 0);
+}
+
+/* Guest threads posted finished jobs. Connections closed while answering
+ * them are only freed before the next wait, so later events of this batch
+ * stay safe. */
+static void done_event(ts_loop *l, void *data, uint32_t events) {
+  (void)l;
+  (void)events;
+  worker *w = data;
+  uint64_t v;
+  ssize_t r = read(w->donefd, &v, sizeof v);
+  (void)r;
+  take_done(w, 0);
+}
+
+/* Before each wait: free what was closed, answer finished jobs (if any,
+ * don't sleep), hand this iteration's new jobs to the guest threads. */
+static int before_sleep(ts_loop *l, void *data) {
+  (void)l;
+  worker *w = data;
+  free_dead(w);
+  int busy = take_done(w, 1);
+  pool_flush(w);
+  return busy;
+}
+
+static void after_sleep(ts_loop *l, void *data) {
+  (void)l;
+  worker *w = data;
+  pthread_mutex_lock(&w->done_mu);
+  w->idle = 0;
+  pthread_mutex_unlock(&w->done_mu);
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  while (!w->exit) ts_loop_run_once(&w->loop, SWEEP_MS);
+  if (w->access.n) ts_log_access_write(w->access.p, w->access.n);
+  w->access.n = 0;
+  free_dead(w);
   while (w->free_jobs) {
     job *j = w->free_jobs;
     w->free_jobs = j->next;
@@ -1095,18 +1006,21 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   for (int i = 0; i < g_nworkers; i++) {
     worker *w = &g_workers[i];
     w->id = i;
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&w->done_mu, NULL);
     w->hdrs = calloc(cfg->max_headers, sizeof *w->hdrs);
-    if (w->epfd < 0 || w->evfd < 0 || w->donefd < 0 || !w->hdrs) return -1;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g_tag_listen};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev)) return -1;
-    struct epoll_event ev2 = {.events = EPOLLIN, .data.ptr = &g_tag_event};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev2)) return -1;
-    struct epoll_event ev3 = {.events = EPOLLIN, .data.ptr = &g_tag_done};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->donefd, &ev3)) return -1;
+    if (ts_loop_init(&w->loop) || w->evfd < 0 || w->donefd < 0 || !w->hdrs) return -1;
+    ts_loop *l = &w->loop;
+    ts_loop_on_sleep(l, before_sleep, after_sleep, w);
+    w->t_sweep = ts_loop_timer_new(l, "sweep", sweep, w);
+    w->t_access = ts_loop_timer_new(l, "access-flush", flush_access, w);
+    w->t_accept = ts_loop_timer_new(l, "accept-resume", resume_accept, w);
+    ts_loop_timer_arm(l, w->t_sweep, SWEEP_MS, 0);
+    if (ts_loop_watch_add(l, &w->listen_watch, g_listen_fd, EPOLLIN | EPOLLEXCLUSIVE, listen_event, w) ||
+        ts_loop_watch_add(l, &w->drain_watch, w->evfd, EPOLLIN, drain_event, w) ||
+        ts_loop_watch_add(l, &w->done_watch, w->donefd, EPOLLIN, done_event, w))
+      return -1;
     if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
   }
   return 0;
