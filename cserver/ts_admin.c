@@ -8,10 +8,6 @@
 #include "ts_registry.h"
 #include "ts_server.h"
 
-
-extern double g_started_at;
-extern int g_pooling_in_use;
-
 int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, const char **ctype) {
   ts_str p = {path, len};
   if (!ts_str_eq(method, "GET") && !ts_str_eq(method, "HEAD")) {
@@ -22,7 +18,7 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
   if (ts_str_eq(p, "/_tiramisu/health")) {
     *ctype = "application/json";
     ts_buf_printf(b, "{\"status\":\"ok\",\"pid\":%d,\"uptime_s\":%.3f,\"version\":\"%s\",\"wasmtime\":\"%s\"}\n",
-                  (int)getpid(), ts_wall_time() - g_started_at, TS_VERSION, TS_WASMTIME_VERSION);
+                  (int)getpid(), ts_wall_time() - g_metrics.started_at, TS_VERSION, TS_WASMTIME_VERSION);
     return 200;
   }
   if (ts_str_eq(p, "/_tiramisu/apps")) {
@@ -30,8 +26,8 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
     ts_registry_apps_json(b);
     ts_buf_printf(b, ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
                      "\"started_at_unix\":%.3f}}\n",
-                  (int)getpid(), TS_VERSION, TS_WASMTIME_VERSION, g_pooling_in_use ? "true" : "false",
-                  g_started_at);
+                  (int)getpid(), TS_VERSION, TS_WASMTIME_VERSION, g_metrics.pooling_in_use ? "true" : "false",
+                  g_metrics.started_at);
     return 200;
   }
   if (ts_str_eq(p, "/_tiramisu/metrics")) {
@@ -39,9 +35,9 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
     ts_registry_metrics(b);
     ts_metrics_write_global(b);
     ts_buf_printf(b, "# TYPE tiramisu_pooling_allocator gauge\ntiramisu_pooling_allocator %d\n",
-                  g_pooling_in_use);
+                  g_metrics.pooling_in_use);
     ts_buf_printf(b, "# TYPE tiramisu_uptime_seconds gauge\ntiramisu_uptime_seconds %.3f\n",
-                  ts_wall_time() - g_started_at);
+                  ts_wall_time() - g_metrics.started_at);
     return 200;
   }
   *ctype = "text/plain";

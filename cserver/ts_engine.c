@@ -456,13 +456,19 @@ static int address_space_allows(uint64_t bytes) {
 
 void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
   memset(s, 0, sizeof *s);
+  s->epoch_interruption = 1;
+  s->opt_speed = 1;
+  s->wasm_threads = 0;
   s->memory_bytes = cfg->memory_mb << 20;
   s->slots = pool_slots(cfg);
   uint64_t need = (uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
   if (cfg->pooling == TS_POOLING_ON) s->pooling = 1;
   else if (cfg->pooling == TS_POOLING_AUTO) s->pooling = address_space_allows(need);
+  char base[96];
+  snprintf(base, sizeof base, "wasmtime=%s;epoch=%d;opt=%s;threads=%d", TS_WASMTIME_VERSION, s->epoch_interruption,
+           s->opt_speed ? "speed" : "none", s->wasm_threads);
   if (s->pooling) {
-    snprintf(s->id, sizeof s->id, "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=pooling", TS_WASMTIME_VERSION);
+    snprintf(s->id, sizeof s->id, "%s;alloc=pooling", base);
   } else {
     /* Small reservations: memories start small and move when they grow,
      * bounds checks are explicit. Costs a little speed, saves address space. */
@@ -470,8 +476,8 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
     if (cfg->pooling == TS_POOLING_OFF && address_space_allows(need)) s->reservation = RESERVATION_DEFAULT;
     s->guard = 64 << 10;
     s->growth = 1 << 20;
-    snprintf(s->id, sizeof s->id, "wasmtime=%s;epoch=1;opt=speed;threads=0;alloc=ondemand;reserve=%llu;guard=%llu",
-             TS_WASMTIME_VERSION, (unsigned long long)s->reservation, (unsigned long long)s->guard);
+    snprintf(s->id, sizeof s->id, "%s;alloc=ondemand;reserve=%llu;guard=%llu", base,
+             (unsigned long long)s->reservation, (unsigned long long)s->guard);
   }
   char hex[65];
   ts_sha256_hex(s->id, strlen(s->id), hex);
@@ -489,8 +495,9 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
   ts_buf_printf(b, ",\"settings_hash\":\"%s\",\"cache_dir\":", s->hash);
   if (cache_dir && cache_dir[0]) ts_buf_json_str(b, cache_dir);
   else ts_buf_puts(b, "null");
-  ts_buf_puts(b, ",\"config\":{\"epoch_interruption\":true,\"cranelift_opt_level\":\"speed\","
-                 "\"wasm_threads\":false");
+  ts_buf_printf(b, ",\"config\":{\"epoch_interruption\":%s,\"cranelift_opt_level\":\"%s\",\"wasm_threads\":%s",
+                s->epoch_interruption ? "true" : "false", s->opt_speed ? "speed" : "none",
+                s->wasm_threads ? "true" : "false");
   if (s->pooling) {
     ts_buf_printf(b, ",\"pooling\":{\"total_core_instances\":%u,\"total_memories\":%u,\"total_tables\":%u,"
                      "\"total_stacks\":%u,\"total_gc_heaps\":%u,\"max_memory_size\":%llu,"
@@ -523,10 +530,10 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     snprintf(err, errlen, "wasmtime: cannot create engine config");
     return -1;
   }
-  /* Keep in step with ts_engine_settings_json: every setting applied here is printed there. */
-  wasmtime_config_epoch_interruption_set(c, true);
-  wasmtime_config_cranelift_opt_level_set(c, WASMTIME_OPT_LEVEL_SPEED);
-  wasmtime_config_wasm_threads_set(c, false);
+  /* Only fields of the plan, so what is applied is what --engine-settings prints. */
+  wasmtime_config_epoch_interruption_set(c, s->epoch_interruption);
+  wasmtime_config_cranelift_opt_level_set(c, s->opt_speed ? WASMTIME_OPT_LEVEL_SPEED : WASMTIME_OPT_LEVEL_NONE);
+  wasmtime_config_wasm_threads_set(c, s->wasm_threads);
   if (pooling) {
     wasmtime_pooling_allocation_config_t *pc = wasmtime_pooling_allocation_config_new();
     wasmtime_pooling_allocation_config_total_core_instances_set(pc, s->slots);

@@ -15,6 +15,9 @@
  * reads that JSON to precompile modules with an identical engine, so this
  * struct is the one source of truth for "what the box's engine looks like". */
 typedef struct {
+  int epoch_interruption;  /* always 1: request deadlines */
+  int opt_speed;           /* always 1: Cranelift optimizes for speed */
+  int wasm_threads;        /* always 0: no shared memories */
   int pooling;             /* 1: pooling allocator, 0: on-demand */
   uint32_t slots;          /* pooling: instances/memories/tables/stacks/gc heaps */
   uint64_t memory_bytes;   /* store limiter; pooling max memory size */

@@ -22,13 +22,12 @@
 #include "ts_conf.h"
 #include "ts_engine.h"
 #include "ts_log.h"
+#include "ts_metrics.h"
 #include "ts_registry.h"
 #include "ts_server.h"
 #include "ts_sha256.h"
 
 
-double g_started_at;
-int g_pooling_in_use;
 static ts_config g_cfg;
 static ts_engine g_engine;
 static _Atomic int g_ticker_stop;
@@ -165,12 +164,12 @@ int main(int argc, char **argv) {
     ts_log_error("%s", err);
     return die(err);
   }
-  g_started_at = ts_wall_time();
+  g_metrics.started_at = ts_wall_time();
   if (ts_engine_init(&g_engine, &g_cfg, err, sizeof err)) {
     ts_log_error("%s", err);
     return die(err);
   }
-  g_pooling_in_use = g_engine.pooling;
+  g_metrics.pooling_in_use = g_engine.pooling;
   if (ts_registry_init(&g_engine, &g_cfg, err, sizeof err)) {
     ts_log_error("%s", err);
     return die(err);

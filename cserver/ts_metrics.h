@@ -23,6 +23,9 @@ typedef struct {
   _Atomic uint64_t precompiled_used_total, precompiled_refused_total;
   _Atomic uint64_t timeouts_total, traps_total;
   _Atomic uint64_t connections_active, connections_total;
+  /* process facts, set once at start-up (ts_main.c) before any thread reads them */
+  double started_at;  /* wall clock, seconds */
+  int pooling_in_use; /* the engine got the pooling allocator */
 } ts_metrics;
 
 extern ts_metrics g_metrics;

@@ -29,6 +29,7 @@ typedef uint8_t wasmtime_trap_code_t;
 typedef uint8_t wasmtime_extern_kind_t;
 typedef uint8_t wasm_valkind_t;
 
+#define WASMTIME_OPT_LEVEL_NONE 0
 #define WASMTIME_OPT_LEVEL_SPEED 1
 #define WASMTIME_EXTERN_FUNC 0
 #define WASMTIME_EXTERN_MEMORY 3
