@@ -54,10 +54,74 @@ static int split_target(ts_request *req) {
   return 0;
 }
 
+#ifdef TS_HTTP_COUNT_EXAMINED
+size_t ts_http_examined;
+#define EXAMINED(n) (ts_http_examined += (n))
+#else
+#define EXAMINED(n) ((void)0)
+#endif
+
+/* The end of the head: the offset just past the LF of its first empty line,
+ * or 0. Only LFs at `from` or later are candidates (the caller saw no end
+ * before it); each looks back at most two bytes. Leading empty lines are
+ * not the end (RFC 9112 2.2): *line0 is where the request line starts. */
+static size_t find_head_end(const unsigned char *b, size_t len, size_t from, size_t *line0) {
+  size_t skip = 0;
+  while (skip < len && (b[skip] == '\r' || b[skip] == '\n')) skip++;
+  EXAMINED(skip + 1);
+  *line0 = skip;
+  size_t p = from > skip + 1 ? from : skip + 1;
+  while (p < len) {
+    const unsigned char *lf = memchr(b + p, '\n', len - p);
+    if (!lf) {
+      EXAMINED(len - p);
+      return 0;
+    }
+    size_t at = (size_t)(lf - b);
+    EXAMINED(at - p + 3);
+    if (b[at - 1] == '\n' || (b[at - 1] == '\r' && at >= 2 && b[at - 2] == '\n')) return at + 1;
+    p = at + 1;
+  }
+  return 0;
+}
+
+size_t ts_http_head_end(const char *buf, size_t len, size_t prev_scanned) {
+  size_t line0;
+  return find_head_end((const unsigned char *)buf, len, prev_scanned, &line0);
+}
+
+static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                      size_t header_cap);
+
+int ts_http_parse_request_resume(const char *buf, size_t len, size_t last_len, const ts_http_limits *lim,
+                                 ts_request *req, ts_header *headers, size_t header_cap) {
+  if (last_len > 0 && last_len <= len) {
+    size_t line0;
+    size_t end = find_head_end((const unsigned char *)buf, len, last_len, &line0);
+    /* Without the blank line only the limits can change the answer: a full
+     * parse runs once when the request line crosses its limit and once when
+     * the head does, so an over-long head is refused as early as before. */
+    int crossed_line_limit = last_len <= line0 + lim->max_request_line && len > line0 + lim->max_request_line;
+    if (!end && !crossed_line_limit && len <= lim->max_header_bytes) {
+      req->num_headers = 0;
+      req->headers = headers;
+      req->status = 0;
+      return TS_HTTP_INCOMPLETE;
+    }
+  }
+  return parse_head(buf, len, lim, req, headers, header_cap);
+}
+
 int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
                           ts_header *headers, size_t header_cap) {
+  return parse_head(buf, len, lim, req, headers, header_cap);
+}
+
+static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                      size_t header_cap) {
   const unsigned char *b = (const unsigned char *)buf;
   size_t i = 0, cap = header_cap < lim->max_headers ? header_cap : lim->max_headers;
+  EXAMINED(len); /* an upper bound: it stops at the head's end or the first error */
   req->num_headers = 0;
   req->headers = headers;
   req->status = 0;
