@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from ..artifacts import cache
-from ..errors import BuildError, ToolMissing, UsageError
+from ..errors import BuildError, LocalError, ToolMissing, UsageError
 from ..paths import cache_dir
 from . import builders as B
 from .detect import Detection, detect, list_source_files, LANGUAGES
@@ -197,7 +197,10 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
         progress(f"{name}: unchanged since the last build (cache {entry.key})")
     if out_dir is not None:
         dest = Path(out_dir).expanduser() / f"{name}.wasm"
-        _copy_atomic(wasm, dest)
+        try:
+            _copy_atomic(wasm, dest)
+        except OSError as exc:
+            raise LocalError.from_os_error(exc, "cannot write --out", dest) from exc
         wasm = dest
     return BuildResult(
         wasm_path=wasm, language=det.language, name=name, sha256=entry.files["app.wasm"],
