@@ -37,7 +37,8 @@ def run(argv, **kw):
     except subprocess.CalledProcessError as exc:
         out = (exc.stderr or b"")
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        raise SystemExit(f"bench: command failed ({exc.returncode}): {' '.join(map(str, argv))}\n{out[-2000:]}")
+        command = " ".join(map(str, argv))
+        raise SystemExit(f"bench: command failed ({exc.returncode}): {command}\n{out[-2000:]}") from exc
 
 
 def bench_cache():

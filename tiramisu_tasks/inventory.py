@@ -131,7 +131,7 @@ class Inventory:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InventoryError(f"cannot parse inventory {path}: {exc}".splitlines()[0])
+            raise InventoryError(f"cannot parse inventory {path}: {exc}".splitlines()[0]) from exc
         if not isinstance(data, dict):
             raise InventoryError(f"inventory {path} must be a mapping with 'hosts:'")
         hosts = {}

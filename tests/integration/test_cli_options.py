@@ -106,7 +106,7 @@ def test_bad_numeric_option_is_one_line_exit_2_and_changes_nothing(front, isolat
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, cases))
-    for (task, opt, base, accepts, bad), proc in results:
+    for (task, opt, _base, accepts, bad), proc in results:
         where = f"{front} {task} {opt} {bad!r}: {proc.stderr}"
         assert proc.returncode == 2, where
         assert proc.stderr.splitlines() == [f"tiramisu: {opt}: expected {accepts}, got {bad!r}"], where

@@ -4,7 +4,6 @@ and the bad-input cases (disk, permissions, port taken, cut upload, wrong arch).
 
 import json
 import os
-import shlex
 import threading
 import time
 import urllib.error

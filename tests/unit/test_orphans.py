@@ -10,8 +10,15 @@ import time
 import pytest
 
 from tiramisu_tasks.layout import RemoteLayout
-from tiramisu_tasks.services import (classify, observe_command, parse_env_processes, parse_observed, parse_reaped,
-                                     reap_command, stop_all_command)
+from tiramisu_tasks.services import (
+    classify,
+    observe_command,
+    parse_env_processes,
+    parse_observed,
+    parse_reaped,
+    reap_command,
+    stop_all_command,
+)
 
 
 @pytest.mark.parametrize("name, pid, state, rows, expected", [

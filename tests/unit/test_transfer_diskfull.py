@@ -12,8 +12,14 @@ import tarfile
 import pytest
 
 from tiramisu_tasks.errors import DiskFullError, RemoteError
-from tiramisu_tasks.transfer import (DISK_FULL_EXIT, Upload, disk_full_message, parse_disk_full,
-                                     receiver_error, receiver_script)
+from tiramisu_tasks.transfer import (
+    DISK_FULL_EXIT,
+    Upload,
+    disk_full_message,
+    parse_disk_full,
+    receiver_error,
+    receiver_script,
+)
 
 
 @pytest.mark.parametrize("line, parsed", [

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -25,7 +25,7 @@ from ..artifacts import cache
 from ..errors import BuildError, LocalError, ToolMissing, UsageError
 from ..paths import cache_dir
 from . import builders as B
-from .detect import Detection, detect, list_source_files, LANGUAGES
+from .detect import LANGUAGES, Detection, detect, list_source_files
 from .toolrun import locked, run_step
 from .validate import validate_file
 

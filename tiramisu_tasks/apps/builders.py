@@ -509,7 +509,8 @@ class AscBuilder(Builder):
                     "AssemblyScript itself is installed from npm on first use)")
         major = version_tuple(self.node_version(), 1)
         if not major or major[0] < NODE_MIN_MAJOR:
-            return f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, found {self.node_version() or 'unknown'}"
+            return (f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, "
+                    f"found {self.node_version() or 'unknown'}")
         return None
 
     def identity(self):
