@@ -8,7 +8,6 @@
 #include "ts_registry.h"
 #include "ts_server.h"
 
-
 extern double g_started_at;
 extern int g_pooling_in_use;
 
@@ -28,18 +27,17 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
   if (ts_str_eq(p, "/_tiramisu/apps")) {
     *ctype = "application/json";
     ts_registry_apps_json(b);
-    ts_buf_printf(b, ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
-                     "\"started_at_unix\":%.3f}}\n",
-                  (int)getpid(), TS_VERSION, TS_WASMTIME_VERSION, g_pooling_in_use ? "true" : "false",
-                  g_started_at);
+    ts_buf_printf(b,
+                  ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
+                  "\"started_at_unix\":%.3f}}\n",
+                  (int)getpid(), TS_VERSION, TS_WASMTIME_VERSION, g_pooling_in_use ? "true" : "false", g_started_at);
     return 200;
   }
   if (ts_str_eq(p, "/_tiramisu/metrics")) {
     *ctype = "text/plain; version=0.0.4";
     ts_registry_metrics(b);
     ts_metrics_write_global(b);
-    ts_buf_printf(b, "# TYPE tiramisu_pooling_allocator gauge\ntiramisu_pooling_allocator %d\n",
-                  g_pooling_in_use);
+    ts_buf_printf(b, "# TYPE tiramisu_pooling_allocator gauge\ntiramisu_pooling_allocator %d\n", g_pooling_in_use);
     ts_buf_printf(b, "# TYPE tiramisu_uptime_seconds gauge\ntiramisu_uptime_seconds %.3f\n",
                   ts_wall_time() - g_started_at);
     return 200;

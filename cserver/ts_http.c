@@ -5,11 +5,22 @@
 static inline int is_tchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
   switch (c) {
-  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-  case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-    return 1;
-  default:
-    return 0;
+  case '!':
+  case '#':
+  case '$':
+  case '%':
+  case '&':
+  case '\'':
+  case '*':
+  case '+':
+  case '-':
+  case '.':
+  case '^':
+  case '_':
+  case '`':
+  case '|':
+  case '~': return 1;
+  default: return 0;
   }
 }
 
@@ -112,8 +123,8 @@ int ts_http_parse_request_resume(const char *buf, size_t len, size_t last_len, c
   return parse_head(buf, len, lim, req, headers, header_cap);
 }
 
-int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
-                          ts_header *headers, size_t header_cap) {
+int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                          size_t header_cap) {
   return parse_head(buf, len, lim, req, headers, header_cap);
 }
 
@@ -152,8 +163,7 @@ static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts
     if (b[i + k] != (unsigned char)proto[k]) return fail(req, 400);
   }
   if (len - i < 8) goto line_incomplete;
-  if (b[i + 5] < '0' || b[i + 5] > '9' || b[i + 6] != '.' || b[i + 7] < '0' || b[i + 7] > '9')
-    return fail(req, 400);
+  if (b[i + 5] < '0' || b[i + 5] > '9' || b[i + 6] != '.' || b[i + 7] < '0' || b[i + 7] > '9') return fail(req, 400);
   if (b[i + 5] != '1') return fail(req, 505);
   req->minor = b[i + 7] == '0' ? 0 : 1; /* 1.x with x > 1 is served as 1.1 */
   i += 8;
@@ -407,8 +417,7 @@ int ts_chunked_decode(ts_chunked *d, char *buf, size_t len, uint64_t max_body) {
       if (c != '\n') return -1;
       d->state = CH_DONE;
       return 1;
-    case CH_DONE:
-      return 1;
+    case CH_DONE: return 1;
     }
   }
   return d->state == CH_DONE ? 1 : 0;
@@ -450,8 +459,12 @@ const char *ts_http_reason(int status) {
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
-  default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect"
-                  : status < 500 ? "Client Error" : "Server Error";
+  default:
+    return status < 200   ? "Informational"
+           : status < 300 ? "OK"
+           : status < 400 ? "Redirect"
+           : status < 500 ? "Client Error"
+                          : "Server Error";
   }
 }
 

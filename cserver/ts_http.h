@@ -40,8 +40,8 @@ typedef struct {
  * complete, TS_HTTP_INCOMPLETE, or TS_HTTP_ERROR with req->status set (400,
  * 414, 431 or 505). Leading empty lines are skipped (RFC 9112 2.2) and counted
  * in the returned length. `headers` has room for `header_cap` entries. */
-int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
-                          ts_header *headers, size_t header_cap);
+int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                          size_t header_cap);
 
 /* The same for a head that arrives in pieces, as picohttpparser's last_len:
  * `last_len` is the length passed to the previous call on this request that

@@ -13,13 +13,13 @@
 #include "ts_wagi.h"
 
 static int failures, checks;
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
-    }                                                                                              \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    checks++;                                                                                                          \
+    if (!(cond)) {                                                                                                     \
+      failures++;                                                                                                      \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                         \
+    }                                                                                                                  \
   } while (0)
 
 static char *guard_base;
@@ -61,8 +61,8 @@ static void test_parser_basic(void) {
   }
   /* LF-only line ends and leading empty lines */
   CHECK(parse("\r\n\nGET / HTTP/1.0\nHost: x\n\n", &req, h) > 0 && req.minor == 0);
-  CHECK(parse("GET http://h.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 &&
-        ts_str_eq(req.path, "/p") && ts_str_eq(req.query, "q"));
+  CHECK(parse("GET http://h.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 && ts_str_eq(req.path, "/p") &&
+        ts_str_eq(req.query, "q"));
   CHECK(parse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0);
 }
 
@@ -235,8 +235,8 @@ static int framing(const char *s, uint64_t max_body, ts_framing *f) {
 
 static void test_framing(void) {
   ts_framing f;
-  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", 100, &f) == 0 &&
-        f.content_length == 12 && f.keep_alive && !f.chunked);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", 100, &f) == 0 && f.content_length == 12 &&
+        f.keep_alive && !f.chunked);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) == 0 && f.chunked);
   CHECK(framing("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
   CHECK(framing("GET / HTTP/1.0\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
@@ -250,7 +250,8 @@ static void test_framing(void) {
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 100, &f) == -1 &&
         f.status == 501);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) ==
-            -1 && f.status == 400);
+            -1 &&
+        f.status == 400);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 100, &f) == 0 &&
         f.expect_continue);
 }
@@ -281,12 +282,10 @@ static void test_chunked(void) {
 }
 
 static void test_wagi_env(void) {
-  ts_header h[] = {{TS_STR_LIT("Host"), TS_STR_LIT("example.org:81")},
-                   {TS_STR_LIT("User-Agent"), TS_STR_LIT("t/1")},
-                   {TS_STR_LIT("Cookie"), TS_STR_LIT("a=1")},
-                   {TS_STR_LIT("cookie"), TS_STR_LIT("b=2")},
-                   {TS_STR_LIT("Authorization"), TS_STR_LIT("secret")},
-                   {TS_STR_LIT("Content-Type"), TS_STR_LIT("text/x")}};
+  ts_header h[] = {
+      {TS_STR_LIT("Host"), TS_STR_LIT("example.org:81")},  {TS_STR_LIT("User-Agent"), TS_STR_LIT("t/1")},
+      {TS_STR_LIT("Cookie"), TS_STR_LIT("a=1")},           {TS_STR_LIT("cookie"), TS_STR_LIT("b=2")},
+      {TS_STR_LIT("Authorization"), TS_STR_LIT("secret")}, {TS_STR_LIT("Content-Type"), TS_STR_LIT("text/x")}};
   ts_wagi_request r = {0};
   r.method = TS_STR_LIT("POST");
   r.path = TS_STR_LIT("/app/a%2Fb/c%00d");
