@@ -1,4 +1,4 @@
-"""The server audit and hardening cases (shared/cases), direct to custom_server.
+"""Inputs that once broke custom_server (found by review and hardening), sent straight to it.
 
 Each test replays one input that failed before and checks the right value.
 The memory-safety cases also run against a build with AddressSanitizer and

@@ -1,5 +1,5 @@
-"""Numeric options and TASK --help through the real front ends (issue 9 items 6, 7;
-hardening case 11). No box needed: both happen before anything connects."""
+"""Numeric options are checked, and TASK --help answers, through the real front ends
+before anything connects (so no box is needed): a bad value is one line, exit 2."""
 
 import os
 import socket

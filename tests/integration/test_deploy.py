@@ -1,4 +1,4 @@
-"""Issue #6 on real hosts: deploy, redeploy, rollback, remove on both arches; a
+"""On real hosts: deploy, redeploy, rollback, remove on both arches; a
 bad module keeps the old version serving; zero failed requests under load; the
 three front ends; chained scripts stop at the first failure; every example
 answers its expected.json through the real server behind nginx."""

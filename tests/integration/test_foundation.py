@@ -1,4 +1,4 @@
-"""Issue #2 end to end: inventory, probe, host keys and errors through the real
+"""End to end: inventory, probe, host keys and errors through the real
 front ends against real SSH hosts (x86_64 netns host, aarch64 qemu host)."""
 
 import json

@@ -1,4 +1,4 @@
-"""Pure parts of issue 9 items 6, 7 and the address-space probe: tables."""
+"""Option parsing, --help detection and the address-space probe, as tables of pure cases."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Case 9 (processes are what status says): the /proc scan, classification and
+"""Status names every process of a service: the /proc scan, classification and
 reaping of a service's orphans. Tables for the pure parts; the generated sh is
 also run here against real local processes (the same POSIX sh as on a box)."""
 

@@ -1,4 +1,4 @@
-"""A full disk on the box is "disk full", not "transfer cut short" (issue 9).
+"""A full disk on the box is reported as "disk full", not as "transfer cut short".
 
 Pure parsing and message tables, then the real sh receiver on a tiny tmpfs
 (root only: mounting needs it) so ENOSPC comes from a real kernel."""
