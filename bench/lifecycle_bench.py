@@ -154,7 +154,7 @@ def profile_deploy(env, wasm, work):
     }
     rows = []
     for (fname, func), label in phases.items():
-        for (file, _line, name), (cc, nc, tt, ct, callers) in stats.stats.items():
+        for (file, _line, name), (_cc, nc, _tt, ct, _callers) in stats.stats.items():
             if name == func and file.replace("\\", "/").endswith(fname):
                 rows.append((label, nc, ct))
                 break
@@ -240,7 +240,8 @@ def main(argv=None):
 
         bk.note(f"{args.quiet_deploys} timed deploys of changed versions (no load)")
         result["deploys"] = [deploy_next() for _ in range(args.quiet_deploys)]
-        bk.note(f"what-if: {args.quiet_deploys} timed deploys with TCP_NODELAY on the SSH socket (bench/nodelay_cli.py)")
+        bk.note(f"what-if: {args.quiet_deploys} timed deploys with TCP_NODELAY on the SSH socket "
+                f"(bench/nodelay_cli.py)")
         shim = (sys.executable, str(bk.HERE / "nodelay_cli.py"))
         result["deploys_nodelay"] = [deploy_next(shim) for _ in range(args.quiet_deploys)]
         t0 = time.monotonic()
@@ -311,7 +312,8 @@ def report(r):
     ]
     out = [f"Lifecycle benchmark, {r['date']}, {r['machine']}", f"command: {r['command']}", "",
            bk.table(["target", "measured", "verdict"], rows), "",
-           f"information: warm-up setup (cold local caches unless earlier runs filled them) {r['warmup_setup_s']:.1f} s; "
+           f"information: warm-up setup (cold local caches unless earlier runs filled them) "
+           f"{r['warmup_setup_s']:.1f} s; "
            f"first deploy {r['first_deploy_s']:.2f} s; `tiramisu --version` {r['cli_start_s']:.2f} s; "
            f"time on the box per deploy (summary 'seconds') median {statistics.median(box_s):.2f} s; "
            f"server swap after the switch (summary 'swap_ms') median {statistics.median(swap):.0f} ms; "

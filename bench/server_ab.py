@@ -12,13 +12,13 @@ the noise of this machine is in every round, so only the ratio counts.
 """
 
 import argparse
+import io
 import platform
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-import io
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -144,7 +143,7 @@ def check_body(port, path, name):
 def run_rounds(configs, seconds, rounds, connections):
     """wrk against every config, round after round; odd rounds go in reverse order."""
     results = {key: [] for key, _, _ in configs}
-    for key, label, url in configs:  # warm-up: compiled code, pools, keepalive upstreams
+    for _key, _label, url in configs:  # warm-up: compiled code, pools, keepalive upstreams
         bk.wrk(url, 1, connections)
     for r in range(rounds):
         order = configs if r % 2 == 0 else list(reversed(configs))

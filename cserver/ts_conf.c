@@ -50,9 +50,7 @@ static const setting SETTINGS[] = {
 };
 #define NSETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
-const char *ts_pooling_name(int mode) {
-  return mode == TS_POOLING_ON ? "on" : mode == TS_POOLING_OFF ? "off" : "auto";
-}
+const char *ts_pooling_name(int mode) { return mode == TS_POOLING_ON ? "on" : mode == TS_POOLING_OFF ? "off" : "auto"; }
 
 void ts_config_help(const char *prog) {
   printf("usage: %s [--config FILE] [--NAME VALUE ...]\n", prog);
@@ -101,8 +99,8 @@ static void resolve_path(char *dst, const char *value, const char *base) {
   snprintf(dst, TS_PATH_MAX, "%s/%s", base, value);
 }
 
-static int apply(ts_config *cfg, const char *name, const char *value, const char *base, char *err,
-                 size_t errlen, const char *where) {
+static int apply(ts_config *cfg, const char *name, const char *value, const char *base, char *err, size_t errlen,
+                 const char *where) {
   const setting *s = NULL;
   for (size_t i = 0; i < NSETTINGS; i++)
     if (strcmp(SETTINGS[i].name, name) == 0) s = &SETTINGS[i];
@@ -126,8 +124,7 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
       return -1;
     }
     break;
-  default:
-    break;
+  default: break;
   }
 #define IS(n) (strcmp(name, n) == 0)
   if (IS("listen")) {
@@ -193,8 +190,7 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
       snprintf(err, errlen, "%smax-connections must be 1..1000000 or auto, got %s", where, value);
       return -1;
     } else cfg->max_connections = (int)v;
-  }
-  else if (IS("pooling")) {
+  } else if (IS("pooling")) {
     if (strcmp(value, "auto") == 0) cfg->pooling = TS_POOLING_AUTO;
     else if (strcmp(value, "on") == 0) cfg->pooling = TS_POOLING_ON;
     else if (strcmp(value, "off") == 0) cfg->pooling = TS_POOLING_OFF;
@@ -283,8 +279,7 @@ int ts_config_load(ts_config *cfg, int argc, char **argv, char *err, size_t errl
   if (cfg->config_path[0]) env_dir_of(cfg->config_path, base);
   /* defaults (paths relative to the env dir, or the working directory) */
   for (size_t i = 0; i < NSETTINGS; i++)
-    if (apply(cfg, SETTINGS[i].name, SETTINGS[i].def, base[0] ? base : NULL, err, errlen, "default: "))
-      return -1;
+    if (apply(cfg, SETTINGS[i].name, SETTINGS[i].def, base[0] ? base : NULL, err, errlen, "default: ")) return -1;
   if (cfg->config_path[0]) {
     snprintf(cfg->pid_file, TS_PATH_MAX, "%s/run/custom_server.pid", base);
     if (load_file(cfg, cfg->config_path, base, err, errlen)) return -1;

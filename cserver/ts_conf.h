@@ -18,9 +18,9 @@ typedef struct {
   char listen_host[256];
   int listen_port;
   char modules[TS_PATH_MAX];
-  char routes[TS_PATH_MAX]; /* "" = none */
-  char cache[TS_PATH_MAX];  /* "" = no compiled-module cache */
-  char log_dir[TS_PATH_MAX]; /* "-" = everything to stderr */
+  char routes[TS_PATH_MAX];   /* "" = none */
+  char cache[TS_PATH_MAX];    /* "" = no compiled-module cache */
+  char log_dir[TS_PATH_MAX];  /* "-" = everything to stderr */
   char pid_file[TS_PATH_MAX]; /* "" = none */
   char server_name[256];
   int workers;
@@ -36,7 +36,7 @@ typedef struct {
   uint64_t max_request_line;
   uint64_t idle_timeout_ms;
   uint64_t drain_timeout_ms;
-  int pooling; /* TS_POOLING_* */
+  int pooling;                  /* TS_POOLING_* */
   uint64_t max_response_header; /* bytes of guest response header lines */
   uint64_t max_conn_output;     /* queued response bytes per connection */
   int max_connections;          /* 0 = auto (from the open-file limit, at start) */

@@ -5,11 +5,22 @@
 static inline int is_tchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
   switch (c) {
-  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-  case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-    return 1;
-  default:
-    return 0;
+  case '!':
+  case '#':
+  case '$':
+  case '%':
+  case '&':
+  case '\'':
+  case '*':
+  case '+':
+  case '-':
+  case '.':
+  case '^':
+  case '_':
+  case '`':
+  case '|':
+  case '~': return 1;
+  default: return 0;
   }
 }
 
@@ -54,10 +65,74 @@ static int split_target(ts_request *req) {
   return 0;
 }
 
-int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
-                          ts_header *headers, size_t header_cap) {
+#ifdef TS_HTTP_COUNT_EXAMINED
+size_t ts_http_examined;
+#define EXAMINED(n) (ts_http_examined += (n))
+#else
+#define EXAMINED(n) ((void)0)
+#endif
+
+/* The end of the head: the offset just past the LF of its first empty line,
+ * or 0. Only LFs at `from` or later are candidates (the caller saw no end
+ * before it); each looks back at most two bytes. Leading empty lines are
+ * not the end (RFC 9112 2.2): *line0 is where the request line starts. */
+static size_t find_head_end(const unsigned char *b, size_t len, size_t from, size_t *line0) {
+  size_t skip = 0;
+  while (skip < len && (b[skip] == '\r' || b[skip] == '\n')) skip++;
+  EXAMINED(skip + 1);
+  *line0 = skip;
+  size_t p = from > skip + 1 ? from : skip + 1;
+  while (p < len) {
+    const unsigned char *lf = memchr(b + p, '\n', len - p);
+    if (!lf) {
+      EXAMINED(len - p);
+      return 0;
+    }
+    size_t at = (size_t)(lf - b);
+    EXAMINED(at - p + 3);
+    if (b[at - 1] == '\n' || (b[at - 1] == '\r' && at >= 2 && b[at - 2] == '\n')) return at + 1;
+    p = at + 1;
+  }
+  return 0;
+}
+
+size_t ts_http_head_end(const char *buf, size_t len, size_t prev_scanned) {
+  size_t line0;
+  return find_head_end((const unsigned char *)buf, len, prev_scanned, &line0);
+}
+
+static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                      size_t header_cap);
+
+int ts_http_parse_request_resume(const char *buf, size_t len, size_t last_len, const ts_http_limits *lim,
+                                 ts_request *req, ts_header *headers, size_t header_cap) {
+  if (last_len > 0 && last_len <= len) {
+    size_t line0;
+    size_t end = find_head_end((const unsigned char *)buf, len, last_len, &line0);
+    /* Without the blank line only the limits can change the answer: a full
+     * parse runs once when the request line crosses its limit and once when
+     * the head does, so an over-long head is refused as early as before. */
+    int crossed_line_limit = last_len <= line0 + lim->max_request_line && len > line0 + lim->max_request_line;
+    if (!end && !crossed_line_limit && len <= lim->max_header_bytes) {
+      req->num_headers = 0;
+      req->headers = headers;
+      req->status = 0;
+      return TS_HTTP_INCOMPLETE;
+    }
+  }
+  return parse_head(buf, len, lim, req, headers, header_cap);
+}
+
+int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                          size_t header_cap) {
+  return parse_head(buf, len, lim, req, headers, header_cap);
+}
+
+static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                      size_t header_cap) {
   const unsigned char *b = (const unsigned char *)buf;
   size_t i = 0, cap = header_cap < lim->max_headers ? header_cap : lim->max_headers;
+  EXAMINED(len); /* an upper bound: it stops at the head's end or the first error */
   req->num_headers = 0;
   req->headers = headers;
   req->status = 0;
@@ -88,8 +163,7 @@ int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim
     if (b[i + k] != (unsigned char)proto[k]) return fail(req, 400);
   }
   if (len - i < 8) goto line_incomplete;
-  if (b[i + 5] < '0' || b[i + 5] > '9' || b[i + 6] != '.' || b[i + 7] < '0' || b[i + 7] > '9')
-    return fail(req, 400);
+  if (b[i + 5] < '0' || b[i + 5] > '9' || b[i + 6] != '.' || b[i + 7] < '0' || b[i + 7] > '9') return fail(req, 400);
   if (b[i + 5] != '1') return fail(req, 505);
   req->minor = b[i + 7] == '0' ? 0 : 1; /* 1.x with x > 1 is served as 1.1 */
   i += 8;
@@ -343,8 +417,7 @@ int ts_chunked_decode(ts_chunked *d, char *buf, size_t len, uint64_t max_body) {
       if (c != '\n') return -1;
       d->state = CH_DONE;
       return 1;
-    case CH_DONE:
-      return 1;
+    case CH_DONE: return 1;
     }
   }
   return d->state == CH_DONE ? 1 : 0;
@@ -386,8 +459,12 @@ const char *ts_http_reason(int status) {
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
-  default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect"
-                  : status < 500 ? "Client Error" : "Server Error";
+  default:
+    return status < 200   ? "Informational"
+           : status < 300 ? "OK"
+           : status < 400 ? "Redirect"
+           : status < 500 ? "Client Error"
+                          : "Server Error";
   }
 }
 

@@ -1,8 +1,9 @@
 /* HTTP/1.1 request parsing and response heads.
  *
  * The request parser keeps no state and copies nothing: it is called on the
- * whole buffer received so far and returns views into it. Re-parsing from
- * the start on each read is cheap because heads are small and limited.
+ * whole buffer received so far and returns views into it. The caller may
+ * remember how far the previous call got (ts_http_parse_request_resume), so a
+ * slowly arriving head is not re-scanned from its start on every read.
  */
 #ifndef TS_HTTP_H
 #define TS_HTTP_H
@@ -39,8 +40,31 @@ typedef struct {
  * complete, TS_HTTP_INCOMPLETE, or TS_HTTP_ERROR with req->status set (400,
  * 414, 431 or 505). Leading empty lines are skipped (RFC 9112 2.2) and counted
  * in the returned length. `headers` has room for `header_cap` entries. */
-int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req,
-                          ts_header *headers, size_t header_cap);
+int ts_http_parse_request(const char *buf, size_t len, const ts_http_limits *lim, ts_request *req, ts_header *headers,
+                          size_t header_cap);
+
+/* The same for a head that arrives in pieces, as picohttpparser's last_len:
+ * `last_len` is the length passed to the previous call on this request that
+ * returned TS_HTTP_INCOMPLETE (0 on the first call); the bytes before it must
+ * be unchanged, though the buffer may have moved. Until the blank line
+ * arrives only the new bytes are looked at, so a head sent a byte at a time
+ * costs linear work, not quadratic. Syntax errors after the first call show
+ * once the head is complete or over a limit; the final answer is the one
+ * ts_http_parse_request gives on the same bytes. */
+int ts_http_parse_request_resume(const char *buf, size_t len, size_t last_len, const ts_http_limits *lim,
+                                 ts_request *req, ts_header *headers, size_t header_cap);
+
+/* The length of the head in buf[0..len) up to and including its first empty
+ * line (leading empty lines do not count), or 0 when that line has not
+ * arrived. The search starts at `prev_scanned`, a length for which a previous
+ * call returned 0 (pass 0 the first time). Pure; no validation. */
+size_t ts_http_head_end(const char *buf, size_t len, size_t prev_scanned);
+
+#ifdef TS_HTTP_COUNT_EXAMINED
+/* Test builds: bytes the parser looked at (an upper bound), to check that
+ * resuming is linear. */
+extern size_t ts_http_examined;
+#endif
 
 /* How the body is framed and what the connection should do afterwards.
  * Plain values only, no views into the request buffer: a connection keeps

@@ -26,9 +26,7 @@ static struct {
 } g_apps[MAX_APP_LOGS];
 static int g_napps;
 
-static int open_append(const char *path) {
-  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
+static int open_append(const char *path) { return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640); }
 
 static int mkdir_p(const char *path) {
   char tmp[TS_PATH_MAX];

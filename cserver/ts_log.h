@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 int ts_log_open(const char *log_dir, char *err, size_t errlen); /* creates dirs */
-int ts_log_reopen(void);                                         /* SIGUSR1 */
+int ts_log_reopen(void);                                        /* SIGUSR1 */
 void ts_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define ts_log_error(...) ts_log("error", __VA_ARGS__)
 #define ts_log_warn(...) ts_log("warn", __VA_ARGS__)

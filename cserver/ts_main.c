@@ -178,9 +178,10 @@ int main(int argc, char **argv) {
     ts_log_error("%s", err);
     return die(err);
   }
-  ts_log_info("custom_server %s (wasmtime %s) starting: pid %d, %d worker(s), %d guest thread(s), %s allocator, modules %s",
-              TS_VERSION, TS_WASMTIME_VERSION, (int)getpid(), g_cfg.workers, g_cfg.guest_threads,
-              g_engine.pooling ? "pooling" : "on-demand", g_cfg.modules);
+  ts_log_info(
+      "custom_server %s (wasmtime %s) starting: pid %d, %d worker(s), %d guest thread(s), %s allocator, modules %s",
+      TS_VERSION, TS_WASMTIME_VERSION, (int)getpid(), g_cfg.workers, g_cfg.guest_threads,
+      g_engine.pooling ? "pooling" : "on-demand", g_cfg.modules);
   pthread_t ticker;
   if (pthread_create(&ticker, NULL, ticker_main, &g_engine)) return die("cannot start the epoch thread");
   if (ts_registry_start()) return die("cannot start the module watcher");

@@ -21,8 +21,9 @@ int ts_metrics_write_status(ts_buf *b, const char *app, const ts_status_counts *
   int rc = 0;
   for (int i = 0; i < TS_STATUS_SLOTS; i++) {
     uint64_t v = atomic_load_explicit(&c->by_status[i], memory_order_relaxed);
-    if (v) rc |= ts_buf_printf(b, "tiramisu_requests_total{app=\"%s\",status=\"%d\"} %llu\n", app, i + 100,
-                               (unsigned long long)v);
+    if (v)
+      rc |= ts_buf_printf(b, "tiramisu_requests_total{app=\"%s\",status=\"%d\"} %llu\n", app, i + 100,
+                          (unsigned long long)v);
   }
   return rc;
 }
@@ -58,9 +59,9 @@ int ts_metrics_write_global(ts_buf *b) {
                       "# TYPE tiramisu_connections_active gauge\ntiramisu_connections_active %llu\n"
                       "# TYPE tiramisu_connections_total counter\ntiramisu_connections_total %llu\n",
                       LD(g_metrics.instances_total), LD(g_metrics.instances_active), LD(g_metrics.swaps_total),
-                      LD(g_metrics.compile_errors_total), LD(g_metrics.compiles_total),
-                      LD(g_metrics.cache_hits_total), LD(g_metrics.precompiled_used_total),
-                      LD(g_metrics.precompiled_refused_total), LD(g_metrics.timeouts_total), LD(g_metrics.traps_total),
-                      LD(g_metrics.connections_active), LD(g_metrics.connections_total));
+                      LD(g_metrics.compile_errors_total), LD(g_metrics.compiles_total), LD(g_metrics.cache_hits_total),
+                      LD(g_metrics.precompiled_used_total), LD(g_metrics.precompiled_refused_total),
+                      LD(g_metrics.timeouts_total), LD(g_metrics.traps_total), LD(g_metrics.connections_active),
+                      LD(g_metrics.connections_total));
   return rc;
 }

@@ -15,7 +15,7 @@ typedef struct {
 } ts_status_counts;
 
 typedef struct {
-  ts_status_counts other; /* requests not routed to an app (errors, 404, admin) */
+  ts_status_counts other;                          /* requests not routed to an app (errors, 404, admin) */
   _Atomic uint64_t lat_bucket[TS_LAT_BUCKETS + 1]; /* last = +Inf */
   _Atomic uint64_t lat_sum_us, lat_count;
   _Atomic uint64_t instances_total, instances_active;

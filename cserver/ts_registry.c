@@ -197,8 +197,8 @@ static void load_app(const char *name) {
   wasmtime_module_t *module = NULL;
   wasmtime_instance_pre_t *pre = NULL;
   int source = TS_LOAD_COMPILED;
-  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err,
-                          sizeof err);
+  int rc =
+      ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err, sizeof err);
   ts_buf_free(&bytes);
   uint64_t took = ts_now_us() - t0;
   if (rc) {
@@ -233,8 +233,8 @@ static void load_app(const char *name) {
   set_error_locked(a, NULL);
   pthread_mutex_unlock(&g_lock);
   if (old) atomic_fetch_add(&g_metrics.swaps_total, 1);
-  ts_log_info("app %s: %s %.12s (%s in %.1f ms)", name, old ? "swapped in" : "loaded", sha,
-              ts_load_source_name(source), (double)took / 1000.0);
+  ts_log_info("app %s: %s %.12s (%s in %.1f ms)", name, old ? "swapped in" : "loaded", sha, ts_load_source_name(source),
+              (double)took / 1000.0);
   ts_version_release(old);
 }
 

@@ -19,22 +19,21 @@
 #include "ts_pool.h"
 #include "ts_route.h"
 
-
 typedef struct ts_version {
   _Atomic int refs;
   wasmtime_module_t *module;
   wasmtime_instance_pre_t *pre;
   char sha256[65];
   double loaded_at; /* unix seconds */
-  int source; /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
+  int source;       /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
 } ts_version;
 
 typedef struct ts_app {
   char name[TS_APP_NAME_MAX + 1];
-  ts_version *current; /* NULL until a version loaded */
-  int present;         /* the module file exists */
-  char state[16];      /* active | failed | loading | removed */
-  char *error;         /* last load error (malloc'd) or NULL */
+  ts_version *current;  /* NULL until a version loaded */
+  int present;          /* the module file exists */
+  char state[16];       /* active | failed | loading | removed */
+  char *error;          /* last load error (malloc'd) or NULL */
   char file_sha256[65]; /* content last seen on disk */
   /* change detection without reading the file */
   dev_t dev;

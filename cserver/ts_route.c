@@ -11,8 +11,8 @@ int ts_app_name_valid(const char *name, size_t n) {
   if (n == 0 || n > TS_APP_NAME_MAX || name[0] == '.') return 0;
   for (size_t i = 0; i < n; i++) {
     char c = name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-' || c == '.'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.'))
       return 0;
   }
   if (n == 9 && memcmp(name, "_tiramisu", 9) == 0) return 0;
@@ -80,4 +80,3 @@ int ts_routes_parse(const char *text, ts_route *out, int cap, char *err, size_t 
   qsort(out, (size_t)n, sizeof *out, route_cmp);
   return n;
 }
-

@@ -14,9 +14,9 @@ typedef struct {
 
 #define TS_STR_LIT(s) ((ts_str){(s), sizeof(s) - 1})
 
-bool ts_str_ieq(ts_str a, const char *lit);         /* ASCII case-insensitive == */
+bool ts_str_ieq(ts_str a, const char *lit); /* ASCII case-insensitive == */
 bool ts_str_eq(ts_str a, const char *lit);
-ts_str ts_str_trim(ts_str s);                       /* strip SP/HT both ends */
+ts_str ts_str_trim(ts_str s); /* strip SP/HT both ends */
 /* Does the comma-separated token list contain tok (case-insensitive)? */
 bool ts_str_has_token(ts_str list, const char *tok);
 
@@ -42,9 +42,9 @@ const char *ts_log_escape(char *dst, size_t cap, const char *p, size_t n);
 /* Give the bytes to the caller (buffer becomes empty). */
 char *ts_buf_steal(ts_buf *b, size_t *len);
 
-uint64_t ts_now_ms(void);   /* CLOCK_MONOTONIC */
+uint64_t ts_now_ms(void); /* CLOCK_MONOTONIC */
 uint64_t ts_now_us(void);
-double ts_wall_time(void);  /* CLOCK_REALTIME, seconds */
+double ts_wall_time(void); /* CLOCK_REALTIME, seconds */
 
 /* Copy at most dstsz-1 bytes and NUL-terminate; returns strlen(src). */
 size_t ts_strlcpy(char *dst, const char *src, size_t dstsz);

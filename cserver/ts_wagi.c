@@ -106,8 +106,7 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
 
   /* PATH_INFO: what follows SCRIPT_NAME in the path. */
   ts_str raw_info = {r->path.p + r->path.n, 0};
-  if (r->path.n >= r->script_name.n)
-    raw_info = (ts_str){r->path.p + r->script_name.n, r->path.n - r->script_name.n};
+  if (r->path.n >= r->script_name.n) raw_info = (ts_str){r->path.p + r->script_name.n, r->path.n - r->script_name.n};
   char *decoded = malloc(raw_info.n + 1);
   if (!decoded) return -1;
   size_t dn = decode_no_nul(raw_info, decoded);
@@ -183,8 +182,7 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
       continue;
     int seen = 0;
     for (size_t j = 0; j < i && !seen; j++)
-      if (r->headers[j].name.n == name.n && strncasecmp(r->headers[j].name.p, name.p, name.n) == 0)
-        seen = 1;
+      if (r->headers[j].name.n == name.n && strncasecmp(r->headers[j].name.p, name.p, name.n) == 0) seen = 1;
     if (seen) continue;
     ts_buf *a = &e->env_arena;
     rc |= ts_buf_append(a, "HTTP_", 5);
@@ -198,8 +196,7 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
     int first = 1;
     const char *sep = ts_str_ieq(name, "cookie") ? "; " : ", ";
     for (size_t j = i; j < r->num_headers; j++) {
-      if (r->headers[j].name.n != name.n || strncasecmp(r->headers[j].name.p, name.p, name.n))
-        continue;
+      if (r->headers[j].name.n != name.n || strncasecmp(r->headers[j].name.p, name.p, name.n)) continue;
       if (!first) rc |= ts_buf_puts(a, sep);
       rc |= ts_buf_append(a, r->headers[j].value.p, r->headers[j].value.n);
       first = 0;
@@ -246,9 +243,17 @@ static inline int is_tchar(unsigned char c) {
 int ts_cgi_header_dropped(ts_str name) {
   static const char *const owned[] = {
       /* framing: the server frames the response itself */
-      "content-length", "transfer-encoding", "connection", "keep-alive",
+      "content-length",
+      "transfer-encoding",
+      "connection",
+      "keep-alive",
       /* other hop-by-hop fields (RFC 9110 7.6.1 and its predecessors) */
-      "te", "trailer", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      "te",
+      "trailer",
+      "upgrade",
+      "proxy-connection",
+      "proxy-authenticate",
+      "proxy-authorization",
       /* set by the server */
       "date",
   };
@@ -259,8 +264,7 @@ int ts_cgi_header_dropped(ts_str name) {
   return name.n >= 8 && ts_str_ieq((ts_str){name.p, 8}, "x-accel-");
 }
 
-int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap,
-                 size_t max_head) {
+int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap, size_t max_head) {
   size_t i = 0, head_bytes = 0;
   int have_status = 0, have_location = 0, have_ctype = 0;
   memset(r, 0, sizeof *r);

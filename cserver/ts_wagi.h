@@ -12,8 +12,8 @@
 
 typedef struct {
   ts_str method;
-  ts_str path;  /* raw path from the request target, no query */
-  ts_str query; /* raw, without '?' */
+  ts_str path;          /* raw path from the request target, no query */
+  ts_str query;         /* raw, without '?' */
   ts_str script_name;   /* the matched route prefix, "" for "/" */
   ts_str matched_route; /* the route as configured, e.g. "/hello" or "/" */
   const ts_header *headers;
@@ -52,9 +52,9 @@ typedef struct {
   int status;
   ts_str reason; /* from Status:, may be empty */
   ts_header *headers;
-  size_t num_headers; /* response headers to send (Status removed) */
-  size_t body_off;    /* body = out[body_off .. len) */
-  const char *error;  /* set when ts_cgi_parse returns -1 */
+  size_t num_headers;  /* response headers to send (Status removed) */
+  size_t body_off;     /* body = out[body_off .. len) */
+  const char *error;   /* set when ts_cgi_parse returns -1 */
   int over_head_limit; /* the error is the max_head limit */
 } ts_cgi_response;
 
@@ -66,7 +66,6 @@ typedef struct {
  * ts_cgi_header_dropped is true are dropped. The kept header lines may hold at
  * most `max_head` bytes (name + value + 4 each: what they take on the wire),
  * the response-header limit shared with nginx's proxy_buffer_size. */
-int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap,
-                 size_t max_head);
+int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap, size_t max_head);
 
 #endif

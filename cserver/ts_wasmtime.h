@@ -13,6 +13,8 @@
  *   TS_WT_API <result type> <name>(<parameters>);
  * typedefs of scalars and function pointers on one line each.
  */
+/* One declaration per line, as tests/cserver/test_header.py reads them. */
+/* clang-format off */
 #ifndef TS_WASMTIME_H
 #define TS_WASMTIME_H
 
@@ -212,4 +214,5 @@ TS_WT_API void wasi_config_set_stdin_bytes(wasi_config_t *config, wasm_byte_vec_
 TS_WT_API void wasi_config_set_stdout_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
 TS_WT_API void wasi_config_set_stderr_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
 
+/* clang-format on */
 #endif

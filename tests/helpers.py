@@ -25,7 +25,7 @@ def one_line_error(proc):
     """The failure is a single 'tiramisu: ...' line on stderr, no traceback."""
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("tiramisu: "), proc.stderr
     return lines[-1]
 

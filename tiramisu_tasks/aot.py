@@ -104,7 +104,7 @@ def parse_engine_settings(text):
         data = json.loads(text)
     except ValueError:
         first = (str(text).strip().splitlines() or ["(nothing)"])[0][:120]
-        raise AotUnavailable(f"the box's server does not print engine settings (an older server?): {first}")
+        raise AotUnavailable(f"the box's server does not print engine settings (an older server?): {first}") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise AotUnavailable("the box's engine settings are not a JSON object with a 'config' object")
     if data.get("format") != SETTINGS_FORMAT:
@@ -292,7 +292,7 @@ def serialize_module(wasm_bytes, settings, isa_flags=()):
     try:
         return bytes(wasmtime.Module(engine, wasm_bytes).serialize())
     except wasmtime.WasmtimeError as exc:
-        raise AotUnavailable(f"local Wasmtime cannot compile the module: {str(exc).splitlines()[0]}")
+        raise AotUnavailable(f"local Wasmtime cannot compile the module: {str(exc).splitlines()[0]}") from exc
 
 
 def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None, cache_root=None,
@@ -308,8 +308,9 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
     Results are cached by module sha256, the box's settings and the local
     Wasmtime, so deploying one build to many alike boxes compiles once.
     """
-    from .artifacts import cache
     import shutil
+
+    from .artifacts import cache
 
     if isinstance(engine_settings, (str, bytes)):
         engine_settings = parse_engine_settings(engine_settings)

@@ -1,6 +1,6 @@
 """The ``tiramisu`` console script: Fabric's program over our namespace.
 
-Two things stock ``fab`` does not do, both from FACTS.md:
+Two things stock ``fab`` does not do:
 
 * ``-H NAME`` where NAME is an inventory host or group: the executor expands
   groups, and tasks resolve inventory names themselves (so ``fab -H`` gets the

@@ -19,7 +19,7 @@ import fabric
 from . import hostkeys
 from .config import setting
 from .errors import UsageError
-from .inventory import Inventory, HostEntry
+from .inventory import HostEntry, Inventory
 
 
 @dataclass

@@ -43,7 +43,7 @@ def record_key(path, line):
     with _write_lock:
         path.parent.mkdir(parents=True, exist_ok=True)
         existing = path.read_text().splitlines() if path.exists() else []
-        if line.strip() in (l.strip() for l in existing):
+        if line.strip() in (ln.strip() for ln in existing):
             return
         fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as fh:

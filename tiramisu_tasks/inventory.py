@@ -36,7 +36,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from .config import HOST_SETTINGS
-from .errors import InventoryError
+from .errors import InventoryError, LocalError
 from .paths import user_dir
 
 FILENAME = "tiramisu.yaml"
@@ -131,7 +131,7 @@ class Inventory:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InventoryError(f"cannot parse inventory {path}: {exc}".splitlines()[0])
+            raise InventoryError(f"cannot parse inventory {path}: {exc}".splitlines()[0]) from exc
         if not isinstance(data, dict):
             raise InventoryError(f"inventory {path} must be a mapping with 'hosts:'")
         hosts = {}
@@ -171,19 +171,24 @@ class Inventory:
 
     def save(self):
         """Atomic write (temp file + rename), private mode."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Tiramisu inventory (see README: Host inventory)\n" + yaml.safe_dump(
             self.to_yaml(), sort_keys=False, default_flow_style=False
         )
-        fd, tmp = tempfile.mkstemp(prefix=".tiramisu-", dir=str(self.path.parent))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tiramisu-", dir=str(self.path.parent))
+        except OSError as exc:
+            raise LocalError.from_os_error(exc, "cannot write inventory file", self.path) from exc
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise LocalError.from_os_error(exc, "cannot write inventory file", self.path) from exc
             raise
 
 
@@ -204,10 +209,14 @@ def locked_inventory(path=None):
     write facts; the lock keeps one writer from losing another's change.
     """
     path = Path(path) if path else find_inventory_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.parent / (path.name + ".lock")
     with _thread_lock:
-        with open(lock_path, "a") as lock_fh:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_file = open(lock_path, "a")
+        except OSError as exc:
+            raise LocalError.from_os_error(exc, "cannot write inventory file", path) from exc
+        with lock_file as lock_fh:
             fcntl.flock(lock_fh, fcntl.LOCK_EX)
             try:
                 inv = Inventory.load(path)

@@ -7,16 +7,10 @@ cleanly.
 from invoke import Collection
 
 from .config import DEFAULTS
-from .tasks import demo
-from .tasks import deploy
-from .tasks import host
-from .tasks import lifecycle
-from .tasks import sandbox
-from .tasks import server
+from .tasks import apps_build, demo, deploy, host, lifecycle, sandbox, server
+from .tasks import artifacts as artifacts_tasks
 from .tasks import nginx as nginx_tasks
 from .tasks import toolchain as toolchain_tasks
-from .tasks import artifacts as artifacts_tasks
-from .tasks import apps_build
 
 ns = Collection()
 ns.add_task(demo.demo)

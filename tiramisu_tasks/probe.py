@@ -42,7 +42,8 @@ def probe_command(env_dir):
         'echo "user=$(id -un 2>/dev/null)"',
         'echo "uid=$(id -u)"',
         'echo "group=$(id -gn 2>/dev/null)"',
-        'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
+        'if [ -r /etc/os-release ]; then . /etc/os-release; '
+        'echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
         # glibc: getconf is the most reliable; musl: its loader exists
         'g=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc=${g#glibc }"',
         'for m in /lib/ld-musl-*.so.1; do [ -e "$m" ] && echo "musl_loader=$m"; done',
@@ -53,7 +54,8 @@ def probe_command(env_dir):
         'echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"',
         'echo "env_dir=$E"',
         '[ -d "$E" ] && echo "env_exists=1"',
-        '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" && sed -n \'s/^/version_line=/p\' "$E/VERSION" | head -n 20',
+        '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" '
+        '&& sed -n \'s/^/version_line=/p\' "$E/VERSION" | head -n 20',
         # alive means: the pid exists AND is our program (a recycled pid is stale)
         'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
         ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'

@@ -220,7 +220,7 @@ def up(port=None, paths=None, inventory_path=None, note=lambda *a: None):
         try:
             port = int(port)
         except ValueError:
-            raise UsageError(f"--port must be a number, got {port!r}")
+            raise UsageError(f"--port must be a number, got {port!r}") from None
         if not 1 <= port <= 65535:
             raise UsageError(f"--port must be 1..65535, got {port}")
     user = current_user()

@@ -92,7 +92,7 @@ def request(conn, port, path, method="GET", body=b"", headers=None, timeout=10.0
     try:
         chan = transport.open_channel("direct-tcpip", ("127.0.0.1", int(port)), ("127.0.0.1", 0), timeout=timeout)
     except Exception as exc:  # paramiko.ChannelException: connect refused / forwarding off
-        raise ConnectError(f"nothing answers on 127.0.0.1:{port} on the box ({exc})", code=1)
+        raise ConnectError(f"nothing answers on 127.0.0.1:{port} on the box ({exc})", code=1) from exc
     try:
         chan.settimeout(timeout)
         chan.sendall(build_request(method, path, host, headers, body))
@@ -103,13 +103,13 @@ def request(conn, port, path, method="GET", body=b"", headers=None, timeout=10.0
                 break
             raw += chunk
     except OSError as exc:
-        raise ConnectError(f"HTTP request to 127.0.0.1:{port}{path} on the box failed: {exc}", code=1)
+        raise ConnectError(f"HTTP request to 127.0.0.1:{port}{path} on the box failed: {exc}", code=1) from exc
     finally:
         chan.close()
     try:
         resp = parse_response(raw)
     except ValueError as exc:
-        raise ConnectError(f"bad HTTP answer from 127.0.0.1:{port}{path} on the box: {exc}", code=1)
+        raise ConnectError(f"bad HTTP answer from 127.0.0.1:{port}{path} on the box: {exc}", code=1) from exc
     resp.seconds = time.monotonic() - started
     return resp
 
@@ -127,5 +127,6 @@ def wait_for(conn, port, path, predicate=lambda r: r.status == 200, timeout=10.0
         except ConnectError as exc:
             last_error = exc.message
         if time.monotonic() >= deadline:
-            raise ConnectError(f"127.0.0.1:{port}{path} on the box not ready after {timeout:.0f}s: {last_error}", code=1)
+            raise ConnectError(f"127.0.0.1:{port}{path} on the box not ready after {timeout:.0f}s: {last_error}",
+                               code=1)
         time.sleep(interval)

@@ -19,7 +19,7 @@ import paramiko
 from invoke.exceptions import UnexpectedExit
 
 from . import options
-from .errors import TiramisuError
+from .errors import LocalError, TiramisuError, is_local_os_error
 
 
 def describe_exception(exc, host=None):
@@ -54,6 +54,8 @@ def describe_exception(exc, host=None):
     if isinstance(exc, socket.gaierror):
         return (f"{where}cannot resolve host name ({exc.strerror or exc}); not an inventory "
                 f"name either (see host.list)", 255)
+    if is_local_os_error(exc):  # this machine's disk: no host prefix, not a connection code
+        return LocalError.from_os_error(exc).message, LocalError.code
     if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, OSError)) and not isinstance(
         exc, FileNotFoundError
     ):

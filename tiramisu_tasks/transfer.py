@@ -245,9 +245,9 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
         # words beat "socket closed".
         failed = _receiver_failure(chan)
         if failed:
-            raise receiver_error(conn.host, failed[0], failed[1], total)
+            raise receiver_error(conn.host, failed[0], failed[1], total) from exc
         raise ConnectError(f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); "
-                           f"nothing was replaced on the box")
+                           f"nothing was replaced on the box") from exc
     finally:
         chan.close()
     if status != 0:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tiramisu_tasks.apps.detect import classify_dir, classify_file, choose, detect, uses_emscripten
+from tiramisu_tasks.apps.detect import choose, classify_dir, classify_file, detect, uses_emscripten
 from tiramisu_tasks.errors import UsageError
 
 FILE_CASES = [

@@ -10,7 +10,11 @@ import random
 import pytest
 
 from tiramisu_tasks.apps.validate import (
-    WASI_P1_FUNCS, InvalidWasm, command_problems, parse_module, validate_bytes,
+    WASI_P1_FUNCS,
+    InvalidWasm,
+    command_problems,
+    parse_module,
+    validate_bytes,
 )
 
 I32, I64 = b"\x7f", b"\x7e"
@@ -89,7 +93,8 @@ BAD = [
     ("garbage", b"hello, world! not wasm", "no \\\\0asm magic"),
     ("elf", b"\x7fELF\x02\x01\x01\x00" + b"\0" * 16, "ELF executable"),
     ("wat text", b"(module\n  (func))", "WebAssembly text"),
-    ("component", b"\0asm\x0d\x00\x01\x00" + b"\0" * 8, "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules"),
+    ("component", b"\0asm\x0d\x00\x01\x00" + b"\0" * 8,
+     "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules"),
     ("old component draft", b"\0asm\x0a\x00\x01\x00", "WebAssembly component"),
     ("version 2", b"\0asm\x02\x00\x00\x00", "unsupported WebAssembly version 2"),
     ("section past end", HEADER + b"\x01\x05\x00", "claims 5 bytes, only 1 left"),

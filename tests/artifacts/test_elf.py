@@ -1,9 +1,12 @@
-"""The pure-Python ELF reader agrees with binutils' readelf on real binaries."""
+"""The ELF reader agrees with binutils' readelf on real binaries and refuses damaged ones in one line."""
 
+import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +94,61 @@ def test_not_elf_is_refused(tmp_path):
 def test_check_machine(zig_binaries):
     with pytest.raises(BuildError, match="built for aarch64, expected x86_64"):
         elf.check_machine(zig_binaries["aarch64-linux-musl"], "x86_64")
+
+
+SMALL_ELF = Path("/bin/true")
+needs_small_elf = pytest.mark.skipif(not SMALL_ELF.exists(), reason="/bin/true missing")
+
+
+def _one_line_error(data, name="bin"):
+    with pytest.raises(elf.ElfError) as caught:
+        elf.parse_elf(data, name=name)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(name)
+    return message
+
+
+@needs_small_elf
+def test_every_truncation_of_a_real_binary_is_a_one_line_error():
+    data = SMALL_ELF.read_bytes()
+    assert elf.parse_elf(data).machine  # the whole file reads
+    for n in range(len(data)):
+        _one_line_error(data[:n])
+
+
+@needs_small_elf
+def test_a_segment_cut_short_is_reported_even_without_a_section_table():
+    data = bytearray(SMALL_ELF.read_bytes())
+    if data[4] != 2 or data[5] != 1:
+        pytest.skip("expects a 64-bit little-endian /bin/true")
+    struct.pack_into("<Q", data, 40, 0)  # e_shoff
+    struct.pack_into("<HHH", data, 58, 0, 0, 0)  # e_shentsize, e_shnum, e_shstrndx
+    assert elf.parse_elf(bytes(data)).interpreter  # still readable from its segments
+    last_segment_end = len(data) - 1
+    assert "truncated" in _one_line_error(bytes(data[:last_segment_end // 2]))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x7f", b"\x7fELF", b"#!/bin/sh\necho hi\n", b"\x7fELF" + b"\xff" * 60],
+                         ids=["empty", "one-byte", "magic-only", "script", "bad-class"])
+def test_not_elf_or_no_header_is_a_one_line_error(data, tmp_path):
+    _one_line_error(data)
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    with pytest.raises(elf.ElfError, match=str(path)):
+        elf.read_elf(path)
+
+
+@needs_small_elf
+def test_damaged_bytes_never_escape_as_another_exception():
+    data = SMALL_ELF.read_bytes()
+    rng = random.Random(10)  # fixed: the same damaged files every run
+    for _ in range(400):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            # mostly in the headers and tables, where the reader looks
+            where = rng.randrange(64 + 56 * 14) if rng.random() < 0.7 else rng.randrange(len(damaged))
+            damaged[where] = rng.randrange(256)
+        try:
+            elf.parse_elf(bytes(damaged), name="bin")
+        except elf.ElfError as exc:
+            assert "\n" not in str(exc)

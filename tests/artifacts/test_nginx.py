@@ -78,7 +78,7 @@ MAKEFILE = """../pcre2-10.42/Makefile:\tobjs/Makefile
 \tcd ../pcre2-10.42 \\
 \t&& if [ -f Makefile ]; then $(MAKE) distclean; fi \\
 \t&& CC="$(CC)" CFLAGS="-O2 -pipe " \\
-\t./configure --disable-shared 
+\t./configure --disable-shared\x20
 """
 
 
@@ -95,7 +95,7 @@ def test_cross_pcre_makefile_refuses_an_unknown_makefile():
 
 def test_zig_wrapper_puts_our_flags_after_nginx_flags():
     text = ngx.zig_cc_wrapper("/venv/bin/python")
-    line = [l for l in text.splitlines() if l.startswith("exec ")][0]
+    line = [ln for ln in text.splitlines() if ln.startswith("exec ")][0]
     assert line.index('"$@"') < line.index("-Wno-sign-compare")
     assert "$TIRAMISU_ZIG_TARGET" in line and "/venv/bin/python -m ziglang cc" in line
 

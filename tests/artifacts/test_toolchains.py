@@ -174,7 +174,7 @@ def test_doctor_table_names_the_fix(monkeypatch, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["BACKEND", "WORKS", "TARGETS", "FIX"]
-    docker = [l for l in lines if l.startswith("docker")][0]
+    docker = [ln for ln in lines if ln.startswith("docker")][0]
     assert " no " in docker and "docker.io" in docker
 
 

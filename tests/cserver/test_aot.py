@@ -132,7 +132,8 @@ def test_check_module_with_precompiled(server_build, wasm_guests, tmp_path):
     sha = sha256_bytes(wasm_guests["hello"].read_bytes())
     good = precompiled_for(server_build, wasm_guests["hello"], tmp_path / "g", pooling="on")
     bad = precompiled_for(server_build, wasm_guests["hello"], tmp_path / "b", pooling="off")
-    base = [binary, "--check-module", wasm, "--pooling", "on", *sum((["--" + k, v] for k, v in SERVER_FLAGS.items()), [])]
+    flags = [arg for k, v in SERVER_FLAGS.items() for arg in ("--" + k, v)]
+    base = [binary, "--check-module", wasm, "--pooling", "on", *flags]
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -143,7 +144,8 @@ def test_check_module_with_precompiled(server_build, wasm_guests, tmp_path):
     p = subprocess.run(base + ["--precompiled", str(bad), "--cache", str(cache)], capture_output=True, text=True)
     assert (p.returncode, p.stdout) == (0, f"ok {sha} compiled\n")
     assert "precompiled module refused" in p.stderr and bad.is_file()
-    assert [f.name for f in cache.iterdir()] == [f"{sha}-{engine_settings(server_build, pooling='on')['settings_hash']}.cwasm"]
+    settings_hash = engine_settings(server_build, pooling="on")["settings_hash"]
+    assert [f.name for f in cache.iterdir()] == [f"{sha}-{settings_hash}.cwasm"]
 
     p = subprocess.run(base + ["--precompiled", str(tmp_path / "missing.cwasm"), "--cache", ""],
                        capture_output=True, text=True)

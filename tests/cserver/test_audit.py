@@ -1,4 +1,4 @@
-"""The server audit and hardening cases (shared/cases), direct to custom_server.
+"""Inputs that once broke custom_server (found by review and hardening), sent straight to it.
 
 Each test replays one input that failed before and checks the right value.
 The memory-safety cases also run against a build with AddressSanitizer and
@@ -17,7 +17,7 @@ import pytest
 
 from tests.fixtures.server import REPO
 
-from .test_server import env_of, status_of
+from .test_server import env_of
 
 SRC = REPO / "cserver"
 
@@ -240,7 +240,7 @@ def test_a2_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir
             while b"\r\n\r\n" not in buf:
                 buf += s.recv(65536)
             head, _, rest = buf.partition(b"\r\n\r\n")
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0]
+            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
                          .split(b":")[1])
             while len(rest) < length:
                 rest += s.recv(65536)
@@ -264,7 +264,7 @@ def test_a2_pipelined_guest_requests_beyond_the_output_queue(run_server, guests_
                 buf += s.recv(65536)
             head, _, rest = buf.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200"), (i, head)
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0]
+            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
                          .split(b":")[1])
             while len(rest) < length:
                 rest += s.recv(65536)
@@ -484,7 +484,7 @@ def test_access_log_escapes_request_bytes(run_server, guests_dir):
     while time.time() < deadline and "hello" not in text:
         time.sleep(0.1)
         text = srv.access_log.read_text()
-    line = [l for l in text.splitlines() if "/hello/" in l][-1]
+    line = [ln for ln in text.splitlines() if "/hello/" in ln][-1]
     assert '/hello/a\\x22b\\x5cc' in line
     assert line.count('"') == 2
 

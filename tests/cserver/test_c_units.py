@@ -29,7 +29,17 @@ def _build(cc, out, sources, extra):
 
 
 def test_unit_tests_under_sanitizers(tmp_path):
-    binary = _build(_cc(), tmp_path / "units", [REPO / "tests/cserver/c/test_units.c", *PURE], SAN)
+    binary = _build(_cc(), tmp_path / "units", [REPO / "tests/cserver/c/test_units.c", *PURE],
+                    [*SAN, "-DTS_HTTP_COUNT_EXAMINED"])
+    proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120,
+                          env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failures" in proc.stdout
+
+
+def test_sha256_matches_the_fips_180_2_example_messages(tmp_path):
+    """The server's SHA-256 (module identity) gives the standard digests, whole and fed in pieces."""
+    binary = _build(_cc(), tmp_path / "sha256", [REPO / "tests/cserver/c/test_sha256.c", SRC / "ts_sha256.c"], SAN)
     proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120,
                           env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -42,7 +42,7 @@ def run_output(runner, output, max_head):
     if lines[0].startswith("error "):
         return {"error": lines[0][6:]}
     status = int(lines[0].split()[1])
-    headers = [l[7:].split("\t", 1) for l in lines if l.startswith("header ")]
+    headers = [ln[7:].split("\t", 1) for ln in lines if ln.startswith("header ")]
     body_off = int(lines[-1].split()[1])
     return {"status": status, "headers": headers, "body": output[body_off:]}
 

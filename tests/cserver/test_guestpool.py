@@ -120,7 +120,9 @@ def test_looping_guest_does_not_stall_other_connections(run_server, wat_module, 
 def test_pipelined_requests_answered_in_order_around_a_slow_guest(run_server, wat_module, tmp_path):
     srv = start(run_server, wat_module, tmp_path)
     s = socket.create_connection(("127.0.0.1", srv.port))
-    req = lambda p: f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    def req(p):
+        return f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
     # admin (answered on the I/O thread) and 404 must wait for the guest in front of them
     s.sendall(req("/slow/") + req("/hello/") + req("/_tiramisu/health") + req("/nope/") + req("/slow/a")
               + b"POST /hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" + req("/hello/"))
@@ -140,7 +142,7 @@ def test_pipelined_requests_answered_in_order_around_a_slow_guest(run_server, wa
 def test_client_gone_during_slow_guest(run_server, wat_module, tmp_path):
     srv = start(run_server, wat_module, tmp_path, timeout_ms=1500)
     socks = []
-    for i in range(6):
+    for _ in range(6):
         s = socket.create_connection(("127.0.0.1", srv.port))
         s.sendall(b"GET /loop/ HTTP/1.1\r\nHost: x\r\n\r\nGET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
         socks.append(s)

@@ -22,9 +22,10 @@ FNPTR = re.compile(r"^typedef (?P<ret>.+?)\s*\(\*(?P<name>\w+)\)\((?P<args>.*)\)
 
 @pytest.fixture(scope="module")
 def pinned():
+    import platform
+
     from tiramisu_tasks.artifacts.wasmtime import wasmtime_library
     from tiramisu_tasks.targets import parse_target_name
-    import platform
 
     return wasmtime_library(parse_target_name(platform.machine()))
 

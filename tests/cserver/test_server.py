@@ -256,7 +256,7 @@ def test_access_log_lines(srv):
     srv.get("/hello?x=1")
     time.sleep(0.5)
     lines = srv.access_log.read_text().splitlines()
-    assert any('"GET /hello?x=1 HTTP/1.1" 200 13 ' in l and l.endswith(" hello") for l in lines), lines
+    assert any('"GET /hello?x=1 HTTP/1.1" 200 13 ' in ln and ln.endswith(" hello") for ln in lines), lines
 
 
 # ---------------------------------------------------------------- routes ---
@@ -463,7 +463,8 @@ def test_startup_errors_are_one_line(run_server, server_build, tmp_path):
 
 def test_config_file_relative_to_env_dir(server_build, tmp_path, wasm_guests):
     import subprocess
-    from tests.fixtures.server import free_port, RunningServer
+
+    from tests.fixtures.server import free_port
 
     env = tmp_path / "env"
     (env / "conf").mkdir(parents=True)

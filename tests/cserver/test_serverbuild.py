@@ -1,7 +1,6 @@
 """server.build: pure command builders, and the real build's output."""
 
 import os
-import platform
 import re
 import shutil
 import subprocess

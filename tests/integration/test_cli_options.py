@@ -1,5 +1,5 @@
-"""Numeric options and TASK --help through the real front ends (issue 9 items 6, 7;
-hardening case 11). No box needed: both happen before anything connects."""
+"""Numeric options are checked, and TASK --help answers, through the real front ends
+before anything connects (so no box is needed): a bad value is one line, exit 2."""
 
 import os
 import socket
@@ -106,7 +106,7 @@ def test_bad_numeric_option_is_one_line_exit_2_and_changes_nothing(front, isolat
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, cases))
-    for (task, opt, base, accepts, bad), proc in results:
+    for (task, opt, _base, accepts, bad), proc in results:
         where = f"{front} {task} {opt} {bad!r}: {proc.stderr}"
         assert proc.returncode == 2, where
         assert proc.stderr.splitlines() == [f"tiramisu: {opt}: expected {accepts}, got {bad!r}"], where

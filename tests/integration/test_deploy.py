@@ -1,4 +1,4 @@
-"""Issue #6 on real hosts: deploy, redeploy, rollback, remove on both arches; a
+"""On real hosts: deploy, redeploy, rollback, remove on both arches; a
 bad module keeps the old version serving; zero failed requests under load; the
 three front ends; chained scripts stop at the first failure; every example
 answers its expected.json through the real server behind nginx."""
@@ -7,7 +7,6 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -137,7 +136,8 @@ def test_chained_script_stops_at_the_first_failure(served, tmp_path):
     bad = tmp_path / "broken.wasm"
     bad.write_bytes(b"\0asm\x01\0\0\0garbage")
     marker = tmp_path / "reached"
-    script = (f"set -e; cd {REPO}; {BIN}/tiramisu setup --host box; {BIN}/tiramisu deploy {bad} --host box --name chain; "
+    script = (f"set -e; cd {REPO}; {BIN}/tiramisu setup --host box; "
+              f"{BIN}/tiramisu deploy {bad} --host box --name chain; "
               f"{BIN}/tiramisu deploy {good} --host box; touch {marker}")
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert proc.returncode != 0 and not marker.exists()
@@ -243,7 +243,7 @@ def test_boot_persistence_line_starts_the_services(served):
         return
     assert proc.returncode == 0, proc.stderr
     assert cli("tiramisu", "webserv.enable-boot", "--host", "box").returncode == 0  # idempotent
-    lines = [l for l in served.ssh("crontab -l", check=True).stdout.splitlines() if "# tiramisu:" in l]
+    lines = [ln for ln in served.ssh("crontab -ln", check=True).stdout.splitlines() if "# tiramisu:" in ln]
     assert len(lines) == 1 and lines[0].startswith("@reboot ")
     # What cron would run at boot, run now with the services stopped: they come up.
     assert cli("tiramisu", "webserv.stop", "--host", "box").returncode == 0

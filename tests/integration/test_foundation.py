@@ -1,10 +1,9 @@
-"""Issue #2 end to end: inventory, probe, host keys and errors through the real
+"""End to end: inventory, probe, host keys and errors through the real
 front ends against real SSH hosts (x86_64 netns host, aarch64 qemu host)."""
 
 import json
 import subprocess
 
-import pytest
 import yaml
 
 from tests.helpers import REPO, cli, free_port, one_line_error
@@ -99,8 +98,8 @@ def test_accept_new_by_environment_for_fab(x86_host, tmp_inventory):
 
 def test_changed_host_key_is_always_refused(x86_host, tmp_inventory):
     x86_host.register(tmp_inventory, "box", accept_key=False)
-    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_inventory.parent / "k")],
-                           check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_inventory.parent / "k")],
+                   check=True)
     pub = (tmp_inventory.parent / "k.pub").read_text().split()
     (tmp_inventory.parent / "tiramisu_known_hosts").write_text(f"{x86_host.hostname} {pub[0]} {pub[1]}\n")
     for extra, env in (([], None), (["--accept-new"], None), ([], {"TIRAMISU_ACCEPT_NEW_HOST_KEYS": "1"})):

@@ -1,5 +1,6 @@
-"""Issue 9 (hardening cases, /work/shared/cases/hardening) on real x86_64 hosts,
-once with an ordinary SSH user and once with a box reached as root:
+"""The hardened behaviour of a whole install on real x86_64 hosts (case numbers
+name the hardening review's cases), once with an ordinary SSH user and once with
+a box reached as root:
 
 - case 1: request bodies and large responses to slow clients arrive whole
   whatever user the box runs as (nginx temp files inside the 0700 env dir);

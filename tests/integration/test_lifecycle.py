@@ -1,10 +1,9 @@
-"""Issue #5 on real hosts of both architectures: setup from bare, idempotence,
+"""On real hosts of both architectures: setup from bare, idempotence,
 status/stop/start/restart/reload/logs, survival, kill -9 recovery, teardown,
 and the bad-input cases (disk, permissions, port taken, cut upload, wrong arch)."""
 
 import json
 import os
-import shlex
 import threading
 import time
 import urllib.error

@@ -93,7 +93,8 @@ def test_sandbox_busy_port(tmp_inventory):
         res = _tiramisu("sandbox.up", "--port", str(busy))
         assert res.returncode == 2 and "busy" in res.stderr and "Traceback" not in res.stderr
     bad = _tiramisu("sandbox.up", "--port", "nope")
-    assert bad.returncode == 2 and bad.stderr.splitlines() == ["tiramisu: --port: expected an integer 1-65535, got 'nope'"]
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == ["tiramisu: --port: expected an integer 1-65535, got 'nope'"]
 
 
 SANDBOX_AS_USER = """

@@ -5,8 +5,17 @@ import json
 import pytest
 
 from tiramisu_tasks.aot import (
-    AotUnavailable, aot_plan, box_facts_command, check_command, cpu_flags_of, engine_settings_command,
-    isa_flags_for, parse_box_facts, parse_engine_settings, remote_precompiled_path, settings_problem,
+    AotUnavailable,
+    aot_plan,
+    box_facts_command,
+    check_command,
+    cpu_flags_of,
+    engine_settings_command,
+    isa_flags_for,
+    parse_box_facts,
+    parse_engine_settings,
+    remote_precompiled_path,
+    settings_problem,
     wasmtime_version_of,
 )
 from tiramisu_tasks.targets import parse_target_name

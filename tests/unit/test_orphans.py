@@ -1,4 +1,4 @@
-"""Case 9 (processes are what status says): the /proc scan, classification and
+"""Status names every process of a service: the /proc scan, classification and
 reaping of a service's orphans. Tables for the pure parts; the generated sh is
 also run here against real local processes (the same POSIX sh as on a box)."""
 
@@ -10,8 +10,15 @@ import time
 import pytest
 
 from tiramisu_tasks.layout import RemoteLayout
-from tiramisu_tasks.services import (classify, observe_command, parse_env_processes, parse_observed, parse_reaped,
-                                     reap_command, stop_all_command)
+from tiramisu_tasks.services import (
+    classify,
+    observe_command,
+    parse_env_processes,
+    parse_observed,
+    parse_reaped,
+    reap_command,
+    stop_all_command,
+)
 
 
 @pytest.mark.parametrize("name, pid, state, rows, expected", [

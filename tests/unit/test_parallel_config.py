@@ -1,4 +1,4 @@
-"""Audit A9: parallel host runs never share one mutable Invoke/Fabric config.
+"""Parallel host runs never share one mutable Invoke/Fabric config.
 
 20 hosts in a group, ``setup --host group``: once in six runs, some hosts failed
 with Invoke's "No attribute or config key found". Building a fabric Connection

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from tiramisu_tasks import deploy as dp
+from tiramisu_tasks.errors import UsageError
 from tiramisu_tasks.layout import RemoteLayout, resolve_env_dir
 from tiramisu_tasks.lifecycle import port_conflicts, service_actions
 from tiramisu_tasks.services import boot_line, start_command, stop_command
@@ -52,7 +53,8 @@ def test_boot_line_has_marker_and_no_percent():
     ({"conf/nginx.conf"}, {"server": (1, "running"), "nginx": (2, "running")}, {"server": "keep", "nginx": "reload"}),
     ({"bin/nginx", "conf/nginx.conf"}, {"server": (1, "running"), "nginx": (2, "running")},
      {"server": "keep", "nginx": "restart"}),
-    ({"lib/libwasmtime.so"}, {"server": (1, "running"), "nginx": (2, "running")}, {"server": "restart", "nginx": "keep"}),
+    ({"lib/libwasmtime.so"}, {"server": (1, "running"), "nginx": (2, "running")},
+     {"server": "restart", "nginx": "keep"}),
     ({"conf/server.conf"}, {"server": (1, "stale"), "nginx": (None, "stopped")}, {"server": "start", "nginx": "start"}),
     (set(), {}, {"server": "start", "nginx": "start"}),
 ], ids=["nothing", "nginx-conf", "nginx-bin", "wasmtime-lib", "stale-and-stopped", "bare"])
@@ -134,7 +136,7 @@ def test_receiver_failing_check_switches_nothing(tmp_path):
                          ids=repr)
 def test_validate_route(route, ok):
     if ok is None:
-        with pytest.raises(Exception):
+        with pytest.raises(UsageError):
             dp.validate_route(route)
     else:
         assert dp.validate_route(route) == ok
@@ -179,7 +181,6 @@ def test_switch_command_runs_and_records_current(tmp_path):
 
 def test_liveness_test_rejects_zombies_and_strangers(tmp_path):
     """Run the generated test against real processes: ours, a zombie, a stranger."""
-    import sys
     import time
 
     from tiramisu_tasks.services import is_ours

@@ -6,10 +6,10 @@ import pytest
 from invoke.exceptions import UnexpectedExit
 from invoke.runners import Result
 
+from tiramisu_tasks.config import DEFAULTS
 from tiramisu_tasks.errors import UnsupportedTarget, UsageError
 from tiramisu_tasks.layout import RemoteLayout
 from tiramisu_tasks.render import config_values, render, render_nginx_conf, render_server_conf, validate_nginx_conf
-from tiramisu_tasks.config import DEFAULTS
 from tiramisu_tasks.taskkit import describe_exception
 
 LAYOUT = RemoteLayout("/home/pi/tiramisu-env")
@@ -32,7 +32,7 @@ def test_nginx_conf_renders_valid_with_everything_in_env_dir():
 
 def test_server_conf_has_every_contract_key():
     text = render_server_conf(values())
-    keys = {l.split("=")[0].strip() for l in text.splitlines() if "=" in l and not l.startswith("#")}
+    keys = {ln.split("=")[0].strip() for ln in text.splitlines() if "=" in ln and not ln.startswith("#")}
     assert {"listen", "modules", "routes", "cache", "log-dir", "pid-file", "workers", "timeout-ms",
             "memory-mb"} <= keys
 

@@ -1,4 +1,4 @@
-"""A full disk on the box is "disk full", not "transfer cut short" (issue 9).
+"""A full disk on the box is reported as "disk full", not as "transfer cut short".
 
 Pure parsing and message tables, then the real sh receiver on a tiny tmpfs
 (root only: mounting needs it) so ENOSPC comes from a real kernel."""
@@ -12,8 +12,14 @@ import tarfile
 import pytest
 
 from tiramisu_tasks.errors import DiskFullError, RemoteError
-from tiramisu_tasks.transfer import (DISK_FULL_EXIT, Upload, disk_full_message, parse_disk_full,
-                                     receiver_error, receiver_script)
+from tiramisu_tasks.transfer import (
+    DISK_FULL_EXIT,
+    Upload,
+    disk_full_message,
+    parse_disk_full,
+    receiver_error,
+    receiver_script,
+)
 
 
 @pytest.mark.parametrize("line, parsed", [

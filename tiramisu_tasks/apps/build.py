@@ -17,15 +17,15 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from ..artifacts import cache
-from ..errors import BuildError, ToolMissing, UsageError
+from ..errors import BuildError, LocalError, ToolMissing, UsageError
 from ..paths import cache_dir
 from . import builders as B
-from .detect import Detection, detect, list_source_files, LANGUAGES
+from .detect import LANGUAGES, Detection, detect, list_source_files
 from .toolrun import locked, run_step
 from .validate import validate_file
 
@@ -197,7 +197,10 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
         progress(f"{name}: unchanged since the last build (cache {entry.key})")
     if out_dir is not None:
         dest = Path(out_dir).expanduser() / f"{name}.wasm"
-        _copy_atomic(wasm, dest)
+        try:
+            _copy_atomic(wasm, dest)
+        except OSError as exc:
+            raise LocalError.from_os_error(exc, "cannot write --out", dest) from exc
         wasm = dest
     return BuildResult(
         wasm_path=wasm, language=det.language, name=name, sha256=entry.files["app.wasm"],

@@ -183,7 +183,7 @@ def list_source_files(root):
         try:
             entries = sorted(d.iterdir())
         except OSError as exc:
-            raise UsageError(f"cannot read {d}: {exc.strerror or exc}")
+            raise UsageError(f"cannot read {d}: {exc.strerror or exc}") from exc
         for p in entries:
             if p.is_dir() and not p.is_symlink():
                 if p.name in IGNORED_DIRS or p.name.startswith("."):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict
 
+from ..errors import LocalError
 from ..paths import cache_dir
 
 MANIFEST = "manifest.json"
@@ -111,8 +112,11 @@ def get_or_build(kind, inputs, build: Callable[[Path], None], root=None) -> Entr
         return found
     key = cache_key(inputs)
     final = entry_path(kind, key, root)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=str(final.parent)))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=str(final.parent)))
+    except OSError as exc:
+        raise LocalError.from_os_error(exc, "cannot write cache", final.parent) from exc
     try:
         build(tmp)
         files = {}

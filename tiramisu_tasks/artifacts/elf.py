@@ -1,25 +1,32 @@
-"""Facts about built ELF binaries, read in pure Python (no readelf needed).
+"""Facts about built ELF binaries, read with pyelftools (no readelf needed).
 
 Used to check artifacts before they ship: the machine a binary is for, whether
 it is static, its program interpreter, and which glibc symbol versions it
 needs (the glibc floor of a box that can run it).
 
-Only 64-bit little-endian ELF is parsed (every supported target); anything
-else raises :class:`ElfError`.
+A file that is not ELF, or is cut short or damaged, raises :class:`ElfError`
+with one line naming the file; nothing of pyelftools' own exceptions escapes.
 """
 
+import io
 import struct
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from elftools.common.exceptions import ELFError as _PyElfError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection
+
 from ..errors import BuildError
 
-EM_NAMES = {62: "x86_64", 183: "aarch64", 40: "arm", 243: "riscv", 3: "i386"}
+# pyelftools' e_machine names -> the architecture names used everywhere else
+MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_ARM": "arm", "EM_RISCV": "riscv", "EM_386": "i386"}
 
-PT_INTERP = 3
-PT_DYNAMIC = 2
-SHT_GNU_VERNEED = 0x6FFFFFFE
 VER_FLG_WEAK = 0x2
+
+# What pyelftools raises on a damaged file: its own errors, or the lower-level
+# ones when an offset points outside the data or a name is not text.
+_DAMAGED = (_PyElfError, struct.error, ValueError, EOFError, IndexError, KeyError, OverflowError, UnicodeDecodeError)
 
 
 class ElfError(BuildError):
@@ -46,59 +53,90 @@ class ElfInfo:
         return self.interpreter is None
 
 
-def _cstr(blob, offset):
-    end = blob.find(b"\0", offset)
-    return blob[offset:end if end >= 0 else len(blob)].decode("ascii", "replace")
+def _machine_name(e_machine):
+    if isinstance(e_machine, int):
+        return f"em{e_machine}"
+    return MACHINES.get(e_machine, e_machine[3:].lower() if e_machine.startswith("EM_") else e_machine)
+
+
+# Where the ELF header keeps the two table offsets, entry sizes and counts:
+# (header size, struct format of e_phoff, e_shoff, e_flags, e_ehsize,
+# e_phentsize, e_phnum, e_shentsize, e_shnum, byte offset of e_phoff) per class.
+_TABLE_FIELDS = {1: (52, "IIIHHHHH", 28), 2: (64, "QQIHHHHH", 32)}
+
+
+def _tables_fit(data, name):
+    """Refuse a file cut before the end of its header or either header table.
+
+    Linkers put the section header table last, so this catches nearly every
+    truncation from the fixed-size header alone, before pyelftools builds its
+    parsers (which is much slower than this).
+    """
+    if len(data) < 6 or data[4] not in _TABLE_FIELDS or data[5] not in (1, 2):
+        raise ElfError(f"{name}: damaged or truncated ELF file (no valid ELF identification)")
+    header_size, fields, offset = _TABLE_FIELDS[data[4]]
+    if len(data) < header_size:
+        raise ElfError(f"{name}: truncated ELF file (header needs {header_size} bytes, file has {len(data)})")
+    order = "<" if data[5] == 1 else ">"
+    phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum = struct.unpack_from(order + fields, data, offset)
+    for start, length, what in ((phoff, phentsize * phnum, "program headers"),
+                                (shoff, shentsize * shnum, "section headers")):
+        if length and start + length > len(data):
+            raise ElfError(f"{name}: truncated ELF file ({what} end at byte {start + length}, "
+                           f"file has {len(data)})")
+
+
+def _check_extent(elffile, size, name):
+    """Every segment and section that has bytes in the file ends inside it.
+
+    pyelftools reads a cut-off table or section as short data without
+    complaint, so a truncated file is caught here, before anything is read.
+    """
+    for segment in elffile.iter_segments():
+        end = segment["p_offset"] + segment["p_filesz"]
+        if end > size:
+            raise ElfError(f"{name}: truncated ELF file (a {segment['p_type']} segment ends at byte {end}, "
+                           f"file has {size})")
+    for section in elffile.iter_sections():
+        end = section["sh_offset"] + section["sh_size"]
+        if section["sh_type"] != "SHT_NOBITS" and end > size:
+            raise ElfError(f"{name}: truncated ELF file (section {section.name or '?'} ends at byte {end}, "
+                           f"file has {size})")
+
+
+def _version_needs(elffile) -> List[VersionNeed]:
+    needs = []
+    for section in elffile.iter_sections():
+        if not isinstance(section, GNUVerNeedSection):
+            continue
+        for verneed, auxiliaries in section.iter_versions():
+            for aux in auxiliaries:
+                needs.append(VersionNeed(verneed.name, aux.name, bool(aux["vna_flags"] & VER_FLG_WEAK)))
+    return needs
 
 
 def parse_elf(data: bytes, name="file") -> ElfInfo:
-    """Pure: machine, interpreter and version needs of a 64-bit LE ELF image."""
+    """Pure: machine, interpreter and version needs of an ELF image."""
     if data[:4] != b"\x7fELF":
         raise ElfError(f"{name} is not an ELF file")
-    if data[4] != 2 or data[5] != 1:
-        raise ElfError(f"{name}: only 64-bit little-endian ELF is supported")
-    e_type, e_machine = struct.unpack_from("<HH", data, 16)
-    e_phoff, e_shoff = struct.unpack_from("<QQ", data, 32)
-    e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from("<HHHH", data, 54)
-    machine = EM_NAMES.get(e_machine, f"em{e_machine}")
-
-    interpreter = None
-    dynamic = False
-    for i in range(e_phnum):
-        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, e_phoff + i * e_phentsize)
-        if p_type == PT_INTERP:
-            interpreter = data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
-        elif p_type == PT_DYNAMIC:
-            dynamic = True
-
-    sections = []
-    for i in range(e_shnum):
-        (sh_name, sh_type, _fl, _addr, sh_offset, sh_size, sh_link, sh_info) = struct.unpack_from(
-            "<IIQQQQII", data, e_shoff + i * e_shentsize)
-        sections.append((sh_type, sh_offset, sh_size, sh_link, sh_info))
-
-    needs: List[VersionNeed] = []
-    for sh_type, offset, _size, link, count in sections:
-        if sh_type != SHT_GNU_VERNEED or link >= len(sections):
-            continue
-        _t, str_off, str_size, _l, _i = sections[link]
-        strtab = data[str_off:str_off + str_size]
-        pos = offset
-        for _ in range(count):  # sh_info holds the number of Verneed entries
-            _ver, cnt, vn_file, vn_aux, vn_next = struct.unpack_from("<HHIII", data, pos)
-            lib = _cstr(strtab, vn_file)
-            apos = pos + vn_aux
-            for _ in range(cnt):
-                _hash, flags, _other, vna_name, vna_next = struct.unpack_from("<IHHII", data, apos)
-                needs.append(VersionNeed(lib, _cstr(strtab, vna_name), bool(flags & VER_FLG_WEAK)))
-                if not vna_next:
-                    break
-                apos += vna_next
-            if not vn_next:
-                break
-            pos += vn_next
-    return ElfInfo(machine, e_type == 3, interpreter, dynamic, tuple(needs))
+    _tables_fit(data, name)
+    try:
+        elffile = ELFFile(io.BytesIO(data))
+        _check_extent(elffile, len(data), name)
+        interpreter, dynamic = None, False
+        for segment in elffile.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                interpreter = segment.get_interp_name()
+            elif segment["p_type"] == "PT_DYNAMIC":
+                dynamic = True
+        needs = _version_needs(elffile)
+        return ElfInfo(_machine_name(elffile["e_machine"]), elffile["e_type"] == "ET_DYN", interpreter, dynamic,
+                       tuple(needs))
+    except ElfError:
+        raise
+    except _DAMAGED as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ElfError(f"{name}: damaged or truncated ELF file ({detail})") from None
 
 
 def read_elf(path) -> ElfInfo:

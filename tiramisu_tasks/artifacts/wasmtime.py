@@ -114,7 +114,7 @@ def wasmtime_library(target, version=WASMTIME_VERSION, root=None):
             import ziglang  # noqa: F401
         except ImportError:
             raise ToolMissing("no strip tool for foreign ELF files: install llvm (llvm-strip) "
-                              "or the Python package ziglang")
+                              "or the Python package ziglang") from None
     entry = cache.get_or_build(KIND, inputs_for(target, version), lambda d: _build(target, version, d), root=root)
     entry.lib = entry.file(LIB_NAME)
     entry.bindings = entry.file(BINDINGS_NAME)

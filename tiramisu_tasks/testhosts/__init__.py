@@ -12,8 +12,14 @@ People use ``scripts/testhost``; pytest uses ``tests/fixtures/hosts.py``.
 """
 
 from .hosts import (
-    ARCHES, TestHost, binfmt_problem, host_from_record, missing_requirements,
-    start_aarch64_host, start_host, start_x86_host,
+    ARCHES,
+    TestHost,
+    binfmt_problem,
+    host_from_record,
+    missing_requirements,
+    start_aarch64_host,
+    start_host,
+    start_x86_host,
 )
 from .registry import cleanup_leftovers
 from .system import TestHostError

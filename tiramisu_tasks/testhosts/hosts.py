@@ -378,7 +378,8 @@ def start_aarch64_host(name="aarch64", owner=True, root_size="2G", ready_timeout
         proc = _launch(cmd.aarch64_start_argv(hid, str(script)), hdir / "sshd.log")
         _finish(record, proc)
         _wait_banner(subnet.inside, SSH_PORT,
-                     lambda: None if proc.poll() is None else f"aarch64 host {name} exited: {_log_tail(hdir / 'sshd.log')}",
+                     lambda: None if proc.poll() is None
+                     else f"aarch64 host {name} exited: {_log_tail(hdir / 'sshd.log')}",
                      ready_timeout)
         main_pid = _find_sshd(hid, proc.pid)
         _finish(record, proc, [main_pid] if main_pid else [])

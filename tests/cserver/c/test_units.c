@@ -13,13 +13,13 @@
 #include "ts_wagi.h"
 
 static int failures, checks;
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
-    }                                                                                              \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    checks++;                                                                                                          \
+    if (!(cond)) {                                                                                                     \
+      failures++;                                                                                                      \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                         \
+    }                                                                                                                  \
   } while (0)
 
 static char *guard_base;
@@ -61,8 +61,8 @@ static void test_parser_basic(void) {
   }
   /* LF-only line ends and leading empty lines */
   CHECK(parse("\r\n\nGET / HTTP/1.0\nHost: x\n\n", &req, h) > 0 && req.minor == 0);
-  CHECK(parse("GET http://h.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 &&
-        ts_str_eq(req.path, "/p") && ts_str_eq(req.query, "q"));
+  CHECK(parse("GET http://h.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 && ts_str_eq(req.path, "/p") &&
+        ts_str_eq(req.query, "q"));
   CHECK(parse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0);
 }
 
@@ -102,6 +102,130 @@ static void test_parser_errors(void) {
   expect_status(many, 431);
 }
 
+/* Feed s[0..n) ending a piece at each of cuts[0..ncuts) (the last is n), each
+ * piece copied before the guard page at a new place, as a connection whose
+ * buffer grows and moves would. Returns the first answer that is not
+ * INCOMPLETE, else INCOMPLETE. */
+static int feed(const char *s, size_t n, const size_t *cuts, size_t ncuts, ts_request *req, ts_header *h) {
+  size_t last = 0;
+  int r = TS_HTTP_INCOMPLETE;
+  for (size_t k = 0; k < ncuts; k++) {
+    r = ts_http_parse_request_resume(guarded(s, cuts[k]), cuts[k], last, &LIM, req, h, 32);
+    if (r != TS_HTTP_INCOMPLETE) return r;
+    last = cuts[k];
+  }
+  (void)n;
+  return r;
+}
+
+static int same_str(ts_str a, ts_str b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+
+/* The same answer, compared by content (the two buffers differ). */
+static int same_answer(int r1, const ts_request *a, int r2, const ts_request *b) {
+  if (r1 != r2) return 0;
+  if (r1 == TS_HTTP_ERROR) return a->status == b->status;
+  if (r1 < 0) return 1;
+  if (!same_str(a->method, b->method) || !same_str(a->target, b->target) || !same_str(a->path, b->path) ||
+      !same_str(a->query, b->query) || a->minor != b->minor || a->num_headers != b->num_headers)
+    return 0;
+  for (size_t i = 0; i < a->num_headers; i++)
+    if (!same_str(a->headers[i].name, b->headers[i].name) || !same_str(a->headers[i].value, b->headers[i].value))
+      return 0;
+  return 1;
+}
+
+static void check_pieces_like_whole(const char *s) {
+  size_t n = strlen(s);
+  ts_request whole, req;
+  ts_header hw[32], h[32];
+  /* the whole answer is copied out of the guard area before feeding reuses it */
+  char *copy = malloc(n + 1);
+  memcpy(copy, s, n + 1);
+  int rw = ts_http_parse_request(copy, n, &LIM, &whole, hw, 32);
+  size_t *cuts = malloc((n + 1) * sizeof *cuts);
+  int bad = 0;
+  for (size_t k = 0; k < n; k++) cuts[k] = k + 1; /* a byte at a time */
+  bad += !same_answer(rw, &whole, feed(s, n, cuts, n, &req, h), &req);
+  for (size_t k1 = 1; k1 < n; k1++) { /* every split in two, and in three while short */
+    size_t two[2] = {k1, n};
+    bad += !same_answer(rw, &whole, feed(s, n, two, 2, &req, h), &req);
+    for (size_t k2 = k1 + 1; n <= 200 && k2 < n; k2++) {
+      size_t three[3] = {k1, k2, n};
+      bad += !same_answer(rw, &whole, feed(s, n, three, 3, &req, h), &req);
+    }
+  }
+  if (bad) fprintf(stderr, "%d ways of feeding differ from the whole for: %.60s\n", bad, s);
+  CHECK(bad == 0);
+  free(cuts);
+  free(copy);
+}
+
+static void test_parser_resume(void) {
+  check_pieces_like_whole("GET /app/x?y=1&z HTTP/1.1\r\nHost: a.b\r\nX-Empty:\r\nX-Sp:  v  \r\n\r\nBODY");
+  check_pieces_like_whole("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  check_pieces_like_whole("\n\nGET / HTTP/1.0\nHost: a\n\n");
+  check_pieces_like_whole("GET / HTTP/1.1\r\nA: b\n\r\n");
+  check_pieces_like_whole("GET / HTTP/1.1\nA: b\r\n\n");
+  check_pieces_like_whole("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
+  check_pieces_like_whole("GET / HTTP/1.1\r\nHost: a\r\n"); /* never complete */
+  check_pieces_like_whole("G@T / HTTP/1.1\r\n\r\n");
+  check_pieces_like_whole("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n");
+  check_pieces_like_whole("GET / HTTP/1.1\r\n continued\r\n\r\n");
+  check_pieces_like_whole("GET / HTTP/2.0\r\n\r\n");
+  check_pieces_like_whole("GET / HTTP/1.1\rX\r\n\r\n");
+  check_pieces_like_whole("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n");
+  char big[3000];
+  memset(big, 'a', sizeof big);
+  memcpy(big, "GET /", 5);
+  big[sizeof big - 1] = 0;
+  check_pieces_like_whole(big); /* request line over its limit, never ended */
+  char hdrs[6000];
+  int n = snprintf(hdrs, sizeof hdrs, "GET / HTTP/1.1\r\nX: ");
+  memset(hdrs + n, 'b', 5000);
+  hdrs[n + 5000] = 0;
+  check_pieces_like_whole(hdrs); /* head over its limit */
+  char many[2000] = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 40; i++) strcat(many, "A: b\r\n");
+  strcat(many, "\r\n");
+  check_pieces_like_whole(many); /* too many headers */
+
+  /* head_end alone: leading empty lines are not the end; resuming finds the same end */
+  const char *s = "\r\n\nGET / HTTP/1.1\r\nA: b\r\n\r\nrest";
+  size_t len = strlen(s), want = len - 4;
+  CHECK(ts_http_head_end(s, len, 0) == want);
+  for (size_t k = 0; k < want; k++) CHECK(ts_http_head_end(s, len, k) == want);
+  for (size_t k = 0; k < want; k++) CHECK(ts_http_head_end(guarded(s, k), k, 0) == 0);
+}
+
+/* A head sent a byte at a time: resuming looks at each byte a bounded
+ * number of times; re-parsing from the start each time is quadratic. */
+static void test_parser_resume_is_linear(void) {
+  char head[4096] = "GET /app HTTP/1.1\r\nHost: example.org\r\n";
+  for (int i = 0; i < 28; i++)
+    snprintf(head + strlen(head), sizeof head - strlen(head), "X-Header-%02d: %s\r\n", i,
+             "a value of some length, like a cookie or a user agent");
+  strcat(head, "\r\n");
+  size_t n = strlen(head);
+  CHECK(n > 1500 && n < LIM.max_header_bytes);
+  ts_request req;
+  ts_header h[32];
+  size_t last = 0;
+  int r = TS_HTTP_INCOMPLETE;
+  ts_http_examined = 0;
+  for (size_t k = 1; k <= n && r == TS_HTTP_INCOMPLETE; k++) {
+    r = ts_http_parse_request_resume(guarded(head, k), k, last, &LIM, &req, h, 32);
+    last = k;
+  }
+  size_t resumed = ts_http_examined;
+  CHECK(r == (int)n && req.num_headers == 29);
+  ts_http_examined = 0;
+  for (size_t k = 1; k <= n; k++) ts_http_parse_request(guarded(head, k), k, &LIM, &req, h, 32);
+  size_t from_start = ts_http_examined;
+  if (resumed > 8 * n) fprintf(stderr, "resuming looked at %zu bytes for a %zu-byte head\n", resumed, n);
+  CHECK(resumed <= 8 * n);
+  CHECK(from_start > 100 * n); /* the counter sees the quadratic way */
+}
+
 static int framing(const char *s, uint64_t max_body, ts_framing *f) {
   ts_request req;
   ts_header h[32];
@@ -111,8 +235,8 @@ static int framing(const char *s, uint64_t max_body, ts_framing *f) {
 
 static void test_framing(void) {
   ts_framing f;
-  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", 100, &f) == 0 &&
-        f.content_length == 12 && f.keep_alive && !f.chunked);
+  CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", 100, &f) == 0 && f.content_length == 12 &&
+        f.keep_alive && !f.chunked);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) == 0 && f.chunked);
   CHECK(framing("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
   CHECK(framing("GET / HTTP/1.0\r\n\r\n", 100, &f) == 0 && !f.keep_alive);
@@ -126,7 +250,8 @@ static void test_framing(void) {
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 100, &f) == -1 &&
         f.status == 501);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 100, &f) ==
-            -1 && f.status == 400);
+            -1 &&
+        f.status == 400);
   CHECK(framing("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 100, &f) == 0 &&
         f.expect_continue);
 }
@@ -157,12 +282,10 @@ static void test_chunked(void) {
 }
 
 static void test_wagi_env(void) {
-  ts_header h[] = {{TS_STR_LIT("Host"), TS_STR_LIT("example.org:81")},
-                   {TS_STR_LIT("User-Agent"), TS_STR_LIT("t/1")},
-                   {TS_STR_LIT("Cookie"), TS_STR_LIT("a=1")},
-                   {TS_STR_LIT("cookie"), TS_STR_LIT("b=2")},
-                   {TS_STR_LIT("Authorization"), TS_STR_LIT("secret")},
-                   {TS_STR_LIT("Content-Type"), TS_STR_LIT("text/x")}};
+  ts_header h[] = {
+      {TS_STR_LIT("Host"), TS_STR_LIT("example.org:81")},  {TS_STR_LIT("User-Agent"), TS_STR_LIT("t/1")},
+      {TS_STR_LIT("Cookie"), TS_STR_LIT("a=1")},           {TS_STR_LIT("cookie"), TS_STR_LIT("b=2")},
+      {TS_STR_LIT("Authorization"), TS_STR_LIT("secret")}, {TS_STR_LIT("Content-Type"), TS_STR_LIT("text/x")}};
   ts_wagi_request r = {0};
   r.method = TS_STR_LIT("POST");
   r.path = TS_STR_LIT("/app/a%2Fb/c%00d");
@@ -300,6 +423,8 @@ int main(void) {
   if (guard_base == MAP_FAILED || mprotect(guard_base + page * 4, page, PROT_NONE)) return 2;
   test_parser_basic();
   test_parser_errors();
+  test_parser_resume();
+  test_parser_resume_is_linear();
   test_framing();
   test_chunked();
   test_wagi_env();

@@ -1,0 +1,55 @@
+"""The tree keeps its declared style: `ruff check` is clean, and the C sources match cserver/.clang-format."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Being rewritten on other branches while the formatter arrives (issue 10,
+# item 4: the server split and the guest pool). Reformatting them here would
+# only make the merges collide; they are formatted after those branches land,
+# and then leave this list.
+NOT_YET_FORMATTED = {"cserver/ts_server.c", "cserver/ts_pool.c", "cserver/ts_pool.h", "cserver/ts_engine.c",
+                     "cserver/ts_engine.h"}
+
+
+def _c_sources():
+    files = [*sorted((REPO / "cserver").glob("*.[ch]")), *sorted((REPO / "cserver" / "fuzz").glob("*.c")),
+             *sorted((REPO / "tests" / "cserver" / "c").glob("*.c"))]
+    return [f for f in files if f.relative_to(REPO).as_posix() not in NOT_YET_FORMATTED]
+
+
+def _ruff():
+    candidate = Path(sys.executable).parent / "ruff"
+    found = str(candidate) if candidate.exists() else shutil.which("ruff")
+    if not found:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    return found
+
+
+def test_ruff_check_is_clean():
+    proc = subprocess.run([_ruff(), "check", "--no-cache", "--output-format", "concise", "."], cwd=str(REPO),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_c_sources_match_clang_format():
+    tool = shutil.which("clang-format") or shutil.which("clang-format-14")
+    if not tool:
+        pytest.skip("clang-format is not installed (apt-get install clang-format)")
+    files = _c_sources()
+    assert len(files) > 10, files
+    proc = subprocess.run([tool, "--dry-run", "--Werror", *map(str, files)], cwd=str(REPO / "cserver"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, "run clang-format -i on these files:\n" + proc.stderr[-4000:]
+
+
+def test_the_exclusions_are_real_files_or_planned_ones():
+    """An entry left behind after its file was renamed or formatted would hide nothing; keep the list honest."""
+    planned = {"cserver/ts_pool.c", "cserver/ts_pool.h"}  # the guest pool's own file, being split out
+    for name in NOT_YET_FORMATTED - planned:
+        assert (REPO / name).exists(), f"{name} is gone: drop it from NOT_YET_FORMATTED"
