@@ -24,8 +24,9 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
   if (ts_str_eq(p, "/_tiramisu/apps")) {
     *ctype = "application/json";
     ts_registry_apps_json(b);
-    ts_buf_printf(b, ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
-                     "\"started_at_unix\":%.3f}}\n",
+    ts_buf_printf(b,
+                  ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
+                  "\"started_at_unix\":%.3f}}\n",
                   (int)getpid(), TS_VERSION, TS_WASMTIME_VERSION, g_metrics.pooling_in_use ? "true" : "false",
                   g_metrics.started_at);
     return 200;

@@ -24,7 +24,7 @@ typedef struct {
   char pid_file[TS_PATH_MAX]; /* "" = none */
   char server_name[256];
   int workers;
-  int guest_threads; /* resolved: never 0 after ts_config_load */
+  int guest_threads;   /* resolved: never 0 after ts_config_load */
   int app_concurrency; /* guests of one app at once; resolved: never 0 after ts_config_load */
   uint64_t app_queue;  /* requests of one app waiting beyond that (then 503) */
   uint64_t timeout_ms;

@@ -9,9 +9,7 @@
 
 #include "ts_util.h"
 
-int ts_conn_out_room(const ts_conn *c, size_t budget) {
-  return c->niov < TS_CONN_MAX_IOV - 4 && c->out_bytes < budget;
-}
+int ts_conn_out_room(const ts_conn *c, size_t budget) { return c->niov < TS_CONN_MAX_IOV - 4 && c->out_bytes < budget; }
 
 uint32_t ts_conn_wanted_events(const ts_conn *c, size_t budget, size_t rbuf_limit) {
   if (c->lingering) return EPOLLIN;
@@ -39,9 +37,8 @@ int ts_conn_push(ts_conn *c, const void *base, size_t len, char *own) {
 
 static int status_has_body(int status) { return !(status < 200 || status == 204 || status == 304); }
 
-int ts_conn_queue_response(ts_conn *c, const char *date, int minor, int status, ts_str reason,
-                           const ts_header *hdrs, size_t nh, char *body_owner, const char *body, size_t body_len,
-                           int head_only) {
+int ts_conn_queue_response(ts_conn *c, const char *date, int minor, int status, ts_str reason, const ts_header *hdrs,
+                           size_t nh, char *body_owner, const char *body, size_t body_len, int head_only) {
   ts_buf h = {0};
   int rc = 0;
   if (!reason.n) reason = (ts_str){ts_http_reason(status), strlen(ts_http_reason(status))};

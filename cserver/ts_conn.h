@@ -42,11 +42,11 @@ typedef struct ts_conn {
   /* state */
   int close_after_write;
   int lingering;
-  int eof;               /* the peer finished sending */
-  int closed;            /* the socket is closed; freed when no job holds it */
-  struct ts_job *job;    /* request being run by a guest thread, or NULL */
-  int in_paused;         /* input arrived while the job runs: EPOLLIN off until it is back */
-  uint64_t last_ms;      /* last progress, for the idle sweep */
+  int eof;            /* the peer finished sending */
+  int closed;         /* the socket is closed; freed when no job holds it */
+  struct ts_job *job; /* request being run by a guest thread, or NULL */
+  int in_paused;      /* input arrived while the job runs: EPOLLIN off until it is back */
+  uint64_t last_ms;   /* last progress, for the idle sweep */
   char peer[INET6_ADDRSTRLEN];
   int peer_port;
   int peer_loopback;
@@ -70,9 +70,8 @@ int ts_conn_push(ts_conn *c, const void *base, size_t len, char *own);
  * buffer, the body (owned by body_owner, freed once written) in a second
  * piece; both leave in the same writev. -1 when out of memory (the caller
  * closes). `date` is the IMF-fixdate of now. */
-int ts_conn_queue_response(ts_conn *c, const char *date, int minor, int status, ts_str reason,
-                           const ts_header *hdrs, size_t nh, char *body_owner, const char *body, size_t body_len,
-                           int head_only);
+int ts_conn_queue_response(ts_conn *c, const char *date, int minor, int status, ts_str reason, const ts_header *hdrs,
+                           size_t nh, char *body_owner, const char *body, size_t body_len, int head_only);
 
 /* Write what is queued, without blocking: 0 (all or part written), -1 on a
  * write error (the caller closes). */

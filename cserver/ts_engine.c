@@ -15,7 +15,6 @@
 #include "ts_metrics.h"
 #include "ts_sha256.h"
 
-
 static void flatten(char *s) {
   for (; *s; s++)
     if (*s == '\n' || *s == '\r' || *s == '\t') *s = ' ';
@@ -406,8 +405,8 @@ static wasmtime_error_t *define_i32_func(wasmtime_linker_t *linker, const char *
   wasm_valtype_vec_new(&params, (size_t)nparams, p);
   wasm_valtype_vec_new(&results, 1, r);
   wasm_functype_t *ty = wasm_functype_new(&params, &results); /* takes both vectors */
-  wasmtime_error_t *err =
-      wasmtime_linker_define_func_unchecked(linker, "wasi_snapshot_preview1", 22, name, strlen(name), ty, cb, NULL, NULL);
+  wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(linker, "wasi_snapshot_preview1", 22, name,
+                                                                strlen(name), ty, cb, NULL, NULL);
   wasm_functype_delete(ty);
   return err;
 }
@@ -476,8 +475,8 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
     if (cfg->pooling == TS_POOLING_OFF && address_space_allows(need)) s->reservation = RESERVATION_DEFAULT;
     s->guard = 64 << 10;
     s->growth = 1 << 20;
-    snprintf(s->id, sizeof s->id, "%s;alloc=ondemand;reserve=%llu;guard=%llu", base,
-             (unsigned long long)s->reservation, (unsigned long long)s->guard);
+    snprintf(s->id, sizeof s->id, "%s;alloc=ondemand;reserve=%llu;guard=%llu", base, (unsigned long long)s->reservation,
+             (unsigned long long)s->guard);
   }
   char hex[65];
   ts_sha256_hex(s->id, strlen(s->id), hex);
@@ -489,8 +488,7 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
  * deploy refuses to precompile when it meets a key it cannot reproduce, so a
  * setting added here without the Python side means "compile on the box". */
 void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir, ts_buf *b) {
-  ts_buf_printf(b, "{\"format\":1,\"wasmtime\":\"%s\",\"arch\":\"%s\",\"settings_id\":", TS_WASMTIME_VERSION,
-                TS_ARCH);
+  ts_buf_printf(b, "{\"format\":1,\"wasmtime\":\"%s\",\"arch\":\"%s\",\"settings_id\":", TS_WASMTIME_VERSION, TS_ARCH);
   ts_buf_json_str(b, s->id);
   ts_buf_printf(b, ",\"settings_hash\":\"%s\",\"cache_dir\":", s->hash);
   if (cache_dir && cache_dir[0]) ts_buf_json_str(b, cache_dir);
@@ -499,9 +497,10 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
                 s->epoch_interruption ? "true" : "false", s->opt_speed ? "speed" : "none",
                 s->wasm_threads ? "true" : "false");
   if (s->pooling) {
-    ts_buf_printf(b, ",\"pooling\":{\"total_core_instances\":%u,\"total_memories\":%u,\"total_tables\":%u,"
-                     "\"total_stacks\":%u,\"total_gc_heaps\":%u,\"max_memory_size\":%llu,"
-                     "\"max_unused_warm_slots\":%u}",
+    ts_buf_printf(b,
+                  ",\"pooling\":{\"total_core_instances\":%u,\"total_memories\":%u,\"total_tables\":%u,"
+                  "\"total_stacks\":%u,\"total_gc_heaps\":%u,\"max_memory_size\":%llu,"
+                  "\"max_unused_warm_slots\":%u}",
                   s->slots, s->slots, s->slots, s->slots, s->slots, (unsigned long long)s->memory_bytes, s->slots);
   } else {
     ts_buf_printf(b, ",\"memory_reservation\":%llu,\"memory_guard_size\":%llu,\"memory_reservation_for_growth\":%llu",
@@ -652,8 +651,7 @@ static wasmtime_module_t *try_precompiled(ts_engine *e, const char *sha, const c
 }
 
 int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha, const char *precompiled,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err,
-                   size_t errlen) {
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err, size_t errlen) {
   char own[TS_PATH_MAX + 128], shipped[TS_PATH_MAX + 128], msg[900];
   wasmtime_module_t *m = NULL;
   wasmtime_error_t *werr;
@@ -730,11 +728,13 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
    * counts: timeout-ms is the request's wall-clock limit. */
   uint64_t now_ns = clock_ns(CLOCK_MONOTONIC);
   uint64_t deadline_ns = in->deadline_us ? in->deadline_us * 1000u : now_ns + e->timeout_ms * 1000000u;
-  run_ctx rc = {{&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0, in->stdin_len, deadline_ns, 0};
+  run_ctx rc = {
+      {&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0, in->stdin_len, deadline_ns, 0};
   out->message[0] = 0;
   out->exit_status = 0;
   if (deadline_ns <= now_ns) { /* no time left: not even instantiated */
-    snprintf(out->message, sizeof out->message, "request timed out (deadline passed while it waited for a guest thread)");
+    snprintf(out->message, sizeof out->message,
+             "request timed out (deadline passed while it waited for a guest thread)");
     return TS_RUN_TIMEOUT;
   }
   uint64_t ticks = (deadline_ns - now_ns + TS_EPOCH_TICK_MS * 1000000u - 1) / (TS_EPOCH_TICK_MS * 1000000u) + 1;

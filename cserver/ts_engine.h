@@ -15,23 +15,23 @@
  * reads that JSON to precompile modules with an identical engine, so this
  * struct is the one source of truth for "what the box's engine looks like". */
 typedef struct {
-  int epoch_interruption;  /* always 1: request deadlines */
-  int opt_speed;           /* always 1: Cranelift optimizes for speed */
-  int wasm_threads;        /* always 0: no shared memories */
-  int pooling;             /* 1: pooling allocator, 0: on-demand */
-  uint32_t slots;          /* pooling: instances/memories/tables/stacks/gc heaps */
-  uint64_t memory_bytes;   /* store limiter; pooling max memory size */
-  uint64_t reservation;    /* on-demand: memory reservation */
-  uint64_t guard;          /* on-demand: memory guard size */
-  uint64_t growth;         /* on-demand: reservation for growth */
-  char id[256];            /* the settings that change compiled code, as text */
-  char hash[17];           /* short hash of id, part of cache file names */
+  int epoch_interruption; /* always 1: request deadlines */
+  int opt_speed;          /* always 1: Cranelift optimizes for speed */
+  int wasm_threads;       /* always 0: no shared memories */
+  int pooling;            /* 1: pooling allocator, 0: on-demand */
+  uint32_t slots;         /* pooling: instances/memories/tables/stacks/gc heaps */
+  uint64_t memory_bytes;  /* store limiter; pooling max memory size */
+  uint64_t reservation;   /* on-demand: memory reservation */
+  uint64_t guard;         /* on-demand: memory guard size */
+  uint64_t growth;        /* on-demand: reservation for growth */
+  char id[256];           /* the settings that change compiled code, as text */
+  char hash[17];          /* short hash of id, part of cache file names */
 } ts_engine_settings;
 
 typedef struct {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;
-  int pooling;             /* 1 when the pooling allocator is in use */
+  int pooling; /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
@@ -63,8 +63,7 @@ const char *ts_load_source_name(int source);
  * settings or CPU features: that is logged and the module compiled instead.
  * *source is TS_LOAD_*. */
 int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha256_hex, const char *precompiled,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err,
-                   size_t errlen);
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err, size_t errlen);
 
 typedef enum {
   TS_RUN_OK = 0,

@@ -27,7 +27,6 @@
 #include "ts_server.h"
 #include "ts_sha256.h"
 
-
 static ts_config g_cfg;
 static ts_engine g_engine;
 static _Atomic int g_ticker_stop;

@@ -136,8 +136,8 @@ static void *pool_main(void *arg) {
   return NULL;
 }
 
-int ts_pool_start(ts_pool *p, int threads, int app_concurrency, int app_queue, unsigned spin_us,
-                  ts_pool_run_fn run, void *arg, char *err, size_t errlen) {
+int ts_pool_start(ts_pool *p, int threads, int app_concurrency, int app_queue, unsigned spin_us, ts_pool_run_fn run,
+                  void *arg, char *err, size_t errlen) {
   memset(p, 0, sizeof *p);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);

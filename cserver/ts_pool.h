@@ -37,7 +37,7 @@ typedef struct ts_pool_item {
 typedef struct ts_pool_app {
   ts_pool_item *head, *tail; /* jobs waiting, oldest first */
   int queued, running;
-  int in_ready;                  /* linked in the pool's ready FIFO */
+  int in_ready; /* linked in the pool's ready FIFO */
   struct ts_pool_app *next_ready;
   _Atomic int queued_now, running_now;
   _Atomic uint64_t rejected_total;
@@ -51,10 +51,10 @@ typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   ts_pool_app *ready_head, *ready_tail;
-  int runnable; /* jobs that a free thread could start now (sum over ready apps) */
-  int free;     /* awake threads not running a job, including woken ones */
-  int sleepers; /* threads waiting and not yet woken */
-  int wakes;    /* wake-ups sent and not yet taken by a waiter */
+  int runnable;        /* jobs that a free thread could start now (sum over ready apps) */
+  int free;            /* awake threads not running a job, including woken ones */
+  int sleepers;        /* threads waiting and not yet woken */
+  int wakes;           /* wake-ups sent and not yet taken by a waiter */
   _Atomic int pending; /* = runnable, readable without the lock (spinning threads) */
   int spinning;        /* a thread is looking for work before sleeping (at most one) */
   int stop;
@@ -67,8 +67,8 @@ typedef struct {
 } ts_pool;
 
 /* Start `threads` threads. 0, or -1 with err (threads started are stopped). */
-int ts_pool_start(ts_pool *p, int threads, int app_concurrency, int app_queue, unsigned spin_us,
-                  ts_pool_run_fn run, void *arg, char *err, size_t errlen);
+int ts_pool_start(ts_pool *p, int threads, int app_concurrency, int app_queue, unsigned spin_us, ts_pool_run_fn run,
+                  void *arg, char *err, size_t errlen);
 
 /* Queue a list of items (linked by next) with one lock, in order. Returns the
  * items rejected by their app's queue limit, in order (NULL: all queued);

@@ -511,9 +511,8 @@ int ts_registry_metrics(ts_buf *b) {
     if (g_apps[i]->present && g_apps[i]->current) active++;
   }
   /* The guest pool per app: waiting (queue depth), running, refused (503). */
-  static const char *const pool_help =
-      "# HELP tiramisu_app_queued Requests of the app waiting for a guest thread.\n"
-      "# TYPE tiramisu_app_queued gauge\n";
+  static const char *const pool_help = "# HELP tiramisu_app_queued Requests of the app waiting for a guest thread.\n"
+                                       "# TYPE tiramisu_app_queued gauge\n";
   ts_buf_puts(b, pool_help);
   for (int i = 0; i < g_napps; i++)
     ts_buf_printf(b, "tiramisu_app_queued{app=\"%s\"} %d\n", g_apps[i]->name,

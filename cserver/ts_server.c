@@ -29,7 +29,6 @@
 #include "ts_registry.h"
 #include "ts_wagi.h"
 
-
 #define LINGER_MS 2000
 #define ACCESS_FLUSH_MS 100
 #define ACCESS_FLUSH_BYTES 32768
@@ -51,13 +50,13 @@ typedef struct worker {
   int id;
   ts_loop loop;
   ts_loop_watch listen_watch, drain_watch, done_watch;
-  int evfd;                /* eventfd: drain */
-  int donefd;              /* eventfd: guest threads posted finished jobs */
+  int evfd;                        /* eventfd: drain */
+  int donefd;                      /* eventfd: guest threads posted finished jobs */
   int t_sweep, t_access, t_accept; /* timers: idle sweep, access-log flush, accept resume */
   pthread_mutex_t done_mu;
   struct ts_job *done_head, *done_tail;
-  int idle;                /* waiting with no completion pending (done_mu) */
-  struct ts_job *free_jobs;   /* reusable jobs (their env arenas stay allocated) */
+  int idle;                           /* waiting with no completion pending (done_mu) */
+  struct ts_job *free_jobs;           /* reusable jobs (their env arenas stay allocated) */
   struct ts_job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
   pthread_t thread;
   conn *conns;
@@ -161,7 +160,8 @@ int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
 static int out_room(const conn *c) { return ts_conn_out_room(c, g_cfg->max_conn_output); }
 
 static void update_events(worker *w, conn *c) {
-  if (!c->closed) ts_loop_watch_set(&w->loop, &c->watch, ts_conn_wanted_events(c, g_cfg->max_conn_output, g_rbuf_limit));
+  if (!c->closed)
+    ts_loop_watch_set(&w->loop, &c->watch, ts_conn_wanted_events(c, g_cfg->max_conn_output, g_rbuf_limit));
 }
 
 /* Close the socket now; the memory goes when no guest thread uses the
@@ -228,8 +228,8 @@ static void refresh_dates(worker *w) {
 
 /* Queue one response (see ts_conn_queue_response); out of memory closes
  * the connection after what is already queued. */
-static void queue_response(worker *w, conn *c, int minor, int status, ts_str reason, const ts_header *hdrs,
-                           size_t nh, char *body_owner, const char *body, size_t body_len, int head_only) {
+static void queue_response(worker *w, conn *c, int minor, int status, ts_str reason, const ts_header *hdrs, size_t nh,
+                           char *body_owner, const char *body, size_t body_len, int head_only) {
   refresh_dates(w);
   ts_conn_queue_response(c, w->date, minor, status, reason, hdrs, nh, body_owner, body, body_len, head_only);
 }
@@ -241,8 +241,8 @@ static void access_log(worker *w, conn *c, const ts_request *req, int status, si
     char method[64], target[2048];
     ts_log_escape(method, sizeof method, req->method.p, req->method.n);
     ts_log_escape(target, sizeof target, req->target.p, req->target.n);
-    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method,
-                  target, req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method, target,
+                  req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
   } else {
     ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
                   (double)us / 1e6);
@@ -298,8 +298,7 @@ static void handle_admin(worker *w, conn *c, const ts_request *req, uint64_t t0)
   ts_header h = {{"Content-Type", 12}, {ctype, strlen(ctype)}};
   size_t len;
   char *body = ts_buf_steal(&b, &len);
-  queue_response(w, c, req->minor, status, (ts_str){0, 0}, &h, 1, body, body, len,
-                 ts_str_eq(req->method, "HEAD"));
+  queue_response(w, c, req->minor, status, (ts_str){0, 0}, &h, 1, body, body, len, ts_str_eq(req->method, "HEAD"));
   ts_metrics_status(&g_metrics.other, status);
   access_log(w, c, req, status, len, ts_now_us() - t0, "_tiramisu");
 }
@@ -379,9 +378,11 @@ static void guest_run(ts_pool_item *it, void *arg) {
   job *j = job_of(it);
   ts_app *app = j->m.app;
   /* The deadline runs from the complete request, so time queued counts. */
-  ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values, j->env.envc,
-                     j->body, j->body_len, app->log_fd >= 0 ? app->log_fd : 2, g_cfg->max_output,
-                     j->t0 + g_cfg->timeout_ms * 1000u};
+  ts_run_input in = {j->env.argv,       j->env.argc,
+                     j->env.names,      j->env.values,
+                     j->env.envc,       j->body,
+                     j->body_len,       app->log_fd >= 0 ? app->log_fd : 2,
+                     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
   memset(&j->out, 0, sizeof j->out);
   j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
   post_done(j);
@@ -413,8 +414,8 @@ static void finish_request(worker *w, conn *c, job *j) {
     static _Atomic uint64_t last_ms;
     uint64_t now = ts_now_ms(), was = atomic_load_explicit(&last_ms, memory_order_relaxed);
     if (now - was >= 1000 && atomic_compare_exchange_strong(&last_ms, &was, now))
-      ts_log_warn("app %s: queue full (app-concurrency %d + app-queue %d): 503", app->name,
-                  g_pool.app_concurrency, g_pool.app_queue);
+      ts_log_warn("app %s: queue full (app-concurrency %d + app-queue %d): 503", app->name, g_pool.app_concurrency,
+                  g_pool.app_queue);
   } else if (j->build_failed) {
     status = 500;
     ts_log_error("app %s: out of memory building the environment", app->name);
@@ -456,8 +457,7 @@ static void finish_request(worker *w, conn *c, job *j) {
     reason = (ts_str){0, 0};
   }
   uint64_t took = ts_now_us() - j->t0;
-  queue_response(w, c, j->minor, status, reason, hdrs, nh, out_owner, out_body, out_len,
-                 ts_str_eq(j->method, "HEAD"));
+  queue_response(w, c, j->minor, status, reason, hdrs, nh, out_owner, out_body, out_len, ts_str_eq(j->method, "HEAD"));
   ts_metrics_status(&app->status, status);
   ts_metrics_latency(took);
   ts_request req = {0};
@@ -495,8 +495,7 @@ static void forwarded_client(const ts_request *req, ts_wagi_request *wr, char ad
 
 /* Answer a request: admin and routing errors right here, guests on the pool.
  * Returns 1 when a job now owns the request (the connection waits for it). */
-static int handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len,
-                          size_t end) {
+static int handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len, size_t end) {
   uint64_t t0 = ts_now_us();
   if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
       (req->path.n == 10 || req->path.p[10] == '/')) {
@@ -732,7 +731,7 @@ static void conn_event(ts_loop *l, void *data, uint32_t e) {
   worker *w = worker_of(l);
   conn *c = data;
   if (c->closed) return; /* closed earlier in this batch */
-  if (c->job) { /* no reading while its guest runs; an error closes it */
+  if (c->job) {          /* no reading while its guest runs; an error closes it */
     if (e & (EPOLLHUP | EPOLLERR)) conn_close(w, c);
     else {
       if (e & EPOLLIN) c->in_paused = 1;
@@ -998,8 +997,8 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;
   char perr[256];
-  if (ts_pool_start(&g_pool, cfg->guest_threads, cfg->app_concurrency, (int)cfg->app_queue, SPIN_US, guest_run,
-                    NULL, perr, sizeof perr)) {
+  if (ts_pool_start(&g_pool, cfg->guest_threads, cfg->app_concurrency, (int)cfg->app_queue, SPIN_US, guest_run, NULL,
+                    perr, sizeof perr)) {
     ts_log_error("%s", perr);
     return -1;
   }

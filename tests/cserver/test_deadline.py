@@ -128,8 +128,8 @@ def test_full_app_queue_gets_503_with_retry_after(run_server, wasm_guests, wat_m
     socks = []
     for i in range(3):  # one runs, two wait: the app's queue is full
         socks.append(send(srv, f"/wait/?sleep=20000&n={i}"))
-        wait_until(lambda: app_metric(srv, "tiramisu_app_running", "wait")
-                   + app_metric(srv, "tiramisu_app_queued", "wait") == i + 1, what=f"{i + 1} accepted")
+        wait_until(lambda n=i + 1: app_metric(srv, "tiramisu_app_running", "wait")
+                   + app_metric(srv, "tiramisu_app_queued", "wait") == n, what=f"{i + 1} accepted")
     t0 = time.monotonic()
     for _ in range(2):
         s = send(srv, "/wait/?sleep=1")

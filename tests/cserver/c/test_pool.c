@@ -12,13 +12,13 @@
 #include "ts_pool.h"
 
 static int failures, checks;
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
-    }                                                                                              \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    checks++;                                                                                                          \
+    if (!(cond)) {                                                                                                     \
+      failures++;                                                                                                      \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                         \
+    }                                                                                                                  \
   } while (0)
 
 typedef struct {
@@ -31,8 +31,8 @@ typedef struct {
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int open[4];      /* gate per app */
-  int running[4];   /* now */
+  int open[4];    /* gate per app */
+  int running[4]; /* now */
   int max_running[4];
   int done;
   int started;
@@ -67,17 +67,17 @@ static void reset(void) {
 }
 
 /* Wait (bounded) until cond holds under g.mu; returns whether it did. */
-#define WAIT_FOR(cond)                                                                             \
-  ({                                                                                               \
-    struct timespec until;                                                                         \
-    clock_gettime(CLOCK_REALTIME, &until);                                                         \
-    until.tv_sec += 10;                                                                            \
-    int ok = 1;                                                                                    \
-    pthread_mutex_lock(&g.mu);                                                                     \
-    while (!(cond) && ok)                                                                          \
-      if (pthread_cond_timedwait(&g.cv, &g.mu, &until)) ok = (cond);                               \
-    pthread_mutex_unlock(&g.mu);                                                                   \
-    ok;                                                                                            \
+#define WAIT_FOR(cond)                                                                                                 \
+  ({                                                                                                                   \
+    struct timespec until;                                                                                             \
+    clock_gettime(CLOCK_REALTIME, &until);                                                                             \
+    until.tv_sec += 10;                                                                                                \
+    int ok = 1;                                                                                                        \
+    pthread_mutex_lock(&g.mu);                                                                                         \
+    while (!(cond) && ok)                                                                                              \
+      if (pthread_cond_timedwait(&g.cv, &g.mu, &until)) ok = (cond);                                                   \
+    pthread_mutex_unlock(&g.mu);                                                                                       \
+    ok;                                                                                                                \
   })
 
 static void open_gate(int app) {
