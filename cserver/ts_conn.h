@@ -30,8 +30,9 @@ typedef struct ts_conn {
   size_t req_off; /* start of the request being read */
   int in_body;    /* head parsed, waiting for the body */
   size_t head_len;
-  ts_framing fr; /* plain values, no views (A1) */
-  ts_chunked ch; /* offsets into rbuf */
+  size_t head_scanned; /* bytes of an incomplete head already scanned (relative to req_off) */
+  ts_framing fr;       /* plain values, no views (A1) */
+  ts_chunked ch;       /* offsets into rbuf */
   int sent_continue;
   /* output */
   struct iovec iov[TS_CONN_MAX_IOV];

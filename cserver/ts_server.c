@@ -585,9 +585,16 @@ static void conn_process(worker *w, conn *c) {
     }
     if (!c->in_body) {
       if (c->rlen == c->req_off) break;
-      int r = ts_http_parse_request(c->rbuf + c->req_off, c->rlen - c->req_off, &g_limits, &req, w->hdrs,
-                                    g_cfg->max_headers);
-      if (r == TS_HTTP_INCOMPLETE) break;
+      /* A head arriving in pieces is scanned once, not from its start on
+       * every read (picohttpparser's last_len). */
+      size_t avail = c->rlen - c->req_off;
+      int r = ts_http_parse_request_resume(c->rbuf + c->req_off, avail, c->head_scanned, &g_limits, &req, w->hdrs,
+                                           g_cfg->max_headers);
+      if (r == TS_HTTP_INCOMPLETE) {
+        c->head_scanned = avail;
+        break;
+      }
+      c->head_scanned = 0;
       if (r == TS_HTTP_ERROR) {
         send_error(w, c, NULL, req.status, 1);
         break;
