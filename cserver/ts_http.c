@@ -1,5 +1,6 @@
 #include "ts_http.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static inline int is_tchar(unsigned char c) {
@@ -29,6 +30,33 @@ static int fail(ts_request *req, int status) {
   return TS_HTTP_ERROR;
 }
 
+int ts_http_host_valid(ts_str v) {
+  size_t i = 0;
+  if (!v.n) return 1;
+  if (v.p[0] == '[') { /* IP-literal: hex digits, ':', '.', and IPvFuture's "v" + unreserved / sub-delims */
+    for (i = 1; i < v.n && v.p[i] != ']'; i++)
+      if (!isalnum((unsigned char)v.p[i]) && !strchr(":.-_~!$&'()*+,;=", v.p[i])) return 0;
+    if (i == v.n || i == 1) return 0;
+    i++;
+  } else {
+    for (; i < v.n && v.p[i] != ':'; i++) {
+      unsigned char c = (unsigned char)v.p[i];
+      if (c == '%') {
+        if (i + 2 >= v.n || !isxdigit((unsigned char)v.p[i + 1]) || !isxdigit((unsigned char)v.p[i + 2])) return 0;
+        i += 2;
+      } else if (!isalnum(c) && !strchr("-._~!$&'()*+,;=", c)) {
+        return 0;
+      }
+    }
+    if (i == 0) return 0; /* ":80": no host */
+  }
+  if (i == v.n) return 1;
+  if (v.p[i] != ':') return 0;
+  for (i++; i < v.n; i++)
+    if (!isdigit((unsigned char)v.p[i])) return 0;
+  return 1;
+}
+
 /* Split the target into path and query; absolute-form keeps only the path. */
 static int split_target(ts_request *req) {
   ts_str t = req->target;
@@ -46,6 +74,8 @@ static int split_target(ts_request *req) {
     size_t i = skip;
     while (i < t.n && t.p[i] != '/' && t.p[i] != '?') i++;
     if (i == skip) return -1; /* no authority */
+    req->authority = (ts_str){t.p + skip, i - skip};
+    if (!ts_http_host_valid(req->authority)) return -1;
     if (i == t.n || t.p[i] == '?') {
       static const char slash[] = "/";
       req->path = (ts_str){slash, 1};
@@ -176,6 +206,7 @@ static int parse_head(const char *buf, size_t len, const ts_http_limits *lim, ts
   }
   i++;
   if (i - line0 > lim->max_request_line) return fail(req, 414);
+  req->authority = (ts_str){NULL, 0};
   if (split_target(req)) return fail(req, 400);
 
   for (;;) {
@@ -274,6 +305,10 @@ int ts_http_framing(const ts_request *req, uint64_t max_body, ts_framing *f) {
       have_te = 1;
     } else if (ts_str_ieq(h->name, "host")) {
       hosts++;
+      if (!ts_http_host_valid(h->value)) { /* as nginx does: a/b, "a b", [::1, x:abc */
+        f->status = 400;
+        return -1;
+      }
     } else if (ts_str_ieq(h->name, "connection")) {
       if (ts_str_has_token(h->value, "close")) conn_close = 1;
       if (ts_str_has_token(h->value, "keep-alive")) conn_keep = 1;

@@ -27,10 +27,11 @@ typedef struct {
 
 typedef struct {
   ts_str method;
-  ts_str target; /* as sent */
-  ts_str path;   /* origin-form path (absolute-form: the path part) */
-  ts_str query;  /* after '?', without it; empty when none */
-  int minor;     /* HTTP/1.<minor>, 0 or 1 */
+  ts_str target;    /* as sent */
+  ts_str path;      /* origin-form path (absolute-form: the path part) */
+  ts_str query;     /* after '?', without it; empty when none */
+  ts_str authority; /* absolute-form's host[:port] (RFC 9112 3.2.2: it wins over Host); else empty */
+  int minor;        /* HTTP/1.<minor>, 0 or 1 */
   ts_header *headers;
   size_t num_headers;
   int status; /* set when the parser returns TS_HTTP_ERROR */
@@ -83,6 +84,12 @@ typedef struct {
 int ts_http_framing(const ts_request *req, uint64_t max_body, ts_framing *f);
 
 const ts_header *ts_http_find_header(const ts_request *req, const char *name);
+
+/* Whether v is a valid Host value or absolute-form authority without
+ * userinfo: empty, or uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2):
+ * an IP-literal in brackets or a reg-name of unreserved, pct-encoded and
+ * sub-delims characters, then an optional port of digits. */
+int ts_http_host_valid(ts_str v);
 
 /* Incremental, in-place chunked-body decoder. Raw bytes live in
  * buf[src .. len); decoded payload is compacted to buf[dst ...]; dst <= src. */

@@ -549,6 +549,7 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
    * buffer may have moved since the head arrived (audit case A1). */
   const ts_header *host = ts_http_find_header(req, "host");
   wr.host = host ? host->value : (ts_str){"", 0};
+  if (req->authority.n) wr.host = req->authority; /* absolute-form wins (RFC 9112 3.2.2) */
   wr.server_name = g_cfg->server_name;
   wr.server_port = g_cfg->listen_port;
   wr.remote_addr = c->peer;

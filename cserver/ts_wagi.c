@@ -176,6 +176,10 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
    * the two fields CONTENT_TYPE/CONTENT_LENGTH carry (RFC 3875 4.1.18). */
   for (size_t i = 0; i < r->num_headers && !rc; i++) {
     ts_str name = r->headers[i].name;
+    /* `Proxy` would become HTTP_PROXY, which CGI libraries read as their
+     * outgoing proxy ("httpoxy"); a name with '_' would collide with the
+     * '-' spelling of another header (nginx drops them by default too). */
+    if (ts_str_ieq(name, "proxy") || memchr(name.p, '_', name.n)) continue;
     if (ts_str_ieq(name, "authorization") || ts_str_ieq(name, "connection") ||
         ts_str_ieq(name, "proxy-authorization") || ts_str_ieq(name, "content-type") ||
         ts_str_ieq(name, "content-length"))
@@ -264,9 +268,25 @@ int ts_cgi_header_dropped(ts_str name) {
   return name.n >= 8 && ts_str_ieq((ts_str){name.p, 8}, "x-accel-");
 }
 
+/* Whether `list` (a Connection field value) names `name`, case-insensitively. */
+static int list_names(ts_str list, ts_str name) {
+  size_t i = 0;
+  while (i <= list.n) {
+    size_t j = i;
+    while (j < list.n && list.p[j] != ',') j++;
+    ts_str item = ts_str_trim((ts_str){list.p + i, j - i});
+    if (item.n == name.n && item.n && strncasecmp(item.p, name.p, name.n) == 0) return 1;
+    i = j + 1;
+  }
+  return 0;
+}
+
+#define MAX_CONNECTION_FIELDS 8
+
 int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *headers, size_t cap, size_t max_head) {
-  size_t i = 0, head_bytes = 0;
+  size_t i = 0, head_bytes = 0, nconn = 0;
   int have_status = 0, have_location = 0, have_ctype = 0;
+  ts_str conn[MAX_CONNECTION_FIELDS]; /* the guest's Connection values: the fields they name are hop-by-hop too */
   memset(r, 0, sizeof *r);
   r->headers = headers;
   r->status = 200;
@@ -301,6 +321,10 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       }
     }
     if (ts_str_ieq(name, "status")) {
+      if (have_status) { /* which one would the guest mean? */
+        r->error = "more than one Status header in guest output";
+        return -1;
+      }
       if (value.n < 3 || value.p[0] < '2' || value.p[0] > '5' || /* 200-599: no 1xx from a CGI */ value.p[1] < '0' ||
           value.p[1] > '9' || value.p[2] < '0' || value.p[2] > '9' ||
           (value.n > 3 && value.p[3] != ' ' && value.p[3] != '\t')) {
@@ -312,6 +336,13 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       have_status = 1;
     } else if (ts_cgi_header_dropped(name)) {
       /* the server's or the proxy's, not the guest's */
+      if (ts_str_ieq(name, "connection")) {
+        if (nconn == MAX_CONNECTION_FIELDS) {
+          r->error = "too many Connection headers in guest output";
+          return -1;
+        }
+        conn[nconn++] = value;
+      }
     } else {
       if (ts_str_ieq(name, "location")) have_location = 1;
       if (ts_str_ieq(name, "content-type")) have_ctype = 1;
@@ -330,6 +361,20 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
       r->num_headers++;
     }
     i = next;
+  }
+  /* RFC 9110 7.6.1: a field named in Connection is hop-by-hop as well. */
+  if (nconn) {
+    size_t kept = 0;
+    have_location = have_ctype = 0;
+    for (size_t h = 0; h < r->num_headers; h++) {
+      int named = 0;
+      for (size_t c = 0; c < nconn && !named; c++) named = list_names(conn[c], headers[h].name);
+      if (named) continue;
+      if (ts_str_ieq(headers[h].name, "location")) have_location = 1;
+      if (ts_str_ieq(headers[h].name, "content-type")) have_ctype = 1;
+      headers[kept++] = headers[h];
+    }
+    r->num_headers = kept;
   }
   if (!have_status && !have_location && !have_ctype) {
     r->error = "guest output has none of Content-Type, Location, Status";

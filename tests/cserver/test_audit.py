@@ -507,3 +507,46 @@ def test_connection_fuzzer_under_sanitizers(run_server, asan_server, guests_dir,
     assert srv.get("/hello/")[0] == 200
     assert stats["executions"] > 20 and stats["responses"] > 20, stats
     print("connfuzz", stats)
+
+
+# ------------------------------------------------ found by a new user ---
+
+def test_fields_named_in_a_guests_connection_header_are_dropped(run_server, guests_dir):
+    srv = run_server(guests_dir)
+    status, headers, body = srv.get("/cgiout/?conn")
+    names = {k.lower() for k, _ in headers}
+    assert status == 200 and body == b"conn\n"
+    assert "x-kept" in names and "x-private" not in names
+
+
+@pytest.mark.parametrize("host", ["a/b", "a b", "[::1", "x:abc", ":80", "user@h"])
+def test_malformed_host_is_a_400(run_server, guests_dir, host):
+    srv = run_server(guests_dir)
+    s = connect(srv)
+    try:
+        s.sendall(f"GET /echo/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        status, _, _, _ = read_response(s)
+    finally:
+        s.close()
+    assert status == 400
+
+
+def test_absolute_form_host_wins_over_the_host_header(run_server, guests_dir):
+    srv = run_server(guests_dir)
+    s = connect(srv)
+    try:
+        s.sendall(b"GET http://abs.example:4242/echo/x HTTP/1.1\r\nHost: other.example\r\n\r\n")
+        status, _, data, _ = read_response(s)
+    finally:
+        s.close()
+    env, _, _ = env_of(data)
+    assert status == 200 and env["SERVER_NAME"] == "abs.example"
+    assert env["X_FULL_URL"] == "http://abs.example:4242/echo/x"
+
+
+def test_proxy_request_header_never_becomes_http_proxy(run_server, guests_dir):
+    """httpoxy: CGI libraries read HTTP_PROXY as their outgoing proxy."""
+    srv = run_server(guests_dir)
+    status, _, data = srv.get("/echo/", headers={"Host": "h", "Proxy": "http://evil.example:3128"})
+    env, _, _ = env_of(data)
+    assert status == 200 and "HTTP_PROXY" not in env

@@ -131,7 +131,9 @@ def cgi_environ(req: Request, script_name="/app", server_name="localhost", serve
     if has_body(req):  # RFC 3875 4.1.2: unset without a body
         env["CONTENT_LENGTH"] = str(len(req.body))
     for name, value in req.headers:
-        if name.lower() in _NOT_HTTP_VARS:
+        # Proxy -> HTTP_PROXY is read by CGI libraries as their outgoing proxy
+        # ("httpoxy"); a name with "_" would collide with a "-" name.
+        if name.lower() in _NOT_HTTP_VARS or name.lower() == "proxy" or "_" in name:
             continue
         key = "HTTP_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
         sep = "; " if name.lower() == "cookie" else ", "
@@ -154,6 +156,7 @@ def parse_cgi_output(data: bytes, max_head: int = MAX_RESPONSE_HEADER) -> Respon
     or CRLF) or at the end of the output.
     """
     headers: List[Header] = []
+    connection: List[str] = []  # the guest's Connection values: the fields they name are dropped too
     status = None
     pos, head_bytes = 0, 0
     while True:
@@ -177,17 +180,24 @@ def parse_cgi_output(data: bytes, max_head: int = MAX_RESPONSE_HEADER) -> Respon
         if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
             raise CgiError("control character in guest header value")
         if name.lower() == "status":
+            if status is not None:
+                raise CgiError("more than one Status header in guest output")
             m = _STATUS.match(value)
             if not m:
                 raise CgiError(f"invalid Status header in guest output: {value[:60]!r}")
             status = int(m.group(1))
             continue
         if response_field_dropped(name):
+            if name.lower() == "connection":
+                connection.append(value)
             continue
         head_bytes += len(name) + len(value) + 4
         if head_bytes > max_head:
             raise CgiError(f"guest response headers over the max-response-header limit ({max_head} bytes)")
         headers.append((name, value))
+    nominated = {t.strip().lower() for v in connection for t in v.split(",") if t.strip()}
+    if nominated:  # RFC 9110 7.6.1
+        headers = [(k, v) for k, v in headers if k.lower() not in nominated]
     names = {k.lower() for k, _ in headers}
     if status is None:
         if "location" in names:

@@ -390,6 +390,36 @@ static void test_cgi_output(void) {
   }
 }
 
+static void test_host_syntax(void) {
+  CHECK(ts_http_host_valid(TS_STR_LIT("")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("example.org")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("example.org:8080")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("[::1]:80")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("[::1]")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("10.0.0.1:")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("xn--bcher-kva.example")));
+  CHECK(ts_http_host_valid(TS_STR_LIT("a%20b")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("a/b")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("a b")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("[::1")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("[]")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("x:abc")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT(":80")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("a:b:c")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("user@host")));
+  CHECK(!ts_http_host_valid(TS_STR_LIT("a%2")));
+  ts_framing f;
+  CHECK(framing("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 100, &f) == -1 && f.status == 400);
+  CHECK(framing("GET / HTTP/1.1\r\nHost: ok.example:81\r\n\r\n", 100, &f) == 0);
+  ts_request req;
+  ts_header h[32];
+  CHECK(parse("GET http://abs.example:90/x?q HTTP/1.1\r\nHost: other\r\n\r\n", &req, h) > 0 &&
+        ts_str_eq(req.authority, "abs.example:90") && ts_str_eq(req.path, "/x"));
+  CHECK(parse("GET /x HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) > 0 && req.authority.n == 0);
+  CHECK(parse("GET http://a b/x HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) == TS_HTTP_ERROR);
+  CHECK(parse("GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) == TS_HTTP_ERROR);
+}
+
 static void test_log_escape(void) {
   char out[64];
   CHECK(strcmp(ts_log_escape(out, sizeof out, "/a b", 4), "/a b") == 0);
@@ -431,6 +461,7 @@ int main(void) {
   test_cgi_output();
   test_routes();
   test_log_escape();
+  test_host_syntax();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 /* Prints a CGI response chosen by the query string, to test what the server
  * lets through: ?hop, ?xaccel, ?big=N (one header of N bytes), ?status=N,
- * ?exit=N (exit with N after a valid response), ?many=N (N bytes of body). */
+ * ?exit=N (exit with N after a valid response), ?conn (a field named in Connection). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,8 @@ int main(void) {
   } else if (strcmp(q, "xaccel") == 0) {
     printf("Content-Type: text/plain\nX-Accel-Redirect: /hello/\nX-Accel-Limit-Rate: 1\n"
            "X-Accel-Buffering: no\nX-Kept: yes\n\nxaccel\n");
+  } else if (strcmp(q, "conn") == 0) {
+    printf("Content-Type: text/plain\nConnection: X-Private\nX-Private: secret\nX-Kept: yes\n\nconn\n");
   } else if (strncmp(q, "big=", 4) == 0) {
     size_t n = (size_t)atol(q + 4);
     char *v = malloc(n + 1);
