@@ -45,6 +45,8 @@ static const setting SETTINGS[] = {
      "largest guest response head (header bytes; over it -> 500); nginx's proxy_buffer_size is sized from it"},
     {"max-connections", T_INT, "auto",
      "open client connections at most (auto = the open-file limit less a reserve); at the limit, accepting pauses"},
+    {"max-app-log", T_SIZE, "4m",
+     "an app's stderr log (logs/apps/<app>.log) is rotated to <app>.log.1 at this size (0 = never)"},
     {"max-conn-output", T_SIZE, "1m",
      "queued response bytes per connection before it stops reading pipelined requests (back-pressure)"},
 };
@@ -184,6 +186,7 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
   else if (IS("drain-timeout-ms")) cfg->drain_timeout_ms = v;
   else if (IS("max-response-header")) cfg->max_response_header = v < 1024 ? 1024 : v;
   else if (IS("max-conn-output")) cfg->max_conn_output = v < 4096 ? 4096 : v;
+  else if (IS("max-app-log")) cfg->max_app_log = v;
   else if (IS("max-connections")) {
     if (strcmp(value, "auto") == 0) cfg->max_connections = 0;
     else if (v < 1 || v > 1000000) {

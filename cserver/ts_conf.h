@@ -39,6 +39,7 @@ typedef struct {
   int pooling;                  /* TS_POOLING_* */
   uint64_t max_response_header; /* bytes of guest response header lines */
   uint64_t max_conn_output;     /* queued response bytes per connection */
+  uint64_t max_app_log;         /* bytes of apps/<app>.log before it rotates (0 = no limit) */
   int max_connections;          /* 0 = auto (from the open-file limit, at start) */
   /* command-line only */
   char config_path[TS_PATH_MAX];

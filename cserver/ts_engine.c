@@ -53,8 +53,8 @@ typedef struct {
  * request's deadline for host calls that wait (poll_oneoff). */
 typedef struct {
   out_sink out;
-  int stderr_fd;
-  int exited; /* the guest called proc_exit(exit_status) */
+  struct ts_app_log *log; /* guest stderr */
+  int exited;             /* the guest called proc_exit(exit_status) */
   uint32_t exit_status;
   uint64_t stdin_len;
   uint64_t deadline_ns; /* CLOCK_MONOTONIC */
@@ -69,16 +69,6 @@ static void sink_append(out_sink *s, const void *p, size_t n) {
     return;
   }
   if (ts_buf_append(s->buf, p, n)) *s->truncated = 1;
-}
-
-static void write_all(int fd, const void *p, size_t n) {
-  size_t off = 0;
-  while (off < n) {
-    ssize_t w = write(fd, (const char *)p + off, n - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    off += (size_t)w;
-  }
 }
 
 #define WASI_ESUCCESS 0
@@ -134,7 +124,7 @@ static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw
     memcpy(&len, base + iovs + 8 * i + 4, 4);
     if (!len) continue;
     if (fd == 1) sink_append(&rc->out, base + p, len);
-    else write_all(rc->stderr_fd, base + p, len);
+    else ts_log_app_write(rc->log, base + p, len);
   }
   memcpy(base + nwritten_at, &total, 4); /* wasm memory is little-endian, like our targets */
   args[0].i32 = WASI_ESUCCESS;
@@ -714,7 +704,7 @@ static ptrdiff_t stdout_cb(void *data, const unsigned char *p, size_t n) {
 }
 
 static ptrdiff_t stderr_cb(void *data, const unsigned char *p, size_t n) {
-  write_all((int)(intptr_t)data, p, n);
+  ts_log_app_write(data, p, n);
   return (ptrdiff_t)n;
 }
 
@@ -729,7 +719,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   uint64_t now_ns = clock_ns(CLOCK_MONOTONIC);
   uint64_t deadline_ns = in->deadline_us ? in->deadline_us * 1000u : now_ns + e->timeout_ms * 1000000u;
   run_ctx rc = {
-      {&out->out, in->max_output, &out->output_truncated}, in->stderr_fd, 0, 0, in->stdin_len, deadline_ns, 0};
+      {&out->out, in->max_output, &out->output_truncated}, in->stderr_log, 0, 0, in->stdin_len, deadline_ns, 0};
   out->message[0] = 0;
   out->exit_status = 0;
   if (deadline_ns <= now_ns) { /* no time left: not even instantiated */
@@ -755,7 +745,7 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   wasm_byte_vec_new(&stdin_vec, in->stdin_len, (const wasm_byte_t *)in->stdin_data);
   wasi_config_set_stdin_bytes(wasi, &stdin_vec); /* takes the vector */
   wasi_config_set_stdout_custom(wasi, stdout_cb, &rc.out, NULL);
-  wasi_config_set_stderr_custom(wasi, stderr_cb, (void *)(intptr_t)in->stderr_fd, NULL);
+  wasi_config_set_stderr_custom(wasi, stderr_cb, in->stderr_log, NULL);
   werr = wasmtime_context_set_wasi(ctx, wasi); /* takes the config, even on error */
   if (werr) {
     ts_wt_error_text(werr, out->message, sizeof out->message);

@@ -81,7 +81,7 @@ typedef struct {
   size_t envc;
   const char *stdin_data;
   size_t stdin_len;
-  int stderr_fd;
+  struct ts_app_log *stderr_log; /* guest stderr (NULL: the server's stderr) */
   uint64_t max_output;
   uint64_t deadline_us; /* CLOCK_MONOTONIC (ts_now_us); 0 = timeout-ms from now */
 } ts_run_input;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,13 @@ static char g_dir[TS_PATH_MAX];
 static int g_stderr_only = 1;
 static int g_error_fd = 2, g_access_fd = -1;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
+struct ts_app_log {
   char name[128];
   int fd;
-} g_apps[MAX_APP_LOGS];
+  _Atomic uint64_t bytes; /* size of the current file, as far as we wrote it */
+};
+static ts_app_log g_apps[MAX_APP_LOGS];
+static uint64_t g_app_limit;
 static int g_napps;
 
 static int open_append(const char *path) { return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640); }
@@ -139,25 +143,70 @@ void ts_log_access_write(const char *data, size_t n) {
   }
 }
 
-int ts_log_app_fd(const char *app) {
+static void write_all(int fd, const void *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, (const char *)p + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+}
+
+ts_app_log *ts_log_app(const char *app) {
   char path[TS_PATH_MAX + 160];
-  if (g_stderr_only) return 2;
+  if (g_stderr_only) return NULL;
+  ts_app_log *found = NULL;
   pthread_mutex_lock(&g_lock);
-  for (int i = 0; i < g_napps; i++)
-    if (strcmp(g_apps[i].name, app) == 0) {
-      int fd = g_apps[i].fd;
-      pthread_mutex_unlock(&g_lock);
-      return fd;
-    }
-  int fd = -1;
-  if (g_napps < MAX_APP_LOGS && strlen(app) < sizeof g_apps[0].name) {
+  for (int i = 0; i < g_napps && !found; i++)
+    if (strcmp(g_apps[i].name, app) == 0) found = &g_apps[i];
+  if (!found && g_napps < MAX_APP_LOGS && strlen(app) < sizeof g_apps[0].name) {
     snprintf(path, sizeof path, "%s/apps/%s.log", g_dir, app);
-    fd = open_append(path);
+    int fd = open_append(path);
     if (fd >= 0) {
-      ts_strlcpy(g_apps[g_napps].name, app, sizeof g_apps[0].name);
-      g_apps[g_napps++].fd = fd;
+      ts_app_log *l = &g_apps[g_napps++];
+      struct stat st;
+      ts_strlcpy(l->name, app, sizeof l->name);
+      l->fd = fd;
+      atomic_store(&l->bytes, fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+      found = l;
     }
   }
   pthread_mutex_unlock(&g_lock);
-  return fd >= 0 ? fd : g_error_fd;
+  return found;
+}
+
+void ts_log_set_app_limit(uint64_t bytes) { g_app_limit = bytes; }
+
+/* Rename the full log to .1 and continue in a fresh file under the same fd
+ * (dup2: writers in other threads never see a closed descriptor). */
+static void rotate(ts_app_log *l) {
+  char path[TS_PATH_MAX + 160], old[TS_PATH_MAX + 170];
+  pthread_mutex_lock(&g_lock);
+  if (atomic_load(&l->bytes) >= g_app_limit) { /* not rotated by another thread meanwhile */
+    snprintf(path, sizeof path, "%s/apps/%s.log", g_dir, l->name);
+    snprintf(old, sizeof old, "%s.1", path);
+    if (rename(path, old) == 0) {
+      reopen_into(l->fd, path);
+      atomic_store(&l->bytes, 0);
+    } else {
+      /* cannot rotate: stop growing rather than fill the disk */
+      atomic_store(&l->bytes, UINT64_MAX / 2);
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+void ts_log_app_write(ts_app_log *l, const void *p, size_t n) {
+  if (!l) {
+    write_all(2, p, n);
+    return;
+  }
+  if (g_app_limit && n > g_app_limit) n = (size_t)g_app_limit; /* one write never exceeds the limit */
+  if (g_app_limit && atomic_load_explicit(&l->bytes, memory_order_relaxed) + n > g_app_limit) {
+    rotate(l);
+    if (atomic_load(&l->bytes) + n > g_app_limit) return; /* rotation failed: drop */
+  }
+  write_all(l->fd, p, n);
+  atomic_fetch_add_explicit(&l->bytes, n, memory_order_relaxed);
 }

@@ -158,6 +158,7 @@ int main(int argc, char **argv) {
   }
 
   if (ts_log_open(g_cfg.log_dir, err, sizeof err)) return die(err);
+  ts_log_set_app_limit(g_cfg.max_app_log);
   if (g_cfg.cache[0] && ensure_dir(g_cfg.cache, "cache directory", err, sizeof err)) return die(err);
   if (ts_server_listen(&g_cfg, err, sizeof err)) {
     ts_log_error("%s", err);

@@ -84,7 +84,6 @@ static ts_app *get_app_locked(const char *name) {
   if (!a) return NULL;
   ts_strlcpy(a->name, name, sizeof a->name);
   strcpy(a->state, "removed");
-  a->log_fd = -1;
   g_apps[g_napps++] = a;
   return a;
 }
@@ -162,7 +161,7 @@ static void load_app(const char *name) {
                   a->mtime.tv_sec == st.st_mtim.tv_sec && a->mtime.tv_nsec == st.st_mtim.tv_nsec;
   pthread_mutex_unlock(&g_lock);
   if (!a || unchanged) return;
-  if (a->log_fd < 0) a->log_fd = ts_log_app_fd(name);
+  if (!a->log) a->log = ts_log_app(name);
 
   ts_buf bytes = {0};
   if (read_file(path, &bytes, err, sizeof err)) {

@@ -40,7 +40,7 @@ typedef struct ts_app {
   ino_t ino;
   off_t size;
   struct timespec mtime;
-  int log_fd;
+  struct ts_app_log *log; /* guest stderr (NULL: the server's stderr) */
   _Atomic uint64_t requests;
   ts_status_counts status;
   ts_pool_app pool; /* its queue and running guests in the guest pool */

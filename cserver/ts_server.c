@@ -378,11 +378,8 @@ static void guest_run(ts_pool_item *it, void *arg) {
   job *j = job_of(it);
   ts_app *app = j->m.app;
   /* The deadline runs from the complete request, so time queued counts. */
-  ts_run_input in = {j->env.argv,       j->env.argc,
-                     j->env.names,      j->env.values,
-                     j->env.envc,       j->body,
-                     j->body_len,       app->log_fd >= 0 ? app->log_fd : 2,
-                     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
+  ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values,     j->env.envc,
+                     j->body,     j->body_len, app->log,     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
   memset(&j->out, 0, sizeof j->out);
   j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
   post_done(j);

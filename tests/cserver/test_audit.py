@@ -550,3 +550,18 @@ def test_proxy_request_header_never_becomes_http_proxy(run_server, guests_dir):
     status, _, data = srv.get("/echo/", headers={"Host": "h", "Proxy": "http://evil.example:3128"})
     env, _, _ = env_of(data)
     assert status == 200 and "HTTP_PROXY" not in env
+
+
+def test_a_guest_cannot_fill_the_disk_through_stderr(run_server, guests_dir):
+    """An app's stderr log is rotated at max-app-log: at most twice that on disk."""
+    srv = run_server(guests_dir, max_app_log="64k")
+    for _ in range(3):
+        assert srv.get("/cgiout/?err=200")[0] == 200
+    log = srv.app_log("cgiout")
+    rotated = log.with_name(log.name + ".1")
+    assert rotated.exists()
+    assert log.stat().st_size <= 64 * 1024 and rotated.stat().st_size <= 64 * 1024
+    # unlimited when 0
+    srv2 = run_server(guests_dir, max_app_log="0")
+    assert srv2.get("/cgiout/?err=100")[0] == 200
+    assert srv2.app_log("cgiout").stat().st_size >= 100 * 1024

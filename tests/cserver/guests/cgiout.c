@@ -1,6 +1,6 @@
 /* Prints a CGI response chosen by the query string, to test what the server
  * lets through: ?hop, ?xaccel, ?big=N (one header of N bytes), ?status=N,
- * ?exit=N (exit with N after a valid response), ?conn (a field named in Connection). */
+ * ?exit=N (exit with N after a valid response), ?conn (a field named in Connection), ?err=N (N KiB to stderr). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,12 @@ int main(void) {
   } else if (strcmp(q, "xaccel") == 0) {
     printf("Content-Type: text/plain\nX-Accel-Redirect: /hello/\nX-Accel-Limit-Rate: 1\n"
            "X-Accel-Buffering: no\nX-Kept: yes\n\nxaccel\n");
+  } else if (strncmp(q, "err=", 4) == 0) { /* N KiB to stderr, 1 KiB per write */
+    static char line[1024];
+    memset(line, 'e', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    for (long i = atol(q + 4); i > 0; i--) fwrite(line, 1, sizeof line, stderr);
+    printf("Content-Type: text/plain\n\nerr\n");
   } else if (strcmp(q, "conn") == 0) {
     printf("Content-Type: text/plain\nConnection: X-Private\nX-Private: secret\nX-Kept: yes\n\nconn\n");
   } else if (strncmp(q, "big=", 4) == 0) {
