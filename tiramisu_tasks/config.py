@@ -19,6 +19,8 @@ DEFAULTS = {row.name: row.default for row in SETTINGS}
 # Per-host settings an inventory entry may carry (host.add flags and YAML);
 # inventory ``defaults:`` and config files take these and the global ones.
 HOST_SETTINGS = tuple(row.name for row in SETTINGS if row.per_host)
+# What the inventory's ``defaults:`` may carry.
+INVENTORY_SETTINGS = tuple(row.name for row in SETTINGS if row.scope in ("host", "global"))
 
 
 def _config_section(c):

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from .config import DEFAULTS, HOST_SETTINGS
+from .config import HOST_SETTINGS, INVENTORY_SETTINGS
 from .errors import InventoryError, LocalError, UsageError
 from .options import parse_setting
 from .paths import user_dir
@@ -132,7 +132,7 @@ class Inventory:
         hosts = {}
         for name, entry in (data.get("hosts") or {}).items():
             hosts[str(name)] = HostEntry.from_yaml(str(name), entry)
-        defaults = check_settings(data.get("defaults") or {}, tuple(DEFAULTS), f"inventory {path} defaults:")
+        defaults = check_settings(data.get("defaults") or {}, INVENTORY_SETTINGS, f"inventory {path} defaults:")
         return cls(path, hosts, defaults)
 
     @property

@@ -69,7 +69,7 @@ class ChoiceOption:
     choices: tuple
 
     def accepts(self):
-        return "one of " + " | ".join(self.choices)
+        return "one of " + ", ".join(self.choices)
 
     def convert(self, value):
         text = str(value).strip().lower() if isinstance(value, str) else None
@@ -129,7 +129,8 @@ class Setting:
 
     ``scope``: ``host`` — per host (inventory ``settings:``, ``defaults:``,
     ``host.add --set``) and in config files; ``global`` — inventory
-    ``defaults:`` and config files only (not per host).
+    ``defaults:`` and config files only (not per host); ``config`` — config
+    files (``tiramisu:``) only.
     ``server``: the server.conf key it is rendered to (None: not the
     server's); ``nginx``: what it sets in nginx.conf, for the reference.
     """
@@ -189,7 +190,7 @@ SETTINGS = (
     Setting("accept_new_host_keys", BoolOption(), False, "trust unknown host keys on first contact",
             scope="global"),
     Setting("docker_base_image", TextOption("an image name"), None,
-            "toolchain docker: base of its build image (default debian:bookworm)", scope="global"),
+            "toolchain docker: base of its build image (default debian:bookworm)", scope="config"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 SETTING_TYPES = {s.name: s.kind for s in SETTINGS}

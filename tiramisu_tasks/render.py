@@ -91,8 +91,8 @@ def nginx_limits(nofile_hard):
     else:
         return {"nginx_connections": NGINX_CONNECTIONS_UNKNOWN_LIMIT, "nginx_rlimit_nofile": None}
     rlimit = min(hard, NGINX_CONNECTIONS + NGINX_FILE_RESERVE)
-    connections = max(min(NGINX_CONNECTIONS, rlimit - NGINX_FILE_RESERVE), 256)
-    if connections > rlimit:  # a tiny hard limit: leave nginx's own default
+    connections = rlimit - NGINX_FILE_RESERVE
+    if connections < 256:  # a tiny hard limit: leave nginx's own default
         return {"nginx_connections": NGINX_CONNECTIONS_UNKNOWN_LIMIT, "nginx_rlimit_nofile": None}
     return {"nginx_connections": connections, "nginx_rlimit_nofile": rlimit}
 

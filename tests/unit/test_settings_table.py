@@ -64,7 +64,7 @@ def test_host_add_set_takes_server_settings(pair, expected):
     ("guest_threads=0", r"expected auto or an integer 1-1024"),
     ("app_queue=-1", r"app_queue"),
     ("max_conn_output=10", r"4096"),
-    ("toolchain=clang", r"one of auto \| zig \| gcc \| docker"),
+    ("toolchain=clang", r"one of auto, zig, gcc, docker"),
     ("accept_new_host_keys=1", r"unknown setting"),  # global only, not per host
     ("bogus=1", r"unknown setting"),
 ])
@@ -85,6 +85,7 @@ def test_inventory_settings_and_defaults_are_checked(tmp_path):
         ("defaults: {nope: 1}\n", r"unknown setting\(s\) nope"),
         ("hosts: {pi: {hostname: h, settings: {app_queue: x}}}\n", r"'pi' app_queue: expected an integer"),
         ("hosts: {pi: {hostname: h, settings: {accept_new_host_keys: true}}}\n", r"unknown setting"),
+        ("defaults: {docker_base_image: x}\n", r"unknown setting"),  # a config-file setting
     ]:
         path.write_text(text)
         with pytest.raises(InventoryError, match=message):
@@ -174,6 +175,8 @@ def test_nginx_workers_setting(setting, directive):
     (None, 1024, None),  # an older probe: nothing known, nothing risked
     ("", 1024, None),
     ("200", 1024, None),  # too small to be worth it
+    ("319", 1024, None),
+    ("320", 256, 320),
 ])
 def test_nginx_open_files_stay_within_the_hard_limit(hard, connections, rlimit):
     assert nginx_limits(hard) == {"nginx_connections": connections, "nginx_rlimit_nofile": rlimit}
