@@ -7,16 +7,15 @@ import re
 import invoke
 import pytest
 
+from tests.helpers import REPO
 from tiramisu_tasks import config, options
 from tiramisu_tasks import inventory as inv
 from tiramisu_tasks.connect import spec_for
 from tiramisu_tasks.errors import InventoryError, UsageError
 from tiramisu_tasks.layout import RemoteLayout
 from tiramisu_tasks.lifecycle import resolve_settings
-from tiramisu_tasks.render import (config_values, nginx_limits, render_nginx_conf, render_server_conf,
-                                   server_conf_lines)
+from tiramisu_tasks.render import config_values, nginx_limits, render_nginx_conf, render_server_conf, server_conf_lines
 from tiramisu_tasks.tasks.host import _parse_settings
-from tests.helpers import REPO
 
 LAYOUT = RemoteLayout("/home/pi/tiramisu-env")
 SERVER_TUNABLES = {"request_timeout_ms": "timeout-ms", "memory_limit_mb": "memory-mb", "workers": "workers",
@@ -195,6 +194,6 @@ def test_readme_reference_lists_every_setting_once():
     rows = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
     assert rows == [row.name for row in options.SETTINGS]
     for row in options.SETTINGS:
-        line = next(l for l in section.splitlines() if l.startswith(f"| `{row.name}` |"))
+        line = next(text for text in section.splitlines() if text.startswith(f"| `{row.name}` |"))
         if row.server:
             assert f"`{row.server}`" in line, row.name
