@@ -10,26 +10,17 @@ Precedence, highest first (a test pins this):
 5. the built-in :data:`DEFAULTS`.
 """
 
-DEFAULTS = {
-    "env_dir": "~/tiramisu-env",  # on the box
-    "http_port": 8080,  # nginx, public
-    "server_port": 9000,  # custom_server, 127.0.0.1 only
-    "toolchain": "auto",  # zig | gcc | docker | auto
-    "nginx_provider": "wheel",  # wheel | source
-    "keep_releases": 5,
-    "connect_timeout": 10,
-    "workers": 2,  # custom_server worker threads
-    "request_timeout_ms": 10000,
-    "memory_limit_mb": 128,
-    "max_response_header": 16384,  # bytes of response header a guest may send (server and nginx agree)
-    "server_name": None,  # None: the address the box is reached at (host's hostname)
-    "accept_new_host_keys": False,
-    "docker_base_image": None,  # toolchain docker: base of its build image (default debian:bookworm)
-}
+from .options import SETTINGS
 
-# Per-host settings an inventory entry may carry (host.add flags and YAML).
-HOST_SETTINGS = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "keep_releases", "workers",
-                 "max_response_header", "server_name")
+# Built-in defaults and the per-host names, both from the one settings table
+# (options.SETTINGS: name, type and range, default, where it goes).
+DEFAULTS = {row.name: row.default for row in SETTINGS}
+
+# Per-host settings an inventory entry may carry (host.add flags and YAML);
+# inventory ``defaults:`` and config files take these and the global ones.
+HOST_SETTINGS = tuple(row.name for row in SETTINGS if row.per_host)
+# What the inventory's ``defaults:`` may carry.
+INVENTORY_SETTINGS = tuple(row.name for row in SETTINGS if row.scope in ("host", "global"))
 
 
 def _config_section(c):
@@ -50,12 +41,40 @@ def resolve_setting(name, flag=None, host_settings=None, inventory_defaults=None
     return DEFAULTS.get(name)
 
 
-def setting(c, name, flag=None, host=None, inventory=None):
-    """Resolve a setting for a task run (``host``: an inventory HostEntry or None)."""
+_LOAD = object()
+
+
+def _inventory_defaults(inventory):
+    """The inventory's ``defaults:``; ``_LOAD``: read the task's inventory file now."""
+    if inventory is _LOAD:
+        from .inventory import Inventory  # late: inventory imports this module
+
+        inventory = Inventory.load()
+    return getattr(inventory, "defaults", None)
+
+
+def setting(c, name, flag=None, host=None, inventory=_LOAD):
+    """Resolve a setting for a task run (``host``: an inventory HostEntry or None).
+
+    ``inventory``: the loaded inventory whose ``defaults:`` apply; when not
+    given, the task's inventory file is read (so every caller honours
+    ``defaults:``); None means no inventory layer.
+    """
     return resolve_setting(
         name,
         flag=flag,
         host_settings=getattr(host, "settings", None),
-        inventory_defaults=getattr(inventory, "defaults", None),
+        inventory_defaults=_inventory_defaults(inventory),
         config_section=_config_section(c),
     )
+
+
+def resolve_settings(c, host=None, flags=None, inventory=_LOAD, names=None):
+    """Every setting (or ``names``) for one host, the inventory read once: {name: value}."""
+    defaults = _inventory_defaults(inventory)
+    section = _config_section(c)
+    flags = flags or {}
+    host_settings = getattr(host, "settings", None)
+    return {name: resolve_setting(name, flag=flags.get(name), host_settings=host_settings,
+                                  inventory_defaults=defaults, config_section=section)
+            for name in (names or DEFAULTS)}

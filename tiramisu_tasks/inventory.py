@@ -35,8 +35,9 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from .config import HOST_SETTINGS
-from .errors import InventoryError, LocalError
+from .config import HOST_SETTINGS, INVENTORY_SETTINGS
+from .errors import InventoryError, LocalError, UsageError
+from .options import parse_setting
 from .paths import user_dir
 
 FILENAME = "tiramisu.yaml"
@@ -89,13 +90,7 @@ class HostEntry:
     def from_yaml(cls, name, data):
         if not isinstance(data, dict) or not data.get("hostname"):
             raise InventoryError(f"inventory entry {name!r} needs a 'hostname'")
-        settings = data.get("settings") or {}
-        unknown = sorted(set(settings) - set(HOST_SETTINGS))
-        if unknown:
-            raise InventoryError(
-                f"inventory entry {name!r}: unknown setting(s) {', '.join(unknown)} "
-                f"(known: {', '.join(HOST_SETTINGS)})"
-            )
+        settings = check_settings(data.get("settings") or {}, HOST_SETTINGS, f"inventory entry {name!r}")
         port = data.get("port")
         return cls(
             name=name,
@@ -137,7 +132,8 @@ class Inventory:
         hosts = {}
         for name, entry in (data.get("hosts") or {}).items():
             hosts[str(name)] = HostEntry.from_yaml(str(name), entry)
-        return cls(path, hosts, dict(data.get("defaults") or {}))
+        defaults = check_settings(data.get("defaults") or {}, INVENTORY_SETTINGS, f"inventory {path} defaults:")
+        return cls(path, hosts, defaults)
 
     @property
     def known_hosts_path(self):
@@ -190,6 +186,27 @@ class Inventory:
             if isinstance(exc, OSError):
                 raise LocalError.from_os_error(exc, "cannot write inventory file", self.path) from exc
             raise
+
+
+def check_settings(settings, known, where):
+    """A ``settings:``/``defaults:`` mapping with every value checked by its type (options.SETTINGS).
+
+    An unknown name or a value out of range is an InventoryError naming ``where``.
+    """
+    if not isinstance(settings, dict):
+        raise InventoryError(f"{where}: settings must be a mapping of name: value")
+    unknown = sorted(str(k) for k in set(settings) - set(known))
+    if unknown:
+        raise InventoryError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    checked = {}
+    for key, value in settings.items():
+        if value is None:
+            continue
+        try:
+            checked[key] = parse_setting(key, value, label=f"{where} {key}")
+        except UsageError as exc:
+            raise InventoryError(str(exc)) from None
+    return checked
 
 
 def validate_name(name):

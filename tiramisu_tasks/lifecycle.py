@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from . import __version__
-from .config import setting
+from .config import resolve_settings as resolve_host_settings
 from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .layout import RemoteLayout
 from .probe import probe, unsupported_message
@@ -69,7 +69,7 @@ class Box:
 
 
 def resolve_settings(c, spec, flags):
-    return {name: setting(c, name, flag=flags.get(name), host=spec.entry) for name in SETTING_NAMES}
+    return resolve_host_settings(c, host=spec.entry, flags=flags)  # all settings, inventory defaults included
 
 
 def open_box(c, conn, spec, rep, flags=None, need_supported=True, installed_wins=True):

@@ -49,11 +49,68 @@ class IntOption:
         return number
 
 
+@dataclass(frozen=True)
+class AutoIntOption(IntOption):
+    """``auto`` (the program decides) or an integer in ``[low, high]``."""
+
+    def accepts(self):
+        return "auto or " + super().accepts()
+
+    def convert(self, value):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return super().convert(value)
+
+
+@dataclass(frozen=True)
+class ChoiceOption:
+    """One of a few words."""
+
+    choices: tuple
+
+    def accepts(self):
+        return "one of " + ", ".join(self.choices)
+
+    def convert(self, value):
+        text = str(value).strip().lower() if isinstance(value, str) else None
+        return text if text in self.choices else None
+
+
+@dataclass(frozen=True)
+class TextOption:
+    """Free text (checked where it is used, e.g. server_name by the renderer)."""
+
+    what: str = "text"
+
+    def accepts(self):
+        return self.what
+
+    def convert(self, value):
+        if value is None or isinstance(value, (bool, dict, list)):
+            return None
+        text = str(value).strip()
+        return text or None
+
+
+@dataclass(frozen=True)
+class BoolOption:
+    def accepts(self):
+        return "true or false"
+
+    def convert(self, value):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        return {"true": True, "yes": True, "on": True, "1": True,
+                "false": False, "no": False, "off": False, "0": False}.get(text)
+
+
 PORT = IntOption(1, 65535)
 RELEASES = IntOption(1, 1000)
 LINES = IntOption(0, 1_000_000)
 SECONDS = IntOption(0, 86400, unit="seconds")
 WORKERS = IntOption(1, 256)
+MIB = 1024 * 1024
 
 # Option name (Python parameter name) -> type, for every task that has it.
 OPTION_TYPES = {
@@ -65,14 +122,78 @@ OPTION_TYPES = {
     "timeout": SECONDS,
 }
 
-# Numeric per-host settings (host.add --set KEY=VALUE, inventory settings).
-SETTING_TYPES = {
-    "http_port": PORT,
-    "server_port": PORT,
-    "keep_releases": RELEASES,
-    "workers": WORKERS,
-    "max_response_header": IntOption(1024, 1024 * 1024, unit="bytes"),
-}
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table (:data:`SETTINGS`).
+
+    ``scope``: ``host`` — per host (inventory ``settings:``, ``defaults:``,
+    ``host.add --set``) and in config files; ``global`` — inventory
+    ``defaults:`` and config files only (not per host); ``config`` — config
+    files (``tiramisu:``) only.
+    ``server``: the server.conf key it is rendered to (None: not the
+    server's); ``nginx``: what it sets in nginx.conf, for the reference.
+    """
+
+    name: str
+    kind: object
+    default: object
+    help: str
+    scope: str = "host"
+    server: Optional[str] = None
+    nginx: Optional[str] = None
+
+    @property
+    def per_host(self):
+        return self.scope == "host"
+
+
+# The one settings table: validation (host.add --set, inventory), built-in
+# defaults (config.DEFAULTS), rendering (render.server_conf_lines) and the
+# README reference (a unit test keeps the README's table in step) all read it.
+SETTINGS = (
+    Setting("env_dir", TextOption("a path on the box"), "~/tiramisu-env", "the env dir on the box"),
+    Setting("http_port", PORT, 8080, "public port", nginx="listen"),
+    Setting("server_port", PORT, 9000, "custom_server's port on 127.0.0.1", server="listen",
+            nginx="upstream"),
+    Setting("server_name", TextOption("a DNS name or address"), None,
+            "name for requests without Host (default: the address the host is reached at)",
+            server="server-name", nginx="server_name"),
+    Setting("toolchain", ChoiceOption(("auto", "zig", "gcc", "docker")), "auto", "how custom_server is built"),
+    Setting("nginx_provider", ChoiceOption(("wheel", "source")), "wheel", "where nginx comes from"),
+    Setting("keep_releases", RELEASES, 5, "releases kept per app"),
+    Setting("workers", WORKERS, 2, "server I/O threads (event loops)", server="workers"),
+    Setting("guest_threads", AutoIntOption(1, 1024), "auto",
+            "threads running guests (auto = max(4, 2 x workers))", server="guest-threads"),
+    Setting("app_concurrency", AutoIntOption(1, 1024), "auto",
+            "guests of one app at once (auto = max(1, guest_threads / 2))", server="app-concurrency"),
+    Setting("app_queue", IntOption(0, 1_000_000), 64,
+            "requests of one app waiting for a guest; beyond it -> 503", server="app-queue"),
+    Setting("request_timeout_ms", IntOption(100, 3_600_000, unit="ms"), 10000,
+            "wall-clock limit per request (-> 504)", server="timeout-ms",
+            nginx="proxy_read_timeout (seconds + 5)"),
+    Setting("memory_limit_mb", IntOption(1, 65536, unit="MiB"), 128, "linear memory per guest instance",
+            server="memory-mb"),
+    Setting("max_body_mb", IntOption(1, 4096, unit="MiB"), 10, "largest request body (-> 413)",
+            server="max-body", nginx="client_max_body_size"),
+    Setting("max_connections", AutoIntOption(1, 1_000_000), "auto",
+            "server's open client connections (auto = open-file limit less a reserve)",
+            server="max-connections"),
+    Setting("max_conn_output", IntOption(4096, 1024 * MIB, unit="bytes"), MIB,
+            "queued response bytes per connection before it stops reading", server="max-conn-output"),
+    Setting("max_response_header", IntOption(1024, MIB, unit="bytes"), 16384,
+            "largest guest response head (over it -> 500)", server="max-response-header",
+            nginx="proxy_buffer_size (+ 4 KiB)"),
+    Setting("nginx_workers", AutoIntOption(1, 64), "auto", "nginx worker processes (auto = one per CPU)",
+            nginx="worker_processes"),
+    Setting("connect_timeout", IntOption(1, 3600, unit="seconds"), 10, "SSH connect timeout"),
+    Setting("accept_new_host_keys", BoolOption(), False, "trust unknown host keys on first contact",
+            scope="global"),
+    Setting("docker_base_image", TextOption("an image name"), None,
+            "toolchain docker: base of its build image (default debian:bookworm)", scope="config"),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+SETTING_TYPES = {s.name: s.kind for s in SETTINGS}
 
 
 def flag_name(param):
@@ -93,12 +214,15 @@ def parse_option(label, value, kind):
     return number
 
 
-def parse_setting(key, value):
-    """A ``--set KEY=VALUE`` value: numeric settings checked, others kept as text."""
-    kind = SETTING_TYPES.get(key)
-    if kind is None:
-        return value
-    return parse_option(f"--set {key}", value, kind)
+def parse_setting(key, value, label=None):
+    """A setting's value (``--set KEY=VALUE``, inventory) checked by its type in :data:`SETTINGS`.
+
+    An unknown key is a UsageError naming the known ones; ``None`` stays None.
+    """
+    row = SETTINGS_BY_NAME.get(key)
+    if row is None:
+        raise UsageError(f"unknown setting {key!r} (known: {', '.join(SETTINGS_BY_NAME)})")
+    return parse_option(label or f"--set {key}", value, row.kind)
 
 
 def typed_params(param_names, defaults, explicit=None):

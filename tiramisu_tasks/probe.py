@@ -62,6 +62,7 @@ def probe_command(env_dir):
         ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
         ' else echo "pid_$n=$p stale"; fi; fi; done',
         'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
+        'echo "nofile_hard=$(ulimit -Hn 2>/dev/null)"',  # nginx.conf: worker_rlimit_nofile within it
         # virtual address space (see user_va_bits): the top user mappings of
         # this shell, read by cut from /proc/$$/maps, i.e. another process's
         # maps (qemu-user fakes only a process's own); plus the CPU's widths
@@ -231,6 +232,7 @@ def summarize(raw, http_port, server_port, env_dir_setting):
         "disk_free_mb": None,
         "disk_path": raw.get("disk_path"),
         "nproc": raw.get("nproc"),
+        "nofile_hard": raw.get("nofile_hard"),
         "crontab": bool(raw.get("crontab")),
         "installed": bool(raw.get("env_exists")) and bool(raw.get("version_sha")),
         "env_exists": bool(raw.get("env_exists")),

@@ -8,6 +8,7 @@ import jinja2
 
 from . import __version__
 from .errors import UsageError
+from .options import SETTINGS, parse_option
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("tiramisu_tasks", "templates"),
@@ -34,28 +35,95 @@ MAX_RESPONSE_HEADER_RANGE = (1024, 1024 * 1024)
 _SERVER_NAME_BAD = set(" \t\r\n;{}'\"$\\#")
 
 
+# nginx connections per worker (clients and upstream connections both count)
+# and the open files it wants for them; a few more for logs and listeners.
+NGINX_CONNECTIONS = 4096
+NGINX_FILE_RESERVE = 64
+NGINX_CONNECTIONS_UNKNOWN_LIMIT = 1024  # the usual soft limit, when the box's limits are unknown
+
+
+def typed_settings(settings):
+    """Every setting of the table checked and converted by its type (pure).
+
+    Values reach here from flags, the inventory and config files (where an
+    env var is text): a bad one is a UsageError naming the setting.
+    """
+    out = dict(settings)
+    for row in SETTINGS:
+        value = settings.get(row.name)
+        if value is None or value == "":  # not given
+            value = row.default
+        out[row.name] = parse_option(f"setting {row.name}", value, row.kind) if value is not None else None
+    return out
+
+
+def server_conf_lines(settings):
+    """[(server.conf key, value)] for every setting of the table the server takes (pure)."""
+    lines = []
+    for row in SETTINGS:
+        if row.server is None or row.server in _SERVER_KEYS_DERIVED:
+            continue
+        value = settings[row.name]
+        if row.name == "max_body_mb":
+            value = int(value) * 1024 * 1024
+        lines.append((row.server, value))
+    return lines
+
+
+_SERVER_KEYS_DERIVED = ("listen", "server-name")  # rendered from more than the setting
+
+
+def nginx_limits(nofile_hard):
+    """worker_connections and worker_rlimit_nofile for the box's hard open-file limit (pure).
+
+    nginx sets ``worker_rlimit_nofile`` as both the soft and the hard limit of
+    its workers; a process that is not root cannot raise its hard limit, so
+    over the box's hard limit nginx logs an alert and keeps the old limit. So
+    the directive is set only to a value within the probed hard limit
+    (``None``: unknown, not set), and worker_connections stays within it (over
+    it nginx warns at every start).
+    """
+    text = str(nofile_hard if nofile_hard is not None else "").strip()
+    if text == "unlimited":
+        hard = NGINX_CONNECTIONS + NGINX_FILE_RESERVE
+    elif text.isdigit():
+        hard = int(text)
+    else:
+        return {"nginx_connections": NGINX_CONNECTIONS_UNKNOWN_LIMIT, "nginx_rlimit_nofile": None}
+    rlimit = min(hard, NGINX_CONNECTIONS + NGINX_FILE_RESERVE)
+    connections = rlimit - NGINX_FILE_RESERVE
+    if connections < 256:  # a tiny hard limit: leave nginx's own default
+        return {"nginx_connections": NGINX_CONNECTIONS_UNKNOWN_LIMIT, "nginx_rlimit_nofile": None}
+    return {"nginx_connections": connections, "nginx_rlimit_nofile": rlimit}
+
+
 def config_values(layout, host_name, settings, address=None, box_ids=None):
     """Template values from resolved settings (pure).
 
     ``address``: how this machine reaches the box (the default server name);
-    ``box_ids``: the probed ``uid``/``user``/``group`` of the SSH user.
+    ``box_ids``: the probe's report (``uid``/``user``/``group`` of the SSH
+    user, ``nofile_hard``: its hard open-file limit).
     """
+    settings = typed_settings(settings)
     header_limit = max_response_header(settings)
     name = server_name(settings.get("server_name"), address or host_name)
+    timeout_ms = int(settings["request_timeout_ms"])
     return {
         "layout": layout,
         "host_name": host_name,
         "http_port": int(settings["http_port"]),
         "server_port": int(settings["server_port"]),
         "listen_address": settings.get("listen_address") or "0.0.0.0",
-        "nginx_workers": int(settings.get("nginx_workers") or 1),
+        "nginx_workers": settings["nginx_workers"],
         "nginx_user": nginx_user(box_ids or {}),
+        **nginx_limits((box_ids or {}).get("nofile_hard")),
         "workers": int(settings["workers"]),
-        "request_timeout_ms": int(settings["request_timeout_ms"]),
+        "request_timeout_ms": timeout_ms,
         "memory_limit_mb": int(settings["memory_limit_mb"]),
-        "max_body_mb": int(settings.get("max_body_mb") or 10),
-        "proxy_read_timeout_s": max(5, int(settings["request_timeout_ms"]) // 1000 + 5),
+        "max_body_mb": int(settings["max_body_mb"]),
+        "proxy_read_timeout_s": max(5, -(-timeout_ms // 1000) + 5),
         "server_name": name,
+        "server_settings": server_conf_lines(settings),
         "x_accel_headers": X_ACCEL_HEADERS,
         "max_response_header": header_limit,
         **proxy_buffers(header_limit),

@@ -255,3 +255,63 @@ def test_stop_stops_orphans_too(hbox):
     assert {s["state"] for s in st["services"].values()} == {"stopped"}
     assert cli("tiramisu", "webserv.start", "--host", "box").returncode == 0
     assert _status()[0] == 0
+
+
+# ------------------------------------ Host, connections, settings ---
+
+def test_the_clients_host_reaches_the_guest_port_included(hbox):
+    """nginx passes the client's Host as sent; the server name only when there is none."""
+    status, _, body = raw_request(hbox, "GET /echo/x?q=1 HTTP/1.1\r\nHost: box:8080\r\nConnection: close\r\n\r\n")
+    assert status == 200, body[:300]
+    env = guest_env(body)
+    assert env.get("HTTP_HOST") == "box:8080" and env.get("X_FULL_URL") == "http://box:8080/echo/x?q=1", env
+    status, _, body = raw_request(hbox, "GET /echo/ HTTP/1.0\r\n\r\n")
+    assert status == 200, body[:300]
+    assert guest_env(body).get("HTTP_HOST") == hbox.hostname
+
+
+def test_nginx_open_files_stay_within_the_boxs_hard_limit(hbox):
+    from tiramisu_tasks.render import nginx_limits
+
+    hard = hbox.ssh("ulimit -Hn", check=True).stdout.strip()
+    limits = nginx_limits(hard)
+    conf = hbox.ssh("cat tiramisu-env/conf/nginx.conf", check=True).stdout
+    assert f"worker_connections {limits['nginx_connections']};" in conf
+    assert ("worker_rlimit_nofile" in conf) == (limits["nginx_rlimit_nofile"] is not None)
+    log = hbox.ssh("cat tiramisu-env/logs/nginx-error.log", check=True).stdout
+    assert "setrlimit" not in log and "exceed open file resource limit" not in log, log[-2000:]
+
+
+def test_1500_idle_connections_leave_the_public_port_serving(hbox):
+    idle = []
+    try:
+        for _ in range(1500):
+            idle.append(socket.create_connection((hbox.hostname, 8080), timeout=10))
+        time.sleep(0.5)
+        assert get(url(hbox, "/.well-known/tiramisu/health"))[0] == 200
+        status, _, _ = raw_request(hbox, "GET /echo/ HTTP/1.0\r\n\r\n")
+        assert status == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_setting_in_inventory_defaults_reaches_server_conf(hbox):
+    """Inventory ``defaults:`` apply to setup (they were read and ignored)."""
+    from tiramisu_tasks.inventory import locked_inventory
+
+    path = os.environ["TIRAMISU_INVENTORY"]
+    with locked_inventory(path) as inv:
+        inv.defaults.update(request_timeout_ms=1500, app_queue=7)
+    try:
+        proc = cli("tiramisu", "setup", "--host", "box")
+        assert proc.returncode == 0, proc.stderr
+        conf = hbox.ssh("cat tiramisu-env/conf/server.conf", check=True).stdout
+        assert "\ntimeout-ms = 1500\n" in conf and "\napp-queue = 7\n" in conf, conf
+        assert "proxy_read_timeout 7s;" in hbox.ssh("cat tiramisu-env/conf/nginx.conf", check=True).stdout
+        assert get(url(hbox, "/.well-known/tiramisu/health"))[0] == 200
+        status, _, _ = raw_request(hbox, "GET /echo/ HTTP/1.0\r\n\r\n")
+        assert status == 200
+    finally:
+        with locked_inventory(path) as inv:
+            inv.defaults.clear()

@@ -55,7 +55,8 @@ def test_typed_params_by_name_explicit_and_guard():
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("http_port", "8081", 8081), ("workers", "4", 4), ("env_dir", "~/x", "~/x"), ("toolchain", "123", "123"),
+    ("http_port", "8081", 8081), ("workers", "4", 4), ("env_dir", "~/x", "~/x"), ("toolchain", "zig", "zig"),
+    ("guest_threads", "auto", "auto"), ("guest_threads", "8", 8), ("request_timeout_ms", "1500", 1500),
 ])
 def test_parse_setting(key, value, expected):
     assert options.parse_setting(key, value) == expected

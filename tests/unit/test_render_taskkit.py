@@ -88,18 +88,23 @@ def _headers_set(block):
 
 def test_proxied_locations_send_the_contract_headers():
     text = render_nginx_conf(values())
-    assert "$http_host" not in text
     http = next(d for d in validate_nginx_conf(text)["config"][0]["parsed"] if d["directive"] == "http")
+    # Host is exactly the client's (port included); the server name only when it sent none
+    maps = [d for d in http["block"] if d["directive"] == "map"]
+    assert [m["args"] for m in maps] == [["$http_host", "$tiramisu_host"]]
+    assert [[d["directive"], *d["args"]] for d in maps[0]["block"]] == [
+        ["", "$host"], ["default", "$http_host"]]
+    assert text.count("$http_host") == 2  # the map only
     server = next(d for d in http["block"] if d["directive"] == "server")
     assert _headers_set(server["block"]) == [
-        "Connection ", "Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "Connection ", "Host $tiramisu_host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
         "X-Forwarded-Port $server_port", "X-Forwarded-Proto $scheme"]
     locations = {" ".join(d["args"]): d["block"] for d in server["block"] if d["directive"] == "location"}
     # the app location inherits all of them (any proxy_set_header of its own would drop them) ...
     assert _headers_set(locations["/"]) == []
     # ... the health check deliberately sends none of the proxied-request markers: the
     # server answers its admin API only to requests that don't look proxied
-    assert _headers_set(locations["= /.well-known/tiramisu/health"]) == ["Connection ", "Host $host"]
+    assert _headers_set(locations["= /.well-known/tiramisu/health"]) == ["Connection ", "Host $tiramisu_host"]
 
 
 def test_a_guest_cannot_steer_nginx_with_x_accel_headers():
@@ -156,7 +161,7 @@ def test_default_response_header_limit_is_16k():
     assert "max-response-header = 16384\n" in render_server_conf(values())
 
 
-@pytest.mark.parametrize("bad", ["abc", None, 100, 2 * 1024 * 1024])
+@pytest.mark.parametrize("bad", ["abc", 100, 2 * 1024 * 1024, True])
 def test_bad_response_header_limit_is_a_usage_error(bad):
     with pytest.raises(UsageError, match="max_response_header"):
         values(max_response_header=bad)
