@@ -181,6 +181,8 @@ SETTINGS = (
             server="max-connections"),
     Setting("max_conn_output", IntOption(4096, 1024 * MIB, unit="bytes"), MIB,
             "queued response bytes per connection before it stops reading", server="max-conn-output"),
+    Setting("max_app_log", IntOption(0, 1024 * MIB, unit="bytes"), 4 * MIB,
+            "an app's stderr log rotates to <app>.log.1 at this size (0 = never)", server="max-app-log"),
     Setting("max_response_header", IntOption(1024, MIB, unit="bytes"), 16384,
             "largest guest response head (over it -> 500)", server="max-response-header",
             nginx="proxy_buffer_size (+ 4 KiB)"),
