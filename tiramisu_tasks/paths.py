@@ -33,6 +33,34 @@ def repo_root():
     return Path(__file__).resolve().parent.parent
 
 
+# Directories the code reads at run time. A checkout has them at its top level;
+# an installed wheel has a copy in tiramisu_tasks/_data/ (made by setup.py).
+DATA_DIRS = ("cserver", "wasm_examples")
+
+
+def packaged_data_dir():
+    return Path(__file__).resolve().parent / "_data"
+
+
+def data_dir(name):
+    """cserver/ or wasm_examples/: the checkout's first, then the copy packaged in the wheel.
+
+    The checkout wins so that an editable install (and every test) sees the files a
+    developer is editing. If neither exists the packaged path is returned and the
+    caller's "not found" error names it.
+    """
+    if name not in DATA_DIRS:
+        raise ValueError(f"unknown data directory {name!r}")
+    checkout = repo_root() / name
+    if (repo_root() / "setup.cfg").is_file() and checkout.is_dir():
+        return checkout
+    return packaged_data_dir() / name
+
+
+def examples_dir():
+    return data_dir("wasm_examples")
+
+
 def ensure_dir(path, mode=0o700):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True, mode=mode)

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .artifacts import cache
 from .errors import BuildError
-from .paths import repo_root
+from .paths import data_dir
 from .versions import WASMTIME_VERSION
 
 KIND = "server"
@@ -31,7 +31,8 @@ BUILD_LAYOUT = 1  # bump when the build recipe changes in a way the inputs do no
 
 
 def source_dir(root=None):
-    return Path(root or repo_root()) / "cserver"
+    """The server's C sources: ``root/cserver`` if given, else the checkout's or the packaged copy."""
+    return Path(root) / "cserver" if root else data_dir("cserver")
 
 
 def source_files(src_dir=None):

@@ -7,7 +7,7 @@ from .. import lifecycle as lc
 from .. import sandbox as sb
 from ..deploy import validate_app_name
 from ..hostrun import run_on_hosts
-from ..paths import repo_root
+from ..paths import examples_dir
 from ..taskkit import note, out, task
 from .deploy import deploy_box
 from .host import _check
@@ -30,7 +30,7 @@ def demo(c, example=None, host=None):
     _check(c, host, json=False, refresh=True, accept_new=False)
     note(f"== setup --host {host}")
     setups = run_on_hosts(c, host, lambda conn, spec, rep: lc.setup_box(c, conn, spec, rep, {}))
-    source = example or str(repo_root() / "wasm_examples" / "hello-c")
+    source = example or str(examples_dir() / "hello-c")
     note(f"== deploy {source} --host {host}")
     built = build_app(source)
     app = validate_app_name(built.name)
