@@ -141,7 +141,7 @@ def profile_deploy(env, wasm, work):
         ("tiramisu_tasks/cli.py", "main"): "CLI main (all, after imports)",
         ("tiramisu_tasks/apps/build.py", "build_app"): "build_app (prebuilt .wasm: read + hash)",
         ("fabric/connection.py", "open"): "SSH connect + auth (Connection.open, all calls)",
-        ("tiramisu_tasks/lifecycle.py", "open_box"): "probe (open_box)",
+        ("tiramisu_tasks/box.py", "open_box"): "probe (open_box)",
         ("tiramisu_tasks/deploy.py", "server_apps"): "admin /apps (all)",
         ("tiramisu_tasks/transfer.py", "upload_batch"): "upload + check-module",
         ("tiramisu_tasks/deploy.py", "signal_server"): "SIGHUP",
