@@ -11,6 +11,7 @@ files whose change needs a restart or a reload are :data:`RESTART_ON` and
 :data:`RELOAD_ON`.
 """
 
+import json
 import posixpath
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,8 +29,8 @@ PAST = {"start": "started", "restart": "restarted", "reload": "reloaded"}
 
 
 def _plain(value):
-    """as_dict() of a plan: tuples of pairs become dicts where they name things."""
-    return asdict(value)
+    """as_dict() of a plan: its fields as JSON values (tuples become lists)."""
+    return json.loads(json.dumps(asdict(value)))
 
 
 # ----------------------------------------------------------- services ---
