@@ -30,7 +30,9 @@ from .transfer import Upload
 
 def wait_timeout(box):
     # Compiling under emulation (qemu-user test hosts, slow boards) takes longer.
-    return 180.0 if box.report.get("machine") not in ("x86_64", "amd64") else 60.0
+    from .targets import canonical_arch
+
+    return 180.0 if canonical_arch(box.report.get("machine")) != "x86_64" else 60.0
 
 
 def require_served(box):

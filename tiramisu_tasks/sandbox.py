@@ -22,13 +22,13 @@ import pwd
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import inventory as invmod
 from .errors import TiramisuError, ToolMissing, UsageError
 from .paths import ensure_dir, user_dir
+from .polling import poll_until
 from .testhosts import commands as cmd
 from .testhosts.system import add_known_host, proc_alive, proc_comm
 
@@ -167,8 +167,9 @@ def _keygen(path, comment):
 
 
 def _wait_ready(port, paths, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The sshd's pid once it answers with its banner; SandboxError (with its log) if it does not in time."""
+
+    def answering():
         pid = running_pid(paths)
         if pid:
             with contextlib.suppress(OSError):
@@ -176,8 +177,10 @@ def _wait_ready(port, paths, timeout=15.0):
                     s.settimeout(5)
                     if s.recv(64).startswith(b"SSH-"):
                         return pid
-        time.sleep(0.05)
-    raise SandboxError(f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}")
+        return None
+
+    return poll_until(answering, timeout, interval=0.05, on_timeout=lambda: SandboxError(
+        f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}"))
 
 
 def _log_tail(paths):
@@ -299,14 +302,11 @@ def down(paths=None, grace=5.0):
     pid = running_pid(paths)
     if pid:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while proc_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc_alive(pid):
+        gone = lambda: True if not proc_alive(pid) else None  # noqa: E731
+        if not poll_until(gone, grace, interval=0.05):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while proc_alive(pid) and time.monotonic() < deadline + 5:
-                time.sleep(0.05)
+            poll_until(gone, 5, interval=0.05)
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
     result = status(paths)

@@ -17,6 +17,7 @@ import json
 import sys
 
 from .. import inventory as invmod
+from ..targets import canonical_arch
 from . import registry
 from .hosts import ARCHES, host_from_record, start_host
 from .system import TestHostError
@@ -42,7 +43,7 @@ def _parser():
 
 
 def _arch(value):
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(value, value)
+    return canonical_arch(value)
 
 
 def _find(name):
