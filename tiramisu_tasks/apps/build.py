@@ -13,7 +13,6 @@ between builds. An flock on that dir serialises concurrent builds of one project
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, asdict
@@ -23,6 +22,7 @@ from typing import Callable, List, Optional
 from ..artifacts import cache
 from ..appnames import is_app_name, sanitize_app_name
 from ..errors import BuildError, ToolMissing, UsageError
+from ..fileops import copy_atomic
 from ..paths import cache_dir
 from . import builders as B
 from .detect import Detection, detect, list_source_files, LANGUAGES
@@ -133,13 +133,6 @@ def copy_sources(root, files, dest):
         shutil.copy2(root / rel, target)
 
 
-def _copy_atomic(src, dest):
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
-
-
 def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
               progress: Optional[Callable[[str], None]] = None, cache_root=None) -> BuildResult:
     """Build ``source`` (file or project dir) into a validated WASI command module."""
@@ -189,7 +182,7 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
         progress(f"{name}: unchanged since the last build (cache {entry.key})")
     if out_dir is not None:
         dest = Path(out_dir).expanduser() / f"{name}.wasm"
-        _copy_atomic(wasm, dest)
+        copy_atomic(wasm, dest)
         wasm = dest
     return BuildResult(
         wasm_path=wasm, language=det.language, name=name, sha256=entry.files["app.wasm"],
