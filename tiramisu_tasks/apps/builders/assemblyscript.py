@@ -11,11 +11,7 @@ from .base import Builder, probe_text, version_tuple, which
 # Pinned AssemblyScript toolchain, installed with npm into the artifact cache on
 # first use (never globally). assemblyscript 0.28 needs Node.js >= 20.
 ASSEMBLYSCRIPT_VERSION = "0.28.20"
-
-
 AS_WASI_SHIM_VERSION = "0.1.0"
-
-
 NODE_MIN_MAJOR = 20
 
 

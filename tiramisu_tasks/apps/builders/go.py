@@ -6,8 +6,6 @@ from .base import Builder, probe_text, version_tuple, which
 
 
 GO_MIN_WASIP1 = (1, 21)
-
-
 TINYGO_MIN_WASIP1 = (0, 30)
 
 
