@@ -29,8 +29,8 @@ from . import inventory as invmod
 from .errors import TiramisuError, ToolMissing, UsageError
 from .paths import ensure_dir, user_dir
 from .polling import poll_until
-from .testhosts import commands as cmd
-from .testhosts.system import add_known_host, proc_alive, proc_comm
+from . import sshd as cmd
+from .sshd import add_known_host, proc_alive, proc_comm
 
 NAME = "sandbox"
 LISTEN = "127.0.0.1"
