@@ -16,8 +16,8 @@ import argparse
 import json
 import sys
 
-from .. import inventory as invmod
-from ..targets import canonical_arch
+from tiramisu_tasks import inventory as invmod
+from tiramisu_tasks.targets import canonical_arch
 from . import registry
 from .hosts import ARCHES, host_from_record, start_host
 from .system import TestHostError

@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import TiramisuError
-from ..sshd import add_known_host, proc_alive, proc_comm, proc_starttime  # noqa: F401
+from tiramisu_tasks.errors import TiramisuError
+from tiramisu_tasks.sshd import add_known_host, proc_alive, proc_comm, proc_starttime  # noqa: F401
 
 
 class TestHostError(TiramisuError):
