@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tiramisu_tasks.errors import TiramisuError
+from tiramisu_tasks.subproc import run_local
 from tiramisu_tasks.sshd import add_known_host, proc_alive, proc_comm, proc_starttime  # noqa: F401
 
 
@@ -18,12 +19,8 @@ class TestHostError(TiramisuError):
 
 
 def run(argv, check=True, capture=False, input=None, timeout=600):
-    """subprocess.run with text output; a failure raises TestHostError with stderr's last line."""
-    res = subprocess.run(
-        list(argv), input=input, text=True, timeout=timeout,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Run argv here (subproc.run_local); a failure raises TestHostError with stderr's last line."""
+    res = run_local(argv, input=input, timeout=timeout, capture=capture)
     if check and res.returncode != 0:
         tail = (res.stderr or "").strip().splitlines()[-1:] or [""]
         raise TestHostError(f"command failed (exit {res.returncode}): {shlex.join(argv)}: {tail[0]}")

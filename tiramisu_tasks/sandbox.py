@@ -21,7 +21,6 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from .paths import ensure_dir, user_dir
 from .polling import poll_until
 from . import sshd as cmd
 from .sshd import add_known_host, proc_alive, proc_comm
+from .subproc import last_line, run_local
 
 NAME = "sandbox"
 LISTEN = "127.0.0.1"
@@ -161,7 +161,7 @@ def _keygen(path, comment):
         for stale in (path, pub):  # half a pair is useless: make a new one
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        res = subprocess.run(cmd.keygen_argv(str(path), comment), capture_output=True, text=True)
+        res = run_local(cmd.keygen_argv(str(path), comment))
         if res.returncode != 0:
             raise SandboxError(f"ssh-keygen failed: {res.stderr.strip()}")
 
@@ -243,18 +243,16 @@ def up(port=None, paths=None, inventory_path=None, note=lambda *a: None):
         paths.config.write_text(render_config(paths, chosen, user, is_root))
         if is_root:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-        check = subprocess.run([sshd, "-t", "-f", str(paths.config)], capture_output=True, text=True)
+        check = run_local([sshd, "-t", "-f", paths.config])
         if check.returncode != 0:
-            raise SandboxError(f"sshd rejects the sandbox config {paths.config}: "
-                               f"{(check.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise SandboxError(f"sshd rejects the sandbox config {paths.config}: {last_line(check.stderr, '?')}")
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
         note(f"sandbox: starting sshd on {LISTEN}:{chosen} as {user}")
-        res = subprocess.run([sshd, "-f", str(paths.config), "-E", str(paths.log)],
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        res = run_local([sshd, "-f", paths.config, "-E", paths.log])
         if res.returncode != 0:
             raise SandboxError(f"sshd failed to start (exit {res.returncode}): "
-                               f"{(res.stderr.strip().splitlines() or [_log_tail(paths)])[-1]}")
+                               f"{last_line(res.stderr) or _log_tail(paths)}")
         try:
             pid = _wait_ready(chosen, paths)
         except SandboxError:
