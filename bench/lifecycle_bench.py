@@ -3,7 +3,7 @@
 
     sudo .venv/bin/python bench/lifecycle_bench.py [--deploys 20] [--json FILE]
 
-Needs root: it makes real SSH test hosts (tiramisu_tasks.testhosts, x86_64: sshd
+Needs root: it makes real SSH test hosts (testhosts, x86_64: sshd
 in a network namespace, a fresh user). Runs the real `tiramisu` CLI as a
 subprocess with TIRAMISU_HOME/TIRAMISU_INVENTORY in a temporary dir, as a user
 would. Measures:
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # testhosts/ (a package of the checkout)
 import benchkit as bk  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -141,7 +142,7 @@ def profile_deploy(env, wasm, work):
         ("tiramisu_tasks/cli.py", "main"): "CLI main (all, after imports)",
         ("tiramisu_tasks/apps/build.py", "build_app"): "build_app (prebuilt .wasm: read + hash)",
         ("fabric/connection.py", "open"): "SSH connect + auth (Connection.open, all calls)",
-        ("tiramisu_tasks/lifecycle.py", "open_box"): "probe (open_box)",
+        ("tiramisu_tasks/box.py", "open_box"): "probe (open_box)",
         ("tiramisu_tasks/deploy.py", "server_apps"): "admin /apps (all)",
         ("tiramisu_tasks/transfer.py", "upload_batch"): "upload + check-module",
         ("tiramisu_tasks/deploy.py", "signal_server"): "SIGHUP",
@@ -168,7 +169,7 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the results as JSON to this file")
     args = ap.parse_args(argv)
 
-    from tiramisu_tasks import testhosts
+    import testhosts
 
     why = testhosts.missing_requirements("x86_64")
     if why:

@@ -308,9 +308,8 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
     Results are cached by module sha256, the box's settings and the local
     Wasmtime, so deploying one build to many alike boxes compiles once.
     """
-    import shutil
-
     from .artifacts import cache
+    from .fileops import copy_atomic
 
     if isinstance(engine_settings, (str, bytes)):
         engine_settings = parse_engine_settings(engine_settings)
@@ -332,12 +331,7 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
     produced = entry.file(shipped_name(sha))
     if out_dir is None:
         return produced
-    out = Path(out_dir) / shipped_name(sha)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.copyfile(produced, tmp)
-    tmp.replace(out)
-    return out
+    return copy_atomic(produced, Path(out_dir) / shipped_name(sha))
 
 
 @dataclass(frozen=True)

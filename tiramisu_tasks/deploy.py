@@ -1,4 +1,4 @@
-"""Deploying apps to a set-up box: upload a release, switch it live, verify.
+"""App procedures on a set-up box: deploy, rollback, remove, apps, logs.
 
 Box layout per app (see layout.py)::
 
@@ -11,117 +11,44 @@ Switching is a rename into wasm_modules/ (atomic); the server compiles the new
 module off the request path and swaps it in, finishing in-flight requests on
 the old one. If the server reports an error for the new sha256, the previous
 release is renamed back so the file on disk matches what is serving.
+
+Like :mod:`lifecycle`, each procedure takes a :class:`box.Box`, observes,
+plans with a pure function of :mod:`plans`, and applies the plan.
 """
 
-import posixpath
-import re
+import os
+import tempfile
 import time
 
-from .errors import RemoteError, TiramisuError, UsageError
-from .remote import join, q, run
-from .sshhttp import request
-
-APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
-
-
-def validate_app_name(name):
-    if not APP_NAME_RE.match(name or ""):
-        raise UsageError(f"invalid app name {name!r}: use a-z, 0-9, '_' or '-' (start with a letter or digit)")
-    return name
+from . import commands as cmd
+from .errors import DiskFullError, RemoteError, TiramisuError, UsageError
+from .plans import plan_deploy, plan_remove, plan_rollback
+from .polling import poll_until
+from .routes import routes_for
+from .transfer import Upload
 
 
-def validate_route(route):
-    if route is None:
-        return None
-    if not ROUTE_RE.match(route) or "//" in route or "/../" in route + "/" or route.startswith("/_tiramisu"):
-        raise UsageError(f"invalid route {route!r}: a path prefix like / or /api (not under /_tiramisu)")
-    return route.rstrip("/") or "/"
+def wait_timeout(box):
+    # Compiling under emulation (qemu-user test hosts, slow boards) takes longer.
+    from .targets import canonical_arch
+
+    return 180.0 if canonical_arch(box.report.get("machine")) != "x86_64" else 60.0
 
 
-def release_id(sha256, now=None):
-    """Sortable, unique enough: UTC time to the second + content prefix (pure)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    return f"{stamp}-{sha256[:10]}"
+def require_served(box):
+    """UsageError unless Tiramisu is installed on the box and its server runs."""
+    if not box.report["installed"]:
+        raise UsageError(f"Tiramisu is not installed on {box.name}: run setup --host {box.name} first")
+    if box.report["services"]["server"]["state"] != "running":
+        raise UsageError(f"custom_server is not running on {box.name}: run webserv.start --host {box.name}")
+    return box
 
 
-def prepare_command(layout, app):
-    """One round trip before an upload: make the app's folders, print CURRENT and the routes (pure)."""
-    current = posixpath.join(layout.app_releases(app), "CURRENT")
-    return (f"{join(['mkdir', '-p', '-m', '700', layout.app_releases(app), layout.app_logs])} && "
-            f"cat {q(current)} 2>/dev/null; echo {PREP_MARK}; cat {q(layout.routes_file)} 2>/dev/null; true")
-
-
-PREP_MARK = "---tiramisu-routes---"
-
-
-def parse_prepare(text):
-    """(current release id or None, routes text) from prepare_command's output (pure)."""
-    current, _, routes = (text or "").partition(PREP_MARK + "\n")
-    return (current.strip() or None), routes
-
-
-def hup_server_command(layout):
-    """SIGHUP the server if its pid file names a live custom_server (pure; never fails)."""
-    from .services import is_ours
-
-    pidfile = q(layout.pid_file("server"))
-    return (f'p=$(cat {pidfile} 2>/dev/null); if [ -n "$p" ] && {is_ours("$p", "custom_server")}; '
-            f'then kill -HUP "$p"; fi; true')
-
-
-def switch_command(layout, app, rid):
-    """Make release rid live: hard link (or copy) beside the target, then rename (pure)."""
-    src = layout.release(app, rid)
-    tmp = posixpath.join(layout.modules, f".{app}.wasm.tiramisu-new")
-    dst = layout.app_module(app)
-    current = posixpath.join(layout.app_releases(app), "CURRENT")
-    return (f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
-            f"mv -f {q(tmp)} {q(dst)} && printf '%s\\n' {q(rid)} > {q(current)}.new && mv -f {q(current)}.new {q(current)}")
-
-
-def prune_command(layout, app, keep, protect):
-    """Delete all but the newest ``keep`` releases, never ``protect`` (pure)."""
-    d = layout.app_releases(app)
-    return (f"cd {q(d)} 2>/dev/null && ls -1 | grep -E '^[0-9TZ]+-[0-9a-f]+\\.wasm$' | sort -r | "
-            f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.wasm')} | xargs -r rm -f --; true")
-
-
-def routes_update(text, app, route):
-    """New routes file text with ``route`` pointing at ``app`` (pure).
-
-    A prefix maps to exactly one app; any older line for that prefix goes.
-    """
-    lines = []
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if parts and not line.lstrip().startswith("#") and len(parts) >= 2 and parts[0] == route:
-            continue
-        lines.append(line)
-    lines.append(f"{route} {app}")
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def routes_without_app(text, app):
-    out = []
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if parts and not line.lstrip().startswith("#") and len(parts) >= 2 and parts[1] == app:
-            continue
-        out.append(line)
-    return "\n".join(out).rstrip("\n") + "\n" if out else ""
-
-
-def routes_for(text, app):
-    return [p[0] for p in (l.split() for l in (text or "").splitlines() if not l.lstrip().startswith("#"))
-            if len(p) >= 2 and p[1] == app]
-
-
-# ------------------------------------------------------------- remote ---
+# ------------------------------------------------------------ observe ---
 
 def server_apps(box):
-    """The server's view: {name: {...}} from /_tiramisu/apps."""
-    resp = request(box.conn, box.settings["server_port"], "/_tiramisu/apps", timeout=10)
+    """The server's view: {name: {...}} from /_tiramisu/apps; RemoteError unless HTTP 200."""
+    resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
     if resp.status != 200:
         raise RemoteError(f"server admin API answered HTTP {resp.status}")
     data = resp.json()
@@ -130,14 +57,19 @@ def server_apps(box):
 
 
 def wait_for_app(box, app, sha256, timeout):
-    """Until the server serves sha256 for app (returns its record) or reports an error for it."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
+    """Until the server serves sha256 for app (returns its record).
+
+    Raises RemoteError with the server's error when it rejects that module,
+    or when it is not active within ``timeout`` seconds.
+    """
+    seen = {"last": None}
+
+    def active():
         try:
             last = server_apps(box).get(app)
         except TiramisuError:
             last = None
+        seen["last"] = last
         if last and last.get("sha256") == sha256:
             if last.get("state") == "active":
                 return last
@@ -145,48 +77,178 @@ def wait_for_app(box, app, sha256, timeout):
                 raise RemoteError(f"the server rejected the new {app} module: {last['error']}")
         if last and last.get("error") and last.get("failed_sha256") == sha256:
             raise RemoteError(f"the server rejected the new {app} module: {last['error']}")
-        if time.monotonic() > deadline:
-            state = f"{last.get('state')} {str(last.get('sha256'))[:12]}" if last else "not listed"
-            raise RemoteError(f"the server did not activate {app} {sha256[:12]} within {timeout:.0f}s (now: {state})")
-        time.sleep(0.05)
+        return None
+
+    def too_late():
+        last = seen["last"]
+        state = f"{last.get('state')} {str(last.get('sha256'))[:12]}" if last else "not listed"
+        return RemoteError(f"the server did not activate {app} {sha256[:12]} within {timeout:.0f}s (now: {state})")
+
+    return poll_until(active, timeout, interval=0.05, on_timeout=too_late)
 
 
-def read_text(conn, path):
-    res = run(conn, f"cat {q(path)} 2>/dev/null; true")
-    return res.stdout
+def read_text(box, path):
+    return box.run(cmd.read_file(path)).stdout
 
 
-def current_release(conn, layout, app):
-    return read_text(conn, posixpath.join(layout.app_releases(app), "CURRENT")).strip() or None
+def current_release(box, app):
+    return read_text(box, f"{box.layout.app_releases(app)}/CURRENT").strip() or None
 
 
-def current_releases(conn, layout):
+def current_releases(box):
     """{app: live release id} for every app, in one round trip."""
-    out = run(conn, f"cd {q(layout.releases)} 2>/dev/null && for d in */; do "
-                    f"[ -f \"$d/CURRENT\" ] && echo \"${{d%/}} $(cat \"$d/CURRENT\")\"; done; true").stdout
+    out = box.run(cmd.current_releases(box.layout)).stdout
     return dict(line.split(None, 1) for line in out.splitlines() if len(line.split()) == 2)
 
 
-def list_releases(conn, layout, app):
-    out = run(conn, f"ls -1 {q(layout.app_releases(app))} 2>/dev/null; true").stdout.split()
+def list_releases(box, app):
+    out = box.run(cmd.list_releases(box.layout, app)).stdout.split()
     return sorted((n[:-5] for n in out if n.endswith(".wasm")), reverse=True)
 
 
-def write_routes(box, text):
-    """Replace routes.conf atomically and ask the server to re-read it (SIGHUP)."""
-    from .transfer import Upload, upload_batch
-    import tempfile, os
+# --------------------------------------------------------------- act ---
 
+def write_routes(box, text):
+    """Replace routes.conf atomically (one upload batch) and ask the server to re-read it (SIGHUP)."""
     fd, path = tempfile.mkstemp(prefix="tiramisu-routes-")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     try:
-        upload_batch(box.conn, box.layout.root, [Upload.of(path, box.layout.routes_file, "600")])
+        box.upload([Upload.of(path, box.layout.routes_file, "600")])
     finally:
         os.unlink(path)
-    signal_server(box)
+    box.run(cmd.hup_server(box.layout))
 
 
-def signal_server(box):
-    """Ask the server to rescan modules and routes (inotify usually beat us to it)."""
-    run(box.conn, hup_server_command(box.layout))
+def _serving(sha):
+    return f"the previous version ({sha[:12]}) keeps serving" if sha else "nothing was switched live"
+
+
+def deploy(box, built, app, route, dry=False, keep=None, aot=False):
+    """Deploy one built module (:class:`apps.build.BuildResult`) to one served box; returns the summary.
+
+    Raises UsageError when the box is not set up or served, DiskFullError /
+    RemoteError when the upload or the box's check fails (nothing switched),
+    RemoteError when the server rejects the module (the previous release is
+    restored first) or the live app answers 5xx.
+    """
+    started = time.monotonic()
+    require_served(box)
+    layout = box.layout
+    keep = int(keep or box.settings.get("keep_releases") or 5)
+    live = server_apps(box).get(app)
+    previous, routes_text = cmd.parse_prepare(box.run(cmd.prepare_release(layout, app)).stdout)
+    plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
+    summary = {"host": box.name, "app": app, "sha256": built.sha256, "url": box.url(plan.path), "dry": dry}
+    box.note(plan.text())
+    if not plan.changed:
+        summary.update(changed=False, release=previous)
+        return summary
+    if dry:
+        summary.update(changed=True, release=plan.release, plan=plan.as_dict())
+        return summary
+    return apply_deploy(box, plan, built, aot, summary, started)
+
+
+def apply_deploy(box, plan, built, aot, summary, started):
+    """Upload, check, switch, wait for the server, restore on failure, route, request (see :func:`deploy`)."""
+    layout, app, rid = box.layout, plan.app, plan.release
+    uploads = [Upload.of(built.wasm_path, layout.release(app, rid), "600")]
+    check = cmd.check_module(layout)
+    if aot:
+        shipment = _aot_shipment(box, built)
+        if shipment is not None:
+            from . import aot as aotmod
+
+            uploads.append(Upload.of(shipment.local, shipment.remote, "600"))
+            check = aotmod.check_command(layout.server_bin, layout.server_conf)
+    try:
+        box.upload(uploads, check=check)
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc.message}; {_serving(plan.live_sha256)}") from None
+    except RemoteError as exc:
+        raise RemoteError(f"{app} was not deployed (the box's server cannot load it): "
+                          f"{exc.message.split(': ', 1)[-1]}; {_serving(plan.live_sha256)}") from None
+    t_switch = time.monotonic()
+    box.run(cmd.activate_release(layout, app, rid, plan.keep))
+    try:
+        record = wait_for_app(box, app, built.sha256, wait_timeout(box))
+    except RemoteError as exc:
+        box.run(cmd.restore_release(layout, app, plan.previous), warn=True)
+        raise RemoteError(f"{exc.message}; {_serving(plan.live_sha256)}") from None
+    swap_ms = (time.monotonic() - t_switch) * 1000
+    if plan.routes is not None:
+        write_routes(box, plan.routes)
+    resp = box.http(box.settings["http_port"], plan.path, timeout=30)
+    summary.update(changed=True, release=rid, previous=plan.previous, status=resp.status,
+                   latency_ms=round(resp.seconds * 1000, 1), swap_ms=round(swap_ms, 1),
+                   seconds=round(time.monotonic() - started, 2), state=record.get("state"),
+                   code=record.get("code"))
+    if resp.status >= 500:
+        raise RemoteError(f"{app} is live but answered HTTP {resp.status} at {plan.path}: {resp.text.strip()[:200]}")
+    return summary
+
+
+def _aot_shipment(box, built):
+    """A precompiled module for this box, or None (with the reason) to let the box compile."""
+    from . import aot as aotmod
+
+    facts = box.run(aotmod.box_facts_command(box.layout.server_bin, box.layout.server_conf), warn=True)
+    shipment = aotmod.prepare_shipment(facts.stdout, box.target, built.wasm_path, built.sha256,
+                                       fallback_cache_dir=box.layout.cache)
+    box.note(f"aot: {shipment.reason}")
+    return shipment if shipment.ok else None
+
+
+# ----------------------------------------------------- apps / rollback ---
+
+def apps(box):
+    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests}]}."""
+    require_served(box)
+    served = server_apps(box)
+    routes_text = read_text(box, box.layout.routes_file)
+    releases = current_releases(box)
+    out = []
+    for name in sorted(served):
+        a = served[name]
+        out.append({"name": name, "routes": [f"/{name}"] + routes_for(routes_text, name),
+                    "sha256": a.get("sha256"), "release": releases.get(name),
+                    "loaded_at": a.get("loaded_at"), "state": a.get("state"), "error": a.get("error"),
+                    "requests": a.get("requests")})
+    return {"host": box.name, "apps": out}
+
+
+def rollback(box, app, to=None, dry=False):
+    """Switch ``app`` back to ``to`` or the release before the live one; returns {host, app, from, to, sha256}.
+
+    UsageError when there is no such release; RemoteError when the server does not activate it.
+    """
+    require_served(box)
+    plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
+    if dry:
+        box.note(plan.text())
+        return {"host": box.name, "app": app, "from": plan.current, "to": plan.target, "dry": True,
+                "plan": plan.as_dict()}
+    sha = box.run(cmd.release_sha256(box.layout.release(app, plan.target))).stdout.strip()
+    box.run(cmd.rollback_to(box.layout, app, plan.target))
+    wait_for_app(box, app, sha, wait_timeout(box))
+    return {"host": box.name, "app": app, "from": plan.current, "to": plan.target, "sha256": sha}
+
+
+def remove(box, app, dry=False, timeout=30):
+    """Stop serving ``app`` (routes, module) and delete its releases; its log stays.
+
+    RemoteError when the server still lists the app after ``timeout`` seconds.
+    """
+    require_served(box)
+    plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
+    if dry:
+        box.note(plan.text())
+        return {"host": box.name, "app": app, "dry": True, "plan": plan.as_dict()}
+    if plan.routes is not None:
+        write_routes(box, plan.routes)
+    box.run(cmd.unpublish_app(box.layout, app))
+    poll_until(lambda: None if app in server_apps(box) else True, timeout, interval=0.05,
+               on_timeout=lambda: RemoteError(f"the server still lists {app} after {timeout}s"))
+    box.run(cmd.remove_tree(plan.releases_dir))
+    return {"host": box.name, "app": app, "removed": True}

@@ -1,109 +1,51 @@
-"""Setup and service control for one box: observe, plan, act, check again.
+"""Box lifecycle procedures: setup, webserv.*, teardown, status, logs, boot.
 
-Task modules call these per host (through :func:`hostrun.run_on_hosts`). The
-decisions are pure functions (:func:`service_actions`, :func:`plan_text`), so
-tests can pin them with tables; everything that talks to the box is here too,
-kept short and in the order it happens.
+Each procedure takes a :class:`box.Box` (its three effects: run, upload,
+http), observes, computes a plan value with a pure function of
+:mod:`plans`, prints it, and applies it in a separate step; ``dry`` stops
+after the plan. Tasks (``tasks/lifecycle.py``) only parse flags, call one of
+these per host and print the result. Commands come from :mod:`commands`.
 """
 
 import os
-import posixpath
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
 
 from . import __version__
-from .config import resolve_settings as resolve_host_settings
+from . import commands as cmd
 from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
-from .layout import RemoteLayout
-from .probe import probe, unsupported_message
-from .remote import mkdir_cmd, q, remote_sha256, run
+from .plans import (
+    PAST,
+    ServicePlan,
+    plan_reload,
+    plan_restart,
+    plan_setup,
+    plan_start,
+    plan_stop,
+    plan_teardown,
+    port_conflicts,
+    reap_beside_running,
+    version_text,
+)
+from .polling import poll_until
 from .render import config_values, render_nginx_conf, render_server_conf
-from .services import (SERVICES, nginx_reload_command, nginx_test_command, observe_command, parse_observed,
-                       parse_reaped, reap_command, service, start_command, stop_all_command, tail_out_command)
-from .sshhttp import request, wait_for
-from .targets import get_target
-from .transfer import Upload, cleanup_command, human_bytes, plan_uploads, upload_batch
+from .services import (
+    SERVICES,
+    nginx_reload_command,
+    observe_command,
+    parse_observed,
+    parse_reaped,
+    reap_command,
+    service,
+    start_command,
+    stop_all_command,
+    tail_out_command,
+)
+from .transfer import Upload, plan_uploads
 
 HEALTH_PATH = "/.well-known/tiramisu/health"  # public, through nginx
 ADMIN_HEALTH = "/_tiramisu/health"  # server's loopback listener
-
-SETTING_NAMES = ("env_dir", "http_port", "server_port", "toolchain", "nginx_provider", "workers",
-                 "request_timeout_ms", "memory_limit_mb", "keep_releases", "max_response_header", "server_name")
-
-# Files whose change needs a process restart (a new config for nginx is a reload).
-RESTART_ON = {"server": {"bin/custom_server", "lib/libwasmtime.so", "conf/server.conf"},
-              "nginx": {"bin/nginx"}}
-RELOAD_ON = {"nginx": {"conf/nginx.conf"}}
-
-
-@dataclass
-class Box:
-    """What one task run knows about one box."""
-
-    conn: object
-    spec: object
-    rep: object
-    settings: Dict[str, object]
-    report: Dict[str, object]
-    layout: RemoteLayout
-    target: object = None
-    log: List[str] = field(default_factory=list)
-
-    @property
-    def name(self):
-        return self.spec.name
-
-    @property
-    def address(self):
-        """How this machine reaches the box (inventory hostname or the --host address)."""
-        return self.spec.hostname if self.spec.entry is None else self.spec.entry.hostname
-
-    def url(self, path="/"):
-        return f"http://{self.address}:{self.settings['http_port']}{path}"
-
-    def note(self, *parts):
-        self.rep.note(*parts)
-
-
-def resolve_settings(c, spec, flags):
-    return resolve_host_settings(c, host=spec.entry, flags=flags)  # all settings, inventory defaults included
-
-
-def open_box(c, conn, spec, rep, flags=None, need_supported=True, installed_wins=True):
-    """Probe the box (one round trip) and resolve settings and layout.
-
-    ``installed_wins``: ports recorded in the box's VERSION file beat config
-    (what runs there is the truth for status/deploy); setup passes False so a
-    changed setting is applied.
-    """
-    flags = flags or {}
-    settings = resolve_settings(c, spec, flags)
-    report = probe(conn, settings["env_dir"], settings["http_port"], settings["server_port"])
-    installed = report.get("version") or {}
-    if installed_wins:
-        for key in ("http_port", "server_port"):
-            if flags.get(key) is None and str(installed.get(key, "")).isdigit():
-                settings[key] = int(installed[key])
-    _check_ports_differ(settings)
-    box = Box(conn, spec, rep, settings, report, RemoteLayout(report["env_dir"]))
-    if report["supported"]:
-        box.target = get_target(report["arch"], report["libc"],
-                                report["libc_version"] if report["libc"] == "glibc" else None)
-    elif need_supported:
-        raise UnsupportedTarget(f"{unsupported_message(report)}; nothing was uploaded")
-    return box
-
-
-def _check_ports_differ(settings):
-    for key in ("http_port", "server_port"):
-        port = int(settings[key])
-        if not 1 <= port <= 65535:
-            raise UsageError(f"{key} {port} is not a valid TCP port")
-    if int(settings["http_port"]) == int(settings["server_port"]):
-        raise UsageError(f"http_port and server_port are both {settings['http_port']}: they must differ")
 
 
 # ------------------------------------------------------------- states ---
@@ -114,7 +56,7 @@ def observe_services(box):
     ``state`` is running, stale, stopped, or ``orphaned`` (the pid file names
     nothing alive but processes of this service run from this env).
     """
-    return parse_observed(run(box.conn, observe_command(box.layout)).stdout)
+    return parse_observed(box.run(observe_command(box.layout)).stdout)
 
 
 def service_states(box):
@@ -124,75 +66,50 @@ def service_states(box):
 
 def reap_orphans(box, name, keep=None):
     """Stop the service's processes in this env other than ``keep`` and its children; returns their pids."""
-    reaped = parse_reaped(run(box.conn, reap_command(box.layout, name, keep), timeout=30).stdout)
+    reaped = parse_reaped(box.run(reap_command(box.layout, name, keep), timeout=30).stdout)
     if reaped:
         box.note(f"{name}: stopped orphaned processes {' '.join(map(str, reaped))}")
     return reaped
 
 
-def reap_beside_running(box, views):
-    """Orphans beside a running service (e.g. workers of an nginx killed with -9): stop them."""
-    return {name: reap_orphans(box, name, keep=view["pid"]) for name, view in views.items()
-            if view["orphans"] and view["state"] == "running"}
-
-
-def service_actions(changed, states):
-    """What to do with each service after an install (pure; see RESTART_ON/RELOAD_ON)."""
-    actions = {}
-    for name in SERVICES:
-        state = states.get(name, (None, "stopped"))[1]
-        if state != "running":
-            actions[name] = "start"
-        elif changed & RESTART_ON.get(name, set()):
-            actions[name] = "restart"
-        elif changed & RELOAD_ON.get(name, set()):
-            actions[name] = "reload"
-        else:
-            actions[name] = "keep"
-    return actions
-
-
-def port_conflicts(report, states, http_port, server_port, installed_ports):
-    """Ports the box has taken by something that is not our running service (pure)."""
-    listening = set(report.get("listening_ports", []) or [])
-    problems = []
-    for svc, port in (("nginx", int(http_port)), ("server", int(server_port))):
-        ours = states.get(svc, (None, "stopped"))[1] == "running" and installed_ports.get(svc) == port
-        if port in listening and not ours:
-            problems.append(port)
-    return problems
+def require_installed(box):
+    if not box.report["installed"]:
+        raise UsageError(f"Tiramisu is not installed on {box.name} ({box.layout.root}): run setup first")
 
 
 # ------------------------------------------------------- start / stop ---
 
 def start_service(box, name, timeout=None):
-    """Start one service and wait until it answers; raise with its own last words if not."""
+    """Start one service and wait until it answers; returns its pid.
+
+    Raises RemoteError with the service's own last words when it exits, or
+    when it does not answer within ``timeout`` seconds.
+    """
     timeout = timeout or (60.0 if box.target and box.report.get("machine") != os.uname().machine else 20.0)
-    pid_line = run(box.conn, start_command(box.layout, name)).stdout.strip().splitlines()
+    pid_line = box.run(start_command(box.layout, name)).stdout.strip().splitlines()
     pid = pid_line[-1] if pid_line else "?"
     port = int(box.settings["server_port"] if name == "server" else box.settings["http_port"])
     path = ADMIN_HEALTH if name == "server" else HEALTH_PATH
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = run(box.conn, f"kill -0 {q(pid)} 2>/dev/null && echo yes || echo no", warn=True).stdout.strip()
-        if alive != "yes":
-            last = run(box.conn, tail_out_command(box.layout, name, 8), warn=True).stdout.strip().splitlines()
-            why = pick_failure_line(last)
-            raise RemoteError(f"{service(name).comm} exited right after start: {why}")
+
+    def answered():
+        if box.run(cmd.process_alive(pid), warn=True).stdout.strip() != "yes":
+            last = box.run(tail_out_command(box.layout, name, 8), warn=True).stdout.strip().splitlines()
+            raise RemoteError(f"{service(name).comm} exited right after start: {pick_failure_line(last)}")
         try:
-            resp = request(box.conn, port, path, timeout=5)
-            if resp.status == 200:
-                return int(pid) if pid.isdigit() else None
+            if box.http(port, path, timeout=5).status == 200:
+                return True
         except TiramisuError:
             pass
-        if time.monotonic() > deadline:
-            raise RemoteError(f"{service(name).comm} started (pid {pid}) but 127.0.0.1:{port}{path} "
-                              f"did not answer within {timeout:.0f}s; see webserv.logs")
-        time.sleep(0.1)
+        return None
+
+    poll_until(answered, timeout, on_timeout=lambda: RemoteError(
+        f"{service(name).comm} started (pid {pid}) but 127.0.0.1:{port}{path} "
+        f"did not answer within {timeout:.0f}s; see webserv.logs"))
+    return int(pid) if pid.isdigit() else None
 
 
 def pick_failure_line(lines):
-    """The most telling line of a service's last words (pure): a bind error names the port."""
+    """The most telling line of a service's last words: a bind error names the port."""
     for line in reversed(lines):
         if "Address already in use" in line or "address in use" in line.lower():
             return line.strip()
@@ -205,27 +122,55 @@ def stop_service(box, name, timeout=10):
     Returns the stop word (stopped, killed, not-running, stale), with the
     orphans stopped too when there were any.
     """
-    out = run(box.conn, stop_all_command(box.layout, name, timeout), timeout=timeout + 30).stdout
+    out = box.run(stop_all_command(box.layout, name, timeout), timeout=timeout + 30).stdout
     word = next((ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("reaped")), "?")
     reaped = parse_reaped(out)
     return f"{word} (+{len(reaped)} orphaned)" if reaped else word
 
 
 def reload_nginx(box):
-    test = run(box.conn, nginx_test_command(box.layout) + " 2>&1", warn=True)
+    """``nginx -t``, then ``nginx -s reload``; RemoteError (config not reloaded) if the test fails."""
+    test = box.run(cmd.nginx_test(box.layout), warn=True)
     if not test.ok:
         raise RemoteError(f"nginx -t failed, config not reloaded: {test.stdout.strip().splitlines()[-1:]}")
-    run(box.conn, nginx_reload_command(box.layout))
+    box.run(nginx_reload_command(box.layout))
 
 
-PAST = {"start": "started", "restart": "restarted", "reload": "reloaded"}
+def check_health(box, timeout=10):
+    """GET the public health path through nginx until it answers 200; returns the response.
+
+    Raises ConnectError when it does not within ``timeout`` seconds.
+    """
+    from .errors import ConnectError
+
+    port = box.settings["http_port"]
+    last = {"error": None}
+
+    def healthy():
+        try:
+            resp = box.http(port, HEALTH_PATH, timeout=min(5.0, timeout))
+        except ConnectError as exc:
+            last["error"] = exc.message
+            return None
+        last["error"] = f"HTTP {resp.status}"
+        return resp if resp.status == 200 else None
+
+    return poll_until(healthy, timeout, on_timeout=lambda: ConnectError(
+        f"127.0.0.1:{port}{HEALTH_PATH} on the box not ready after {timeout:.0f}s: {last['error']}", code=1))
 
 
-def apply_actions(box, actions):
-    """Carry out service_actions() in a safe order: server before nginx."""
-    done = {}
-    for name in SERVICES:
-        action = actions[name]
+def apply_service_plan(box, plan: ServicePlan):
+    """Carry out a :class:`plans.ServicePlan`; returns {stopped, reaped, done, health}.
+
+    Order: stops, orphans beside running services, actions (server before
+    nginx), the server's SIGHUP, the health check.
+    """
+    result = {"stopped": {}, "reaped": {}, "done": {}, "health": None}
+    for name in plan.stop:
+        result["stopped"][name] = stop_service(box, name, plan.stop_timeout)
+    for name, keep in plan.reap:
+        result["reaped"][name] = reap_orphans(box, name, keep=keep)
+    for name, action in plan.actions:
         if action == "keep":
             continue
         if action == "restart":
@@ -238,55 +183,73 @@ def apply_actions(box, actions):
             start_service(box, name)
         elif action == "reload":
             reload_nginx(box)
-        done[name] = action
+        result["done"][name] = action
         box.note(f"{name}: {PAST[action]}")
-    return done
+    if plan.hup_server_pid:
+        box.run(cmd.signal_pid("HUP", plan.hup_server_pid))
+    if plan.check_health:
+        result["health"] = check_health(box)
+    return result
 
 
-def check_health(box, timeout=10):
-    """GET the public health path through nginx; returns the response."""
-    resp = wait_for(box.conn, box.settings["http_port"], HEALTH_PATH, timeout=timeout)
-    return resp
+def start(box):
+    """webserv.start; returns {reaped, done}."""
+    require_installed(box)
+    result = apply_service_plan(box, plan_start(box.name, observe_services(box)))
+    return {"reaped": {k: v for k, v in result["reaped"].items()}, "done": result["done"]}
+
+
+def stop(box, timeout=10):
+    """webserv.stop; returns {service: stop word}."""
+    return apply_service_plan(box, plan_stop(box.name, timeout))["stopped"]
+
+
+def restart(box):
+    require_installed(box)
+    return apply_service_plan(box, plan_restart(box.name))
+
+
+def reload(box):
+    """webserv.reload; returns whether the server was asked to rescan."""
+    require_installed(box)
+    plan = plan_reload(box.name, service_states(box))
+    apply_service_plan(box, plan)
+    return plan.hup_server_pid is not None
 
 
 # --------------------------------------------------------------- setup ---
 
-def installed_version(box):
-    """The VERSION file as a dict ({} when absent)."""
-    return dict(box.report.get("version") or {})
-
-
-def version_text(entries):
-    return "".join(f"{k}={v}\n" for k, v in entries.items())
-
-
-def plan_text(box, uploads, keep, actions, creates_layout):
-    """The human plan for setup (pure given its inputs)."""
-    lines = [f"plan for {box.name} ({box.target.name if box.target else '?'}, {box.layout.root}):"]
-    if creates_layout:
-        lines.append(f"  create  {box.layout.root} and its folders (mode 0700)")
-    for u in uploads:
-        lines.append(f"  upload  {posixpath.relpath(u.remote, box.layout.root)} ({human_bytes(u.size)})")
-    for rel in keep:
-        lines.append(f"  keep    {rel} (unchanged)")
-    if any(posixpath.relpath(u.remote, box.layout.root) == "conf/nginx.conf" for u in uploads):
-        lines.append("  test    nginx -t on the new config before it goes live")
-    for name in SERVICES:
-        if actions.get(name, "keep") != "keep":
-            lines.append(f"  {actions[name]:7} {name}")
-    lines.append(f"  check   health through nginx on port {box.settings['http_port']}")
-    return "\n".join(lines)
-
-
-def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
-    """The whole setup of one box; returns a summary dict."""
+def local_shipment(c):
+    """``ship(target, toolchain, nginx_provider, note)`` building the real artifacts here (cached)."""
     from .shipment import build_shipment
+    from .toolchains import settings_from_config
 
+    def ship(target, toolchain, nginx_provider, note):
+        return build_shipment(target, toolchain, nginx_provider, note=note, toolchain_settings=settings_from_config(c))
+
+    return ship
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def setup(box, ship, dry=False, start=True):
+    """The whole setup of one box (observed by :func:`box.open_box` with installed_wins=False).
+
+    ``ship(target, toolchain, nginx_provider, note)`` returns a
+    :class:`shipment.Shipment`. Returns the summary dict (``plan`` in it
+    under ``dry``). Raises UsageError for a port in use by someone else,
+    UnsupportedTarget for a too old glibc, TiramisuError for too little disk,
+    RemoteError when the env dir cannot be made or a service fails.
+    """
     started = time.monotonic()
-    box = open_box(c, conn, spec, rep, flags, installed_wins=False)
     layout = box.layout
     states = {n: (s["pid"], s["state"]) for n, s in box.report["services"].items()}
-    previous = installed_version(box)
+    previous = dict(box.report.get("version") or {})
     installed_ports = {"nginx": _int(previous.get("http_port")), "server": _int(previous.get("server_port"))}
     conflicts = port_conflicts(box.report, states, box.settings["http_port"], box.settings["server_port"],
                                installed_ports)
@@ -296,86 +259,69 @@ def setup_box(c, conn, spec, rep, flags, dry=False, start=True):
             f"pick another with --http-port/--server-port or host.add --set http_port=N"
         )
 
-    from .toolchains import settings_from_config
-
-    shipment = build_shipment(box.target, box.settings["toolchain"], box.settings["nginx_provider"], note=rep.note,
-                              toolchain_settings=settings_from_config(c))
+    shipment = ship(box.target, box.settings["toolchain"], box.settings["nginx_provider"], box.note)
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
     values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
     (staging / "nginx.conf").write_text(render_nginx_conf(values))
     (staging / "server.conf").write_text(render_server_conf(values))
-    files = dict(shipment.files)
-    files["conf/nginx.conf"] = staging / "nginx.conf"
-    files["conf/server.conf"] = staging / "server.conf"
+    local = dict(shipment.files, **{"conf/nginx.conf": staging / "nginx.conf",
+                                    "conf/server.conf": staging / "server.conf"})
     modes = dict(shipment.modes, **{"conf/nginx.conf": "600", "conf/server.conf": "600"})
-    uploads_all = [Upload.of(local, posixpath.join(layout.root, rel), modes.get(rel, "600"))
-                   for rel, local in sorted(files.items())]
-    total = sum(u.size for u in uploads_all)
+    files = {rel: Upload.of(path, f"{layout.root}/{rel}", modes.get(rel, "600")) for rel, path in local.items()}
+    env_exists = bool(box.report["env_exists"])
+    remote_hashes = box.remote_sha256([u.remote for u in files.values()]) if env_exists else {}
+    plan = plan_setup(box.name, box.target.name, layout.root, box.url("/"), box.settings, env_exists, files,
+                      remote_hashes, states, start, __version__, shipment.describe)
 
-    creates_layout = not box.report["env_exists"]
-    remote_hashes = {} if creates_layout else remote_sha256(conn, [u.remote for u in uploads_all])
-    uploads = plan_uploads(uploads_all, remote_hashes)
-    changed = {posixpath.relpath(u.remote, layout.root) for u in uploads}
-    keep = sorted(set(files) - changed)
-    actions = service_actions(changed, states) if start else {n: "keep" for n in SERVICES}
-
-    rep.note(plan_text(box, uploads, keep, actions, creates_layout))
+    box.note(plan.text())
     summary = {"host": box.name, "target": box.target.name, "env_dir": layout.root, "url": box.url("/"),
-               "uploaded": [posixpath.relpath(u.remote, layout.root) for u in uploads],
-               "uploaded_bytes": sum(u.size for u in uploads), "actions": actions, "dry": dry}
+               "uploaded": plan.uploaded, "uploaded_bytes": plan.upload_bytes, "actions": dict(plan.actions),
+               "dry": dry}
     if dry:
+        summary["plan"] = plan.as_dict()
         return summary
+    done, health = apply_setup(box, plan, staging)
+    summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
+                   total_bytes=plan.total_bytes)
+    return summary
 
-    need = sum(u.size for u in uploads) + 16 * 1024 * 1024
+
+def apply_setup(box, plan, staging):
+    """Carry out a :class:`plans.SetupPlan`; returns (done actions, health dict or None)."""
+    layout = box.layout
+    need = plan.upload_bytes + 16 * 1024 * 1024
     free = box.report.get("disk_free_mb")
     if free is not None and free * 1024 * 1024 < need:
         raise TiramisuError(f"not enough free disk on {box.name} at {box.report['disk_path']}: "
                             f"need {need // (1024 * 1024)} MB, have {free} MB")
-    # Layout (0700) and an empty routes file the first time; also sweep any
-    # staging dir a killed receiver left behind.
-    mk = run(conn, mkdir_cmd(layout.directories()) + f" && chmod 700 {q(layout.root)}"
-             f" && {{ [ -f {q(layout.routes_file)} ] || printf '# PREFIX APP (longest prefix wins)\\n' > {q(layout.routes_file)}; }}"
-             f" && {cleanup_command(layout.root)}", warn=True)
-    if not mk.ok:
-        why = (mk.stderr or mk.stdout).strip().splitlines()
+    made = box.run(cmd.layout_init(layout), warn=True)
+    if not made.ok:
+        why = (made.stderr or made.stdout).strip().splitlines()
         raise RemoteError(f"cannot create {layout.root} on {box.name}: {why[-1] if why else 'mkdir failed'}")
+    check = cmd.staged_nginx_test(layout, plan.uploaded) if plan.nginx_test else None
+    if plan.uploads:
+        box.upload(list(plan.uploads), check=check)
 
-    check = None
-    if "conf/nginx.conf" in changed:
-        index = [posixpath.relpath(u.remote, layout.root) for u in uploads].index("conf/nginx.conf")
-        nginx_bin = f'"$T/{[posixpath.relpath(u.remote, layout.root) for u in uploads].index("bin/nginx")}"' \
-            if "bin/nginx" in changed else q(layout.nginx_bin)
-        check = (f"{nginx_bin} -t -q -p {q(layout.root)} -c \"$T/{index}\" "
-                 f"-e {q(layout.log_file('nginx-error.log'))}")
-    upload_batch(conn, layout.root, uploads, note=rep.note, check=check)
-
-    if start:
+    done, health = {}, None
+    if plan.start:
         # The probe read pid files only: stop orphans beside services setup keeps.
-        reap_beside_running(box, observe_services(box))
-    done = apply_actions(box, actions) if start else {}
-    health = None
-    if start:
-        resp = check_health(box)
+        services = ServicePlan(box.name, reap=reap_beside_running(observe_services(box)), actions=plan.actions,
+                               check_health=True)
+        result = apply_service_plan(box, services)
+        done, resp = result["done"], result["health"]
         health = {"status": resp.status, "ms": round(resp.seconds * 1000, 1)}
 
-    hashes = {u.remote: u.sha256 for u in uploads_all}
-    entries = {"tiramisu": __version__, **shipment.describe,
-               "http_port": box.settings["http_port"], "server_port": box.settings["server_port"]}
-    for rel in sorted(files):
-        entries[rel] = hashes[posixpath.join(layout.root, rel)]
     vfile = staging / "VERSION"
-    vfile.write_text(version_text(entries))
+    vfile.write_text(version_text(plan.version))
     version_upload = Upload.of(vfile, layout.version_file, "600")
-    if plan_uploads([version_upload], remote_sha256(conn, [layout.version_file])):
-        upload_batch(conn, layout.root, [version_upload])
-    summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
-                   total_bytes=total)
-    return summary
+    if plan_uploads([version_upload], box.remote_sha256([layout.version_file])):
+        box.upload([version_upload])
+    return done, health
 
 
 def refuse_old_glibc(box, needed, toolchain):
-    """Stop before uploading when the box's glibc is older than the build needs."""
+    """Stop before uploading when the box's glibc is older than the build needs (UnsupportedTarget)."""
     from .targets import version_at_least
 
     have = box.report.get("libc_version")
@@ -387,8 +333,90 @@ def refuse_old_glibc(box, needed, toolchain):
                                 f"glibc >= {needed}{hint}; nothing was uploaded")
 
 
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+# ------------------------------------------------------------ teardown ---
+
+def teardown(box, dry=False):
+    """Stop both services, remove the @reboot line, delete the env dir.
+
+    Returns {host, removed, env_dir[, stopped][, plan]}; UsageError for an
+    env dir that is / or the home dir.
+    """
+    root = box.layout.root
+    plan = plan_teardown(box.name, box.report, root)
+    if not plan.exists:
+        return {"host": box.name, "removed": False, "env_dir": root}
+    if dry:
+        box.note(plan.text())
+        return {"host": box.name, "removed": False, "env_dir": root, "dry": True, "plan": plan.as_dict()}
+    stopped = {name: stop_service(box, name) for name in plan.stop}
+    if plan.remove_boot_line:
+        box.run(cmd.crontab_remove(root), warn=True)
+    box.run(cmd.remove_tree(root))
+    return {"host": box.name, "removed": True, "env_dir": root, "stopped": stopped}
+
+
+# -------------------------------------------------------------- status ---
+
+def status(box):
+    """Processes (pid files and orphans), health and versions: the webserv.status report."""
+    report = {"host": box.name, "env_dir": box.layout.root, "installed": box.report["installed"],
+              "version": box.report.get("version") or {}, "services": {}, "url": box.url("/")}
+    views = observe_services(box) if box.report["env_exists"] else {}
+    for name in SERVICES:
+        view = views.get(name, {"pid": None, "state": "stopped", "orphans": []})
+        port = box.settings["server_port"] if name == "server" else box.settings["http_port"]
+        path = ADMIN_HEALTH if name == "server" else HEALTH_PATH
+        health = None
+        if view["state"] in ("running", "orphaned"):
+            try:
+                resp = box.http(port, path, timeout=5)
+                health = "ok" if resp.status == 200 else f"HTTP {resp.status}"
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                health = f"down ({getattr(exc, 'message', exc)})"
+        report["services"][name] = {"pid": view["pid"], "state": view["state"], "port": int(port),
+                                    "health": health, "orphans": view["orphans"]}
+    # Orphans make a box unhealthy even when they answer: they are not what
+    # the pid files (and stop/restart/reload) control.
+    report["healthy"] = all(s["state"] == "running" and s["health"] == "ok" and not s["orphans"]
+                            for s in report["services"].values())
+    return report
+
+
+# ---------------------------------------------------------------- logs ---
+
+LOG_FILES = {"nginx": ["nginx-error.log", "nginx-access.log"], "server": ["server.log", "access.log", "server.out"]}
+
+
+def log_paths(layout, which):
+    """The log files ``--which`` names (nginx, server, all, app:NAME); UsageError otherwise."""
+    if which.startswith("app:"):
+        return [layout.app_log(which[4:])]
+    if which in LOG_FILES:
+        return [layout.log_file(f) for f in LOG_FILES[which]]
+    if which == "all":
+        return [layout.log_file(f) for group in LOG_FILES.values() for f in group]
+    raise UsageError(f"--which takes nginx, server, all or app:NAME, not {which!r}")
+
+
+def tail_logs(box, paths, lines, follow):
+    """Print the tail of the existing ``paths`` to the terminal; returns the ones that exist."""
+    existing = [p for p in paths if box.run(cmd.file_exists(p), warn=True).ok]
+    if existing:
+        box.run(cmd.tail(existing, lines, follow), echo=True)
+    return existing
+
+
+# ---------------------------------------------------------------- boot ---
+
+def enable_boot(box):
+    require_installed(box)
+    if not box.report.get("crontab"):
+        raise UsageError(f"{box.name} has no crontab command: start Tiramisu at boot another way "
+                         f"(e.g. a systemd --user unit running {box.layout.root}/bin/...)")
+    box.run(cmd.crontab_add(box.layout))
+
+
+def disable_boot(box):
+    if not box.report.get("crontab"):
+        raise UsageError(f"{box.name} has no crontab command")
+    box.run(cmd.crontab_remove(box.layout.root))

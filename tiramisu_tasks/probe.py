@@ -8,9 +8,9 @@ port availability). Only :func:`probe` touches the network.
 import posixpath
 import time
 
+from .commands import q
 from .errors import UnsupportedTarget
 from .layout import RemoteLayout, resolve_env_dir
-from .remote import q, run
 from .services import is_ours
 from .targets import get_target, supported_list
 
@@ -279,10 +279,10 @@ def _parse_version_lines(lines):
     return out
 
 
-def probe(conn, env_dir, http_port, server_port):
-    """Run the probe on a Connection; returns the summarized report."""
+def probe(effects, env_dir, http_port, server_port):
+    """Run the probe through a box context's ``run`` effect (:mod:`box`); returns the summarized report."""
     started = time.monotonic()
-    result = run(conn, probe_command(env_dir), timeout=60)
+    result = effects.run(probe_command(env_dir), timeout=60)
     report = summarize(parse_probe(result.stdout), http_port, server_port, env_dir)
     report["probe_seconds"] = round(time.monotonic() - started, 3)
     return report

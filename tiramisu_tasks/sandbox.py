@@ -21,16 +21,16 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import inventory as invmod
+from . import sshd as cmd
 from .errors import TiramisuError, ToolMissing, UsageError
 from .paths import ensure_dir, user_dir
-from .testhosts import commands as cmd
-from .testhosts.system import add_known_host, proc_alive, proc_comm
+from .polling import poll_until
+from .sshd import add_known_host, proc_alive, proc_comm
+from .subproc import last_line, run_local
 
 NAME = "sandbox"
 LISTEN = "127.0.0.1"
@@ -161,14 +161,15 @@ def _keygen(path, comment):
         for stale in (path, pub):  # half a pair is useless: make a new one
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        res = subprocess.run(cmd.keygen_argv(str(path), comment), capture_output=True, text=True)
+        res = run_local(cmd.keygen_argv(str(path), comment))
         if res.returncode != 0:
             raise SandboxError(f"ssh-keygen failed: {res.stderr.strip()}")
 
 
 def _wait_ready(port, paths, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The sshd's pid once it answers with its banner; SandboxError (with its log) if it does not in time."""
+
+    def answering():
         pid = running_pid(paths)
         if pid:
             with contextlib.suppress(OSError):
@@ -176,8 +177,10 @@ def _wait_ready(port, paths, timeout=15.0):
                     s.settimeout(5)
                     if s.recv(64).startswith(b"SSH-"):
                         return pid
-        time.sleep(0.05)
-    raise SandboxError(f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}")
+        return None
+
+    return poll_until(answering, timeout, interval=0.05, on_timeout=lambda: SandboxError(
+        f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}"))
 
 
 def _log_tail(paths):
@@ -240,18 +243,16 @@ def up(port=None, paths=None, inventory_path=None, note=lambda *a: None):
         paths.config.write_text(render_config(paths, chosen, user, is_root))
         if is_root:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-        check = subprocess.run([sshd, "-t", "-f", str(paths.config)], capture_output=True, text=True)
+        check = run_local([sshd, "-t", "-f", paths.config])
         if check.returncode != 0:
-            raise SandboxError(f"sshd rejects the sandbox config {paths.config}: "
-                               f"{(check.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise SandboxError(f"sshd rejects the sandbox config {paths.config}: {last_line(check.stderr, '?')}")
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
         note(f"sandbox: starting sshd on {LISTEN}:{chosen} as {user}")
-        res = subprocess.run([sshd, "-f", str(paths.config), "-E", str(paths.log)],
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        res = run_local([sshd, "-f", paths.config, "-E", paths.log])
         if res.returncode != 0:
             raise SandboxError(f"sshd failed to start (exit {res.returncode}): "
-                               f"{(res.stderr.strip().splitlines() or [_log_tail(paths)])[-1]}")
+                               f"{last_line(res.stderr) or _log_tail(paths)}")
         try:
             pid = _wait_ready(chosen, paths)
         except SandboxError:
@@ -299,14 +300,11 @@ def down(paths=None, grace=5.0):
     pid = running_pid(paths)
     if pid:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while proc_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc_alive(pid):
+        gone = lambda: True if not proc_alive(pid) else None  # noqa: E731
+        if not poll_until(gone, grace, interval=0.05):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while proc_alive(pid) and time.monotonic() < deadline + 5:
-                time.sleep(0.05)
+            poll_until(gone, 5, interval=0.05)
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()
     result = status(paths)

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .artifacts import cache
 from .errors import BuildError
+from .fileops import copy_atomic
 from .paths import data_dir
 from .versions import WASMTIME_VERSION
 
@@ -147,19 +148,10 @@ def build_server(target, toolchain, out_dir=None, static_lib=None, cache_root=No
     if out_dir:
         out_dir = Path(out_dir)
         (out_dir / "bin").mkdir(parents=True, exist_ok=True)
-        _copy_atomic(entry.file(f"bin/{BINARY}"), out_dir / "bin" / BINARY, 0o755)
+        copy_atomic(entry.file(f"bin/{BINARY}"), out_dir / "bin" / BINARY, 0o755)
         result["binary"] = str(out_dir / "bin" / BINARY)
         if not static_lib:
             (out_dir / "lib").mkdir(parents=True, exist_ok=True)
-            _copy_atomic(entry.file(f"lib/{LIBRARY}"), out_dir / "lib" / LIBRARY, 0o755)
+            copy_atomic(entry.file(f"lib/{LIBRARY}"), out_dir / "lib" / LIBRARY, 0o755)
             result["library"] = str(out_dir / "lib" / LIBRARY)
     return result
-
-
-def _copy_atomic(src, dst, mode):
-    """Copy next to dst and rename: a running server's binary is never rewritten in place."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, mode)
-    os.replace(tmp, dst)

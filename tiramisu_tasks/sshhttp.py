@@ -112,21 +112,3 @@ def request(conn, port, path, method="GET", body=b"", headers=None, timeout=10.0
         raise ConnectError(f"bad HTTP answer from 127.0.0.1:{port}{path} on the box: {exc}", code=1) from exc
     resp.seconds = time.monotonic() - started
     return resp
-
-
-def wait_for(conn, port, path, predicate=lambda r: r.status == 200, timeout=10.0, interval=0.1):
-    """Poll until predicate(response) holds; returns the last response or raises."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            resp = request(conn, port, path, timeout=min(5.0, timeout))
-            if predicate(resp):
-                return resp
-            last_error = f"HTTP {resp.status}"
-        except ConnectError as exc:
-            last_error = exc.message
-        if time.monotonic() >= deadline:
-            raise ConnectError(f"127.0.0.1:{port}{path} on the box not ready after {timeout:.0f}s: {last_error}",
-                               code=1)
-        time.sleep(interval)

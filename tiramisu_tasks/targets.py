@@ -93,6 +93,11 @@ def supported_list():
     return ", ".join(t.name for t in ALL_TARGETS)
 
 
+def canonical_arch(name):
+    """``x86_64``/``aarch64`` for any spelling in :data:`ARCH_ALIASES`, else ``name`` unchanged (never raises)."""
+    return ARCH_ALIASES.get((name or "").strip().lower()) or name
+
+
 def normalize_arch(machine):
     """``uname -m`` → ``x86_64``/``aarch64``; raises UnsupportedTarget otherwise."""
     raw = (machine or "").strip()

@@ -73,6 +73,7 @@ def fail(exc, host=None):
 
 
 HELP_TOKENS = ("--help", "-h")
+HOST_HELP = "inventory name, group, ssh_config alias or user@host:port (comma list runs in parallel)"
 
 
 def task(*args, types=None, **kwargs):
@@ -178,6 +179,20 @@ def print_task_help(task_obj, binary=None):
 
 
 # ---------------------------------------------------------------- output ---
+
+def confirm(question, refused, cancelled):
+    """Ask ``question [y/N]`` on a terminal; return when the answer is yes.
+
+    Without a terminal (scripts) raises UsageError(``refused``), which should
+    name the flag that confirms; a no ends the task with ``cancelled`` and exit 1.
+    """
+    from .errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError(refused)
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise invoke.Exit(f"tiramisu: {cancelled}", code=1)
+
 
 def out(*parts):
     """Human output: stdout, flushed (scripts tail it)."""

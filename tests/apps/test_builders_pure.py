@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tiramisu_tasks.appnames import sanitize_app_name
 from tiramisu_tasks.apps import build as buildmod
 from tiramisu_tasks.apps import builders as B
 from tiramisu_tasks.apps.detect import Detection
@@ -124,7 +125,7 @@ def test_step_display_and_env():
     ("my_app.v2", "my_app-v2"), ("ÄÖÜ", ""), ("x" * 80, "x" * 63), ("--a--", "a"),
 ], ids=lambda v: str(v)[:12])
 def test_sanitize_name(raw, name):
-    assert buildmod.sanitize_name(raw) == name
+    assert sanitize_app_name(raw) == name
 
 
 @pytest.mark.parametrize("name", ["", "-a", "A", "a b", "a/b", "x" * 64], ids=lambda v: repr(v)[:10])

@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 
-from tiramisu_tasks.testhosts import commands as cmd
+from testhosts import commands as cmd
 
 
 @pytest.mark.parametrize("index, network, outside, inside", [

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+import testhosts
+from testhosts import registry
+from testhosts.system import proc_alive, proc_comm
 from tests.fixtures.hosts import require_testhost
-from tiramisu_tasks import testhosts
-from tiramisu_tasks.testhosts import registry
-from tiramisu_tasks.testhosts.system import proc_alive, proc_comm
+from tiramisu_tasks.paths import repo_root
 
 EM_AARCH64 = 183  # ELF e_machine of arm64 binaries
 
@@ -159,7 +160,7 @@ def test_teardown_leaves_nothing(arch, fresh_x86_host, request):
 
 CRASHER = textwrap.dedent("""
     import os, sys
-    from tiramisu_tasks.testhosts import start_x86_host
+    from testhosts import start_x86_host
     h = start_x86_host(name="crash")
     print(h.id, h.netns, h.user, *h.pids, flush=True)
     os._exit(0)  # no teardown: a crashed test session
@@ -182,8 +183,10 @@ def test_cleanup_removes_hosts_of_a_dead_session(x86_host):
 
 
 def _testhost_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tiramisu_tasks.testhosts", *args],
-                          capture_output=True, text=True, timeout=300)
+    # testhosts/ is a top-level package of the checkout, not of the installed product.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo_root()), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "testhosts", *args], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=str(repo_root()))
 
 
 @pytest.mark.roothosts

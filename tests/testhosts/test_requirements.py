@@ -2,9 +2,9 @@
 
 import pytest
 
+import testhosts
+from testhosts import hosts
 from tests.fixtures import hosts as plugin
-from tiramisu_tasks import testhosts
-from tiramisu_tasks.testhosts import hosts
 
 
 def test_non_root_gets_a_clear_reason(monkeypatch):

@@ -4,9 +4,9 @@ import pytest
 
 from tiramisu_tasks import options
 from tiramisu_tasks.errors import UsageError
+from tiramisu_tasks.hostcheck import format_address_space
 from tiramisu_tasks.probe import address_space, cpu_virtual_bits, parse_maps_ranges, pooling_verdict, user_va_bits
 from tiramisu_tasks.taskkit import help_requested
-from tiramisu_tasks.tasks.host import format_address_space
 
 # ------------------------------------------------------------ options ---
 

@@ -9,10 +9,10 @@ import tarfile
 
 import pytest
 
-from tiramisu_tasks import deploy as dp
+from tiramisu_tasks import commands, plans, routes
 from tiramisu_tasks.errors import UsageError
 from tiramisu_tasks.layout import RemoteLayout, resolve_env_dir
-from tiramisu_tasks.lifecycle import port_conflicts, service_actions
+from tiramisu_tasks.plans import port_conflicts, service_actions
 from tiramisu_tasks.services import boot_line, start_command, stop_command
 from tiramisu_tasks.transfer import Upload, plan_uploads, receiver_script
 
@@ -137,21 +137,21 @@ def test_receiver_failing_check_switches_nothing(tmp_path):
 def test_validate_route(route, ok):
     if ok is None:
         with pytest.raises(UsageError):
-            dp.validate_route(route)
+            routes.validate_route(route)
     else:
-        assert dp.validate_route(route) == ok
+        assert routes.validate_route(route) == ok
 
 
 def test_routes_update_replaces_prefix_owner():
     text = "# PREFIX APP\n/ hello\n/api old\n"
-    assert dp.routes_update(text, "new", "/api") == "# PREFIX APP\n/ hello\n/api new\n"
-    assert dp.routes_for("/ hello\n/x hello\n/api b\n", "hello") == ["/", "/x"]
-    assert dp.routes_without_app("# c\n/ hello\n/api b\n", "hello") == "# c\n/api b\n"
+    assert routes.routes_update(text, "new", "/api") == "# PREFIX APP\n/ hello\n/api new\n"
+    assert routes.routes_for("/ hello\n/x hello\n/api b\n", "hello") == ["/", "/x"]
+    assert routes.routes_without_app("# c\n/ hello\n/api b\n", "hello") == "# c\n/api b\n"
 
 
 def test_release_ids_sort_by_time():
-    a = dp.release_id("a" * 64, now=1_000_000)
-    b = dp.release_id("0" * 64, now=1_000_001)
+    a = plans.release_id("a" * 64, now=1_000_000)
+    b = plans.release_id("0" * 64, now=1_000_001)
     assert a < b and a.endswith("-aaaaaaaaaa")
 
 
@@ -159,11 +159,11 @@ def test_prune_keeps_newest_and_protected(tmp_path):
     layout = RemoteLayout(str(tmp_path))
     d = tmp_path / "releases" / "app"
     d.mkdir(parents=True)
-    ids = [dp.release_id(f"{i:064x}", now=1_000_000 + i) for i in range(7)]
+    ids = [plans.release_id(f"{i:064x}", now=1_000_000 + i) for i in range(7)]
     for rid in ids:
         (d / f"{rid}.wasm").write_bytes(b"x")
     (d / "CURRENT").write_text(ids[0])
-    subprocess.run(["sh", "-c", dp.prune_command(layout, "app", 3, protect=ids[0])], check=True)
+    subprocess.run(["sh", "-c", commands.prune_releases(layout, "app", 3, protect=ids[0])], check=True)
     left = sorted(p.name for p in d.iterdir())
     assert left == sorted(["CURRENT"] + [f"{r}.wasm" for r in (ids[0], ids[4], ids[5], ids[6])])
 
@@ -173,7 +173,7 @@ def test_switch_command_runs_and_records_current(tmp_path):
     for p in (layout.modules, layout.app_releases("hi")):
         os.makedirs(p)
     open(layout.release("hi", "R1"), "wb").write(b"\0asm-one")
-    subprocess.run(["sh", "-c", dp.switch_command(layout, "hi", "R1")], check=True)
+    subprocess.run(["sh", "-c", commands.switch_release(layout, "hi", "R1")], check=True)
     assert open(layout.app_module("hi"), "rb").read() == b"\0asm-one"
     assert open(os.path.join(layout.app_releases("hi"), "CURRENT")).read().strip() == "R1"
     assert sorted(os.listdir(layout.modules)) == ["hi.wasm"]

@@ -13,16 +13,16 @@ between builds. An flock on that dir serialises concurrent builds of one project
 
 import hashlib
 import json
-import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from ..appnames import is_app_name, sanitize_app_name
 from ..artifacts import cache
 from ..errors import BuildError, LocalError, ToolMissing, UsageError
+from ..fileops import copy_atomic
 from ..paths import cache_dir
 from . import builders as B
 from .detect import LANGUAGES, Detection, detect, list_source_files
@@ -32,7 +32,6 @@ from .validate import validate_file
 # Bump when build flags change in a way the toolchain identity does not show.
 RECIPE_VERSION = 1
 CACHE_KIND = "app-wasm"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx", ".inc")
 
 
@@ -59,15 +58,8 @@ class BuildResult:
 
 # ------------------------------------------------------------------ pure ---
 
-def sanitize_name(raw):
-    """An app name from a file or dir name: [a-z0-9][a-z0-9_-]*, at most 63 chars ('' if none)."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", (raw or "").lower())
-    name = re.sub(r"-{2,}", "-", name).strip("-_")
-    return name[:63].rstrip("-_")
-
-
 def check_name(name):
-    if not NAME_RE.match(name or ""):
+    if not is_app_name(name):
         raise UsageError(f"app name {name!r} is not valid: use lowercase letters, digits, '-' and '_' "
                          f"(starting with a letter or digit, at most 63 characters)")
     return name
@@ -75,7 +67,7 @@ def check_name(name):
 
 def default_name(det: Detection):
     raw = Path(det.entry).stem if det.single_file else det.root.name
-    name = sanitize_name(raw)
+    name = sanitize_app_name(raw)
     if not name:
         raise UsageError(f"cannot make an app name from {raw!r}: give one with --name")
     return name
@@ -129,7 +121,7 @@ def choose_builder(language, toolchain=None):
 
 def scratch_dir(root, base=None):
     key = hashlib.sha256(str(root).encode()).hexdigest()[:16]
-    return Path(base or cache_dir()) / "app-scratch" / f"{sanitize_name(root.name) or 'app'}-{key}"
+    return Path(base or cache_dir()) / "app-scratch" / f"{sanitize_app_name(root.name) or 'app'}-{key}"
 
 
 def copy_sources(root, files, dest):
@@ -139,13 +131,6 @@ def copy_sources(root, files, dest):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
-
-
-def _copy_atomic(src, dest):
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
@@ -198,7 +183,7 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
     if out_dir is not None:
         dest = Path(out_dir).expanduser() / f"{name}.wasm"
         try:
-            _copy_atomic(wasm, dest)
+            copy_atomic(wasm, dest)
         except OSError as exc:
             raise LocalError.from_os_error(exc, "cannot write --out", dest) from exc
         wasm = dest

@@ -7,7 +7,6 @@ output for the task to show.
 """
 
 import fcntl
-import os
 import re
 import shlex
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..errors import BuildError, ToolMissing
+from ..subproc import merged_env, run_local  # noqa: F401 - merged_env: tests use it from here
 
 DEFAULT_TIMEOUT = 1800  # a cold cargo build with dependencies on 2 cores
 
@@ -43,16 +43,6 @@ class Step:
         return (sets + " " if sets else "") + shlex.join(str(a) for a in self.argv)
 
 
-def merged_env(changes, base=None):
-    env = dict(os.environ if base is None else base)
-    for key, value in changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
-
-
 _ERROR_LINE = re.compile(r"(^|\W)(error|fatal)(\W|$)", re.I)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -72,17 +62,12 @@ def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
     if progress:
         progress(f"$ {step.display()}")
     try:
-        proc = subprocess.run(
-            [str(a) for a in step.argv], cwd=str(step.cwd) if step.cwd else None,
-            env=merged_env(step.env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-        )
+        proc = run_local(step.argv, cwd=step.cwd, env=step.env, timeout=timeout)
     except FileNotFoundError:
         raise ToolMissing(f"{step.label or step.argv[0]}: {step.argv[0]} not found") from None
     except subprocess.TimeoutExpired:
         raise BuildFailed(f"{step.label or step.argv[0]}: timed out after {timeout} s") from None
-    out = proc.stdout.decode("utf-8", "replace")
-    err = proc.stderr.decode("utf-8", "replace")
+    out, err = proc.stdout, proc.stderr
     if proc.returncode != 0:
         log = "\n".join(x for x in (out.strip(), err.strip()) if x)
         raise BuildFailed(
@@ -96,15 +81,10 @@ def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
 def capture(argv, timeout=60, env=None):
     """stdout of a quick probe command, or None when it cannot run or fails."""
     try:
-        proc = subprocess.run(
-            [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, timeout=timeout, env=merged_env(env or {}),
-        )
+        proc = run_local(argv, timeout=timeout, env=env or {})
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.decode("utf-8", "replace")
+    return proc.stdout if proc.returncode == 0 else None
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from invoke import Collection
 from ..artifacts import listing
 from ..errors import UsageError
 from ..paths import cache_dir
-from ..taskkit import task, out, note, emit_json, table
+from ..taskkit import emit_json, note, out, table, task
 
 
 def _when(ts):

@@ -3,14 +3,15 @@
 import time
 import urllib.request
 
+from .. import deploy as dp
 from .. import lifecycle as lc
 from .. import sandbox as sb
-from ..deploy import validate_app_name
+from ..appnames import validate_app_name
+from ..box import connect_box
+from ..hostcheck import check_hosts
 from ..hostrun import run_on_hosts
 from ..paths import examples_dir
 from ..taskkit import note, out, task
-from .deploy import deploy_box
-from .host import _check
 
 
 @task(help={
@@ -27,15 +28,16 @@ def demo(c, example=None, host=None):
         sb.up(note=note)
         host = sb.NAME
     note(f"== host.check {host}")
-    _check(c, host, json=False, refresh=True, accept_new=False)
+    check_hosts(c, host, json=False, refresh=True, accept_new=False)
     note(f"== setup --host {host}")
-    setups = run_on_hosts(c, host, lambda conn, spec, rep: lc.setup_box(c, conn, spec, rep, {}))
+    setups = run_on_hosts(c, host, lambda conn, spec, rep: lc.setup(
+        connect_box(c, conn, spec, rep, installed_wins=False), lc.local_shipment(c)))
     source = example or str(examples_dir() / "hello-c")
     note(f"== deploy {source} --host {host}")
     built = build_app(source)
     app = validate_app_name(built.name)
-    deploys = run_on_hosts(c, host, lambda conn, spec, rep: deploy_box(c, conn, spec, rep, built, app, None,
-                                                                        False, None))
+    deploys = run_on_hosts(c, host, lambda conn, spec, rep: dp.deploy(connect_box(c, conn, spec, rep), built, app,
+                                                                       None))
     url = deploys[0].value["url"]
     if host == sb.NAME:
         # The sandbox is this machine: request the public URL like any client would.

@@ -5,7 +5,7 @@ from invoke import Collection
 from ..artifacts import nginx as ngx
 from ..artifacts.elf import describe, read_elf
 from ..targets import parse_target_name
-from ..taskkit import task, out, note, emit_json
+from ..taskkit import emit_json, note, out, task
 
 
 def _target(arch):

@@ -4,7 +4,7 @@ from invoke import Collection
 
 from .. import toolchains as tc
 from ..targets import ALL_TARGETS, parse_target_name
-from ..taskkit import task, out, emit_json, table
+from ..taskkit import emit_json, out, table, task
 
 
 def diagnose(settings=None, targets=ALL_TARGETS):

@@ -21,6 +21,7 @@ import sys
 from functools import lru_cache
 
 from ..errors import BuildError, ToolMissing, UsageError
+from ..subproc import run_local
 
 BACKENDS = ("zig", "gcc", "docker")
 
@@ -62,10 +63,7 @@ class Toolchain:
 
     def run(self, argv, cwd=None, read_only=(), writable=(), env=None):
         """Run a build command locally; raise BuildError with the compiler's last lines."""
-        proc = subprocess.run(
-            argv, cwd=cwd, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        proc = run_local(argv, cwd=cwd, env=env or {}, merge_stderr=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
             raise BuildError(f"{self.name}: build command failed (exit {proc.returncode}): "
@@ -87,7 +85,7 @@ def parse_glibc_macros(text):
 @lru_cache(maxsize=None)
 def _zig_version():
     try:
-        proc = subprocess.run([sys.executable, "-m", "ziglang", "version"], capture_output=True, text=True, timeout=60)
+        proc = run_local([sys.executable, "-m", "ziglang", "version"], timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -143,7 +141,7 @@ class GccToolchain(Toolchain):
 
     def identity(self, target):
         cc = _gcc_for(target)
-        version = subprocess.run([cc, "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
+        version = run_local([cc, "-dumpfullversion"]).stdout.strip()
         return {"toolchain": "gcc", "cc": os.path.basename(cc), "version": version}
 
 

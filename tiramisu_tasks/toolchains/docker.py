@@ -27,6 +27,7 @@ import tarfile
 from pathlib import Path
 
 from ..errors import BuildError, ToolMissing
+from ..targets import SUPPORTED_ARCHES, canonical_arch
 from . import Toolchain
 
 DEFAULT_BASE_IMAGE = "debian:bookworm"
@@ -35,8 +36,6 @@ IMAGE_REPOSITORY = "tiramisu-toolchain"
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
 BUILD_TIMEOUT = 1800  # seconds for one compile/link command in a container
 
-# Engine architecture (docker `Architecture`/`uname -m`) -> our arch names.
-_ENGINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 INSTALL_HINT = ("install Docker (Debian: apt-get install docker.io), start the engine, "
                 "or point DOCKER_HOST at one")
@@ -119,7 +118,7 @@ class DockerToolchain(Toolchain):
     def engine_arch(self):
         if self._engine_arch is None:
             raw = self.client().version().get("Arch") or platform.machine()
-            self._engine_arch = _ENGINE_ARCH.get(raw, raw)
+            self._engine_arch = canonical_arch(raw)  # docker says `Architecture` like uname -m
         return self._engine_arch
 
     def tag(self):
@@ -132,7 +131,7 @@ class DockerToolchain(Toolchain):
             arch = self.engine_arch()
         except ToolMissing as exc:
             return exc.message
-        if arch not in _ENGINE_ARCH.values():
+        if arch not in SUPPORTED_ARCHES:
             return f"the Docker engine runs on {arch}; the image needs an x86_64 or aarch64 engine"
         if compiler_in_image(target, arch) is None:
             return (f"Debian has no cross compiler for {target.name} "

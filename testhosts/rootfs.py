@@ -16,9 +16,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..artifacts import cache
-from ..errors import BuildError, ToolMissing
-from ..paths import cache_dir
+from tiramisu_tasks.artifacts import cache
+from tiramisu_tasks.errors import BuildError, ToolMissing
+from tiramisu_tasks.paths import cache_dir
+
 from . import commands as cmd
 from .system import run, umount_below
 

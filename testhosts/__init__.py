@@ -1,6 +1,6 @@
 """Real SSH test hosts on this machine: x86_64 (netns + fresh user) and aarch64 (qemu-user).
 
-    from tiramisu_tasks.testhosts import start_x86_host, start_aarch64_host
+    from testhosts import start_x86_host, start_aarch64_host
     host = start_x86_host(name="box")
     host.ssh("uname -m").stdout        # 'x86_64\\n'
     host.register(inventory_path, "box")

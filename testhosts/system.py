@@ -1,7 +1,5 @@
 """Small effectful helpers: run a command, look at processes and mounts, kill by pid."""
 
-import contextlib
-import fcntl
 import os
 import shlex
 import signal
@@ -9,8 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import TiramisuError
-from . import commands as cmd
+from tiramisu_tasks.errors import TiramisuError
+from tiramisu_tasks.sshd import add_known_host, proc_alive, proc_comm, proc_starttime  # noqa: F401
+from tiramisu_tasks.subproc import run_local
 
 
 class TestHostError(TiramisuError):
@@ -20,45 +19,12 @@ class TestHostError(TiramisuError):
 
 
 def run(argv, check=True, capture=False, input=None, timeout=600):
-    """subprocess.run with text output; a failure raises TestHostError with stderr's last line."""
-    res = subprocess.run(
-        list(argv), input=input, text=True, timeout=timeout,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Run argv here (subproc.run_local); a failure raises TestHostError with stderr's last line."""
+    res = run_local(argv, input=input, timeout=timeout, capture=capture)
     if check and res.returncode != 0:
         tail = (res.stderr or "").strip().splitlines()[-1:] or [""]
         raise TestHostError(f"command failed (exit {res.returncode}): {shlex.join(argv)}: {tail[0]}")
     return res
-
-
-def proc_starttime(pid):
-    """The start time (clock ticks after boot) of a pid, or None when it is gone.
-
-    A pid plus its start time names one process for good: pids are reused,
-    the pair is not.
-    """
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
-def proc_alive(pid, starttime=None):
-    now = proc_starttime(pid)
-    return now is not None and (starttime is None or now == starttime)
-
-
-def proc_comm(pid):
-    try:
-        return Path(f"/proc/{int(pid)}/comm").read_text().strip()
-    except (OSError, ValueError):
-        return None
 
 
 def kill_pids(pids, grace=0.0):
@@ -131,18 +97,3 @@ def umount_below(path):
         raise TestHostError(f"cannot unmount {left[0]}")
 
 
-def add_known_host(path, line):
-    """Add (or replace) one host key line in an OpenSSH known_hosts file, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        existing = path.read_text() if path.exists() else ""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(cmd.merge_known_hosts(existing, line))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()

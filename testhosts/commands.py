@@ -10,6 +10,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
+from tiramisu_tasks.sshd import SSHD, keygen_argv, known_hosts_line, known_hosts_pattern, merge_known_hosts, sshd_config  # noqa: F401
+
 # Every name this module hands out starts with PREFIX, so the leftover cleanup
 # can recognise (and only ever touch) our own namespaces, links and users.
 PREFIX = "tmsu"
@@ -19,8 +21,6 @@ LINK_RE = re.compile(r"^tmsu[0-9a-f]{6}[hn]$")
 # The private range the veth subnets are carved from: /30 blocks, one per host.
 POOL = ipaddress.ip_network("10.213.0.0/16")
 SUBNET_PREFIX = 30
-
-SSHD = "/usr/sbin/sshd"
 
 
 # ------------------------------------------------------------------ names ---
@@ -170,88 +170,6 @@ def userdel_argv(user: str) -> List[str]:
 
 
 # ------------------------------------------------------------------- sshd ---
-
-def _arg(value):
-    """An sshd_config argument: double-quoted when it holds whitespace (sshd splits on it)."""
-    value = str(value)
-    if '"' in value or "\n" in value:
-        raise ValueError(f"sshd_config cannot hold {value!r}")
-    return f'"{value}"' if any(ch.isspace() for ch in value) else value
-
-
-def sshd_config(
-    *,
-    port: int,
-    listen: str,
-    host_keys: Sequence[str],
-    pid_file: str,
-    authorized_keys: str,
-    allow_users: Sequence[str],
-    strict_modes: bool = True,
-    permit_root: Optional[str] = None,
-    log_level: str = "INFO",
-) -> str:
-    """An sshd_config for a test host or the sandbox: key auth only, sftp built in."""
-    lines = [
-        "# Written by Tiramisu (tiramisu_tasks/testhosts). Key authentication only.",
-        f"Port {int(port)}",
-        f"ListenAddress {listen}",
-    ]
-    lines += [f"HostKey {_arg(k)}" for k in host_keys]
-    lines += [
-        f"PidFile {_arg(pid_file)}",
-        f"AuthorizedKeysFile {_arg(authorized_keys)}",
-        f"AllowUsers {' '.join(allow_users)}",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        f"StrictModes {'yes' if strict_modes else 'no'}",
-        "UseDNS no",
-        "PrintMotd no",
-        "PrintLastLog no",
-        "X11Forwarding no",
-        "AllowTcpForwarding yes",  # tests may tunnel to the box's loopback ports
-        "Subsystem sftp internal-sftp",
-        f"LogLevel {log_level}",
-        # Many short test connections in parallel: don't throttle them.
-        "MaxStartups 100:30:200",
-        "MaxSessions 50",
-    ]
-    if permit_root:
-        lines.append(f"PermitRootLogin {permit_root}")
-    return "\n".join(lines) + "\n"
-
-
-def keygen_argv(path: str, comment: str = "tiramisu-testhost") -> List[str]:
-    return ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]
-
-
-def known_hosts_pattern(hostname: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: bare for port 22, else ``[h]:p``."""
-    return hostname if int(port) == 22 else f"[{hostname}]:{int(port)}"
-
-
-def known_hosts_line(hostname: str, port: int, public_key_line: str) -> str:
-    """A known_hosts line from a ``*.pub`` file's content (``type base64 [comment]``)."""
-    parts = public_key_line.split()
-    if len(parts) < 2:
-        raise ValueError(f"not a public key line: {public_key_line!r}")
-    return f"{known_hosts_pattern(hostname, port)} {parts[0]} {parts[1]}"
-
-
-def merge_known_hosts(existing: str, line: str) -> str:
-    """known_hosts text with ``line`` replacing any earlier line for the same host+type."""
-    pattern, keytype = line.split()[:2]
-    kept = []
-    for old in existing.splitlines():
-        words = old.split()
-        if len(words) >= 2 and pattern in words[0].split(",") and words[1] == keytype:
-            continue
-        if old.strip():
-            kept.append(old)
-    kept.append(line)
-    return "\n".join(kept) + "\n"
 
 
 def ssh_argv(

@@ -16,7 +16,9 @@ import argparse
 import json
 import sys
 
-from .. import inventory as invmod
+from tiramisu_tasks import inventory as invmod
+from tiramisu_tasks.targets import canonical_arch
+
 from . import registry
 from .hosts import ARCHES, host_from_record, start_host
 from .system import TestHostError
@@ -42,7 +44,7 @@ def _parser():
 
 
 def _arch(value):
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(value, value)
+    return canonical_arch(value)
 
 
 def _find(name):

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .. import inventory as invmod
+from tiramisu_tasks import inventory as invmod
+
 from . import commands as cmd
 from . import registry, rootfs
 from .system import TestHostError, add_known_host, proc_alive, proc_comm, proc_starttime, run
