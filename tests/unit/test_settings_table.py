@@ -10,10 +10,10 @@ import pytest
 from tests.helpers import REPO
 from tiramisu_tasks import config, options
 from tiramisu_tasks import inventory as inv
+from tiramisu_tasks.box import resolve_settings
 from tiramisu_tasks.connect import spec_for
 from tiramisu_tasks.errors import InventoryError, UsageError
 from tiramisu_tasks.layout import RemoteLayout
-from tiramisu_tasks.lifecycle import resolve_settings
 from tiramisu_tasks.render import config_values, nginx_limits, render_nginx_conf, render_server_conf, server_conf_lines
 from tiramisu_tasks.tasks.host import _parse_settings
 
