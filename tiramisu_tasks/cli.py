@@ -11,9 +11,11 @@ Two things stock ``fab`` does not do:
 """
 
 import os
+import re
 
 from fabric import Config, Executor
 from fabric.main import Fab
+from invoke.exceptions import Exit, ParseError
 
 from . import __version__
 from .namespace import ns
@@ -36,11 +38,46 @@ class TiramisuExecutor(Executor):
         return super().normalize_hosts(expanded)
 
 
+def usage_message(text):
+    """Invoke's parse error as the one line `tiramisu:` users see (pure)."""
+    m = re.match(r"No idea what '(.*)' is!$", text)
+    if m:
+        return f"tiramisu: no task or option '{m.group(1)}' (tiramisu --list shows the tasks)"
+    return f"tiramisu: {text[:1].lower()}{text[1:]}"
+
+
+def _as_usage_error(step):
+    """Run one parse step; a parse error or a core option's bad value becomes exit 2."""
+    try:
+        return step()
+    except ParseError as exc:
+        raise Exit(usage_message(str(exc)), code=2) from None
+    except ValueError as exc:  # e.g. -t abc: Invoke/Fabric call int() on core option values
+        raise Exit(f"tiramisu: bad value for a core option: {exc}", code=2) from None
+
+
 class TiramisuProgram(Fab):
+    """Fabric's program; usage errors exit 2 with one `tiramisu:` line (Invoke's exit 1)."""
+
+    def parse_core(self, argv):
+        return _as_usage_error(lambda: super(TiramisuProgram, self).parse_core(argv))
+
+    def parse_collection(self):
+        return _as_usage_error(super().parse_collection)
+
+    def parse_tasks(self):
+        return _as_usage_error(super().parse_tasks)
+
+    def parse_cleanup(self):
+        return _as_usage_error(super().parse_cleanup)
+
     def update_config(self):
-        self.config.set_project_location(os.getcwd())
-        self.config.load_project(merge=False)
-        super().update_config()
+        def update():
+            self.config.set_project_location(os.getcwd())
+            self.config.load_project(merge=False)
+            super(TiramisuProgram, self).update_config()
+
+        return _as_usage_error(update)
 
 
 def make_program():

@@ -34,3 +34,14 @@ ns.add_task(apps_build.build_languages)
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).
 ns.configure({"tiramisu": DEFAULTS})
+
+
+def _name_tasks(coll, prefix=""):
+    """Give each task the name a user types (``webserv.start``), for messages."""
+    for name, t in coll.tasks.items():
+        t.cli_name = prefix + name
+    for name, sub in coll.collections.items():
+        _name_tasks(sub, f"{prefix}{name}.")
+
+
+_name_tasks(ns)

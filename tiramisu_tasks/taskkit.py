@@ -19,7 +19,7 @@ import paramiko
 from invoke.exceptions import UnexpectedExit
 
 from . import options
-from .errors import LocalError, TiramisuError, is_local_os_error
+from .errors import LocalError, TiramisuError, UsageError, is_local_os_error
 
 
 def describe_exception(exc, host=None):
@@ -76,6 +76,37 @@ HELP_TOKENS = ("--help", "-h")
 HOST_HELP = "inventory name, group, ssh_config alias or user@host:port (comma list runs in parallel)"
 
 
+# Tasks that change nothing (on a box or here) and so run as usual under
+# Invoke's core dry-run flag (`tiramisu --dry TASK`, `inv -R TASK`, `fab --dry`);
+# tasks with their own `--dry` print their plan; every other task refuses it.
+READ_ONLY_TASKS = frozenset({
+    "tiramisu_tasks.tasks.deploy.apps", "tiramisu_tasks.tasks.deploy.logs",
+    "tiramisu_tasks.tasks.lifecycle.status", "tiramisu_tasks.tasks.lifecycle.logs",
+    "tiramisu_tasks.tasks.host.list_", "tiramisu_tasks.tasks.host.show",
+    "tiramisu_tasks.tasks.artifacts.list_", "tiramisu_tasks.tasks.sandbox.status",
+    "tiramisu_tasks.tasks.toolchain.doctor", "tiramisu_tasks.tasks.apps_build.build_languages",
+})
+
+
+def core_dry_run(c):
+    """Whether Invoke's core ``--dry``/``-R`` flag was given (it sets ``run.dry``)."""
+    try:
+        return bool(c.config.run.dry)
+    except AttributeError:
+        return False
+
+
+def apply_core_dry_run(task_name, qualname, arguments, has_dry):
+    """Honour the core dry-run flag for one task call (pure): sets ``dry`` in
+    ``arguments`` when the task has its own dry run, lets read-only tasks run,
+    and refuses the others with a UsageError (exit 2) before anything happens."""
+    if has_dry:
+        arguments["dry"] = True
+    elif qualname not in READ_ONLY_TASKS:
+        raise UsageError(f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; "
+                         f"run it without --dry")
+
+
 def task(*args, types=None, **kwargs):
     """``fabric.task`` whose body's user-facing errors become one-line exits.
 
@@ -100,6 +131,9 @@ def task(*args, types=None, **kwargs):
             try:
                 bound = sig.bind(c, *a, **kw)
                 _help_if_asked(holder["task"], [bound.arguments.get(n) for n in positional])
+                if core_dry_run(c):
+                    name = getattr(holder["task"], "cli_name", fn.__name__)
+                    apply_core_dry_run(name, f"{fn.__module__}.{fn.__name__}", bound.arguments, "dry" in sig.parameters)
                 for name, kind in typed.items():
                     value = bound.arguments.get(name)
                     if value is None:
