@@ -76,6 +76,17 @@ static void sink_append(out_sink *s, const void *p, size_t n) {
 #define WASI_EINVAL 28
 #define WASI_ENOTSUP 58
 
+/* The calling instance's exported linear memory: WASI passes pointers into it. */
+static int guest_memory(wasmtime_caller_t *caller, wasmtime_extern_t *mem) {
+  return wasmtime_caller_export_get(caller, "memory", 6, mem) && mem->kind == WASMTIME_EXTERN_MEMORY;
+}
+
+static size_t no_memory_trap(const char *fn) {
+  char msg[96];
+  int n = snprintf(msg, sizeof msg, "%s: the module exports no memory", fn);
+  return (size_t)(uintptr_t)wasmtime_trap_new(msg, (size_t)n); /* the trap keeps a copy */
+}
+
 static size_t pointer_trap(void) {
   static const char msg[] = "fd_write: pointer out of bounds";
   return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
@@ -103,10 +114,7 @@ static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw
     args[0].i32 = WASI_EBADF;
     return 0;
   }
-  if (!rc || !wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
-    static const char msg[] = "fd_write: the module exports no memory";
-    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
-  }
+  if (!rc || !guest_memory(caller, &mem)) return no_memory_trap("fd_write");
   uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
   uint64_t size = wasmtime_memory_data_size(cx, &mem.of.memory);
   if ((uint64_t)iovs + (uint64_t)iovs_len * 8 > size || (uint64_t)nwritten_at + 4 > size) return pointer_trap();
@@ -145,10 +153,7 @@ static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_va
   }
   wasmtime_context_t *cx = wasmtime_caller_context(caller);
   wasmtime_extern_t mem;
-  if (!wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
-    static const char msg[] = "fd_fdstat_get: the module exports no memory";
-    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
-  }
+  if (!guest_memory(caller, &mem)) return no_memory_trap("fd_fdstat_get");
   uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
   if ((uint64_t)at + 24 > wasmtime_memory_data_size(cx, &mem.of.memory)) return pointer_trap();
   uint64_t rights = fd == 0 ? 0x2 /* fd_read */ : 0x40 /* fd_write */;
@@ -238,10 +243,7 @@ static size_t clock_time_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_v
   }
   wasmtime_context_t *cx = wasmtime_caller_context(caller);
   wasmtime_extern_t mem;
-  if (!wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
-    static const char msg[] = "clock_time_get: the module exports no memory";
-    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
-  }
+  if (!guest_memory(caller, &mem)) return no_memory_trap("clock_time_get");
   uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
   if ((uint64_t)at + 8 > wasmtime_memory_data_size(cx, &mem.of.memory)) {
     static const char msg[] = "clock_time_get: pointer out of bounds";
@@ -325,10 +327,7 @@ static size_t poll_oneoff_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_
   wasmtime_context_t *cx = wasmtime_caller_context(caller);
   run_ctx *rc = wasmtime_context_get_data(cx);
   wasmtime_extern_t mem;
-  if (!rc || !wasmtime_caller_export_get(caller, "memory", 6, &mem) || mem.kind != WASMTIME_EXTERN_MEMORY) {
-    static const char msg[] = "poll_oneoff: the module exports no memory";
-    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
-  }
+  if (!rc || !guest_memory(caller, &mem)) return no_memory_trap("poll_oneoff");
   if (!nsubs) {
     args[0].i32 = WASI_EINVAL;
     return 0;
@@ -449,6 +448,7 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
   s->opt_speed = 1;
   s->wasm_threads = 0;
   s->memory_bytes = cfg->memory_mb << 20;
+  s->keep_resident = KEEP_RESIDENT;
   s->slots = pool_slots(cfg);
   uint64_t need = (uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
   if (cfg->pooling == TS_POOLING_ON) s->pooling = 1;
@@ -496,7 +496,11 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
     ts_buf_printf(b, ",\"memory_reservation\":%llu,\"memory_guard_size\":%llu,\"memory_reservation_for_growth\":%llu",
                   (unsigned long long)s->reservation, (unsigned long long)s->guard, (unsigned long long)s->growth);
   }
-  ts_buf_puts(b, "}}");
+  ts_buf_puts(b, "}");
+  /* Applied too, but no part of compiled code: outside "config", which deploy reproduces. */
+  if (s->pooling)
+    ts_buf_printf(b, ",\"runtime\":{\"linear_memory_keep_resident\":%llu}", (unsigned long long)s->keep_resident);
+  ts_buf_puts(b, "}");
 }
 
 int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen) {
@@ -535,7 +539,7 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     /* Reset the first pages of a slot's memory with memset instead of
      * madvise: no page faults on the next instance and no TLB shootdown
      * across threads (bench/server_ab.py: trivial guest ~1.5x rps). */
-    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, KEEP_RESIDENT);
+    wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, s->keep_resident);
     wasmtime_pooling_allocation_strategy_set(c, pc);
     wasmtime_pooling_allocation_config_delete(pc);
   } else {

@@ -21,6 +21,7 @@ typedef struct {
   int pooling;            /* 1: pooling allocator, 0: on-demand */
   uint32_t slots;         /* pooling: instances/memories/tables/stacks/gc heaps */
   uint64_t memory_bytes;  /* store limiter; pooling max memory size */
+  uint64_t keep_resident; /* pooling: bytes of a slot reset with memset, not madvise (no effect on code) */
   uint64_t reservation;   /* on-demand: memory reservation */
   uint64_t guard;         /* on-demand: memory guard size */
   uint64_t growth;        /* on-demand: reservation for growth */

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -14,7 +13,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -22,6 +20,7 @@
 
 #include "ts_conn.h"
 #include "ts_http.h"
+#include "ts_listen.h"
 #include "ts_loop.h"
 #include "ts_log.h"
 #include "ts_metrics.h"
@@ -39,6 +38,8 @@
 #ifndef SPIN_US
 #define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
 #endif
+
+_Static_assert(TS_WAGI_ADDR_MAX == INET6_ADDRSTRLEN, "ts_wagi.h's address size");
 
 typedef ts_conn conn;
 struct ts_job;
@@ -114,45 +115,8 @@ static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 /* ---------------------------------------------------------------- setup --- */
 
 int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
-  struct addrinfo hints = {0}, *res = NULL;
-  char port[16];
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  snprintf(port, sizeof port, "%d", cfg->listen_port);
-  const char *host = cfg->listen_host;
-  if (strcmp(host, "*") == 0) host = NULL;
-  char hostbuf[256];
-  size_t hl = strlen(cfg->listen_host);
-  if (host && hl > 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:9000 */
-    snprintf(hostbuf, sizeof hostbuf, "%.*s", (int)(hl - 2), host + 1);
-    host = hostbuf;
-  }
-  int gai = getaddrinfo(host, port, &hints, &res);
-  if (gai) {
-    snprintf(err, errlen, "cannot resolve listen address %s:%d: %s", cfg->listen_host, cfg->listen_port,
-             gai_strerror(gai));
-    return -1;
-  }
-  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  if (fd < 0) {
-    snprintf(err, errlen, "socket: %s", strerror(errno));
-    freeaddrinfo(res);
-    return -1;
-  }
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-    int e = errno;
-    snprintf(err, errlen, "cannot listen on %s:%d: %s%s", cfg->listen_host, cfg->listen_port, strerror(e),
-             e == EADDRINUSE ? " (port taken by another process)" : "");
-    close(fd);
-    freeaddrinfo(res);
-    return -1;
-  }
-  freeaddrinfo(res);
-  g_listen_fd = fd;
-  return 0;
+  g_listen_fd = ts_listen_open(cfg, err, errlen);
+  return g_listen_fd < 0 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------- connections --- */
@@ -464,32 +428,6 @@ static void finish_request(worker *w, conn *c, job *j) {
   access_log(w, c, &req, status, out_len, took, app->name);
 }
 
-/* Behind the box's own nginx (a loopback peer), the client is the one nginx
- * names: X-Real-IP is its address, X-Forwarded-Port the public port it used
- * (RFC 3875 4.1.8, 4.1.15). nginx sets both and drops a client's copies. A
- * remote peer cannot forge them: its own address and our port are used. */
-static void forwarded_client(const ts_request *req, ts_wagi_request *wr, char addr[INET6_ADDRSTRLEN]) {
-  const ts_header *ip = ts_http_find_header(req, "x-real-ip");
-  if (ip && ip->value.n && ip->value.n < INET6_ADDRSTRLEN) {
-    size_t k = 0;
-    while (k < ip->value.n && strchr("0123456789abcdefABCDEF.:", ip->value.p[k]) && ip->value.p[k]) k++;
-    if (k == ip->value.n) {
-      memcpy(addr, ip->value.p, k);
-      addr[k] = 0;
-      wr->remote_addr = addr;
-      wr->remote_port = 0; /* nginx does not pass the client's port */
-    }
-  }
-  const ts_header *port = ts_http_find_header(req, "x-forwarded-port");
-  if (port && port->value.n && port->value.n <= 5) {
-    int v = 0;
-    size_t k = 0;
-    for (; k < port->value.n && port->value.p[k] >= '0' && port->value.p[k] <= '9'; k++)
-      v = v * 10 + (port->value.p[k] - '0');
-    if (k == port->value.n && v >= 1 && v <= 65535) wr->server_port = v;
-  }
-}
-
 /* Answer a request: admin and routing errors right here, guests on the pool.
  * Returns 1 when a job now owns the request (the connection waits for it). */
 static int handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len, size_t end) {
@@ -551,8 +489,8 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   wr.server_port = g_cfg->listen_port;
   wr.remote_addr = c->peer;
   wr.remote_port = c->peer_port;
-  char client_addr[INET6_ADDRSTRLEN];
-  if (c->peer_loopback) forwarded_client(req, &wr, client_addr);
+  char client_addr[TS_WAGI_ADDR_MAX];
+  if (c->peer_loopback) ts_wagi_apply_forwarded(&wr, req, client_addr);
   wr.minor = req->minor;
   wr.has_body = c->fr.has_body;
   wr.content_length = body_len;
@@ -973,23 +911,6 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* max-connections = auto: raise the soft open-file limit to the hard one
- * (as nginx's worker_rlimit_nofile would), then keep a quarter of it for
- * what is not a client: logs (one per app), modules being compiled, cache
- * files, epoll and event fds. */
-static int auto_max_connections(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
-  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-    rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  rlim_t n = rl.rlim_cur == RLIM_INFINITY ? 1048576 : rl.rlim_cur;
-  long conns = (long)(n - n / 4);
-  return conns < 8 ? 8 : conns > 1000000 ? 1000000 : (int)conns;
-}
-
 int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_cfg = cfg;
   g_engine = engine;
@@ -997,7 +918,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
   g_limits.max_header_bytes = cfg->max_header;
   g_limits.max_headers = cfg->max_headers;
   g_rbuf_limit = cfg->max_header + cfg->max_body + 65536;
-  g_max_conns = cfg->max_connections ? cfg->max_connections : auto_max_connections();
+  g_max_conns = cfg->max_connections ? cfg->max_connections : ts_listen_auto_max_connections();
   g_nworkers = cfg->workers;
   g_workers = calloc((size_t)g_nworkers, sizeof *g_workers);
   if (!g_workers) return -1;

@@ -383,3 +383,29 @@ int ts_cgi_parse(const char *out, size_t len, ts_cgi_response *r, ts_header *hea
   if (have_location && !have_status) r->status = 302;
   return 0;
 }
+
+/* Behind the box's own nginx (a loopback peer), the client is the one nginx
+ * names: X-Real-IP is its address, X-Forwarded-Port the public port it used
+ * (RFC 3875 4.1.8, 4.1.15). nginx sets both and drops a client's copies. A
+ * remote peer cannot forge them: its own address and our port are used. */
+void ts_wagi_apply_forwarded(ts_wagi_request *wr, const ts_request *req, char addr[TS_WAGI_ADDR_MAX]) {
+  const ts_header *ip = ts_http_find_header(req, "x-real-ip");
+  if (ip && ip->value.n && ip->value.n < TS_WAGI_ADDR_MAX) {
+    size_t k = 0;
+    while (k < ip->value.n && strchr("0123456789abcdefABCDEF.:", ip->value.p[k]) && ip->value.p[k]) k++;
+    if (k == ip->value.n) {
+      memcpy(addr, ip->value.p, k);
+      addr[k] = 0;
+      wr->remote_addr = addr;
+      wr->remote_port = 0; /* nginx does not pass the client's port */
+    }
+  }
+  const ts_header *port = ts_http_find_header(req, "x-forwarded-port");
+  if (port && port->value.n && port->value.n <= 5) {
+    int v = 0;
+    size_t k = 0;
+    for (; k < port->value.n && port->value.p[k] >= '0' && port->value.p[k] <= '9'; k++)
+      v = v * 10 + (port->value.p[k] - '0');
+    if (k == port->value.n && v >= 1 && v <= 65535) wr->server_port = v;
+  }
+}

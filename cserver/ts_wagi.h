@@ -39,6 +39,13 @@ typedef struct {
 } ts_wagi_env;
 
 int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e); /* 0 or -1 (out of memory) */
+
+#define TS_WAGI_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
+/* For a request from the box's own nginx (the caller checks the peer is on
+ * loopback): REMOTE_ADDR from X-Real-IP and SERVER_PORT from X-Forwarded-Port
+ * (RFC 3875 4.1.8, 4.1.15), when they are well-formed; `addr` holds the copied
+ * address. Pure. */
+void ts_wagi_apply_forwarded(ts_wagi_request *wr, const ts_request *req, char addr[TS_WAGI_ADDR_MAX]);
 void ts_wagi_env_free(ts_wagi_env *e);
 const char *ts_wagi_getenv(const ts_wagi_env *e, const char *name); /* tests */
 

@@ -26,7 +26,7 @@ def runner(tmp_path_factory):
     out = tmp_path_factory.mktemp("contract") / "contract_runner"
     argv = [cc, "-std=c11", "-D_GNU_SOURCE", "-g", "-O1", "-Wall", "-I", str(SRC),
             str(REPO / "tests/cserver/c/contract_runner.c"), str(SRC / "ts_wagi.c"), str(SRC / "ts_http.c"),
-            str(SRC / "ts_util.c"), "-o", str(out)]
+            str(SRC / "ts_util.c"), str(SRC / "ts_route.c"), "-o", str(out)]
     if "clang" in cc:
         argv[1:1] = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     proc = subprocess.run(argv, capture_output=True, text=True)
@@ -76,3 +76,22 @@ def test_cgi_env_contract_in_c(runner, case):
             env[k] = v
     for name, want in case["expect"].items():
         assert env.get(name) == want, (name, env.get(name), want)
+
+
+def test_app_names_tiramisu_accepts_are_names_the_server_routes(runner):
+    """One app-name rule: every name Tiramisu accepts is one the C server's own
+    ts_app_name_valid accepts, and the Python mirror of that check agrees with it."""
+    from tests.unit.test_appnames import NAMES
+    from tiramisu_tasks.appnames import is_app_name, server_accepts
+
+    names = NAMES + ["a.b.c", "A-Z_0", "x" * 63, "-", "..", "a\nb"]
+    data = "".join(n.encode().hex() + "\n" for n in names).encode()
+    proc = subprocess.run([str(runner), "names"], input=data, capture_output=True, timeout=30,
+                          env={"ASAN_OPTIONS": "detect_leaks=0"})
+    assert proc.returncode == 0, proc.stderr
+    c_says = [line == "1" for line in proc.stdout.decode().split()]
+    assert len(c_says) == len(names)
+    for name, routed in zip(names, c_says):
+        assert server_accepts(name) == routed, name
+        if is_app_name(name):
+            assert routed, name

@@ -5,11 +5,14 @@
  *       -> "status N" / "header NAME<TAB>VALUE"... / "body_off N", or "error MESSAGE"
  *   contract_runner env               < "key<TAB>value" lines, "header<TAB>NAME<TAB>VALUE"
  *       -> "NAME=VALUE" per variable, then "argv<TAB>ARG" per argument
+ *   contract_runner names             < one app name per line (hex-encoded)
+ *       -> "1" or "0" per line: does the server route it (ts_app_name_valid)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_route.h"
 #include "ts_wagi.h"
 
 static char *read_all(size_t *len) {
@@ -89,9 +92,24 @@ static int run_env(void) {
   return 0;
 }
 
+static int run_names(void) {
+  char line[1024], name[512];
+  while (fgets(line, sizeof line, stdin)) {
+    size_t n = 0;
+    for (char *p = line; p[0] && p[1] && p[0] != '\n' && n < sizeof name; p += 2) {
+      unsigned v;
+      if (sscanf(p, "%2x", &v) != 1) break;
+      name[n++] = (char)v;
+    }
+    printf("%d\n", ts_app_name_valid(name, n) ? 1 : 0);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "output")) return run_output((size_t)strtoull(argv[2], NULL, 10));
   if (argc >= 2 && !strcmp(argv[1], "env")) return run_env();
-  fprintf(stderr, "usage: contract_runner output MAX_HEAD | env\n");
+  if (argc >= 2 && !strcmp(argv[1], "names")) return run_names();
+  fprintf(stderr, "usage: contract_runner output MAX_HEAD | env | names\n");
   return 2;
 }

@@ -420,6 +420,28 @@ static void test_host_syntax(void) {
   CHECK(parse("GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n", &req, h) == TS_HTTP_ERROR);
 }
 
+static void test_forwarded(void) {
+  ts_request req;
+  ts_header h[32];
+  char addr[TS_WAGI_ADDR_MAX];
+  ts_wagi_request w = {0};
+  w.remote_addr = "127.0.0.1";
+  w.remote_port = 5000;
+  w.server_port = 9000;
+  CHECK(parse("GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-Port: 8080\r\n\r\n", &req, h) > 0);
+  ts_wagi_apply_forwarded(&w, &req, addr);
+  CHECK(strcmp(w.remote_addr, "10.1.2.3") == 0 && w.remote_port == 0 && w.server_port == 8080);
+  ts_wagi_request v = {0};
+  v.remote_addr = "127.0.0.1";
+  v.server_port = 9000;
+  CHECK(parse("GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: 1.2.3.4\" x\r\nX-Forwarded-Port: 99999\r\n\r\n", &req, h) > 0);
+  ts_wagi_apply_forwarded(&v, &req, addr);
+  CHECK(strcmp(v.remote_addr, "127.0.0.1") == 0 && v.server_port == 9000); /* malformed: ignored */
+  CHECK(parse("GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: ::1\r\n\r\n", &req, h) > 0);
+  ts_wagi_apply_forwarded(&v, &req, addr);
+  CHECK(strcmp(v.remote_addr, "::1") == 0 && v.server_port == 9000);
+}
+
 static void test_log_escape(void) {
   char out[64];
   CHECK(strcmp(ts_log_escape(out, sizeof out, "/a b", 4), "/a b") == 0);
@@ -462,6 +484,7 @@ int main(void) {
   test_routes();
   test_log_escape();
   test_host_syntax();
+  test_forwarded();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
