@@ -69,7 +69,7 @@ def test_bugs_are_not_swallowed():
     assert describe_exception(KeyError("x")) is None
 
 
-# ------------------------------------------- issue 9: proxy contract ---
+# ---------------------------------------------------- proxy contract ---
 
 def _directives(text):
     """Every `name args;` line of a rendered config as (name, args) pairs."""
