@@ -8,8 +8,9 @@ project's own build functions; `wasmtime` CLI and wasm-tools from PyPI; the
 WASI 0.2 WIT files from npm @bytecodealliance/jco; guests from bench/guests/),
 starts every server on free loopback ports, then runs `wrk -t2 -c32` against
 each configuration in alternating rounds and prints medians, ratios and the
-targets of issue #3 (met / not met). Then: hot swap every 100 ms under load,
-and idle RSS of a fresh server.
+server's targets (met / not met: throughput and p99 against wasmtime serve
+and an nginx C backend, hot-swap failures and lag, idle RSS). Then: hot swap
+every 100 ms under load, and idle RSS of a fresh server.
 
 Every server answers the same fixed response ("hello from wasm\\n", text/plain)
 with a fresh Wasm instance per request:

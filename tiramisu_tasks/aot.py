@@ -335,7 +335,7 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
 
 
 @dataclass(frozen=True)
-class Shipment:
+class AotModule:
     """What ``deploy --aot`` ships next to a release, or why nothing."""
 
     ok: bool
@@ -348,7 +348,7 @@ def prepare_shipment(facts_text, target, wasm_path, sha256, fallback_cache_dir=N
     """Everything ``deploy --aot`` does locally, from the output of
     :func:`box_facts_command`: plan, precompile, and where the file goes.
 
-    Never raises AotUnavailable: a refusal is a ``Shipment(ok=False, reason)``
+    Never raises AotUnavailable: a refusal is an ``AotModule(ok=False, reason)``
     and deploy goes on without AOT (the box compiles, as without --aot).
     """
     try:
@@ -356,13 +356,13 @@ def prepare_shipment(facts_text, target, wasm_path, sha256, fallback_cache_dir=N
         ok, why = aot_plan(target, platform.machine(), settings, local_system=platform.system(),
                            local_wasmtime=local_wasmtime_version(), engine_settings=settings)
         if not ok:
-            return Shipment(False, why)
+            return AotModule(False, why)
         cache_dir = settings.get("cache_dir") or fallback_cache_dir
         if not cache_dir:
-            return Shipment(False, f"the box's server has no compiled-module cache dir; {FALLBACK}")
+            return AotModule(False, f"the box's server has no compiled-module cache dir; {FALLBACK}")
         local = precompile(wasm_path, target, settings, cpu_flags=cpu_flags, cache_root=cache_root)
     except AotUnavailable as exc:
-        return Shipment(False, exc.message if FALLBACK in exc.message else f"{exc.message}; {FALLBACK}")
+        return AotModule(False, exc.message if FALLBACK in exc.message else f"{exc.message}; {FALLBACK}")
     isa = isa_flags_for(getattr(target, "arch", target), cpu_flags, local_cpu_flags())
     cpu = f"{len(isa)} CPU features shared with the box" if isa else "baseline CPU features"
-    return Shipment(True, f"{why} ({cpu})", local, remote_precompiled_path(cache_dir, sha256))
+    return AotModule(True, f"{why} ({cpu})", local, remote_precompiled_path(cache_dir, sha256))

@@ -82,7 +82,7 @@ def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None, con
     ``config``: this host's own config (:func:`host_config`); made here when
     not given. Never the task's shared config: building and using a
     Connection writes into its config, and Invoke re-merges a config from
-    empty on every write, so threads sharing one see keys vanish (audit A9).
+    empty on every write, so threads sharing one see keys vanish.
     """
     inventory = inventory or Inventory.load()
     if accept_new is None:

@@ -225,8 +225,8 @@ def rollback(box, app, to=None, dry=False):
     """
     require_served(box)
     plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
+    box.note(plan.text())
     if dry:
-        box.note(plan.text())
         return {"host": box.name, "app": app, "from": plan.current, "to": plan.target, "dry": True,
                 "plan": plan.as_dict()}
     sha = box.run(cmd.release_sha256(box.layout.release(app, plan.target))).stdout.strip()
@@ -242,8 +242,8 @@ def remove(box, app, dry=False, timeout=30):
     """
     require_served(box)
     plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
+    box.note(plan.text())
     if dry:
-        box.note(plan.text())
         return {"host": box.name, "app": app, "dry": True, "plan": plan.as_dict()}
     if plan.routes is not None:
         write_routes(box, plan.routes)

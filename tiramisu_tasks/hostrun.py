@@ -81,7 +81,8 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False):
         return [HostResult(spec.name, True, value, seconds=time.monotonic() - started)]
 
     # Each host gets its own copy of the config, made here, in this thread,
-    # before any worker starts (audit A9: see connect.host_config). The task's
+    # before any worker starts: Invoke rebuilds a config on every write, so one
+    # shared by threads loses keys (see connect.host_config). The task's
     # context `c` is only read from the workers.
     configs = [host_config(c) for _ in specs]
 

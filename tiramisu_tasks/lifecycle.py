@@ -261,30 +261,33 @@ def setup(box, ship, dry=False, start=True):
 
     shipment = ship(box.target, box.settings["toolchain"], box.settings["nginx_provider"], box.note)
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
-    staging = Path(tempfile.mkdtemp(prefix="tiramisu-conf-"))
-    values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
-    (staging / "nginx.conf").write_text(render_nginx_conf(values))
-    (staging / "server.conf").write_text(render_server_conf(values))
-    local = dict(shipment.files, **{"conf/nginx.conf": staging / "nginx.conf",
-                                    "conf/server.conf": staging / "server.conf"})
-    modes = dict(shipment.modes, **{"conf/nginx.conf": "600", "conf/server.conf": "600"})
-    files = {rel: Upload.of(path, f"{layout.root}/{rel}", modes.get(rel, "600")) for rel, path in local.items()}
-    env_exists = bool(box.report["env_exists"])
-    remote_hashes = box.remote_sha256([u.remote for u in files.values()]) if env_exists else {}
-    plan = plan_setup(box.name, box.target.name, layout.root, box.url("/"), box.settings, env_exists, files,
-                      remote_hashes, states, start, __version__, shipment.describe)
+    # The rendered configs (and VERSION) are staged in a directory removed on
+    # the way out, dry run or not.
+    with tempfile.TemporaryDirectory(prefix="tiramisu-conf-") as tmp:
+        staging = Path(tmp)
+        values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
+        (staging / "nginx.conf").write_text(render_nginx_conf(values))
+        (staging / "server.conf").write_text(render_server_conf(values))
+        local = dict(shipment.files, **{"conf/nginx.conf": staging / "nginx.conf",
+                                        "conf/server.conf": staging / "server.conf"})
+        modes = dict(shipment.modes, **{"conf/nginx.conf": "600", "conf/server.conf": "600"})
+        files = {rel: Upload.of(path, f"{layout.root}/{rel}", modes.get(rel, "600")) for rel, path in local.items()}
+        env_exists = bool(box.report["env_exists"])
+        remote_hashes = box.remote_sha256([u.remote for u in files.values()]) if env_exists else {}
+        plan = plan_setup(box.name, box.target.name, layout.root, box.url("/"), box.settings, env_exists, files,
+                          remote_hashes, states, start, __version__, shipment.describe)
 
-    box.note(plan.text())
-    summary = {"host": box.name, "target": box.target.name, "env_dir": layout.root, "url": box.url("/"),
-               "uploaded": plan.uploaded, "uploaded_bytes": plan.upload_bytes, "actions": dict(plan.actions),
-               "dry": dry}
-    if dry:
-        summary["plan"] = plan.as_dict()
+        box.note(plan.text())
+        summary = {"host": box.name, "target": box.target.name, "env_dir": layout.root, "url": box.url("/"),
+                   "uploaded": plan.uploaded, "uploaded_bytes": plan.upload_bytes, "actions": dict(plan.actions),
+                   "dry": dry}
+        if dry:
+            summary["plan"] = plan.as_dict()
+            return summary
+        done, health = apply_setup(box, plan, staging)
+        summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
+                       total_bytes=plan.total_bytes)
         return summary
-    done, health = apply_setup(box, plan, staging)
-    summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
-                   total_bytes=plan.total_bytes)
-    return summary
 
 
 def apply_setup(box, plan, staging):

@@ -1,8 +1,9 @@
 """The two services on the box (nginx, custom_server): command builders (pure).
 
 Processes are started with ``nohup setsid ... </dev/null >LOG 2>&1 &`` and run
-with ``pty=False``: otherwise Fabric waits for them or the SSH session end
-kills them (FACTS.md). Each service writes its own pid file in ``run/``;
+with ``pty=False``: otherwise Fabric waits for them (they would hold the
+channel's output open) or the end of the SSH session kills them (SIGHUP to
+the session's processes). Each service writes its own pid file in ``run/``;
 liveness is judged by pid *and* process name (``/proc/PID/comm``) so a recycled
 pid is reported as stale, not running.
 
@@ -63,7 +64,8 @@ def env_processes_fn(layout):
     its ``comm`` is one of our programs, and its working directory is the env
     root (both services are started from there and never chdir) or its
     executable is one of ours. ``comm`` and ``cwd`` are right under qemu-user
-    too, where ``exe`` and ``cmdline`` name the emulator (FACTS.md); ``-ef``
+    too, where ``exe`` and ``cmdline`` name the emulator (binfmt_misc starts qemu, which runs our
+    program in its own process); ``-ef``
     compares inodes, so symlinks in $HOME don't matter. Only shell builtins
     run per process: every exec costs 60-90 ms on an emulated box.
     """

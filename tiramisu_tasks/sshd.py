@@ -36,7 +36,7 @@ def sshd_config(
 ) -> str:
     """An sshd_config for a test host or the sandbox: key auth only, sftp built in."""
     lines = [
-        "# Written by Tiramisu (testhosts/). Key authentication only.",
+        "# Written by Tiramisu for a test host or the sandbox. Key authentication only.",
         f"Port {int(port)}",
         f"ListenAddress {listen}",
     ]

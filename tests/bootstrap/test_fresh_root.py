@@ -1,8 +1,8 @@
 """The bootstrap on a fresh Debian 12 root: scripts/fresh-root-check, run from CI.
 
 A green suite on a machine where something was installed by hand proves nothing
-about a fresh one (issue 9: libc6-dev-arm64-cross, only a Recommends, was
-missing). The check makes a pure debootstrap root, runs `scripts/bootstrap
+about a fresh one (libc6-dev-arm64-cross, only a Recommends, was once
+missing that way). The check makes a pure debootstrap root, runs `scripts/bootstrap
 test` in it and builds the server (both arches, every toolchain) and one app
 per language there. The work is in the script (run it by hand the same way);
 this test only runs it.

@@ -1,7 +1,7 @@
 """Deadlines hold while a guest waits in a WASI call (poll_oneoff: sleep,
 nanosleep, poll), and one app cannot starve the others: per-app concurrency,
 a bounded per-app queue answered with 503 + Retry-After, fair sharing of the
-guest threads (issue 9: hardening case 2, audit A8)."""
+guest threads."""
 
 import json
 import signal

@@ -1,5 +1,5 @@
 """A full disk on the box during an upload is reported as "disk full", not as a cut
-transfer, and the installed app keeps serving (issue 9, item 3).
+transfer, and the installed app keeps serving.
 
 setup refuses up front when free space is short (tests/integration/test_lifecycle.py:
 test_full_disk_is_a_clear_error); this covers the disk filling up after that check,

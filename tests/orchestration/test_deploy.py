@@ -102,8 +102,11 @@ def test_rollback_switches_to_the_release_before_and_waits(fake, open_fake):
     fake.on(r"^sha256sum ", sha + "\n")
     fake.on(r"^\{ ln -f ")
     fake.on_http("/_tiramisu/apps", body=apps_json({"name": "hello", "sha256": sha, "state": "active"}))
-    result = dp.rollback(open_fake(), "hello")
+    box = open_fake()
+    result = dp.rollback(box, "hello")
     assert (result["from"], result["to"]) == ("20260102T000000Z-cccccccccc", "20260101T000000Z-bbbbbbbbbb")
+    # The plan is printed (on stderr, through the reporter) before it is carried out, as setup does.
+    assert "plan for fake: switch hello 20260102T000000Z-cccccccccc -> 20260101T000000Z-bbbbbbbbbb" in box.rep.notes
     assert re.search(r"releases/hello/20260101T000000Z-bbbbbbbbbb\.wasm", fake.ran(r"^\{ ln -f")[0])
 
 
@@ -121,7 +124,9 @@ def test_remove_drops_routes_module_and_releases(fake, open_fake):
     fake.on(r"^rm -rf -- .*releases/hello$")
     fake.on(r"kill -HUP|^p=\$\(cat")
     fake.on_http("/_tiramisu/apps", reply=[_resp(apps_json({"name": "hello"})), _resp(apps_json())])
-    dp.remove(open_fake(), "hello")
+    box = open_fake()
+    dp.remove(box, "hello")
+    assert any(n.startswith("plan for fake: stop serving hello, drop its routes, delete ") for n in box.rep.notes)
     (routes,) = fake.uploads
     assert routes["files"][0]["remote"] == f"{ROOT}/conf/routes.conf"
     assert fake.commands[-1].startswith("rm -rf -- ")

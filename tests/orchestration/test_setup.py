@@ -5,7 +5,7 @@ import pytest
 from tests.fakebox import FakeBox
 from tests.orchestration.conftest import ROOT, open_on, script_running_services, script_starts
 from tiramisu_tasks import lifecycle as lc
-from tiramisu_tasks.errors import UsageError
+from tiramisu_tasks.errors import RemoteError, UsageError
 
 ALL_FILES = ["bin/custom_server", "bin/nginx", "conf/nginx.conf", "conf/server.conf", "lib/libwasmtime.so"]
 
@@ -70,3 +70,26 @@ def test_setup_refuses_a_port_taken_by_another_program(fake, settings, shipment)
     with pytest.raises(UsageError, match="port 8080 on fake is already in use"):
         lc.setup(box, shipment)
     assert fake.uploads == []
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["applied", "dry"])
+def test_setup_leaves_no_staging_dir_behind(fake, settings, shipment, tmp_path, monkeypatch, dry):
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    bare_setup(fake, settings, shipment, dry=dry)
+    assert list(private.glob("tiramisu-conf-*")) == []
+
+
+def test_setup_removes_its_staging_dir_when_it_fails(fake, settings, shipment, tmp_path, monkeypatch):
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    fake.on(r"^mkdir -p -m 700 ", "", stderr="mkdir: Permission denied\n", exited=1)
+    with pytest.raises(RemoteError, match="cannot create .* Permission denied"):
+        lc.setup(open_on(fake, settings, installed=False, running=False, installed_wins=False), shipment)
+    assert list(private.glob("tiramisu-conf-*")) == []

@@ -1,3 +1,7 @@
+"""The artifact cache: an entry is built once and then hit; a tampered file
+makes it rebuild; a failed build leaves no entry or leftover directory; two
+concurrent builds of the same inputs both succeed with one valid entry."""
+
 import threading
 
 from tiramisu_tasks.artifacts import cache

@@ -1,3 +1,10 @@
+"""Inventory and settings: where the inventory file is found ($TIRAMISU_INVENTORY,
+then the project's tiramisu.yaml, then the user's), a save/load round trip
+that keeps every field (mode 0600, no passwords), one clear error per bad
+inventory, unknown and invalid host names, the precedence of a setting (flag,
+host, inventory defaults, Invoke config, built-in default), host lists and
+groups."""
+
 import pytest
 
 from tiramisu_tasks import inventory as inv

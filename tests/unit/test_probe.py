@@ -1,3 +1,8 @@
+"""The box probe: parsing /proc/net/tcp for listening ports, summarizing a
+probe's output (arch, libc, installed version, live and stale pids),
+refusing an unsupported architecture or a too old glibc with the versions and
+the reason, and the real probe script run under the local sh."""
+
 import subprocess
 
 import pytest

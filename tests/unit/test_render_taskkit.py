@@ -1,3 +1,11 @@
+"""Rendering and task errors: nginx.conf and server.conf rendered from templates
+(every path in the env dir, every key the server reads, a missing value an
+error, a broken nginx.conf caught before upload); exceptions turned into one
+line and an exit code (bugs are not swallowed); and the proxy contract:
+headers sent to the server, X-Accel headers from a guest ignored,
+server_name, proxy buffers sized for the response header limit, workers
+running as the box user on a root box."""
+
 import socket
 
 import jinja2
@@ -69,7 +77,7 @@ def test_bugs_are_not_swallowed():
     assert describe_exception(KeyError("x")) is None
 
 
-# ------------------------------------------- issue 9: proxy contract ---
+# ---------------------------------------------------- proxy contract ---
 
 def _directives(text):
     """Every `name args;` line of a rendered config as (name, args) pairs."""

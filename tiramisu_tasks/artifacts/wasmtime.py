@@ -15,13 +15,13 @@ library and stores them in the artifact cache:
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from ..errors import BuildError, ToolMissing
+from ..subproc import run_local
 from ..versions import WASMTIME_VERSION
 from . import cache
 
@@ -60,8 +60,7 @@ def inputs_for(target, version=WASMTIME_VERSION):
 def _download_wheel(target, dest, version):
     errors = []
     for tag in target.wheel_platforms:
-        proc = subprocess.run(download_argv(tag, dest, version), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        proc = run_local(download_argv(tag, dest, version), merge_stderr=True)
         wheels = sorted(Path(dest).glob("wasmtime-*.whl"))
         if proc.returncode == 0 and wheels:
             return wheels[0], tag
@@ -92,7 +91,7 @@ def _build(target, version, out_dir):
                 shutil.copyfileobj(src, dst)
         lib = out_dir / LIB_NAME
         argv = strip_argv(raw, lib)
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = run_local(argv, merge_stderr=True)
         if proc.returncode != 0 or not lib.is_file():
             note(f"wasmtime: strip failed ({proc.stdout.strip()[-200:]}); shipping the library unstripped")
             shutil.copyfile(raw, lib)

@@ -1,15 +1,17 @@
 """nginx.*: a static nginx for a target, fetched (wheel) or built from source."""
 
+import platform
+
 from invoke import Collection
 
 from ..artifacts import nginx as ngx
 from ..artifacts.elf import describe, read_elf
-from ..targets import parse_target_name
+from ..targets import canonical_arch, parse_target_name
 from ..taskkit import emit_json, note, out, task
 
 
 def _target(arch):
-    return parse_target_name(arch or ngx.local_arch())
+    return parse_target_name(arch or canonical_arch(platform.machine()))
 
 
 def _report(entry, target, provider, out_dir, json):

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ...errors import BuildError
+from ...subproc import run_local
 from ..detect import C_SUFFIXES, CPP_SUFFIXES
 from ..toolrun import Step, first_error_line
 from .base import Builder, include_flags, probe_text, python_zig, sources_with, version_tuple, which
@@ -58,13 +59,12 @@ def probe_clang(cpp):
         src.write_text("#include <string>\nint main(){std::string s(\"x\");return (int)s.size()-1;}\n"
                        if cpp else "#include <stdio.h>\nint main(void){puts(\"x\");return 0;}\n")
         try:
-            proc = subprocess.run(clang_argv(clang, [src], Path(tmp) / "p.wasm", tmp, cpp),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=120)
+            proc = run_local(clang_argv(clang, [src], Path(tmp) / "p.wasm", tmp, cpp),
+                             timeout=120, merge_stderr=True)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"probe compile failed to run ({exc})", version
         if proc.returncode != 0:
-            detail = first_error_line(proc.stdout.decode("utf-8", "replace")).replace(tmp + "/", "")
+            detail = first_error_line(proc.stdout).replace(tmp + "/", "")
             return f"cannot build for wasm32-wasi ({detail})", version
     return None, version
 
