@@ -3,7 +3,8 @@
  *
  * No event loop, no guests: ts_server.c owns connections and decides what to
  * do; these functions only move bytes and report. The rule that keeps the
- * read buffer safe (audit case A1): across a read, a connection keeps
+ * read buffer safe (a stale Host view once leaked one client's bytes into
+ * another client's guest): across a read, a connection keeps
  * offsets into it, never pointers, because a read may move it.
  */
 #ifndef TS_CONN_H
@@ -31,7 +32,7 @@ typedef struct ts_conn {
   int in_body;    /* head parsed, waiting for the body */
   size_t head_len;
   size_t head_scanned; /* bytes of an incomplete head already scanned (relative to req_off) */
-  ts_framing fr;       /* plain values, no views (A1) */
+  ts_framing fr;       /* plain values, no views */
   ts_chunked ch;       /* offsets into rbuf */
   int sent_continue;
   /* output */
@@ -57,7 +58,7 @@ typedef struct ts_conn {
 } ts_conn;
 
 /* May the connection take on another response? Pipelined requests stop being
- * parsed past `budget` queued bytes or a nearly full iovec (audit A2, A6). */
+ * parsed past `budget` queued bytes or a nearly full iovec (back-pressure). */
 int ts_conn_out_room(const ts_conn *c, size_t budget);
 
 /* The epoll mask the connection needs now (pure). */
@@ -87,7 +88,7 @@ void ts_conn_drop_output(ts_conn *c);
 long ts_conn_read(ts_conn *c, size_t limit);
 
 /* Move the unanswered input to the front of the buffer when no job holds
- * views into it (A3), and give back a large buffer left empty. */
+ * views into it (pipelined requests behind a large body), and give back a large buffer left empty. */
 void ts_conn_compact(ts_conn *c);
 
 #endif

@@ -166,7 +166,7 @@ static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_va
 
 /* wasi_snapshot_preview1.proc_exit(rval), our own: Wasmtime's refuses a
  * status of 126 or more with a generic error, so such exits were logged
- * without their code (hardening case 8). Every status is recorded here and
+ * without their code. Every status is recorded here and
  * the guest unwinds with a trap that ts_engine_run reads as an exit. */
 static size_t proc_exit_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
   (void)env;

@@ -69,7 +69,7 @@ extern size_t ts_http_examined;
 
 /* How the body is framed and what the connection should do afterwards.
  * Plain values only, no views into the request buffer: a connection keeps
- * this across reads, and a read may move the buffer (audit case A1). */
+ * this across reads, and a read may move the buffer. */
 typedef struct {
   int chunked;
   int has_body;            /* Content-Length or chunked framing was sent */

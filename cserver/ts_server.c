@@ -481,7 +481,7 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   wr.headers = req->headers;
   wr.num_headers = req->num_headers;
   /* Views from this request's own parse, never from an earlier one: the
-   * buffer may have moved since the head arrived (audit case A1). */
+   * buffer may have moved since the head arrived. */
   const ts_header *host = ts_http_find_header(req, "host");
   wr.host = host ? host->value : (ts_str){"", 0};
   if (req->authority.n) wr.host = req->authority; /* absolute-form wins (RFC 9112 3.2.2) */
@@ -602,7 +602,7 @@ static int conn_advance(worker *w, conn *c) {
     if (conn_flush(w, c) < 0) return -1;
     /* Parsing stopped while output was full and the write made room:
      * answer the rest of the pipelined input now, not when the client
-     * sends more (audit case A2). */
+     * sends more. */
     if (!c->out_blocked || !out_room(c)) return 0;
   }
 }
@@ -684,7 +684,7 @@ static void conn_event(ts_loop *l, void *data, uint32_t e) {
   }
   if (e & (EPOLLERR | EPOLLHUP)) {
     /* reset or both directions shut: nothing more can be read or
-     * written; level-triggered, so leaving it open would spin (A4) */
+     * written; level-triggered, so leaving it open would spin */
     conn_close(w, c);
     return;
   }
@@ -697,7 +697,7 @@ static void conn_event(ts_loop *l, void *data, uint32_t e) {
 
 /* Stop listening for a moment. The listener is level-triggered: at the fd
  * limit a pending connection would wake the loop again at once, and accept
- * would fail again, spinning a core (audit case A5). The kernel keeps new
+ * would fail again, spinning a core. The kernel keeps new
  * connections in the backlog meanwhile. */
 static void pause_accept(worker *w, const char *why) {
   static _Atomic uint64_t last_log;

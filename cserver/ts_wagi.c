@@ -81,7 +81,7 @@ static size_t decode_no_nul(ts_str s, char *dst) {
 static void host_split(ts_str host, ts_str *name, ts_str *port) {
   *name = host;
   *port = (ts_str){host.p, 0};
-  if (!host.n) return; /* p may be NULL: no arithmetic or memchr on it (audit case A7) */
+  if (!host.n) return; /* p may be NULL: no arithmetic or memchr on it (HTTP/1.0 without Host) */
   port->p = host.p + host.n;
   if (host.p[0] == '[') { /* [v6]:port */
     const char *close = memchr(host.p, ']', host.n);

@@ -119,10 +119,10 @@ def guests_dir(wasm_guests, tmp_path):
     return mods
 
 
-# ------------------------------------------------------------ A1, A7 ---
+# ------------------------------------ views into the buffer, no Host ---
 
 @pytest.mark.parametrize("body_len", [0, 1, 15000, 16384, 100000, 1 << 20])
-def test_a1_cgi_variables_come_from_the_requests_own_host(any_build, guests_dir, body_len):
+def test_cgi_variables_come_from_the_requests_own_host(any_build, guests_dir, body_len):
     """A head sent alone, the body trickling in while the buffer grows: the
     CGI variables are the request's own Host, never bytes of another client."""
     srv = any_build(guests_dir, max_body="2m", workers=1)
@@ -167,7 +167,7 @@ def test_a1_cgi_variables_come_from_the_requests_own_host(any_build, guests_dir,
 
 
 @pytest.mark.parametrize("split", ["head-alone", "byte-by-byte-head", "with-body", "chunked"])
-def test_a1_every_split_of_head_and_body(any_build, guests_dir, split):
+def test_every_split_of_head_and_body(any_build, guests_dir, split):
     srv = any_build(guests_dir, max_body="1m", workers=1)
     body = b"0123456789" * 3000
     if split == "chunked":
@@ -201,7 +201,7 @@ def test_a1_every_split_of_head_and_body(any_build, guests_dir, split):
     assert not sanitizer_reports(srv)
 
 
-def test_a7_http10_without_host(any_build, guests_dir):
+def test_http10_without_host(any_build, guests_dir):
     """HTTP/1.0 has no Host: the configured server name stands in, no undefined behaviour."""
     srv = any_build(guests_dir, server_name="box.example")
     s = connect(srv)
@@ -225,9 +225,9 @@ def test_a7_http10_without_host(any_build, guests_dir):
     assert not sanitizer_reports(srv)
 
 
-# ------------------------------------------------------- A2, A3, A4 ---
+# ------------------------------- pipelining, compaction, resets ---
 
-def test_a2_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir):
+def test_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir):
     srv = run_server(guests_dir, idle_timeout_ms=20000)
     s = connect(srv)
     try:
@@ -251,7 +251,7 @@ def test_a2_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir
     assert statuses == [404] * 40
 
 
-def test_a2_pipelined_guest_requests_beyond_the_output_queue(run_server, guests_dir):
+def test_pipelined_guest_requests_beyond_the_output_queue(run_server, guests_dir):
     srv = run_server(guests_dir, idle_timeout_ms=20000)
     s = connect(srv)
     try:
@@ -273,7 +273,7 @@ def test_a2_pipelined_guest_requests_beyond_the_output_queue(run_server, guests_
         s.close()
 
 
-def test_a3_two_pipelined_large_posts(run_server, guests_dir):
+def test_two_pipelined_large_posts(run_server, guests_dir):
     """The second request's head arrives with the first body's last byte: both answered."""
     srv = run_server(guests_dir, max_body="8m", idle_timeout_ms=20000)
     size = 6 * 1024 * 1024
@@ -309,7 +309,7 @@ class _Prebuffered:
         return self.sock.recv(n)
 
 
-def test_a4_reset_with_a_full_output_queue_does_not_spin(run_server, guests_dir):
+def test_reset_with_a_full_output_queue_does_not_spin(run_server, guests_dir):
     srv = run_server(guests_dir, idle_timeout_ms=30000, max_output="16m")
     s = connect(srv)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -327,9 +327,9 @@ def test_a4_reset_with_a_full_output_queue_does_not_spin(run_server, guests_dir)
     assert status == 200
 
 
-# ------------------------------------------------------------ A5, A6 ---
+# ------------------------------ fd limits, output back-pressure ---
 
-def test_a5_fd_limit_pauses_accepting_without_spinning(run_server, guests_dir):
+def test_fd_limit_pauses_accepting_without_spinning(run_server, guests_dir):
     """With more connections than open files allow, the server backs off
     (no busy loop) and serves again once connections close."""
     prlimit = shutil.which("prlimit")
@@ -358,7 +358,7 @@ def test_a5_fd_limit_pauses_accepting_without_spinning(run_server, guests_dir):
     assert "accept paused" in srv.server_log.read_text()
 
 
-def test_a5_max_connections_setting(run_server, guests_dir):
+def test_max_connections_setting(run_server, guests_dir):
     srv = run_server(guests_dir, max_connections=4)
     held = [connect(srv) for _ in range(4)]
     try:
@@ -378,7 +378,7 @@ def test_a5_max_connections_setting(run_server, guests_dir):
             s.close()
 
 
-def test_a6_output_back_pressure_bounds_memory(run_server, guests_dir):
+def test_output_back_pressure_bounds_memory(run_server, guests_dir):
     """Clients pipelining requests for 8 MiB responses and never reading
     cannot make the server queue them all."""
     srv = run_server(guests_dir, idle_timeout_ms=30000, max_output="16m")
@@ -403,7 +403,7 @@ def test_a6_output_back_pressure_bounds_memory(run_server, guests_dir):
     assert peak - base < 100, f"RSS grew {peak - base:.0f} MiB"
 
 
-# ------------------------------------------ hardening cases 3, 4, 5, 8 ---
+# ------------------------------- what a guest may send, exit codes ---
 
 def test_guest_cannot_send_hop_by_hop_or_proxy_control_fields(run_server, guests_dir):
     srv = run_server(guests_dir)

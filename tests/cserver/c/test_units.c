@@ -333,7 +333,7 @@ static void test_wagi_env(void) {
   /* a body of length 0 is still a body */
   r.has_body = 1;
   CHECK(ts_wagi_build(&r, &e) == 0 && strcmp(ts_wagi_getenv(&e, "CONTENT_LENGTH"), "0") == 0);
-  /* no Host at all (HTTP/1.0): a NULL view is fine (audit case A7, UBSan) */
+  /* no Host at all (HTTP/1.0): a NULL view is fine (UBSan) */
   r.host = (ts_str){NULL, 0};
   CHECK(ts_wagi_build(&r, &e) == 0 && strcmp(ts_wagi_getenv(&e, "SERVER_NAME"), "fallback") == 0);
   ts_wagi_env_free(&e);
