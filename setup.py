@@ -30,8 +30,7 @@ def shipped_files(name):
     for pattern in SHIPPED[name]:
         for path in sorted(base.glob(pattern)):
             rel = path.relative_to(base)
-            if not path.is_file() or rel in seen or SKIP_PARTS.intersection(rel.parts) \
-                    or path.suffix in SKIP_SUFFIXES:
+            if not path.is_file() or rel in seen or SKIP_PARTS.intersection(rel.parts) or path.suffix in SKIP_SUFFIXES:
                 continue
             seen.add(rel)
             yield path, rel

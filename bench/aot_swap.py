@@ -55,13 +55,29 @@ def build_modules(tmp):
     mods = {}
     c = tmp / "hello.c"
     c.write_text(C_HELLO)
-    subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", str(c), "-o",
-                    str(tmp / "c_hello.wasm")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "wasm32-wasi",
+            "-O2",
+            str(c),
+            "-o",
+            str(tmp / "c_hello.wasm"),
+        ],
+        check=True,
+    )
     mods["c_hello"] = tmp / "c_hello.wasm"
     rustc = shutil.which("rustc", path="/usr/bin")
     if rustc:
-        p = subprocess.run([rustc, "--target", "wasm32-wasi", "-C", "debuginfo=0", str(RUST_BIG), "-o",
-                            str(tmp / "rust_big.wasm")], capture_output=True, text=True)
+        p = subprocess.run(
+            [rustc, "--target", "wasm32-wasi", "-C", "debuginfo=0", str(RUST_BIG), "-o", str(tmp / "rust_big.wasm")],
+            capture_output=True,
+            text=True,
+        )
         if p.returncode == 0:
             mods["rust_big"] = tmp / "rust_big.wasm"
         else:
@@ -83,8 +99,13 @@ def wait_200(srv, path, timeout=120):
 
 def one_run(binary, wasm, mode, cwasm, tmp):
     base = Path(tempfile.mkdtemp(dir=tmp))
-    settings = {"listen": f"127.0.0.1:{free_port()}", "modules": str(base / "m"), "log-dir": str(base / "logs"),
-                "cache": str(base / "cache"), "workers": 2}
+    settings = {
+        "listen": f"127.0.0.1:{free_port()}",
+        "modules": str(base / "m"),
+        "log-dir": str(base / "logs"),
+        "cache": str(base / "cache"),
+        "workers": 2,
+    }
     (base / "m").mkdir()
     (base / "cache").mkdir()
     srv = RunningServer(binary, base, settings).wait_ready()
@@ -123,13 +144,22 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="aot-bench-"))
     try:
         binary = build_server(tmp / "server")
-        settings = aot.parse_engine_settings(subprocess.run(
-            [str(binary), "--engine-settings", "--workers", "2"], capture_output=True, text=True, check=True).stdout)
+        settings = aot.parse_engine_settings(
+            subprocess.run(
+                [str(binary), "--engine-settings", "--workers", "2"], capture_output=True, text=True, check=True
+            ).stdout
+        )
         results = []
         for name, wasm in build_modules(tmp).items():
             t = time.perf_counter()
-            cwasm = aot.precompile(wasm, platform.machine(), settings, cpu_flags=aot.local_cpu_flags(),
-                                   out_dir=tmp / "aot", cache_root=tmp / "aot-cache")
+            cwasm = aot.precompile(
+                wasm,
+                platform.machine(),
+                settings,
+                cpu_flags=aot.local_cpu_flags(),
+                out_dir=tmp / "aot",
+                cache_root=tmp / "aot-cache",
+            )
             precompile_s = time.perf_counter() - t
             modes = ("compile-on-swap", "check+cache", "aot")
             runs = {m: [] for m in modes}
@@ -139,23 +169,31 @@ def main():
             for mode in modes:
                 checks = [c for c, _ in runs[mode] if c is not None]
                 swaps = [s for _, s in runs[mode]]
-                results.append({
-                    "module": name, "wasm_bytes": wasm.stat().st_size, "cwasm_bytes": cwasm.stat().st_size,
-                    "mode": mode, "runs": args.runs,
-                    "precompile_ms": round(precompile_s * 1000, 1) if mode == "aot" else None,
-                    "check_ms": round(statistics.median(checks) * 1000, 1) if checks else None,
-                    "rename_to_200_ms": round(statistics.median(swaps) * 1000, 1),
-                    "check_plus_swap_ms": round(statistics.median(
-                        (c or 0) + s for c, s in runs[mode]) * 1000, 1),
-                })
+                results.append(
+                    {
+                        "module": name,
+                        "wasm_bytes": wasm.stat().st_size,
+                        "cwasm_bytes": cwasm.stat().st_size,
+                        "mode": mode,
+                        "runs": args.runs,
+                        "precompile_ms": round(precompile_s * 1000, 1) if mode == "aot" else None,
+                        "check_ms": round(statistics.median(checks) * 1000, 1) if checks else None,
+                        "rename_to_200_ms": round(statistics.median(swaps) * 1000, 1),
+                        "check_plus_swap_ms": round(statistics.median((c or 0) + s for c, s in runs[mode]) * 1000, 1),
+                    }
+                )
         if args.json:
             print(json.dumps(results, indent=2))
         else:
-            print(f"{'module':10} {'wasm':>9} {'mode':16} {'precompile':>10} {'check':>8} {'rename->200':>12} "
-                  f"{'check+swap':>11}  (ms, median of {args.runs})")
+            print(
+                f"{'module':10} {'wasm':>9} {'mode':16} {'precompile':>10} {'check':>8} {'rename->200':>12} "
+                f"{'check+swap':>11}  (ms, median of {args.runs})"
+            )
             for r in results:
-                print(f"{r['module']:10} {r['wasm_bytes']:>9} {r['mode']:16} {r['precompile_ms'] or '':>10} "
-                      f"{r['check_ms'] or '':>8} {r['rename_to_200_ms']:>12} {r['check_plus_swap_ms']:>11}")
+                print(
+                    f"{r['module']:10} {r['wasm_bytes']:>9} {r['mode']:16} {r['precompile_ms'] or '':>10} "
+                    f"{r['check_ms'] or '':>8} {r['rename_to_200_ms']:>12} {r['check_plus_swap_ms']:>11}"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -35,7 +35,7 @@ def run(argv, **kw):
     try:
         return subprocess.run([str(a) for a in argv], **kw)
     except subprocess.CalledProcessError as exc:
-        out = (exc.stderr or b"")
+        out = exc.stderr or b""
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
         command = " ".join(map(str, argv))
         raise SystemExit(f"bench: command failed ({exc.returncode}): {command}\n{out[-2000:]}") from exc
@@ -48,6 +48,7 @@ def bench_cache():
 
 
 # ----------------------------------------------------------------- tools ---
+
 
 class Tools:
     """wasmtime CLI, wasm-tools and jco's WIT files, installed once under the bench cache."""
@@ -91,8 +92,10 @@ class Tools:
     def wasi_wit(self):
         """(version, dir) of the newest WASI 0.2 WIT release inside jco."""
         builtin = self.npm / "node_modules" / "@bytecodealliance" / "jco" / "lib" / "wit" / "builtin"
-        versions = sorted((p.name for p in builtin.glob("0.2.*") if (p / "wasi-http").is_dir()),
-                          key=lambda v: tuple(int(x) for x in v.split(".")))
+        versions = sorted(
+            (p.name for p in builtin.glob("0.2.*") if (p / "wasi-http").is_dir()),
+            key=lambda v: tuple(int(x) for x in v.split(".")),
+        )
         if not versions:
             raise SystemExit(f"bench: no WASI 0.2 WIT in {builtin}")
         return versions[-1], builtin / versions[-1]
@@ -111,6 +114,7 @@ def wit_package_dir(wasi_dir, out):
 
 
 # --------------------------------------------------------------- network ---
+
 
 def free_port():
     with socket.socket() as s:
@@ -158,8 +162,9 @@ class Procs:
 
     def start(self, argv, log, **kw):
         fh = open(log, "ab")
-        proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=fh, stderr=fh,
-                                start_new_session=True, **kw)
+        proc = subprocess.Popen(
+            [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True, **kw
+        )
         fh.close()
         self.procs.append(proc)
         return proc
@@ -235,8 +240,9 @@ def parse_wrk(text):
 
 
 def wrk(url, seconds, connections=32, threads=2):
-    proc = run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-               capture_output=True, text=True)
+    proc = run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True
+    )
     res = parse_wrk(proc.stdout)
     if res["rps"] is None:
         raise SystemExit(f"bench: cannot read wrk output for {url}:\n{proc.stdout}\n{proc.stderr}")
@@ -249,6 +255,7 @@ def median(values):
 
 
 # ---------------------------------------------------------------- tables ---
+
 
 def table(headers, rows):
     """A Markdown table (also readable as plain text)."""

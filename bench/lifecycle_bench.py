@@ -44,8 +44,15 @@ TARGETS = {"setup_s": 10.0, "rerun_s": 2.0, "env_mb": 35.0, "redeploy_s": 1.0}
 
 def cli(env, *args, timeout=900):
     t0 = time.monotonic()
-    proc = subprocess.run([str(BIN / "tiramisu"), *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(bk.REPO))
+    proc = subprocess.run(
+        [str(BIN / "tiramisu"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=str(bk.REPO),
+    )
     return proc, time.monotonic() - t0
 
 
@@ -130,9 +137,27 @@ def profile_deploy(env, wasm, work):
     """One deploy under cProfile: where the wall time goes, by phase (cumulative seconds)."""
     out = work / "deploy.prof"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", out, "-m", "tiramisu_tasks", "deploy", wasm,
-                           "--host", "box", "--json"], env=env, capture_output=True, text=True,
-                          cwd=str(bk.REPO), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            out,
+            "-m",
+            "tiramisu_tasks",
+            "deploy",
+            wasm,
+            "--host",
+            "box",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=str(bk.REPO),
+        stdin=subprocess.DEVNULL,
+    )
     wall = time.monotonic() - t0
     must(proc, "profiled deploy")
     stats = pstats.Stats(str(out))
@@ -177,9 +202,11 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="tiramisu-bench-lifecycle-"))
     env = {**os.environ, "TIRAMISU_HOME": str(work / "home"), "TIRAMISU_INVENTORY": str(work / "tiramisu.yaml")}
     hosts = []
-    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-              "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
-              "command": "bench/lifecycle_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+        "command": "bench/lifecycle_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
     try:
         bk.note("warm-up: setup of a throwaway host fills the local caches")
         warm = testhosts.start_host("x86_64", name="benchwarm")
@@ -201,13 +228,18 @@ def main(argv=None):
         bk.note(f"setup {t_setup:.2f} s; re-run")
         proc, t_rerun = cli(env, "setup", "--host", "box", "--json")
         s2 = must(proc, "setup re-run")
-        result.update(setup_s=t_setup, setup_uploaded=s["uploaded"], rerun_s=t_rerun,
-                      rerun_changed=bool(s2["uploaded"] or s2["done"]))
+        result.update(
+            setup_s=t_setup,
+            setup_uploaded=s["uploaded"],
+            rerun_s=t_rerun,
+            rerun_changed=bool(s2["uploaded"] or s2["done"]),
+        )
 
         du = box.ssh("du -sk tiramisu-env; du -sk tiramisu-env/* | sort -rn", check=True).stdout.split("\n")
         result["env_kib"] = int(du[0].split()[0])
-        result["env_breakdown_kib"] = {Path(line.split()[1]).name: int(line.split()[0])
-                                       for line in du[1:] if line.strip()}
+        result["env_breakdown_kib"] = {
+            Path(line.split()[1]).name: int(line.split()[0]) for line in du[1:] if line.strip()
+        }
 
         app_dir = work / "app"
         app_dir.mkdir()
@@ -230,24 +262,40 @@ def main(argv=None):
             i = version[0]
             wasm.write_bytes(text_module(f"bench v{i}"))
             t0 = time.monotonic()
-            proc = subprocess.run([*front, "deploy", str(wasm), "--host", "box", "--json"],
-                                  env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  cwd=str(bk.REPO))
+            proc = subprocess.run(
+                [*front, "deploy", str(wasm), "--host", "box", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                cwd=str(bk.REPO),
+            )
             t_cli = time.monotonic() - t0
             d = must(proc, f"deploy {i}")
             t_seen = wait_body(box.hostname, http_port, "/benchapp", f"bench v{i}\n".encode()) - t0
-            return {"cli_s": round(t_cli, 3), "verified_s": round(max(t_cli, t_seen), 3),
-                    "box_s": _find(d, "seconds"), "swap_ms": _find(d, "swap_ms")}
+            return {
+                "cli_s": round(t_cli, 3),
+                "verified_s": round(max(t_cli, t_seen), 3),
+                "box_s": _find(d, "seconds"),
+                "swap_ms": _find(d, "swap_ms"),
+            }
 
         bk.note(f"{args.quiet_deploys} timed deploys of changed versions (no load)")
         result["deploys"] = [deploy_next() for _ in range(args.quiet_deploys)]
-        bk.note(f"what-if: {args.quiet_deploys} timed deploys with TCP_NODELAY on the SSH socket "
-                f"(bench/nodelay_cli.py)")
+        bk.note(
+            f"what-if: {args.quiet_deploys} timed deploys with TCP_NODELAY on the SSH socket (bench/nodelay_cli.py)"
+        )
         shim = (sys.executable, str(bk.HERE / "nodelay_cli.py"))
         result["deploys_nodelay"] = [deploy_next(shim) for _ in range(args.quiet_deploys)]
         t0 = time.monotonic()
-        proc = subprocess.run([*shim, "setup", "--host", "box", "--json"], env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, cwd=str(bk.REPO))
+        proc = subprocess.run(
+            [*shim, "setup", "--host", "box", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=str(bk.REPO),
+        )
         must(proc, "setup re-run (nodelay)")
         result["rerun_nodelay_s"] = time.monotonic() - t0
         bk.note(f"{args.deploys} deploys of changed versions under load through nginx")
@@ -255,8 +303,13 @@ def main(argv=None):
             time.sleep(0.5)
             result["deploys_under_load"] = [deploy_next() for _ in range(args.deploys)]
             time.sleep(0.5)
-        result["load"] = {"ok": load.ok, "non2xx": load.non2xx, "socket_errors": load.socket_errors,
-                          "versions_seen": len(load.bodies), "errors": load.errors[:5]}
+        result["load"] = {
+            "ok": load.ok,
+            "non2xx": load.non2xx,
+            "socket_errors": load.socket_errors,
+            "versions_seen": len(load.bodies),
+            "errors": load.errors[:5],
+        }
 
         wasm.write_bytes(text_module("bench profiled"))
         wall, rows = profile_deploy(env, wasm, work)
@@ -301,31 +354,49 @@ def report(r):
     failed = load["non2xx"] + load["socket_errors"]
     rows = [
         ["warm-cache setup of a bare x86_64 host ≤ 10 s", f"{r['setup_s']:.2f} s", bk.verdict(r["setup_s"] <= 10)],
-        ["no-change re-run ≤ 2 s", f"{r['rerun_s']:.2f} s" + (" (changed something!)" if r["rerun_changed"] else ""),
-         bk.verdict(r["rerun_s"] <= 2 and not r["rerun_changed"])],
+        [
+            "no-change re-run ≤ 2 s",
+            f"{r['rerun_s']:.2f} s" + (" (changed something!)" if r["rerun_changed"] else ""),
+            bk.verdict(r["rerun_s"] <= 2 and not r["rerun_changed"]),
+        ],
         ["whole env on the box ≤ 35 MB", f"{r['env_kib'] / 1024:.1f} MiB", bk.verdict(r["env_kib"] / 1024 <= 35)],
-        ["redeploy of a changed small app ≤ 1 s (command start → new version verified)",
-         f"median {statistics.median(verified):.2f} s, max {max(verified):.2f} s",
-         bk.verdict(statistics.median(verified) <= 1.0)],
-        [f"0 failed requests across {len(loaded)} deploys under load",
-         f"{failed} failed ({load['non2xx']} non-2xx, {load['socket_errors']} socket errors) of "
-         f"{load['ok'] + failed}", bk.verdict(failed == 0)],
+        [
+            "redeploy of a changed small app ≤ 1 s (command start → new version verified)",
+            f"median {statistics.median(verified):.2f} s, max {max(verified):.2f} s",
+            bk.verdict(statistics.median(verified) <= 1.0),
+        ],
+        [
+            f"0 failed requests across {len(loaded)} deploys under load",
+            f"{failed} failed ({load['non2xx']} non-2xx, {load['socket_errors']} socket errors) of "
+            f"{load['ok'] + failed}",
+            bk.verdict(failed == 0),
+        ],
     ]
-    out = [f"Lifecycle benchmark, {r['date']}, {r['machine']}", f"command: {r['command']}", "",
-           bk.table(["target", "measured", "verdict"], rows), "",
-           f"information: warm-up setup (cold local caches unless earlier runs filled them) "
-           f"{r['warmup_setup_s']:.1f} s; "
-           f"first deploy {r['first_deploy_s']:.2f} s; `tiramisu --version` {r['cli_start_s']:.2f} s; "
-           f"time on the box per deploy (summary 'seconds') median {statistics.median(box_s):.2f} s; "
-           f"server swap after the switch (summary 'swap_ms') median {statistics.median(swap):.0f} ms; "
-           f"versions seen by the load: {load['versions_seen']}; "
-           f"redeploy under that load: median {statistics.median(loaded):.2f} s, max {max(loaded):.2f} s",
-           "", "what-if, TCP_NODELAY on the SSH client socket (bench/nodelay_cli.py runs the same CLI with "
-           f"that one change): redeploy median {statistics.median(nodelay):.2f} s, max {max(nodelay):.2f} s; "
-           f"no-change setup re-run {r['rerun_nodelay_s']:.2f} s" if nodelay else "",
-           "", "env on the box (KiB): " + ", ".join(f"{k} {v}" for k, v in r["env_breakdown_kib"].items()),
-           "", f"one deploy under cProfile ({r['profile']['wall_s']:.2f} s wall with the profiler):",
-           bk.table(["phase", "calls", "cumulative s"], r["profile"]["rows"])]
+    out = [
+        f"Lifecycle benchmark, {r['date']}, {r['machine']}",
+        f"command: {r['command']}",
+        "",
+        bk.table(["target", "measured", "verdict"], rows),
+        "",
+        f"information: warm-up setup (cold local caches unless earlier runs filled them) "
+        f"{r['warmup_setup_s']:.1f} s; "
+        f"first deploy {r['first_deploy_s']:.2f} s; `tiramisu --version` {r['cli_start_s']:.2f} s; "
+        f"time on the box per deploy (summary 'seconds') median {statistics.median(box_s):.2f} s; "
+        f"server swap after the switch (summary 'swap_ms') median {statistics.median(swap):.0f} ms; "
+        f"versions seen by the load: {load['versions_seen']}; "
+        f"redeploy under that load: median {statistics.median(loaded):.2f} s, max {max(loaded):.2f} s",
+        "",
+        "what-if, TCP_NODELAY on the SSH client socket (bench/nodelay_cli.py runs the same CLI with "
+        f"that one change): redeploy median {statistics.median(nodelay):.2f} s, max {max(nodelay):.2f} s; "
+        f"no-change setup re-run {r['rerun_nodelay_s']:.2f} s"
+        if nodelay
+        else "",
+        "",
+        "env on the box (KiB): " + ", ".join(f"{k} {v}" for k, v in r["env_breakdown_kib"].items()),
+        "",
+        f"one deploy under cProfile ({r['profile']['wall_s']:.2f} s wall with the profiler):",
+        bk.table(["phase", "calls", "cumulative s"], r["profile"]["rows"]),
+    ]
     return "\n".join(out)
 
 

@@ -32,8 +32,9 @@ from tiramisu_tasks.toolchains import choose_toolchain  # noqa: E402
 
 def cserver_at(rev, dest):
     """Extract cserver/ of a git revision into dest; return dest/cserver."""
-    data = subprocess.run(["git", "-C", str(bk.REPO), "archive", "--format=tar", rev, "cserver"],
-                          capture_output=True, check=True).stdout
+    data = subprocess.run(
+        ["git", "-C", str(bk.REPO), "archive", "--format=tar", rev, "cserver"], capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         tf.extractall(dest)
     return Path(dest) / "cserver"
@@ -57,8 +58,22 @@ def main(argv=None):
     import wasmtime
 
     guests["hello"].write_bytes(wasmtime.wat2wasm((sb.GUESTS / "hello.wat").read_text()))
-    bk.run([sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s",
-            sb.GUESTS / "hello_libc.c", "-o", guests["hello_libc"]], capture_output=True)
+    bk.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "wasm32-wasi",
+            "-Os",
+            "-s",
+            sb.GUESTS / "hello_libc.c",
+            "-o",
+            guests["hello_libc"],
+        ],
+        capture_output=True,
+    )
     with bk.Procs() as procs:
         ports = {}
         for name, src in srcs.items():
@@ -68,19 +83,31 @@ def main(argv=None):
             sb.start_custom_server(procs, out, work / f"{name}-env", ports[name], guests)
             for g in guests:
                 sb.check_body(ports[name], f"/{g}", f"{name} {g}")
-        configs = [(f"{name}:{g}", f"{name} {g}", f"http://127.0.0.1:{ports[name]}/{g}")
-                   for g in guests for name in srcs]
+        configs = [
+            (f"{name}:{g}", f"{name} {g}", f"http://127.0.0.1:{ports[name]}/{g}") for g in guests for name in srcs
+        ]
         summary = sb.summarize(sb.run_rounds(configs, args.seconds, args.rounds, args.connections))
     rows = []
     for g in guests:
         b, c = summary[f"base:{g}"], summary[f"cand:{g}"]
-        rows.append([g, f"{b['rps']:.0f}", f"{c['rps']:.0f}", f"{c['rps'] / b['rps']:.2f}×",
-                     f"{b['p50_ms']:.2f} / {c['p50_ms']:.2f}", f"{b['p99_ms']:.2f} / {c['p99_ms']:.2f}",
-                     b["errors"] + c["errors"]])
-    print(f"A/B: base {args.base} vs cand {args.cand}; {args.rounds} rounds × {args.seconds} s, "
-          f"wrk -t2 -c{args.connections}")
-    print(bk.table(["guest", "base rps", "cand rps", "cand/base", "p50 ms base/cand", "p99 ms base/cand",
-                    "errors"], rows))
+        rows.append(
+            [
+                g,
+                f"{b['rps']:.0f}",
+                f"{c['rps']:.0f}",
+                f"{c['rps'] / b['rps']:.2f}×",
+                f"{b['p50_ms']:.2f} / {c['p50_ms']:.2f}",
+                f"{b['p99_ms']:.2f} / {c['p99_ms']:.2f}",
+                b["errors"] + c["errors"],
+            ]
+        )
+    print(
+        f"A/B: base {args.base} vs cand {args.cand}; {args.rounds} rounds × {args.seconds} s, "
+        f"wrk -t2 -c{args.connections}"
+    )
+    print(
+        bk.table(["guest", "base rps", "cand rps", "cand/base", "p50 ms base/cand", "p99 ms base/cand", "errors"], rows)
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

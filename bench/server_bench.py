@@ -51,6 +51,7 @@ BODY = b"hello from wasm\n"
 
 # ---------------------------------------------------------------- builds ---
 
+
 def build_guests(tools, out):
     import wasmtime
 
@@ -59,8 +60,22 @@ def build_guests(tools, out):
     hello.write_bytes(wasmtime.wat2wasm((GUESTS / "hello.wat").read_text()))
     libc = out / "hello_libc.wasm"
     bk.note("building the libc guest (zig cc wasm32-wasi)")
-    bk.run([sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s",
-            GUESTS / "hello_libc.c", "-o", libc], capture_output=True)
+    bk.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "wasm32-wasi",
+            "-Os",
+            "-s",
+            GUESTS / "hello_libc.c",
+            "-o",
+            libc,
+        ],
+        capture_output=True,
+    )
     component = build_component(tools, out)
     return {"hello": hello, "hello_libc": libc, "component": component}
 
@@ -74,22 +89,38 @@ def build_component(tools, out):
     core_wat.write_text((GUESTS / "hello_http.wat").read_text().replace("@WASI@", version))
     wt = tools.wasm_tools
     bk.run([wt, "parse", core_wat, "-o", out / "hello_http.core.wasm"], capture_output=True)
-    bk.run([wt, "component", "embed", wit, "--world", "wasi:http/proxy", out / "hello_http.core.wasm",
-            "-o", out / "hello_http.embedded.wasm"], capture_output=True)
-    bk.run([wt, "component", "new", out / "hello_http.embedded.wasm", "-o", out / "hello_http.wasm"],
-           capture_output=True)
+    bk.run(
+        [
+            wt,
+            "component",
+            "embed",
+            wit,
+            "--world",
+            "wasi:http/proxy",
+            out / "hello_http.core.wasm",
+            "-o",
+            out / "hello_http.embedded.wasm",
+        ],
+        capture_output=True,
+    )
+    bk.run(
+        [wt, "component", "new", out / "hello_http.embedded.wasm", "-o", out / "hello_http.wasm"], capture_output=True
+    )
     bk.run([wt, "validate", out / "hello_http.wasm"], capture_output=True)
     return out / "hello_http.wasm"
 
 
 def build_c_backend(out):
     exe = out / "c_backend"
-    bk.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-pthread", PEERS / "c_backend.c", "-o", exe],
-           capture_output=True)
+    bk.run(
+        [sys.executable, "-m", "ziglang", "cc", "-O2", "-pthread", PEERS / "c_backend.c", "-o", exe],
+        capture_output=True,
+    )
     return exe
 
 
 # ------------------------------------------------------------ the servers ---
+
 
 def settings(**over):
     s = dict(DEFAULTS)
@@ -117,8 +148,9 @@ def start_nginx(procs, nginx, root, http_port, upstream_port):
     layout = RemoteLayout(str(root))
     for d in (layout.conf, layout.logs, layout.run, layout.tmp):
         Path(d).mkdir(parents=True, exist_ok=True)
-    values = config_values(layout, "bench", settings(server_port=upstream_port, http_port=http_port,
-                                                     listen_address="127.0.0.1"))
+    values = config_values(
+        layout, "bench", settings(server_port=upstream_port, http_port=http_port, listen_address="127.0.0.1")
+    )
     conf = Path(layout.conf, "nginx.conf")
     conf.write_text(render_nginx_conf(values))
     proc = procs.start([nginx, "-p", root, "-c", conf, "-g", "daemon off;"], root / "stderr.log")
@@ -127,8 +159,9 @@ def start_nginx(procs, nginx, root, http_port, upstream_port):
 
 
 def start_wasmtime_serve(procs, tools, component, port, log):
-    proc = procs.start([tools.wasmtime, "serve", "-O", "pooling-allocator=y", "--addr", f"127.0.0.1:{port}",
-                        component], log)
+    proc = procs.start(
+        [tools.wasmtime, "serve", "-O", "pooling-allocator=y", "--addr", f"127.0.0.1:{port}", component], log
+    )
     bk.wait_http(port, "/hello", proc=proc)
     return proc
 
@@ -141,6 +174,7 @@ def check_body(port, path, name):
 
 # ----------------------------------------------------------------- rounds ---
 
+
 def run_rounds(configs, seconds, rounds, connections):
     """wrk against every config, round after round; odd rounds go in reverse order."""
     results = {key: [] for key, _, _ in configs}
@@ -151,8 +185,10 @@ def run_rounds(configs, seconds, rounds, connections):
         for key, label, url in order:
             res = bk.wrk(url, seconds, connections)
             results[key].append(res)
-            bk.note(f"round {r + 1}/{rounds} {label:<28} {res['rps']:>9.0f} rps  p50 {res['p50_ms']:.2f} ms"
-                    f"  p99 {res['p99_ms']:.2f} ms")
+            bk.note(
+                f"round {r + 1}/{rounds} {label:<28} {res['rps']:>9.0f} rps  p50 {res['p50_ms']:.2f} ms"
+                f"  p99 {res['p99_ms']:.2f} ms"
+            )
     return results
 
 
@@ -171,14 +207,16 @@ def summarize(results):
 
 # --------------------------------------------------------------- hot swap ---
 
+
 def text_module(text):
     import wasmtime
 
     src = (GUESTS / "hello.wat").read_text()
     resp = f"Content-Type: text/plain\\n\\n{text}\\n"
     length = len(f"Content-Type: text/plain\n\n{text}\n")
-    src = src.replace("Content-Type: text/plain\\n\\nhello from wasm\\n", resp).replace("(i32.const 42)",
-                                                                                      f"(i32.const {length})")
+    src = src.replace("Content-Type: text/plain\\n\\nhello from wasm\\n", resp).replace(
+        "(i32.const 42)", f"(i32.const {length})"
+    )
     return wasmtime.wat2wasm(src)
 
 
@@ -257,6 +295,7 @@ def hot_swap(modules_dir, direct_port, load_url, swaps, interval, connections):
 
 # ------------------------------------------------------------------ main ---
 
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
@@ -281,18 +320,28 @@ def main(argv=None):
 
     ports = {k: bk.free_port() for k in ("cs", "ws", "c", "n_cs", "n_ws", "n_c", "rss")}
     with bk.Procs() as procs:
-        cs, cs_layout = start_custom_server(procs, server_dir, work / "cs-env", ports["cs"],
-                                            {"hello": guests["hello"], "hello_libc": guests["hello_libc"]})
+        cs, cs_layout = start_custom_server(
+            procs,
+            server_dir,
+            work / "cs-env",
+            ports["cs"],
+            {"hello": guests["hello"], "hello_libc": guests["hello_libc"]},
+        )
         ws = start_wasmtime_serve(procs, tools, guests["component"], ports["ws"], work / "wasmtime-serve.log")
         cb = procs.start([c_backend, ports["c"], DEFAULTS["workers"]], work / "c_backend.log")
         bk.wait_http(ports["c"], "/hello", proc=cb)
         start_nginx(procs, nginx, work / "nginx-cs", ports["n_cs"], ports["cs"])
         start_nginx(procs, nginx, work / "nginx-ws", ports["n_ws"], ports["ws"])
         start_nginx(procs, nginx, work / "nginx-c", ports["n_c"], ports["c"])
-        for port, path, name in ((ports["cs"], "/hello", "custom_server"), (ports["cs"], "/hello_libc", "libc"),
-                                 (ports["ws"], "/hello", "wasmtime serve"), (ports["c"], "/hello", "c backend"),
-                                 (ports["n_cs"], "/hello", "nginx→cs"), (ports["n_ws"], "/hello", "nginx→ws"),
-                                 (ports["n_c"], "/hello", "nginx→c")):
+        for port, path, name in (
+            (ports["cs"], "/hello", "custom_server"),
+            (ports["cs"], "/hello_libc", "libc"),
+            (ports["ws"], "/hello", "wasmtime serve"),
+            (ports["c"], "/hello", "c backend"),
+            (ports["n_cs"], "/hello", "nginx→cs"),
+            (ports["n_ws"], "/hello", "nginx→ws"),
+            (ports["n_c"], "/hello", "nginx→c"),
+        ):
             check_body(port, path, name)
 
         u = lambda port, path="/hello": f"http://127.0.0.1:{port}{path}"  # noqa: E731
@@ -306,15 +355,15 @@ def main(argv=None):
             ("n_cs_libc", "nginx → cs, libc guest", u(ports["n_cs"], "/hello_libc")),
             ("c", "C backend direct", u(ports["c"])),
         ]
-        bk.note(f"{args.rounds} rounds × {len(configs)} configurations × {args.seconds} s, "
-                f"wrk -t2 -c{args.connections}")
+        bk.note(
+            f"{args.rounds} rounds × {len(configs)} configurations × {args.seconds} s, wrk -t2 -c{args.connections}"
+        )
         raw = run_rounds(configs, args.seconds, args.rounds, args.connections)
         summary = summarize(raw)
         rss_after_load = {"custom_server": bk.rss_kib(cs.pid), "wasmtime serve": bk.rss_kib(ws.pid)}
 
         bk.note(f"hot swap: {args.swaps} swaps, one every 100 ms, under wrk load through nginx")
-        swap = hot_swap(cs_layout.modules, ports["cs"], u(ports["n_cs"], "/swap"), args.swaps, 0.1,
-                        args.connections)
+        swap = hot_swap(cs_layout.modules, ports["cs"], u(ports["n_cs"], "/swap"), args.swaps, 0.1, args.connections)
 
         procs.stop(ws)
         procs.stop(cs)
@@ -351,36 +400,64 @@ def report(r):
         """Median of the per-round ratios: both sides of a round ran within seconds of each other."""
         return statistics.median(x / y for x, y in zip(c[a]["rounds_rps"], c[b]["rounds_rps"]))
 
-    rows = [[v["label"], f"{v['rps']:.0f}", f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}",
-             " / ".join(map(str, v["rounds_rps"])), v["errors"]] for v in c.values()]
-    out = [f"Server benchmark, {r['date']}, {r['machine']}", f"command: {r['command']}", "",
-           bk.table(["configuration", "rps (median)", "p50 ms", "p99 ms", "rps per round", "errors"], rows), ""]
+    rows = [
+        [
+            v["label"],
+            f"{v['rps']:.0f}",
+            f"{v['p50_ms']:.2f}",
+            f"{v['p99_ms']:.2f}",
+            " / ".join(map(str, v["rounds_rps"])),
+            v["errors"],
+        ]
+        for v in c.values()
+    ]
+    out = [
+        f"Server benchmark, {r['date']}, {r['machine']}",
+        f"command: {r['command']}",
+        "",
+        bk.table(["configuration", "rps (median)", "p50 ms", "p99 ms", "rps per round", "errors"], rows),
+        "",
+    ]
     s = r["hot_swap"]
     rss_cs = r["rss_idle_kib"]["custom_server"] / 1024
     targets = [
-        ("custom_server direct ≥ 1.5× wasmtime serve direct", f"{ratio('cs', 'ws'):.2f}×",
-         ratio("cs", "ws") >= 1.5),
-        ("behind nginx ≥ 1.5× nginx → wasmtime serve", f"{ratio('n_cs', 'n_ws'):.2f}×",
-         ratio("n_cs", "n_ws") >= 1.5),
-        ("behind nginx ≥ 60% of nginx → C backend", f"{100 * ratio('n_cs', 'n_c'):.0f}%",
-         ratio("n_cs", "n_c") >= 0.6),
-        ("hot swap every 100 ms under load: 0 failed requests", f"{s['failed']} failed of {s['wrk_requests']}",
-         s["failed"] == 0),
-        ("a swapped module serves within 100 ms of its rename",
-         f"max {s['lag_ms_max']:.1f} ms, p50 {s['lag_ms_p50']:.1f} ms ({s['versions_seen']}/{s['swaps']} seen)",
-         s["lag_ms_max"] is not None and s["lag_ms_max"] <= 100 and s["versions_seen"] == s["swaps"]),
-        ("idle RSS (one small app) ≤ 20 MB", f"{rss_cs:.1f} MiB (wasmtime serve "
-         f"{r['rss_idle_kib']['wasmtime serve'] / 1024:.1f} MiB)", rss_cs <= 20),
-        ("p99 at 32 connections ≤ peer's (direct)", f"{c['cs']['p99_ms']:.2f} vs {c['ws']['p99_ms']:.2f} ms",
-         c["cs"]["p99_ms"] <= c["ws"]["p99_ms"]),
-        ("p99 at 32 connections ≤ peer's (behind nginx)",
-         f"{c['n_cs']['p99_ms']:.2f} vs {c['n_ws']['p99_ms']:.2f} ms", c["n_cs"]["p99_ms"] <= c["n_ws"]["p99_ms"]),
+        ("custom_server direct ≥ 1.5× wasmtime serve direct", f"{ratio('cs', 'ws'):.2f}×", ratio("cs", "ws") >= 1.5),
+        ("behind nginx ≥ 1.5× nginx → wasmtime serve", f"{ratio('n_cs', 'n_ws'):.2f}×", ratio("n_cs", "n_ws") >= 1.5),
+        ("behind nginx ≥ 60% of nginx → C backend", f"{100 * ratio('n_cs', 'n_c'):.0f}%", ratio("n_cs", "n_c") >= 0.6),
+        (
+            "hot swap every 100 ms under load: 0 failed requests",
+            f"{s['failed']} failed of {s['wrk_requests']}",
+            s["failed"] == 0,
+        ),
+        (
+            "a swapped module serves within 100 ms of its rename",
+            f"max {s['lag_ms_max']:.1f} ms, p50 {s['lag_ms_p50']:.1f} ms ({s['versions_seen']}/{s['swaps']} seen)",
+            s["lag_ms_max"] is not None and s["lag_ms_max"] <= 100 and s["versions_seen"] == s["swaps"],
+        ),
+        (
+            "idle RSS (one small app) ≤ 20 MB",
+            f"{rss_cs:.1f} MiB (wasmtime serve {r['rss_idle_kib']['wasmtime serve'] / 1024:.1f} MiB)",
+            rss_cs <= 20,
+        ),
+        (
+            "p99 at 32 connections ≤ peer's (direct)",
+            f"{c['cs']['p99_ms']:.2f} vs {c['ws']['p99_ms']:.2f} ms",
+            c["cs"]["p99_ms"] <= c["ws"]["p99_ms"],
+        ),
+        (
+            "p99 at 32 connections ≤ peer's (behind nginx)",
+            f"{c['n_cs']['p99_ms']:.2f} vs {c['n_ws']['p99_ms']:.2f} ms",
+            c["n_cs"]["p99_ms"] <= c["n_ws"]["p99_ms"],
+        ),
     ]
     out.append(bk.table(["target", "measured", "verdict"], [[t, m, bk.verdict(ok)] for t, m, ok in targets]))
-    out += ["", "ratios are medians of the per-round ratios (rounds alternate, so each ratio compares "
-            "runs seconds apart)", "information: libc guest vs trivial guest (custom_server direct): "
-            f"{ratio('cs_libc', 'cs'):.2f}×; behind nginx: {ratio('n_cs_libc', 'n_cs'):.2f}×; "
-            f"RSS after the load: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in r["rss_after_load_kib"].items())]
+    out += [
+        "",
+        "ratios are medians of the per-round ratios (rounds alternate, so each ratio compares runs seconds apart)",
+        "information: libc guest vs trivial guest (custom_server direct): "
+        f"{ratio('cs_libc', 'cs'):.2f}×; behind nginx: {ratio('n_cs_libc', 'n_cs'):.2f}×; "
+        f"RSS after the load: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in r["rss_after_load_kib"].items()),
+    ]
     return "\n".join(out)
 
 

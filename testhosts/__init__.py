@@ -25,6 +25,14 @@ from .registry import cleanup_leftovers
 from .system import TestHostError
 
 __all__ = [
-    "ARCHES", "TestHost", "TestHostError", "binfmt_problem", "cleanup_leftovers", "host_from_record",
-    "missing_requirements", "start_aarch64_host", "start_host", "start_x86_host",
+    "ARCHES",
+    "TestHost",
+    "TestHostError",
+    "binfmt_problem",
+    "cleanup_leftovers",
+    "host_from_record",
+    "missing_requirements",
+    "start_aarch64_host",
+    "start_host",
+    "start_x86_host",
 ]

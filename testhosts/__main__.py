@@ -28,8 +28,11 @@ def _parser():
     p = argparse.ArgumentParser(prog="testhost", description="Real SSH test hosts on this machine (root).")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start a host")
-    up.add_argument("arch", choices=ARCHES + ("amd64", "arm64", "x86_64-root"),
-                    help="architecture of the host (x86_64-root: an x86_64 host whose SSH login is uid 0)")
+    up.add_argument(
+        "arch",
+        choices=ARCHES + ("amd64", "arm64", "x86_64-root"),
+        help="architecture of the host (x86_64-root: an x86_64 host whose SSH login is uid 0)",
+    )
     up.add_argument("--name", help="name of the host (and of its inventory entry); default test-<arch>")
     up.add_argument("--no-register", action="store_true", help="do not add it to the inventory")
     up.add_argument("--inventory", help="inventory file to register in (default: the usual lookup)")
@@ -87,17 +90,26 @@ def _run(args):
     if args.cmd == "list":
         rows = []
         for rec in registry.read_records():
-            rows.append({"name": rec.get("name"), "id": rec["id"], "arch": rec.get("arch"),
-                         "address": rec.get("hostname"), "owner": "manual" if not rec.get("owner") else
-                         f"pid {rec['owner']['pid']}", "live": registry.record_live(rec)})
+            rows.append(
+                {
+                    "name": rec.get("name"),
+                    "id": rec["id"],
+                    "arch": rec.get("arch"),
+                    "address": rec.get("hostname"),
+                    "owner": "manual" if not rec.get("owner") else f"pid {rec['owner']['pid']}",
+                    "live": registry.record_live(rec),
+                }
+            )
         if args.json:
             print(json.dumps(rows, indent=2))
         elif not rows:
             print("no test hosts")
         else:
             for r in rows:
-                print(f"{r['name']:20} {r['id']}  {r['arch']:8} {r['address']:15} {r['owner']:12} "
-                      f"{'running' if r['live'] else 'dead'}")
+                print(
+                    f"{r['name']:20} {r['id']}  {r['arch']:8} {r['address']:15} {r['owner']:12} "
+                    f"{'running' if r['live'] else 'dead'}"
+                )
         return 0
     if args.cmd == "down":
         if args.all:

@@ -25,6 +25,7 @@ SUBNET_PREFIX = 30
 
 # ------------------------------------------------------------------ names ---
 
+
 def host_id(token: str) -> str:
     """``tmsu-<6 hex>`` from a random token: the id of one host (netns, user, dir)."""
     token = token.lower()
@@ -40,6 +41,7 @@ def link_names(hid: str):
 
 
 # ---------------------------------------------------------------- subnets ---
+
 
 @dataclass(frozen=True)
 class Subnet:
@@ -97,6 +99,7 @@ def parse_ip_addr_routes(addr_text: str, route_text: str) -> List[str]:
 
 # ------------------------------------------------------------ netns / veth ---
 
+
 def netns_up_cmds(netns: str, subnet: Subnet) -> List[List[str]]:
     """Create the namespace and a veth pair; routes only for the /30 (implicit)."""
     outside, inside = link_names(netns)
@@ -125,18 +128,43 @@ def netns_exec_argv(netns: Optional[str], argv: Sequence[str]) -> List[str]:
 
 # ------------------------------------------------------------------ users ---
 
+
 def useradd_argv(user: str, home: str, shell: str = "/bin/bash") -> List[str]:
     # -M: the home is a tmpfs we mount and populate ourselves (see hosts.py).
-    return ["useradd", "--no-create-home", "--home-dir", home, "--shell", shell,
-            "--user-group", "--comment", "Tiramisu test host", user]
+    return [
+        "useradd",
+        "--no-create-home",
+        "--home-dir",
+        home,
+        "--shell",
+        shell,
+        "--user-group",
+        "--comment",
+        "Tiramisu test host",
+        user,
+    ]
 
 
 def root_alias_useradd_argv(user: str, home: str, shell: str = "/bin/bash") -> List[str]:
     """A second uid-0 account with its own home: an SSH login "as root" whose
     $HOME is a fresh test directory, never /root. No group of its own (gid 0),
     so removing it later removes nothing else."""
-    return ["useradd", "--non-unique", "--uid", "0", "--gid", "0", "--no-create-home", "--home-dir", home,
-            "--shell", shell, "--comment", "Tiramisu test host (root)", user]
+    return [
+        "useradd",
+        "--non-unique",
+        "--uid",
+        "0",
+        "--gid",
+        "0",
+        "--no-create-home",
+        "--home-dir",
+        home,
+        "--shell",
+        shell,
+        "--comment",
+        "Tiramisu test host (root)",
+        user,
+    ]
 
 
 # Inside the root host's private mount namespace: the per-user crontabs dir is
@@ -154,8 +182,10 @@ def root_host_sshd_argv(netns: str, sshd_argv: Sequence[str]) -> List[str]:
     lines = ["set -e"]
     for d in ROOT_HOST_PRIVATE_DIRS:
         qd = shlex.quote(d)
-        lines.append(f"if [ -d {qd} ]; then mount -t tmpfs -o size=1m,mode=1730 tmpfs {qd}; "
-                     f"chgrp crontab {qd} 2>/dev/null || true; fi")
+        lines.append(
+            f"if [ -d {qd} ]; then mount -t tmpfs -o size=1m,mode=1730 tmpfs {qd}; "
+            f"chgrp crontab {qd} 2>/dev/null || true; fi"
+        )
     lines.append(f"exec {shlex.join(list(sshd_argv))}")
     return netns_exec_argv(netns, ["/bin/sh", "-c", "\n".join(lines)])
 
@@ -184,18 +214,31 @@ def ssh_argv(
 ) -> List[str]:
     """The system ssh client, hermetic: no user config, only our key and known_hosts."""
     argv = [
-        "ssh", "-F", "none",
-        "-i", str(key_path),
-        "-o", "IdentitiesOnly=yes",
-        "-o", "IdentityAgent=none",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes",
-        "-o", f"ConnectTimeout={int(connect_timeout)}",
-        "-o", "LogLevel=ERROR",
-        "-p", str(int(port)),
-        "-l", user,
+        "ssh",
+        "-F",
+        "none",
+        "-i",
+        str(key_path),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={int(connect_timeout)}",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        str(int(port)),
+        "-l",
+        user,
         hostname,
         "--",
     ]
@@ -256,17 +299,29 @@ def rootfs_inputs(mirror: str) -> dict:
 
 def debootstrap_argv(root: str, mirror: str) -> List[str]:
     return [
-        "debootstrap", f"--arch={ROOTFS_ARCH}", f"--variant={ROOTFS_VARIANT}",
-        f"--include={','.join(ROOTFS_INCLUDE)}", ROOTFS_SUITE, root, mirror,
+        "debootstrap",
+        f"--arch={ROOTFS_ARCH}",
+        f"--variant={ROOTFS_VARIANT}",
+        f"--include={','.join(ROOTFS_INCLUDE)}",
+        ROOTFS_SUITE,
+        root,
+        mirror,
     ]
 
 
 # Paths removed from the built root: docs, manuals, translations, apt lists and
 # downloaded debs, the host keys debootstrap generated (each host gets its own).
 SLIM_PATHS = (
-    "usr/share/doc/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*",
-    "usr/share/lintian/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
-    "var/lib/apt/lists/*", "var/log/*.log", "var/cache/debconf/*-old",
+    "usr/share/doc/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/*",
+    "usr/share/lintian/*",
+    "var/cache/apt/*.bin",
+    "var/cache/apt/archives/*.deb",
+    "var/lib/apt/lists/*",
+    "var/log/*.log",
+    "var/cache/debconf/*-old",
     "etc/ssh/ssh_host_*",
 )
 
@@ -280,8 +335,18 @@ def rootfs_user_cmds(root: str, user: str = ROOTFS_USER) -> List[List[str]]:
 
 
 def tar_create_argv(root: str, dest: str, threads: int = 2, level: int = 12) -> List[str]:
-    return ["tar", "--numeric-owner", "--xattrs", "-C", root,
-            "-I", f"zstd -q -T{int(threads)} -{int(level)}", "-cf", dest, "."]
+    return [
+        "tar",
+        "--numeric-owner",
+        "--xattrs",
+        "-C",
+        root,
+        "-I",
+        f"zstd -q -T{int(threads)} -{int(level)}",
+        "-cf",
+        dest,
+        ".",
+    ]
 
 
 def tar_extract_argv(tarball: str, dest: str) -> List[str]:
@@ -327,7 +392,16 @@ def aarch64_start_script(root: str, hostname: str, sshd_config_in_root: str) -> 
 
 def aarch64_start_argv(netns: str, script_path: str) -> List[str]:
     return [
-        "ip", "netns", "exec", netns,
-        "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child",
-        "/bin/sh", script_path,
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "unshare",
+        "--mount",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "/bin/sh",
+        script_path,
     ]

@@ -74,16 +74,29 @@ class TestHost:
         return str(Path(self.dir) / "home")
 
     def ssh_argv(self, command):
-        return cmd.ssh_argv(hostname=self.hostname, port=self.port, user=self.user,
-                            key_path=self.key_path, known_hosts=self.known_hosts, command=command)
+        return cmd.ssh_argv(
+            hostname=self.hostname,
+            port=self.port,
+            user=self.user,
+            key_path=self.key_path,
+            known_hosts=self.known_hosts,
+            command=command,
+        )
 
     def ssh(self, command, check=False, timeout=120, input=None):
         """Run ``command`` (a string for the remote shell, or an argv list) over real ssh."""
-        res = subprocess.run(self.ssh_argv(command), capture_output=True, text=True,
-                             timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        res = subprocess.run(
+            self.ssh_argv(command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check and res.returncode != 0:
-            raise TestHostError(f"{self.name}: ssh {command!r} failed (exit {res.returncode}): "
-                                f"{res.stderr.strip()[-300:]}")
+            raise TestHostError(
+                f"{self.name}: ssh {command!r} failed (exit {res.returncode}): {res.stderr.strip()[-300:]}"
+            )
         return res
 
     def netns_exec_argv(self, argv, as_user=False):
@@ -93,16 +106,28 @@ class TestHost:
         if self.arch == "aarch64" and self.main_pid:
             # Enter the host completely: its net, mount, UTS and pid namespaces and its
             # chroot, so argv runs as arm64 code and sees the host's own /tmp and /run.
-            return ["nsenter", "-t", str(self.main_pid), "--net", "--mount", "--uts", "--pid",
-                    "--root", "--wd=/", "--", *argv]
+            return [
+                "nsenter",
+                "-t",
+                str(self.main_pid),
+                "--net",
+                "--mount",
+                "--uts",
+                "--pid",
+                "--root",
+                "--wd=/",
+                "--",
+                *argv,
+            ]
         return cmd.netns_exec_argv(self.netns, argv)
 
     def netns_exec(self, argv, check=False, as_user=False, timeout=120):
         """Run argv as root (or as the host's user) inside the host's namespace(s)."""
         res = subprocess.run(self.netns_exec_argv(argv, as_user), capture_output=True, text=True, timeout=timeout)
         if check and res.returncode != 0:
-            raise TestHostError(f"{self.name}: {shlex.join(argv)} failed (exit {res.returncode}): "
-                                f"{res.stderr.strip()[-300:]}")
+            raise TestHostError(
+                f"{self.name}: {shlex.join(argv)} failed (exit {res.returncode}): {res.stderr.strip()[-300:]}"
+            )
         return res
 
     def register(self, inventory_path=None, name=None, accept_key=True, settings=None, groups=None):
@@ -112,7 +137,11 @@ class TestHost:
         with invmod.locked_inventory(inventory_path) as inv:
             old = inv.hosts.get(name)
             inv.hosts[name] = invmod.HostEntry(
-                name=name, hostname=self.hostname, user=self.user, port=self.port, key=self.key_path,
+                name=name,
+                hostname=self.hostname,
+                user=self.user,
+                port=self.port,
+                key=self.key_path,
                 groups=list(groups if groups is not None else (old.groups if old else [])),
                 settings=dict(settings if settings is not None else (old.settings if old else {})),
             )
@@ -133,15 +162,30 @@ class TestHost:
             raise TestHostError(f"{self.name}: processes {left} survived SIGKILL")
 
     def _record(self):
-        return {"id": self.id, "netns": self.netns,
-                "user_local": self.user if self.arch == "x86_64" else None}
+        return {"id": self.id, "netns": self.netns, "user_local": self.user if self.arch == "x86_64" else None}
 
     def to_dict(self):
-        return {k: getattr(self, k) for k in ("name", "arch", "hostname", "port", "user", "key_path",
-                                             "host_key_line", "netns", "pids", "id", "dir", "main_pid")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "name",
+                "arch",
+                "hostname",
+                "port",
+                "user",
+                "key_path",
+                "host_key_line",
+                "netns",
+                "pids",
+                "id",
+                "dir",
+                "main_pid",
+            )
+        }
 
 
 # ------------------------------------------------------------ requirements ---
+
 
 def missing_requirements(arch):
     """Why hosts of ``arch`` cannot be made here (one line), or None."""
@@ -173,8 +217,10 @@ def binfmt_problem(path="/proc/sys/fs/binfmt_misc/qemu-aarch64"):
     try:
         text = Path(path).read_text()
     except OSError:
-        return ("qemu-aarch64 is not registered in binfmt_misc (install qemu-user-static binfmt-support; "
-                "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64)")
+        return (
+            "qemu-aarch64 is not registered in binfmt_misc (install qemu-user-static binfmt-support; "
+            "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64)"
+        )
     lines = text.splitlines()
     if not lines or lines[0].strip() != "enabled":
         return "qemu-aarch64 binfmt_misc entry is disabled (update-binfmts --enable qemu-aarch64)"
@@ -185,6 +231,7 @@ def binfmt_problem(path="/proc/sys/fs/binfmt_misc/qemu-aarch64"):
 
 
 # ------------------------------------------------------------------ start ---
+
 
 def _allocate(name, arch, owner, root_login=False):
     """Reserve an id and a subnet under the global lock; write the record first."""
@@ -199,10 +246,16 @@ def _allocate(name, arch, owner, root_login=False):
                 break
         subnet = cmd.pick_subnet(registry.used_networks(), start=secrets.randbelow(1024))
         record = {
-            "id": hid, "name": name, "arch": arch, "netns": hid,
-            "subnet": str(subnet.network), "hostname": subnet.inside, "port": SSH_PORT,
+            "id": hid,
+            "name": name,
+            "arch": arch,
+            "netns": hid,
+            "subnet": str(subnet.network),
+            "hostname": subnet.inside,
+            "port": SSH_PORT,
             "owner": registry.owner_self() if owner else None,
-            "procs": [], "created": time.time(),
+            "procs": [],
+            "created": time.time(),
             "user_local": hid if arch == "x86_64" else None,
             "root_login": bool(root_login),
         }
@@ -262,10 +315,18 @@ def _finish(record, proc, extra_pids=()):
 
 def _started(record, subnet, hdir, user, client, host_pub, popen, main_pid=None):
     return TestHost(
-        name=record["name"], arch=record["arch"], hostname=subnet.inside, port=SSH_PORT, user=user,
-        key_path=str(client), host_key_line=cmd.known_hosts_line(subnet.inside, SSH_PORT, host_pub),
-        netns=record["netns"], pids=[popen.pid] + ([main_pid] if main_pid and main_pid != popen.pid else []),
-        id=record["id"], dir=str(hdir), main_pid=main_pid or popen.pid,
+        name=record["name"],
+        arch=record["arch"],
+        hostname=subnet.inside,
+        port=SSH_PORT,
+        user=user,
+        key_path=str(client),
+        host_key_line=cmd.known_hosts_line(subnet.inside, SSH_PORT, host_pub),
+        netns=record["netns"],
+        pids=[popen.pid] + ([main_pid] if main_pid and main_pid != popen.pid else []),
+        id=record["id"],
+        dir=str(hdir),
+        main_pid=main_pid or popen.pid,
     )
 
 
@@ -295,8 +356,17 @@ def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30, 
         run(cmd.unlock_argv(hid))
         pw = pwd.getpwnam(hid)
         # A small home of its own: "disk full" tests fill this, not the machine.
-        run(["mount", "-t", "tmpfs", "-o", f"size={home_size},mode=0700,uid={pw.pw_uid},gid={pw.pw_gid}",
-             "tmpfs", str(home)])
+        run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={home_size},mode=0700,uid={pw.pw_uid},gid={pw.pw_gid}",
+                "tmpfs",
+                str(home),
+            ]
+        )
         for skel in Path("/etc/skel").glob(".*"):
             if skel.is_file():
                 shutil.copy(skel, home / skel.name)
@@ -305,11 +375,17 @@ def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30, 
         client, client_pub, host_pub = _keys(hdir, host_key)
         _install_authorized_key(home, client_pub, pw.pw_uid, pw.pw_gid)
         conf = hdir / "sshd_config"
-        conf.write_text(cmd.sshd_config(
-            port=SSH_PORT, listen=subnet.inside, host_keys=[str(host_key)], pid_file=str(hdir / "sshd.pid"),
-            authorized_keys=".ssh/authorized_keys", allow_users=[hid],
-            permit_root="prohibit-password" if root else None,
-        ))
+        conf.write_text(
+            cmd.sshd_config(
+                port=SSH_PORT,
+                listen=subnet.inside,
+                host_keys=[str(host_key)],
+                pid_file=str(hdir / "sshd.pid"),
+                authorized_keys=".ssh/authorized_keys",
+                allow_users=[hid],
+                permit_root="prohibit-password" if root else None,
+            )
+        )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         run([cmd.SSHD, "-t", "-f", str(conf)])
         _netns_up(hid, subnet)
@@ -317,9 +393,12 @@ def start_x86_host(name="x86_64", owner=True, home_size="1G", ready_timeout=30, 
         argv = cmd.root_host_sshd_argv(hid, sshd) if root else cmd.netns_exec_argv(hid, sshd)
         proc = _launch(argv, hdir / "sshd.log")
         _finish(record, proc)
-        _wait_banner(subnet.inside, SSH_PORT,
-                     lambda: None if proc.poll() is None else f"sshd of {name} exited: {_log_tail(hdir / 'sshd.log')}",
-                     ready_timeout)
+        _wait_banner(
+            subnet.inside,
+            SSH_PORT,
+            lambda: None if proc.poll() is None else f"sshd of {name} exited: {_log_tail(hdir / 'sshd.log')}",
+            ready_timeout,
+        )
         host = _started(record, subnet, hdir, hid, client, host_pub, proc)
         (hdir / "known_hosts").write_text(host.host_key_line + "\n")
         return host
@@ -367,10 +446,16 @@ def start_aarch64_host(name="aarch64", owner=True, root_size="2G", ready_timeout
         host_key = etc_ssh / "ssh_host_ed25519_key"
         client, client_pub, host_pub = _keys(hdir, host_key)
         _install_authorized_key(root / home_in_root.lstrip("/"), client_pub, uid, gid)
-        (etc_ssh / "tiramisu_sshd_config").write_text(cmd.sshd_config(
-            port=SSH_PORT, listen=subnet.inside, host_keys=["/etc/ssh/ssh_host_ed25519_key"],
-            pid_file="/run/sshd.pid", authorized_keys=".ssh/authorized_keys", allow_users=[user],
-        ))
+        (etc_ssh / "tiramisu_sshd_config").write_text(
+            cmd.sshd_config(
+                port=SSH_PORT,
+                listen=subnet.inside,
+                host_keys=["/etc/ssh/ssh_host_ed25519_key"],
+                pid_file="/run/sshd.pid",
+                authorized_keys=".ssh/authorized_keys",
+                allow_users=[user],
+            )
+        )
         hostname = name if _hostname_ok(name) else hid
         (root / "etc" / "hosts").write_text(f"127.0.0.1\tlocalhost\n{subnet.inside}\t{hostname}\n")
         script = hdir / "start.sh"
@@ -378,10 +463,12 @@ def start_aarch64_host(name="aarch64", owner=True, root_size="2G", ready_timeout
         _netns_up(hid, subnet)
         proc = _launch(cmd.aarch64_start_argv(hid, str(script)), hdir / "sshd.log")
         _finish(record, proc)
-        _wait_banner(subnet.inside, SSH_PORT,
-                     lambda: None if proc.poll() is None
-                     else f"aarch64 host {name} exited: {_log_tail(hdir / 'sshd.log')}",
-                     ready_timeout)
+        _wait_banner(
+            subnet.inside,
+            SSH_PORT,
+            lambda: None if proc.poll() is None else f"aarch64 host {name} exited: {_log_tail(hdir / 'sshd.log')}",
+            ready_timeout,
+        )
         main_pid = _find_sshd(hid, proc.pid)
         _finish(record, proc, [main_pid] if main_pid else [])
         host = _started(record, subnet, hdir, user, client, host_pub, proc, main_pid)
@@ -426,8 +513,16 @@ def host_from_record(record):
     line = known.read_text().strip() if known.exists() else ""
     main_pid = procs[-1][0] if procs else None
     return TestHost(
-        name=record.get("name", record["id"]), arch=arch, hostname=record.get("hostname", ""),
-        port=record.get("port", SSH_PORT), user=user, key_path=str(hdir / "client_ed25519"),
-        host_key_line=line, netns=record.get("netns", record["id"]), pids=[p for p, _ in procs],
-        id=record["id"], dir=str(hdir), main_pid=main_pid,
+        name=record.get("name", record["id"]),
+        arch=arch,
+        hostname=record.get("hostname", ""),
+        port=record.get("port", SSH_PORT),
+        user=user,
+        key_path=str(hdir / "client_ed25519"),
+        host_key_line=line,
+        netns=record.get("netns", record["id"]),
+        pids=[p for p, _ in procs],
+        id=record["id"],
+        dir=str(hdir),
+        main_pid=main_pid,
     )

@@ -106,6 +106,7 @@ def record_live(record):
 
 # ------------------------------------------------------------- resources ---
 
+
 def netns_list():
     res = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     return [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
@@ -210,8 +211,11 @@ def cleanup_leftovers():
             if cmd.LINK_RE.match(name) and f"{cmd.PREFIX}-{name[4:10]}" not in live_ids:
                 run(["ip", "link", "del", name], check=False)
         for entry in pwd.getpwall():
-            if (cmd.HOST_ID_RE.match(entry.pw_name) and entry.pw_name not in live_ids
-                    and entry.pw_dir.startswith(str(base) + "/")):
+            if (
+                cmd.HOST_ID_RE.match(entry.pw_name)
+                and entry.pw_name not in live_ids
+                and entry.pw_dir.startswith(str(base) + "/")
+            ):
                 teardown({"id": entry.pw_name}, user=entry.pw_name)
                 cleaned.append(entry.pw_name)
     return sorted(set(cleaned))

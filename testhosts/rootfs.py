@@ -28,8 +28,18 @@ TARBALL = "rootfs.tar.zst"
 
 # What the deploy code expects on a box (see the brief of the test hosts).
 REQUIRED_IN_ROOT = (
-    "bin/bash", "bin/sh", "bin/tar", "bin/gzip", "usr/bin/sha256sum", "usr/bin/nohup",
-    "usr/bin/setsid", "bin/kill", "bin/df", "bin/ss", "usr/sbin/sshd", "usr/bin/pgrep",
+    "bin/bash",
+    "bin/sh",
+    "bin/tar",
+    "bin/gzip",
+    "usr/bin/sha256sum",
+    "usr/bin/nohup",
+    "usr/bin/setsid",
+    "bin/kill",
+    "bin/df",
+    "bin/ss",
+    "usr/sbin/sshd",
+    "usr/bin/pgrep",
 )
 
 
@@ -104,7 +114,7 @@ def _build(out_dir, mirror, progress):
         if res.returncode != 0:
             log = root / "debootstrap" / "debootstrap.log"
             tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
-            detail = (" | ".join(tail) or res.stderr.strip().splitlines()[-1:] or ["?"])
+            detail = " | ".join(tail) or res.stderr.strip().splitlines()[-1:] or ["?"]
             raise BuildError(f"debootstrap of the arm64 root failed (exit {res.returncode}): {detail}")
         umount_below(root)
         for argv in cmd.rootfs_user_cmds(str(root)):

@@ -95,5 +95,3 @@ def umount_below(path):
     left = mounts_below(path)
     if left:
         raise TestHostError(f"cannot unmount {left[0]}")
-
-

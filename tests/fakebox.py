@@ -103,9 +103,11 @@ class FakeBox:
         return result
 
     def upload(self, root, uploads, check=None, note=lambda *a: None):
-        manifest = {"root": root, "check": check,
-                    "files": [{"remote": u.remote, "sha256": u.sha256, "size": u.size, "mode": u.mode}
-                              for u in uploads]}
+        manifest = {
+            "root": root,
+            "check": check,
+            "files": [{"remote": u.remote, "sha256": u.sha256, "size": u.size, "mode": u.mode} for u in uploads],
+        }
         self.calls.append(("upload", manifest))
         if self.upload_error is not None:
             error, self.upload_error = self.upload_error, None
@@ -115,8 +117,9 @@ class FakeBox:
 
     def http(self, port, path, method="GET", timeout=10.0):
         self.calls.append(("http", method, int(port), path))
-        rule = next((r for p, r in reversed(self._http) if (p is None or int(p) == int(port))
-                     and r.pattern.match(path)), None)
+        rule = next(
+            (r for p, r in reversed(self._http) if (p is None or int(p) == int(port)) and r.pattern.match(path)), None
+        )
         if rule is None:
             raise Unscripted(f"unscripted HTTP request: {method} 127.0.0.1:{port}{path}")
         reply = rule.replies[min(rule.used, len(rule.replies) - 1)]
@@ -146,7 +149,7 @@ class FakeBox:
 
     def uploaded(self, root):
         """Env-relative paths of every file uploaded, in order."""
-        return [f["remote"][len(root) + 1:] for m in self.uploads for f in m["files"]]
+        return [f["remote"][len(root) + 1 :] for m in self.uploads for f in m["files"]]
 
     def _sha256(self, command):
         paths = re.findall(r"\[ -f ('[^']*'|\S+) \]", command)
@@ -170,17 +173,39 @@ def http_response(status=200, body=None, seconds=0.001):
     return HttpResponse(status, "OK" if status == 200 else "", [], raw, seconds)
 
 
-def probe_output(env_dir="/home/u/tiramisu-env", machine="x86_64", glibc="2.36", env_exists=True,
-                 version=None, pids=None, crontab=True, home="/home/u", listening=(), disk_free_kb=10 ** 7):
+def probe_output(
+    env_dir="/home/u/tiramisu-env",
+    machine="x86_64",
+    glibc="2.36",
+    env_exists=True,
+    version=None,
+    pids=None,
+    crontab=True,
+    home="/home/u",
+    listening=(),
+    disk_free_kb=10**7,
+):
     """What ``probe.probe_command`` prints on a box in this state.
 
     ``version``: the VERSION file as a dict (None: not installed);
     ``pids``: {service: (pid, alive)}; ``listening``: ports in LISTEN state.
     """
-    lines = [f"machine={machine}", "kernel=6.1.0", f"home={home}", "user=u", "uid=1000", "group=u",
-             "os_id=debian", "os_version=12", "os_name=Debian GNU/Linux 12", f"glibc={glibc}",
-             f"disk_path={env_dir if env_exists else home}", f"disk_free_kb={disk_free_kb}", f"env_dir={env_dir}",
-             "nproc=2"]
+    lines = [
+        f"machine={machine}",
+        "kernel=6.1.0",
+        f"home={home}",
+        "user=u",
+        "uid=1000",
+        "group=u",
+        "os_id=debian",
+        "os_version=12",
+        "os_name=Debian GNU/Linux 12",
+        f"glibc={glibc}",
+        f"disk_path={env_dir if env_exists else home}",
+        f"disk_free_kb={disk_free_kb}",
+        f"env_dir={env_dir}",
+        "nproc=2",
+    ]
     if env_exists:
         lines.append("env_exists=1")
     if version is not None:
@@ -202,8 +227,10 @@ def observed(server=None, nginx=None, orphans=()):
 
     ``server``/``nginx``: a running pid or None; ``orphans``: (pid, ppid, comm).
     """
-    lines = [f"state server {server or '-'} {'running' if server else 'stopped'}",
-             f"state nginx {nginx or '-'} {'running' if nginx else 'stopped'}"]
+    lines = [
+        f"state server {server or '-'} {'running' if server else 'stopped'}",
+        f"state nginx {nginx or '-'} {'running' if nginx else 'stopped'}",
+    ]
     if server:
         lines.append(f"{server} 1 custom_server")
     if nginx:

@@ -15,9 +15,13 @@ def cli(front, *args, timeout=600, input=None, env=None, cwd=None):
     exe = {"tiramisu": "tiramisu", "inv": "inv", "fab": "fab"}[front]
     return subprocess.run(
         [str(BIN / exe), *[str(a) for a in args]],
-        cwd=str(cwd or REPO), env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
-        input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        cwd=str(cwd or REPO),
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
     )
 
 

@@ -44,6 +44,7 @@ class AotUnavailable(TiramisuError):
 
 # ------------------------------------------------------------- pure ---
 
+
 def _arch(name):
     return ARCH_ALIASES.get(str(name or "").strip().lower())
 
@@ -59,8 +60,14 @@ def wasmtime_version_of(text):
     return text if text and text[0].isdigit() and text != "unknown" else None
 
 
-def aot_plan(target, local_machine, box_server_version, local_system="Linux",
-             local_wasmtime=WASMTIME_VERSION, engine_settings=None):
+def aot_plan(
+    target,
+    local_machine,
+    box_server_version,
+    local_system="Linux",
+    local_wasmtime=WASMTIME_VERSION,
+    engine_settings=None,
+):
     """Can this machine precompile for the box? ``(True, what)`` or ``(False, why)`` (pure).
 
     ``target``: a Target or an arch name; ``local_machine``: ``platform.machine()``;
@@ -84,8 +91,10 @@ def aot_plan(target, local_machine, box_server_version, local_system="Linux",
     if box_wasmtime is None:
         return False, f"the box's server does not say which Wasmtime it embeds; {FALLBACK}"
     if box_wasmtime != local_wasmtime:
-        return False, (f"the box's server embeds Wasmtime {box_wasmtime}, the local one is {local_wasmtime} "
-                       f"(precompiled code only loads in the same version); {FALLBACK}")
+        return False, (
+            f"the box's server embeds Wasmtime {box_wasmtime}, the local one is {local_wasmtime} "
+            f"(precompiled code only loads in the same version); {FALLBACK}"
+        )
     if engine_settings is not None:
         why = settings_problem(engine_settings, box_arch)
         if why:
@@ -108,8 +117,9 @@ def parse_engine_settings(text):
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise AotUnavailable("the box's engine settings are not a JSON object with a 'config' object")
     if data.get("format") != SETTINGS_FORMAT:
-        raise AotUnavailable(f"the box's engine settings use format {data.get('format')!r}, "
-                             f"this Tiramisu reads format {SETTINGS_FORMAT}")
+        raise AotUnavailable(
+            f"the box's engine settings use format {data.get('format')!r}, this Tiramisu reads format {SETTINGS_FORMAT}"
+        )
     return data
 
 
@@ -137,12 +147,25 @@ def settings_problem(settings, box_arch=None):
 # hence box ∩ local.
 ISA_FLAGS = {
     "x86_64": {
-        "has_sse3": "pni", "has_ssse3": "ssse3", "has_cmpxchg16b": "cx16", "has_sse41": "sse4_1",
-        "has_sse42": "sse4_2", "has_popcnt": "popcnt", "has_avx": "avx", "has_avx2": "avx2",
-        "has_fma": "fma", "has_bmi1": "bmi1", "has_bmi2": "bmi2", "has_lzcnt": "abm",
-        "has_avx512f": "avx512f", "has_avx512dq": "avx512dq", "has_avx512vl": "avx512vl",
-        "has_avx512vbmi": "avx512vbmi", "has_avx512bitalg": "avx512_bitalg",
-        "has_avx512vnni": "avx512_vnni", "has_avx_vnni": "avx_vnni",
+        "has_sse3": "pni",
+        "has_ssse3": "ssse3",
+        "has_cmpxchg16b": "cx16",
+        "has_sse41": "sse4_1",
+        "has_sse42": "sse4_2",
+        "has_popcnt": "popcnt",
+        "has_avx": "avx",
+        "has_avx2": "avx2",
+        "has_fma": "fma",
+        "has_bmi1": "bmi1",
+        "has_bmi2": "bmi2",
+        "has_lzcnt": "abm",
+        "has_avx512f": "avx512f",
+        "has_avx512dq": "avx512dq",
+        "has_avx512vl": "avx512vl",
+        "has_avx512vbmi": "avx512vbmi",
+        "has_avx512bitalg": "avx512_bitalg",
+        "has_avx512vnni": "avx512_vnni",
+        "has_avx_vnni": "avx_vnni",
     },
     "aarch64": {"has_lse": "atomics"},
 }
@@ -174,16 +197,19 @@ def cpu_flags_of(cpuinfo_line):
 
 def box_facts_command(server_bin, server_conf):
     """One round trip: the engine settings JSON, then the CPU flags line (pure)."""
-    return (f"{engine_settings_command(server_bin, server_conf)} && "
-            "{ grep -m1 -E '^(flags|Features)[[:space:]]*:' /proc/cpuinfo || echo 'flags :'; }")
+    return (
+        f"{engine_settings_command(server_bin, server_conf)} && "
+        "{ grep -m1 -E '^(flags|Features)[[:space:]]*:' /proc/cpuinfo || echo 'flags :'; }"
+    )
 
 
 def parse_box_facts(text):
     """(engine settings dict, cpu flags list) from :func:`box_facts_command` output (pure)."""
     lines = [ln for ln in str(text).splitlines() if ln.strip()]
     if not lines:
-        raise AotUnavailable("the box's server printed no engine settings "
-                             "(older than --aot support? run setup to update it)")
+        raise AotUnavailable(
+            "the box's server printed no engine settings (older than --aot support? run setup to update it)"
+        )
     settings = parse_engine_settings(lines[0])
     return settings, cpu_flags_of(lines[1] if len(lines) > 1 else "")
 
@@ -204,8 +230,7 @@ def check_command(server_bin, server_conf, wasm="$T/0", precompiled="$T/1"):
     ``wasm``/``precompiled`` are sh words, by default the staging members
     ``$T/0`` and ``$T/1`` (double-quoted so ``$T`` expands).
     """
-    return (f"{join([server_bin, '--config', server_conf])} --check-module \"{wasm}\" "
-            f"--precompiled \"{precompiled}\"")
+    return f'{join([server_bin, "--config", server_conf])} --check-module "{wasm}" --precompiled "{precompiled}"'
 
 
 # --------------------------------------------- engine reproduction ---
@@ -295,8 +320,7 @@ def serialize_module(wasm_bytes, settings, isa_flags=()):
         raise AotUnavailable(f"local Wasmtime cannot compile the module: {str(exc).splitlines()[0]}") from exc
 
 
-def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None, cache_root=None,
-               local_machine=None):
+def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None, cache_root=None, local_machine=None):
     """Precompile ``wasm_path`` for the box described by ``engine_settings``
     (the ``--engine-settings`` JSON text or dict) and ``cpu_flags`` (its
     /proc/cpuinfo flags; None = the architecture's baseline, loads on any CPU).
@@ -313,16 +337,25 @@ def precompile(wasm_path, target, engine_settings, cpu_flags=None, out_dir=None,
 
     if isinstance(engine_settings, (str, bytes)):
         engine_settings = parse_engine_settings(engine_settings)
-    ok, why = aot_plan(target, local_machine or platform.machine(), engine_settings,
-                       local_system=platform.system(), local_wasmtime=local_wasmtime_version(),
-                       engine_settings=engine_settings)
+    ok, why = aot_plan(
+        target,
+        local_machine or platform.machine(),
+        engine_settings,
+        local_system=platform.system(),
+        local_wasmtime=local_wasmtime_version(),
+        engine_settings=engine_settings,
+    )
     if not ok:
         raise AotUnavailable(why)
     wasm_path = Path(wasm_path)
     sha = cache.sha256_file(wasm_path)
     isa = isa_flags_for(getattr(target, "arch", target), cpu_flags, local_cpu_flags())
-    inputs = {"wasm_sha256": sha, "wasmtime": local_wasmtime_version(), "isa_flags": isa,
-              "settings": {k: v for k, v in engine_settings.items() if k != "cache_dir"}}
+    inputs = {
+        "wasm_sha256": sha,
+        "wasmtime": local_wasmtime_version(),
+        "isa_flags": isa,
+        "settings": {k: v for k, v in engine_settings.items() if k != "cache_dir"},
+    }
 
     def build(tmp):
         (Path(tmp) / shipped_name(sha)).write_bytes(serialize_module(wasm_path.read_bytes(), engine_settings, isa))
@@ -339,7 +372,7 @@ class AotModule:
     """What ``deploy --aot`` ships next to a release, or why nothing."""
 
     ok: bool
-    reason: str                   # one line, for rep.note either way
+    reason: str  # one line, for rep.note either way
     local: Optional[Path] = None  # the .cwasm to upload
     remote: Optional[str] = None  # where: <the server's cache dir>/<sha256>.cwasm
 
@@ -353,8 +386,14 @@ def prepare_shipment(facts_text, target, wasm_path, sha256, fallback_cache_dir=N
     """
     try:
         settings, cpu_flags = parse_box_facts(facts_text)
-        ok, why = aot_plan(target, platform.machine(), settings, local_system=platform.system(),
-                           local_wasmtime=local_wasmtime_version(), engine_settings=settings)
+        ok, why = aot_plan(
+            target,
+            platform.machine(),
+            settings,
+            local_system=platform.system(),
+            local_wasmtime=local_wasmtime_version(),
+            engine_settings=settings,
+        )
         if not ok:
             return AotModule(False, why)
         cache_dir = settings.get("cache_dir") or fallback_cache_dir

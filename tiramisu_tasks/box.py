@@ -130,8 +130,9 @@ def open_box(effects, spec, rep, settings, flags=None, need_supported=True, inst
     check_ports_differ(settings)
     box = Box(effects, spec, rep, settings, report, RemoteLayout(report["env_dir"]))
     if report["supported"]:
-        box.target = get_target(report["arch"], report["libc"],
-                                report["libc_version"] if report["libc"] == "glibc" else None)
+        box.target = get_target(
+            report["arch"], report["libc"], report["libc_version"] if report["libc"] == "glibc" else None
+        )
     elif need_supported:
         raise UnsupportedTarget(f"{unsupported_message(report)}; nothing was uploaded")
     return box

@@ -28,6 +28,7 @@ def join(argv):
 
 # ----------------------------------------------------------- generic ---
 
+
 def mkdir_cmd(paths, mode="700"):
     return join(["mkdir", "-p", "-m", mode, *paths])
 
@@ -89,9 +90,11 @@ def layout_init(layout):
     from .transfer import cleanup_command
 
     routes = q(layout.routes_file)
-    return (f"{mkdir_cmd(layout.directories())} && {join(['chmod', '700', layout.root])}"
-            f" && {{ [ -f {routes} ] || printf '%s\\n' {q(ROUTES_HEADER)} > {routes}; }}"
-            f" && {cleanup_command(layout.root)}")
+    return (
+        f"{mkdir_cmd(layout.directories())} && {join(['chmod', '700', layout.root])}"
+        f" && {{ [ -f {routes} ] || printf '%s\\n' {q(ROUTES_HEADER)} > {routes}; }}"
+        f" && {cleanup_command(layout.root)}"
+    )
 
 
 def nginx_test(layout):
@@ -108,8 +111,10 @@ def staged_nginx_test(layout, staged):
     a new ``bin/nginx`` of the same batch tests its own config.
     """
     nginx = f'"$T/{staged.index("bin/nginx")}"' if "bin/nginx" in staged else q(layout.nginx_bin)
-    return (f"{nginx} -t -q -p {q(layout.root)} -c \"$T/{staged.index('conf/nginx.conf')}\" "
-            f"-e {q(layout.log_file('nginx-error.log'))}")
+    return (
+        f'{nginx} -t -q -p {q(layout.root)} -c "$T/{staged.index("conf/nginx.conf")}" '
+        f"-e {q(layout.log_file('nginx-error.log'))}"
+    )
 
 
 def crontab_remove(root):
@@ -121,8 +126,9 @@ def crontab_remove(root):
 def crontab_add(layout):
     from .services import boot_line
 
-    return (crontab_remove(layout.root)
-            + f" && (crontab -l 2>/dev/null; printf '%s\\n' {q(boot_line(layout))}) | crontab -")
+    return (
+        crontab_remove(layout.root) + f" && (crontab -l 2>/dev/null; printf '%s\\n' {q(boot_line(layout))}) | crontab -"
+    )
 
 
 # ---------------------------------------------------------- releases ---
@@ -136,9 +142,11 @@ def _current_file(layout, app):
 
 def prepare_release(layout, app):
     """One round trip before an upload: make the app's folders, print CURRENT and the routes."""
-    return (f"{join(['mkdir', '-p', '-m', '700', layout.app_releases(app), layout.app_logs])} && "
-            f"cat {q(_current_file(layout, app))} 2>/dev/null; echo {PREP_MARK}; "
-            f"cat {q(layout.routes_file)} 2>/dev/null; true")
+    return (
+        f"{join(['mkdir', '-p', '-m', '700', layout.app_releases(app), layout.app_logs])} && "
+        f"cat {q(_current_file(layout, app))} 2>/dev/null; echo {PREP_MARK}; "
+        f"cat {q(layout.routes_file)} 2>/dev/null; true"
+    )
 
 
 def parse_prepare(text):
@@ -152,8 +160,10 @@ def hup_server(layout):
     from .services import is_ours
 
     pidfile = q(layout.pid_file("server"))
-    return (f'p=$(cat {pidfile} 2>/dev/null); if [ -n "$p" ] && {is_ours("$p", "custom_server")}; '
-            f'then kill -HUP "$p"; fi; true')
+    return (
+        f'p=$(cat {pidfile} 2>/dev/null); if [ -n "$p" ] && {is_ours("$p", "custom_server")}; '
+        f'then kill -HUP "$p"; fi; true'
+    )
 
 
 def switch_release(layout, app, rid):
@@ -162,16 +172,20 @@ def switch_release(layout, app, rid):
     tmp = posixpath.join(layout.modules, f".{app}.wasm.tiramisu-new")
     dst = layout.app_module(app)
     current = _current_file(layout, app)
-    return (f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
-            f"mv -f {q(tmp)} {q(dst)} && printf '%s\\n' {q(rid)} > {q(current)}.new && "
-            f"mv -f {q(current)}.new {q(current)}")
+    return (
+        f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
+        f"mv -f {q(tmp)} {q(dst)} && printf '%s\\n' {q(rid)} > {q(current)}.new && "
+        f"mv -f {q(current)}.new {q(current)}"
+    )
 
 
 def prune_releases(layout, app, keep, protect):
     """Delete all but the newest ``keep`` releases, never ``protect``."""
     d = layout.app_releases(app)
-    return (f"cd {q(d)} 2>/dev/null && ls -1 | grep -E '^[0-9TZ]+-[0-9a-f]+\\.wasm$' | sort -r | "
-            f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.wasm')} | xargs -r rm -f --; true")
+    return (
+        f"cd {q(d)} 2>/dev/null && ls -1 | grep -E '^[0-9TZ]+-[0-9a-f]+\\.wasm$' | sort -r | "
+        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.wasm')} | xargs -r rm -f --; true"
+    )
 
 
 def activate_release(layout, app, rid, keep):
@@ -200,8 +214,10 @@ def release_sha256(path):
 
 def current_releases(layout):
     """Prints ``APP ID`` for every app with a CURRENT file."""
-    return (f"cd {q(layout.releases)} 2>/dev/null && for d in */; do "
-            f"[ -f \"$d/CURRENT\" ] && echo \"${{d%/}} $(cat \"$d/CURRENT\")\"; done; true")
+    return (
+        f"cd {q(layout.releases)} 2>/dev/null && for d in */; do "
+        f'[ -f "$d/CURRENT" ] && echo "${{d%/}} $(cat "$d/CURRENT")"; done; true'
+    )
 
 
 def list_releases(layout, app):
@@ -210,4 +226,4 @@ def list_releases(layout, app):
 
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
-    return f"{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module \"$T/0\""
+    return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'

@@ -75,6 +75,9 @@ def resolve_settings(c, host=None, flags=None, inventory=_LOAD, names=None):
     section = _config_section(c)
     flags = flags or {}
     host_settings = getattr(host, "settings", None)
-    return {name: resolve_setting(name, flag=flags.get(name), host_settings=host_settings,
-                                  inventory_defaults=defaults, config_section=section)
-            for name in (names or DEFAULTS)}
+    return {
+        name: resolve_setting(
+            name, flag=flags.get(name), host_settings=host_settings, inventory_defaults=defaults, config_section=section
+        )
+        for name in (names or DEFAULTS)
+    }

@@ -55,8 +55,9 @@ def spec_for(name, inventory):
     """An inventory entry if there is one, else treat the string as a host string."""
     entry = inventory.get(name)
     if entry is not None:
-        return HostSpec(name=name, hostname=entry.hostname, user=entry.user, port=entry.port,
-                        key=entry.key, entry=entry)
+        return HostSpec(
+            name=name, hostname=entry.hostname, user=entry.user, port=entry.port, key=entry.key, entry=entry
+        )
     if not name or any(ch.isspace() for ch in name):
         raise UsageError(f"invalid host {name!r}")
     return HostSpec(name=name, hostname=name)

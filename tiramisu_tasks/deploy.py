@@ -46,6 +46,7 @@ def require_served(box):
 
 # ------------------------------------------------------------ observe ---
 
+
 def server_apps(box):
     """The server's view: {name: {...}} from /_tiramisu/apps; RemoteError unless HTTP 200."""
     resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
@@ -108,6 +109,7 @@ def list_releases(box, app):
 
 # --------------------------------------------------------------- act ---
 
+
 def write_routes(box, text):
     """Replace routes.conf atomically (one upload batch) and ask the server to re-read it (SIGHUP)."""
     fd, path = tempfile.mkstemp(prefix="tiramisu-routes-")
@@ -167,8 +169,10 @@ def apply_deploy(box, plan, built, aot, summary, started):
     except DiskFullError as exc:
         raise DiskFullError(f"{exc.message}; {_serving(plan.live_sha256)}") from None
     except RemoteError as exc:
-        raise RemoteError(f"{app} was not deployed (the box's server cannot load it): "
-                          f"{exc.message.split(': ', 1)[-1]}; {_serving(plan.live_sha256)}") from None
+        raise RemoteError(
+            f"{app} was not deployed (the box's server cannot load it): "
+            f"{exc.message.split(': ', 1)[-1]}; {_serving(plan.live_sha256)}"
+        ) from None
     t_switch = time.monotonic()
     box.run(cmd.activate_release(layout, app, rid, plan.keep))
     try:
@@ -180,10 +184,17 @@ def apply_deploy(box, plan, built, aot, summary, started):
     if plan.routes is not None:
         write_routes(box, plan.routes)
     resp = box.http(box.settings["http_port"], plan.path, timeout=30)
-    summary.update(changed=True, release=rid, previous=plan.previous, status=resp.status,
-                   latency_ms=round(resp.seconds * 1000, 1), swap_ms=round(swap_ms, 1),
-                   seconds=round(time.monotonic() - started, 2), state=record.get("state"),
-                   code=record.get("code"))
+    summary.update(
+        changed=True,
+        release=rid,
+        previous=plan.previous,
+        status=resp.status,
+        latency_ms=round(resp.seconds * 1000, 1),
+        swap_ms=round(swap_ms, 1),
+        seconds=round(time.monotonic() - started, 2),
+        state=record.get("state"),
+        code=record.get("code"),
+    )
     if resp.status >= 500:
         raise RemoteError(f"{app} is live but answered HTTP {resp.status} at {plan.path}: {resp.text.strip()[:200]}")
     return summary
@@ -194,13 +205,15 @@ def _aot_shipment(box, built):
     from . import aot as aotmod
 
     facts = box.run(aotmod.box_facts_command(box.layout.server_bin, box.layout.server_conf), warn=True)
-    shipment = aotmod.prepare_shipment(facts.stdout, box.target, built.wasm_path, built.sha256,
-                                       fallback_cache_dir=box.layout.cache)
+    shipment = aotmod.prepare_shipment(
+        facts.stdout, box.target, built.wasm_path, built.sha256, fallback_cache_dir=box.layout.cache
+    )
     box.note(f"aot: {shipment.reason}")
     return shipment if shipment.ok else None
 
 
 # ----------------------------------------------------- apps / rollback ---
+
 
 def apps(box):
     """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests}]}."""
@@ -211,10 +224,18 @@ def apps(box):
     out = []
     for name in sorted(served):
         a = served[name]
-        out.append({"name": name, "routes": [f"/{name}"] + routes_for(routes_text, name),
-                    "sha256": a.get("sha256"), "release": releases.get(name),
-                    "loaded_at": a.get("loaded_at"), "state": a.get("state"), "error": a.get("error"),
-                    "requests": a.get("requests")})
+        out.append(
+            {
+                "name": name,
+                "routes": [f"/{name}"] + routes_for(routes_text, name),
+                "sha256": a.get("sha256"),
+                "release": releases.get(name),
+                "loaded_at": a.get("loaded_at"),
+                "state": a.get("state"),
+                "error": a.get("error"),
+                "requests": a.get("requests"),
+            }
+        )
     return {"host": box.name, "apps": out}
 
 
@@ -227,8 +248,14 @@ def rollback(box, app, to=None, dry=False):
     plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
     box.note(plan.text())
     if dry:
-        return {"host": box.name, "app": app, "from": plan.current, "to": plan.target, "dry": True,
-                "plan": plan.as_dict()}
+        return {
+            "host": box.name,
+            "app": app,
+            "from": plan.current,
+            "to": plan.target,
+            "dry": True,
+            "plan": plan.as_dict(),
+        }
     sha = box.run(cmd.release_sha256(box.layout.release(app, plan.target))).stdout.strip()
     box.run(cmd.rollback_to(box.layout, app, plan.target))
     wait_for_app(box, app, sha, wait_timeout(box))
@@ -248,7 +275,11 @@ def remove(box, app, dry=False, timeout=30):
     if plan.routes is not None:
         write_routes(box, plan.routes)
     box.run(cmd.unpublish_app(box.layout, app))
-    poll_until(lambda: None if app in server_apps(box) else True, timeout, interval=0.05,
-               on_timeout=lambda: RemoteError(f"the server still lists {app} after {timeout}s"))
+    poll_until(
+        lambda: None if app in server_apps(box) else True,
+        timeout,
+        interval=0.05,
+        on_timeout=lambda: RemoteError(f"the server still lists {app} after {timeout}s"),
+    )
     box.run(cmd.remove_tree(plan.releases_dir))
     return {"host": box.name, "app": app, "removed": True}

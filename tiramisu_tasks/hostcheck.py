@@ -19,6 +19,7 @@ def check_hosts(c, name, json, refresh, accept_new):
     Raises UnsupportedTarget (exit 3) when a box is not supported, after
     every report was printed.
     """
+
     def one(conn, spec, rep):
         env_dir = setting(c, "env_dir", host=spec.entry)
         http_port = setting(c, "http_port", host=spec.entry)
@@ -39,9 +40,7 @@ def check_hosts(c, name, json, refresh, accept_new):
     emit_results(results, json)
     unsupported = [r.value for r in results if r.ok and not r.value["supported"]]
     if unsupported:
-        raise UnsupportedTarget(
-            "; ".join(f"{rep['host']}: {unsupported_message(rep)}" for rep in unsupported)
-        )
+        raise UnsupportedTarget("; ".join(f"{rep['host']}: {unsupported_message(rep)}" for rep in unsupported))
     return results
 
 
@@ -57,8 +56,19 @@ def _store_facts(name, report):
         entry.facts["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-FACT_KEYS = ("machine", "arch", "target", "libc", "libc_version", "os", "kernel", "home", "env_dir", "supported",
-             "va_bits")
+FACT_KEYS = (
+    "machine",
+    "arch",
+    "target",
+    "libc",
+    "libc_version",
+    "os",
+    "kernel",
+    "home",
+    "env_dir",
+    "supported",
+    "va_bits",
+)
 
 
 def format_report(r):

@@ -77,8 +77,7 @@ class AcceptNew(paramiko.MissingHostKeyPolicy):
             self.notify(f"accepted new host key for {hostname}: {key.get_name()} {fingerprint(key)}")
 
 
-def install_policy(client, display_name, tiramisu_known_hosts, accept_new=False,
-                   user_known_hosts=None, notify=None):
+def install_policy(client, display_name, tiramisu_known_hosts, accept_new=False, user_known_hosts=None, notify=None):
     """Load trusted keys into a paramiko SSHClient and set the missing-key policy."""
     user_known_hosts = user_known_hosts or os.path.expanduser("~/.ssh/known_hosts")
     for candidate in (user_known_hosts,):

@@ -95,8 +95,13 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False):
             value = fn(conn, spec, reporter)
             return HostResult(spec.name, True, value, seconds=time.monotonic() - started)
         except invoke.Exit as exc:
-            return HostResult(spec.name, False, error=str(exc.message or "failed"), code=exc.code or 1,
-                              seconds=time.monotonic() - started)
+            return HostResult(
+                spec.name,
+                False,
+                error=str(exc.message or "failed"),
+                code=exc.code or 1,
+                seconds=time.monotonic() - started,
+            )
         except Exception as exc:  # noqa: BLE001 - each host reports its own failure
             described = describe_exception(exc)  # host shown in the summary row
             if described is None:

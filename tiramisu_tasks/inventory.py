@@ -211,9 +211,7 @@ def check_settings(settings, known, where):
 
 def validate_name(name):
     if not NAME_RE.match(name or ""):
-        raise InventoryError(
-            f"invalid host name {name!r}: use letters, digits, '.', '_' or '-' (max 63)"
-        )
+        raise InventoryError(f"invalid host name {name!r}: use letters, digits, '.', '_' or '-' (max 63)")
     if "," in name or "@" in name or ":" in name:
         raise InventoryError(f"invalid host name {name!r}")
 

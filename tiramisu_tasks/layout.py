@@ -108,8 +108,17 @@ class RemoteLayout:
     def directories(self):
         """Every directory setup creates (mode 0700), parents first."""
         return [
-            self.root, self.bin, self.lib, self.conf, self.modules, self.releases,
-            self.logs, self.app_logs, self.run, self.tmp, self.cache,
+            self.root,
+            self.bin,
+            self.lib,
+            self.conf,
+            self.modules,
+            self.releases,
+            self.logs,
+            self.app_logs,
+            self.run,
+            self.tmp,
+            self.cache,
         ]
 
 

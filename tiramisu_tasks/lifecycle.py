@@ -50,6 +50,7 @@ ADMIN_HEALTH = "/_tiramisu/health"  # server's loopback listener
 
 # ------------------------------------------------------------- states ---
 
+
 def observe_services(box):
     """{service: {pid, state, orphans}} in one round trip: pid files *and* /proc.
 
@@ -79,6 +80,7 @@ def require_installed(box):
 
 # ------------------------------------------------------- start / stop ---
 
+
 def start_service(box, name, timeout=None):
     """Start one service and wait until it answers; returns its pid.
 
@@ -102,9 +104,14 @@ def start_service(box, name, timeout=None):
             pass
         return None
 
-    poll_until(answered, timeout, on_timeout=lambda: RemoteError(
-        f"{service(name).comm} started (pid {pid}) but 127.0.0.1:{port}{path} "
-        f"did not answer within {timeout:.0f}s; see webserv.logs"))
+    poll_until(
+        answered,
+        timeout,
+        on_timeout=lambda: RemoteError(
+            f"{service(name).comm} started (pid {pid}) but 127.0.0.1:{port}{path} "
+            f"did not answer within {timeout:.0f}s; see webserv.logs"
+        ),
+    )
     return int(pid) if pid.isdigit() else None
 
 
@@ -155,8 +162,13 @@ def check_health(box, timeout=10):
         last["error"] = f"HTTP {resp.status}"
         return resp if resp.status == 200 else None
 
-    return poll_until(healthy, timeout, on_timeout=lambda: ConnectError(
-        f"127.0.0.1:{port}{HEALTH_PATH} on the box not ready after {timeout:.0f}s: {last['error']}", code=1))
+    return poll_until(
+        healthy,
+        timeout,
+        on_timeout=lambda: ConnectError(
+            f"127.0.0.1:{port}{HEALTH_PATH} on the box not ready after {timeout:.0f}s: {last['error']}", code=1
+        ),
+    )
 
 
 def apply_service_plan(box, plan: ServicePlan):
@@ -219,6 +231,7 @@ def reload(box):
 
 # --------------------------------------------------------------- setup ---
 
+
 def local_shipment(c):
     """``ship(target, toolchain, nginx_provider, note)`` building the real artifacts here (cached)."""
     from .shipment import build_shipment
@@ -251,8 +264,9 @@ def setup(box, ship, dry=False, start=True):
     states = {n: (s["pid"], s["state"]) for n, s in box.report["services"].items()}
     previous = dict(box.report.get("version") or {})
     installed_ports = {"nginx": _int(previous.get("http_port")), "server": _int(previous.get("server_port"))}
-    conflicts = port_conflicts(box.report, states, box.settings["http_port"], box.settings["server_port"],
-                               installed_ports)
+    conflicts = port_conflicts(
+        box.report, states, box.settings["http_port"], box.settings["server_port"], installed_ports
+    )
     if conflicts:
         raise UsageError(
             f"port {conflicts[0]} on {box.name} is already in use by another program; "
@@ -268,25 +282,46 @@ def setup(box, ship, dry=False, start=True):
         values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
         (staging / "nginx.conf").write_text(render_nginx_conf(values))
         (staging / "server.conf").write_text(render_server_conf(values))
-        local = dict(shipment.files, **{"conf/nginx.conf": staging / "nginx.conf",
-                                        "conf/server.conf": staging / "server.conf"})
+        local = dict(
+            shipment.files, **{"conf/nginx.conf": staging / "nginx.conf", "conf/server.conf": staging / "server.conf"}
+        )
         modes = dict(shipment.modes, **{"conf/nginx.conf": "600", "conf/server.conf": "600"})
         files = {rel: Upload.of(path, f"{layout.root}/{rel}", modes.get(rel, "600")) for rel, path in local.items()}
         env_exists = bool(box.report["env_exists"])
         remote_hashes = box.remote_sha256([u.remote for u in files.values()]) if env_exists else {}
-        plan = plan_setup(box.name, box.target.name, layout.root, box.url("/"), box.settings, env_exists, files,
-                          remote_hashes, states, start, __version__, shipment.describe)
+        plan = plan_setup(
+            box.name,
+            box.target.name,
+            layout.root,
+            box.url("/"),
+            box.settings,
+            env_exists,
+            files,
+            remote_hashes,
+            states,
+            start,
+            __version__,
+            shipment.describe,
+        )
 
         box.note(plan.text())
-        summary = {"host": box.name, "target": box.target.name, "env_dir": layout.root, "url": box.url("/"),
-                   "uploaded": plan.uploaded, "uploaded_bytes": plan.upload_bytes, "actions": dict(plan.actions),
-                   "dry": dry}
+        summary = {
+            "host": box.name,
+            "target": box.target.name,
+            "env_dir": layout.root,
+            "url": box.url("/"),
+            "uploaded": plan.uploaded,
+            "uploaded_bytes": plan.upload_bytes,
+            "actions": dict(plan.actions),
+            "dry": dry,
+        }
         if dry:
             summary["plan"] = plan.as_dict()
             return summary
         done, health = apply_setup(box, plan, staging)
-        summary.update(done=done, health=health, seconds=round(time.monotonic() - started, 2),
-                       total_bytes=plan.total_bytes)
+        summary.update(
+            done=done, health=health, seconds=round(time.monotonic() - started, 2), total_bytes=plan.total_bytes
+        )
         return summary
 
 
@@ -296,8 +331,10 @@ def apply_setup(box, plan, staging):
     need = plan.upload_bytes + 16 * 1024 * 1024
     free = box.report.get("disk_free_mb")
     if free is not None and free * 1024 * 1024 < need:
-        raise TiramisuError(f"not enough free disk on {box.name} at {box.report['disk_path']}: "
-                            f"need {need // (1024 * 1024)} MB, have {free} MB")
+        raise TiramisuError(
+            f"not enough free disk on {box.name} at {box.report['disk_path']}: "
+            f"need {need // (1024 * 1024)} MB, have {free} MB"
+        )
     made = box.run(cmd.layout_init(layout), warn=True)
     if not made.ok:
         why = (made.stderr or made.stdout).strip().splitlines()
@@ -309,8 +346,9 @@ def apply_setup(box, plan, staging):
     done, health = {}, None
     if plan.start:
         # The probe read pid files only: stop orphans beside services setup keeps.
-        services = ServicePlan(box.name, reap=reap_beside_running(observe_services(box)), actions=plan.actions,
-                               check_health=True)
+        services = ServicePlan(
+            box.name, reap=reap_beside_running(observe_services(box)), actions=plan.actions, check_health=True
+        )
         result = apply_service_plan(box, services)
         done, resp = result["done"], result["health"]
         health = {"status": resp.status, "ms": round(resp.seconds * 1000, 1)}
@@ -332,11 +370,14 @@ def refuse_old_glibc(box, needed, toolchain):
         return
     if not version_at_least(have, needed):
         hint = " (the zig toolchain targets glibc 2.17: try --toolchain zig)" if toolchain != "zig" else ""
-        raise UnsupportedTarget(f"{box.name} has glibc {have} but the server built with {toolchain} needs "
-                                f"glibc >= {needed}{hint}; nothing was uploaded")
+        raise UnsupportedTarget(
+            f"{box.name} has glibc {have} but the server built with {toolchain} needs "
+            f"glibc >= {needed}{hint}; nothing was uploaded"
+        )
 
 
 # ------------------------------------------------------------ teardown ---
+
 
 def teardown(box, dry=False):
     """Stop both services, remove the @reboot line, delete the env dir.
@@ -360,10 +401,17 @@ def teardown(box, dry=False):
 
 # -------------------------------------------------------------- status ---
 
+
 def status(box):
     """Processes (pid files and orphans), health and versions: the webserv.status report."""
-    report = {"host": box.name, "env_dir": box.layout.root, "installed": box.report["installed"],
-              "version": box.report.get("version") or {}, "services": {}, "url": box.url("/")}
+    report = {
+        "host": box.name,
+        "env_dir": box.layout.root,
+        "installed": box.report["installed"],
+        "version": box.report.get("version") or {},
+        "services": {},
+        "url": box.url("/"),
+    }
     views = observe_services(box) if box.report["env_exists"] else {}
     for name in SERVICES:
         view = views.get(name, {"pid": None, "state": "stopped", "orphans": []})
@@ -376,12 +424,18 @@ def status(box):
                 health = "ok" if resp.status == 200 else f"HTTP {resp.status}"
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 health = f"down ({getattr(exc, 'message', exc)})"
-        report["services"][name] = {"pid": view["pid"], "state": view["state"], "port": int(port),
-                                    "health": health, "orphans": view["orphans"]}
+        report["services"][name] = {
+            "pid": view["pid"],
+            "state": view["state"],
+            "port": int(port),
+            "health": health,
+            "orphans": view["orphans"],
+        }
     # Orphans make a box unhealthy even when they answer: they are not what
     # the pid files (and stop/restart/reload) control.
-    report["healthy"] = all(s["state"] == "running" and s["health"] == "ok" and not s["orphans"]
-                            for s in report["services"].values())
+    report["healthy"] = all(
+        s["state"] == "running" and s["health"] == "ok" and not s["orphans"] for s in report["services"].values()
+    )
     return report
 
 
@@ -411,11 +465,14 @@ def tail_logs(box, paths, lines, follow):
 
 # ---------------------------------------------------------------- boot ---
 
+
 def enable_boot(box):
     require_installed(box)
     if not box.report.get("crontab"):
-        raise UsageError(f"{box.name} has no crontab command: start Tiramisu at boot another way "
-                         f"(e.g. a systemd --user unit running {box.layout.root}/bin/...)")
+        raise UsageError(
+            f"{box.name} has no crontab command: start Tiramisu at boot another way "
+            f"(e.g. a systemd --user unit running {box.layout.root}/bin/...)"
+        )
     box.run(cmd.crontab_add(box.layout))
 
 

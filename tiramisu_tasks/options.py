@@ -101,8 +101,16 @@ class BoolOption:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
-        return {"true": True, "yes": True, "on": True, "1": True,
-                "false": False, "no": False, "off": False, "0": False}.get(text)
+        return {
+            "true": True,
+            "yes": True,
+            "on": True,
+            "1": True,
+            "false": False,
+            "no": False,
+            "off": False,
+            "0": False,
+        }.get(text)
 
 
 PORT = IntOption(1, 65535)
@@ -154,45 +162,104 @@ class Setting:
 SETTINGS = (
     Setting("env_dir", TextOption("a path on the box"), "~/tiramisu-env", "the env dir on the box"),
     Setting("http_port", PORT, 8080, "public port", nginx="listen"),
-    Setting("server_port", PORT, 9000, "custom_server's port on 127.0.0.1", server="listen",
-            nginx="upstream"),
-    Setting("server_name", TextOption("a DNS name or address"), None,
-            "name for requests without Host (default: the address the host is reached at)",
-            server="server-name", nginx="server_name"),
+    Setting("server_port", PORT, 9000, "custom_server's port on 127.0.0.1", server="listen", nginx="upstream"),
+    Setting(
+        "server_name",
+        TextOption("a DNS name or address"),
+        None,
+        "name for requests without Host (default: the address the host is reached at)",
+        server="server-name",
+        nginx="server_name",
+    ),
     Setting("toolchain", ChoiceOption(("auto", "zig", "gcc", "docker")), "auto", "how custom_server is built"),
     Setting("nginx_provider", ChoiceOption(("wheel", "source")), "wheel", "where nginx comes from"),
     Setting("keep_releases", RELEASES, 5, "releases kept per app"),
     Setting("workers", WORKERS, 2, "server I/O threads (event loops)", server="workers"),
-    Setting("guest_threads", AutoIntOption(1, 1024), "auto",
-            "threads running guests (auto = max(4, 2 x workers))", server="guest-threads"),
-    Setting("app_concurrency", AutoIntOption(1, 1024), "auto",
-            "guests of one app at once (auto = max(1, guest_threads / 2))", server="app-concurrency"),
-    Setting("app_queue", IntOption(0, 1_000_000), 64,
-            "requests of one app waiting for a guest; beyond it -> 503", server="app-queue"),
-    Setting("request_timeout_ms", IntOption(100, 3_600_000, unit="ms"), 10000,
-            "wall-clock limit per request (-> 504)", server="timeout-ms",
-            nginx="proxy_read_timeout (seconds + 5)"),
-    Setting("memory_limit_mb", IntOption(1, 65536, unit="MiB"), 128, "linear memory per guest instance",
-            server="memory-mb"),
-    Setting("max_body_mb", IntOption(1, 4096, unit="MiB"), 10, "largest request body (-> 413)",
-            server="max-body", nginx="client_max_body_size"),
-    Setting("max_connections", AutoIntOption(1, 1_000_000), "auto",
-            "server's open client connections (auto = open-file limit less a reserve)",
-            server="max-connections"),
-    Setting("max_conn_output", IntOption(4096, 1024 * MIB, unit="bytes"), MIB,
-            "queued response bytes per connection before it stops reading", server="max-conn-output"),
-    Setting("max_app_log", IntOption(0, 1024 * MIB, unit="bytes"), 4 * MIB,
-            "an app's stderr log rotates to <app>.log.1 at this size (0 = never)", server="max-app-log"),
-    Setting("max_response_header", IntOption(1024, MIB, unit="bytes"), 16384,
-            "largest guest response head (over it -> 500)", server="max-response-header",
-            nginx="proxy_buffer_size (+ 4 KiB)"),
-    Setting("nginx_workers", AutoIntOption(1, 64), "auto", "nginx worker processes (auto = one per CPU)",
-            nginx="worker_processes"),
+    Setting(
+        "guest_threads",
+        AutoIntOption(1, 1024),
+        "auto",
+        "threads running guests (auto = max(4, 2 x workers))",
+        server="guest-threads",
+    ),
+    Setting(
+        "app_concurrency",
+        AutoIntOption(1, 1024),
+        "auto",
+        "guests of one app at once (auto = max(1, guest_threads / 2))",
+        server="app-concurrency",
+    ),
+    Setting(
+        "app_queue",
+        IntOption(0, 1_000_000),
+        64,
+        "requests of one app waiting for a guest; beyond it -> 503",
+        server="app-queue",
+    ),
+    Setting(
+        "request_timeout_ms",
+        IntOption(100, 3_600_000, unit="ms"),
+        10000,
+        "wall-clock limit per request (-> 504)",
+        server="timeout-ms",
+        nginx="proxy_read_timeout (seconds + 5)",
+    ),
+    Setting(
+        "memory_limit_mb", IntOption(1, 65536, unit="MiB"), 128, "linear memory per guest instance", server="memory-mb"
+    ),
+    Setting(
+        "max_body_mb",
+        IntOption(1, 4096, unit="MiB"),
+        10,
+        "largest request body (-> 413)",
+        server="max-body",
+        nginx="client_max_body_size",
+    ),
+    Setting(
+        "max_connections",
+        AutoIntOption(1, 1_000_000),
+        "auto",
+        "server's open client connections (auto = open-file limit less a reserve)",
+        server="max-connections",
+    ),
+    Setting(
+        "max_conn_output",
+        IntOption(4096, 1024 * MIB, unit="bytes"),
+        MIB,
+        "queued response bytes per connection before it stops reading",
+        server="max-conn-output",
+    ),
+    Setting(
+        "max_app_log",
+        IntOption(0, 1024 * MIB, unit="bytes"),
+        4 * MIB,
+        "an app's stderr log rotates to <app>.log.1 at this size (0 = never)",
+        server="max-app-log",
+    ),
+    Setting(
+        "max_response_header",
+        IntOption(1024, MIB, unit="bytes"),
+        16384,
+        "largest guest response head (over it -> 500)",
+        server="max-response-header",
+        nginx="proxy_buffer_size (+ 4 KiB)",
+    ),
+    Setting(
+        "nginx_workers",
+        AutoIntOption(1, 64),
+        "auto",
+        "nginx worker processes (auto = one per CPU)",
+        nginx="worker_processes",
+    ),
     Setting("connect_timeout", IntOption(1, 3600, unit="seconds"), 10, "SSH connect timeout"),
-    Setting("accept_new_host_keys", BoolOption(), False, "trust unknown host keys on first contact",
-            scope="global"),
-    Setting("docker_base_image", TextOption("an image name"), None,
-            "toolchain docker: base of its build image (default debian:bookworm)", scope="config"),
+    Setting("accept_new_host_keys", BoolOption(), False, "trust unknown host keys on first contact", scope="global"),
+    Setting(
+        "docker_base_image",
+        TextOption("an image name"),
+        None,
+        "toolchain docker: base of its build image (default debian:bookworm)",
+        scope="config",
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 SETTING_TYPES = {s.name: s.kind for s in SETTINGS}
@@ -245,8 +312,10 @@ def typed_params(param_names, defaults, explicit=None):
         default = defaults.get(name)
         if kind is None:
             if isinstance(default, int) and not isinstance(default, bool):
-                raise TypeError(f"parameter {name!r} has an int default but no option type: "
-                                f"declare it in OPTION_TYPES or with @task(types=...)")
+                raise TypeError(
+                    f"parameter {name!r} has an int default but no option type: "
+                    f"declare it in OPTION_TYPES or with @task(types=...)"
+                )
             continue
         typed[name] = kind
     return typed

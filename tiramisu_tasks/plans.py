@@ -22,8 +22,7 @@ from .services import SERVICES
 from .transfer import human_bytes, plan_uploads
 
 # Files whose change needs a process restart (a new config for nginx is a reload).
-RESTART_ON = {"server": {"bin/custom_server", "lib/libwasmtime.so", "conf/server.conf"},
-              "nginx": {"bin/nginx"}}
+RESTART_ON = {"server": {"bin/custom_server", "lib/libwasmtime.so", "conf/server.conf"}, "nginx": {"bin/nginx"}}
 RELOAD_ON = {"nginx": {"conf/nginx.conf"}}
 PAST = {"start": "started", "restart": "restarted", "reload": "reloaded"}
 
@@ -34,6 +33,7 @@ def _plain(value):
 
 
 # ----------------------------------------------------------- services ---
+
 
 def service_actions(changed, states):
     """{service: action} after an install (see RESTART_ON/RELOAD_ON).
@@ -95,9 +95,14 @@ class ServicePlan:
         return "\n".join(lines)
 
     def as_dict(self):
-        return {"host": self.host, "stop": list(self.stop), "reap": [n for n, _ in self.reap],
-                "actions": dict(self.actions), "hup_server": bool(self.hup_server_pid),
-                "check_health": self.check_health}
+        return {
+            "host": self.host,
+            "stop": list(self.stop),
+            "reap": [n for n, _ in self.reap],
+            "actions": dict(self.actions),
+            "hup_server": bool(self.hup_server_pid),
+            "check_health": self.check_health,
+        }
 
 
 def reap_beside_running(views):
@@ -117,8 +122,9 @@ def plan_stop(host, timeout=10):
 
 
 def plan_restart(host):
-    return ServicePlan(host, stop=tuple(reversed(SERVICES)), actions=tuple((n, "start") for n in SERVICES),
-                       check_health=True)
+    return ServicePlan(
+        host, stop=tuple(reversed(SERVICES)), actions=tuple((n, "start") for n in SERVICES), check_health=True
+    )
 
 
 def plan_reload(host, states):
@@ -126,11 +132,13 @@ def plan_reload(host, states):
     if states.get("nginx", (None, ""))[1] != "running":
         raise UsageError(f"nginx is not running on {host}: use webserv.start")
     server = states.get("server", (None, ""))
-    return ServicePlan(host, actions=(("nginx", "reload"),),
-                       hup_server_pid=int(server[0]) if server[1] == "running" else None)
+    return ServicePlan(
+        host, actions=(("nginx", "reload"),), hup_server_pid=int(server[0]) if server[1] == "running" else None
+    )
 
 
 # -------------------------------------------------------------- setup ---
+
 
 @dataclass(frozen=True)
 class SetupPlan:
@@ -183,16 +191,28 @@ class SetupPlan:
         return "\n".join(lines)
 
     def as_dict(self):
-        return {"host": self.host, "target": self.target, "env_dir": self.env_dir,
-                "creates_layout": self.creates_layout, "upload": self.uploaded, "upload_bytes": self.upload_bytes,
-                "keep": list(self.keep), "nginx_test": self.nginx_test, "actions": dict(self.actions),
-                "check_health": self.start}
+        return {
+            "host": self.host,
+            "target": self.target,
+            "env_dir": self.env_dir,
+            "creates_layout": self.creates_layout,
+            "upload": self.uploaded,
+            "upload_bytes": self.upload_bytes,
+            "keep": list(self.keep),
+            "nginx_test": self.nginx_test,
+            "actions": dict(self.actions),
+            "check_health": self.start,
+        }
 
 
 def version_entries(tiramisu_version, describe, settings, hashes):
     """The VERSION file's (key, value) lines: versions, ports, then each file's sha256."""
-    entries = {"tiramisu": tiramisu_version, **describe,
-               "http_port": settings["http_port"], "server_port": settings["server_port"]}
+    entries = {
+        "tiramisu": tiramisu_version,
+        **describe,
+        "http_port": settings["http_port"],
+        "server_port": settings["server_port"],
+    }
     entries.update(sorted(hashes.items()))
     return tuple((k, str(v)) for k, v in entries.items())
 
@@ -201,8 +221,9 @@ def version_text(entries):
     return "".join(f"{k}={v}\n" for k, v in entries)
 
 
-def plan_setup(host, target, env_dir, url, settings, env_exists, files, remote_hashes, states, start,
-               tiramisu_version, describe):
+def plan_setup(
+    host, target, env_dir, url, settings, env_exists, files, remote_hashes, states, start, tiramisu_version, describe
+):
     """The setup plan from what is on the box and what would be shipped.
 
     ``files``: {env-relative path: Upload}; ``remote_hashes``: {remote path:
@@ -214,12 +235,24 @@ def plan_setup(host, target, env_dir, url, settings, env_exists, files, remote_h
     changed = {posixpath.relpath(u.remote, env_dir) for u in uploads}
     actions = service_actions(changed, states) if start else {n: "keep" for n in SERVICES}
     version = version_entries(tiramisu_version, describe, settings, {rel: files[rel].sha256 for rel in sorted(files)})
-    return SetupPlan(host, target, env_dir, url, int(settings["http_port"]), not env_exists, uploads,
-                     tuple(sorted(set(files) - changed)), tuple(actions.items()), start, version,
-                     sum(u.size for u in everything))
+    return SetupPlan(
+        host,
+        target,
+        env_dir,
+        url,
+        int(settings["http_port"]),
+        not env_exists,
+        uploads,
+        tuple(sorted(set(files) - changed)),
+        tuple(actions.items()),
+        start,
+        version,
+        sum(u.size for u in everything),
+    )
 
 
 # ------------------------------------------------------------- deploy ---
+
 
 @dataclass(frozen=True)
 class DeployPlan:
@@ -246,9 +279,12 @@ class DeployPlan:
     def text(self):
         if not self.changed:
             return f"{self.host}: {self.app} {self.sha256[:12]} is already live; nothing to do"
-        return (f"plan for {self.host}: upload release {self.app}/{self.release}.wasm ({self.size} bytes), "
-                f"switch it live" + (f", route {self.route} -> {self.app}" if self.routes is not None else "")
-                + f", keep {self.keep} releases")
+        return (
+            f"plan for {self.host}: upload release {self.app}/{self.release}.wasm ({self.size} bytes), "
+            f"switch it live"
+            + (f", route {self.route} -> {self.app}" if self.routes is not None else "")
+            + f", keep {self.keep} releases"
+        )
 
     def as_dict(self):
         return _plain(self)
@@ -269,11 +305,24 @@ def plan_deploy(host, app, sha256, size, live, previous, routes_text, route, kee
     live_sha = live.get("sha256") if live else None
     if live_sha == sha256 and live.get("state") == "active" and not route_change:
         return DeployPlan(host, app, sha256, size, None, previous, live_sha, route, None, path, keep, False)
-    return DeployPlan(host, app, sha256, size, release_id(sha256, now), previous, live_sha, route,
-                      routes_update(routes_text, app, route) if route_change else None, path, keep, True)
+    return DeployPlan(
+        host,
+        app,
+        sha256,
+        size,
+        release_id(sha256, now),
+        previous,
+        live_sha,
+        route,
+        routes_update(routes_text, app, route) if route_change else None,
+        path,
+        keep,
+        True,
+    )
 
 
 # ----------------------------------------------------- rollback/remove ---
+
 
 @dataclass(frozen=True)
 class RollbackPlan:
@@ -311,8 +360,11 @@ class RemovePlan:
     releases_dir: str
 
     def text(self):
-        return (f"plan for {self.host}: stop serving {self.app}"
-                + (", drop its routes" if self.routes is not None else "") + f", delete {self.releases_dir}")
+        return (
+            f"plan for {self.host}: stop serving {self.app}"
+            + (", drop its routes" if self.routes is not None else "")
+            + f", delete {self.releases_dir}"
+        )
 
     def as_dict(self):
         return _plain(self)
@@ -327,6 +379,7 @@ def plan_remove(host, app, routes_text, releases_dir):
 
 # ----------------------------------------------------------- teardown ---
 
+
 @dataclass(frozen=True)
 class TeardownPlan:
     host: str
@@ -338,8 +391,11 @@ class TeardownPlan:
     def text(self):
         if not self.exists:
             return f"plan for {self.host}: nothing to remove ({self.env_dir} does not exist)"
-        return (f"plan for {self.host}: stop {', '.join(self.stop)}"
-                + (", remove the @reboot line" if self.remove_boot_line else "") + f", delete {self.env_dir}")
+        return (
+            f"plan for {self.host}: stop {', '.join(self.stop)}"
+            + (", remove the @reboot line" if self.remove_boot_line else "")
+            + f", delete {self.env_dir}"
+        )
 
     def as_dict(self):
         return _plain(self)

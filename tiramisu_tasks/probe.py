@@ -33,48 +33,50 @@ def _env_expr(env_dir):
 def probe_command(env_dir):
     """A read-only sh script printing ``key=value`` lines, then raw socket tables."""
     env = _env_expr(env_dir)
-    return "\n".join([
-        "LC_ALL=C; export LC_ALL",
-        f"E={env}",
-        'echo "machine=$(uname -m)"',
-        'echo "kernel=$(uname -r)"',
-        'echo "home=$HOME"',
-        'echo "user=$(id -un 2>/dev/null)"',
-        'echo "uid=$(id -u)"',
-        'echo "group=$(id -gn 2>/dev/null)"',
-        'if [ -r /etc/os-release ]; then . /etc/os-release; '
-        'echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
-        # glibc: getconf is the most reliable; musl: its loader exists
-        'g=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc=${g#glibc }"',
-        'for m in /lib/ld-musl-*.so.1; do [ -e "$m" ] && echo "musl_loader=$m"; done',
-        'l=$(ldd --version 2>&1 | head -n 1) && echo "ldd=$l"',
-        # free disk at the env dir or its nearest existing parent (KiB)
-        'd="$E"; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done',
-        'echo "disk_path=$d"',
-        'echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"',
-        'echo "env_dir=$E"',
-        '[ -d "$E" ] && echo "env_exists=1"',
-        '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" '
-        '&& sed -n \'s/^/version_line=/p\' "$E/VERSION" | head -n 20',
-        # alive means: the pid exists AND is our program (a recycled pid is stale)
-        'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
-        ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'
-        ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
-        ' else echo "pid_$n=$p stale"; fi; fi; done',
-        'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
-        'echo "nofile_hard=$(ulimit -Hn 2>/dev/null)"',  # nginx.conf: worker_rlimit_nofile within it
-        # virtual address space (see user_va_bits): the top user mappings of
-        # this shell, read by cut from /proc/$$/maps, i.e. another process's
-        # maps (qemu-user fakes only a process's own); plus the CPU's widths
-        # where /proc/cpuinfo has them (x86). No root needed.
-        "echo \"maps_top=$(cut -d' ' -f1 /proc/$$/maps 2>/dev/null | tail -n 4 | tr '\\n' ' ')\"",
-        "echo \"cpu_address_sizes=$(sed -n 's/^address sizes[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null"
-" | head -n 1)\"",
-        'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
-        f"echo {MARK_TCP}",
-        "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
-        f"echo {MARK_END}",
-    ])
+    return "\n".join(
+        [
+            "LC_ALL=C; export LC_ALL",
+            f"E={env}",
+            'echo "machine=$(uname -m)"',
+            'echo "kernel=$(uname -r)"',
+            'echo "home=$HOME"',
+            'echo "user=$(id -un 2>/dev/null)"',
+            'echo "uid=$(id -u)"',
+            'echo "group=$(id -gn 2>/dev/null)"',
+            "if [ -r /etc/os-release ]; then . /etc/os-release; "
+            'echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME"; fi',
+            # glibc: getconf is the most reliable; musl: its loader exists
+            'g=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc=${g#glibc }"',
+            'for m in /lib/ld-musl-*.so.1; do [ -e "$m" ] && echo "musl_loader=$m"; done',
+            'l=$(ldd --version 2>&1 | head -n 1) && echo "ldd=$l"',
+            # free disk at the env dir or its nearest existing parent (KiB)
+            'd="$E"; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done',
+            'echo "disk_path=$d"',
+            'echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"',
+            'echo "env_dir=$E"',
+            '[ -d "$E" ] && echo "env_exists=1"',
+            '[ -f "$E/VERSION" ] && echo "version_sha=$(sha256sum "$E/VERSION" | cut -c1-12)" '
+            "&& sed -n 's/^/version_line=/p' \"$E/VERSION\" | head -n 20",
+            # alive means: the pid exists AND is our program (a recycled pid is stale)
+            'for s in nginx:nginx server:custom_server; do n=${s%%:*}; comm=${s#*:}; p="";'
+            ' [ -f "$E/run/$n.pid" ] && p=$(cat "$E/run/$n.pid" 2>/dev/null);'
+            ' if [ -n "$p" ]; then if ' + is_ours("$p", '"$comm"') + '; then echo "pid_$n=$p alive";'
+            ' else echo "pid_$n=$p stale"; fi; fi; done',
+            'echo "nproc=$(nproc 2>/dev/null || echo ?)"',
+            'echo "nofile_hard=$(ulimit -Hn 2>/dev/null)"',  # nginx.conf: worker_rlimit_nofile within it
+            # virtual address space (see user_va_bits): the top user mappings of
+            # this shell, read by cut from /proc/$$/maps, i.e. another process's
+            # maps (qemu-user fakes only a process's own); plus the CPU's widths
+            # where /proc/cpuinfo has them (x86). No root needed.
+            "echo \"maps_top=$(cut -d' ' -f1 /proc/$$/maps 2>/dev/null | tail -n 4 | tr '\\n' ' ')\"",
+            "echo \"cpu_address_sizes=$(sed -n 's/^address sizes[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null"
+            ' | head -n 1)"',
+            'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
+            f"echo {MARK_TCP}",
+            "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+            f"echo {MARK_END}",
+        ]
+    )
 
 
 def parse_listening_ports(text):
@@ -290,8 +292,11 @@ def probe(effects, env_dir, http_port, server_port):
 
 def layout_for(report):
     """The RemoteLayout for a probed box."""
-    return RemoteLayout(resolve_env_dir(report["env_dir"], report["home"]) if not report["env_dir"].startswith("/")
-                        else posixpath.normpath(report["env_dir"]))
+    return RemoteLayout(
+        resolve_env_dir(report["env_dir"], report["home"])
+        if not report["env_dir"].startswith("/")
+        else posixpath.normpath(report["env_dir"])
+    )
 
 
 def unsupported_message(report):

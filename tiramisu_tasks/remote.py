@@ -10,6 +10,7 @@ from .commands import join, q  # noqa: F401 - the quoting helpers, re-exported
 
 # ------------------------------------------------------------ runners ---
 
+
 def ensure_open(conn):
     """Open the SSH connection (once) and turn Nagle's algorithm off on it.
 
@@ -76,8 +77,12 @@ def run(conn, command, warn=False, timeout=None):
             err.append(chan.recv_stderr(65536))
     finally:
         chan.close()
-    result = Result(stdout=b"".join(out).decode(errors="replace"), stderr=b"".join(err).decode(errors="replace"),
-                    command=command, exited=code)
+    result = Result(
+        stdout=b"".join(out).decode(errors="replace"),
+        stderr=b"".join(err).decode(errors="replace"),
+        command=command,
+        exited=code,
+    )
     if code != 0 and not warn:
         raise UnexpectedExit(result)
     return result

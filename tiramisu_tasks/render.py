@@ -24,8 +24,7 @@ def render(name, **values):
 
 
 # Response fields nginx must never take from a guest (X-Accel-* steer nginx itself).
-X_ACCEL_HEADERS = ("X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
-                   "X-Accel-Charset")
+X_ACCEL_HEADERS = ("X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering", "X-Accel-Charset")
 
 # Room for the server's status line and its own headers (Date, Content-Length,
 # Connection, ...) on top of what a guest may send.
@@ -158,8 +157,10 @@ def server_name(value, fallback):
     if ":" in name:  # an IPv6 literal: Host needs brackets
         name = f"[{name}]"
     if not name or name == "_" or set(name) & _SERVER_NAME_BAD or name.startswith("~"):
-        raise UsageError(f"server_name {value if value not in (None, '') else fallback!r} cannot be used "
-                         f"as a server name: set server_name to the box's DNS name or address")
+        raise UsageError(
+            f"server_name {value if value not in (None, '') else fallback!r} cannot be used "
+            f"as a server name: set server_name to the box's DNS name or address"
+        )
     return name
 
 
@@ -184,9 +185,12 @@ def proxy_buffers(header_limit):
     """
     head = -(-(header_limit + SERVER_HEADER_ROOM) // PAGE) * PAGE
     count = max(8, head // PAGE + 2)
-    return {"proxy_buffer_size": head, "proxy_buffers_count": count, "proxy_buffers_size": PAGE,
-            "proxy_busy_buffers_size": head}
-
+    return {
+        "proxy_buffer_size": head,
+        "proxy_buffers_count": count,
+        "proxy_buffers_size": PAGE,
+        "proxy_busy_buffers_size": head,
+    }
 
 
 def render_nginx_conf(values):

@@ -89,10 +89,15 @@ def current_user():
 
 # ------------------------------------------------------------------ pure ---
 
+
 def render_config(paths, port, user, is_root):
     return cmd.sshd_config(
-        port=port, listen=LISTEN, host_keys=[str(paths.host_key)], pid_file=str(paths.pid_file),
-        authorized_keys=str(paths.authorized_keys), allow_users=[user],
+        port=port,
+        listen=LISTEN,
+        host_keys=[str(paths.host_key)],
+        pid_file=str(paths.pid_file),
+        authorized_keys=str(paths.authorized_keys),
+        allow_users=[user],
         strict_modes=False,  # keys live under the Tiramisu dir, not ~/.ssh
         permit_root="prohibit-password" if is_root else None,
     )
@@ -111,6 +116,7 @@ def choose_port(requested, previous, default, is_free):
 
 
 # --------------------------------------------------------------- effects ---
+
 
 def port_is_free(port, host=LISTEN):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -179,8 +185,12 @@ def _wait_ready(port, paths, timeout=15.0):
                         return pid
         return None
 
-    return poll_until(answering, timeout, interval=0.05, on_timeout=lambda: SandboxError(
-        f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}"))
+    return poll_until(
+        answering,
+        timeout,
+        interval=0.05,
+        on_timeout=lambda: SandboxError(f"sandbox sshd did not come up on {LISTEN}:{port}: {_log_tail(paths)}"),
+    )
 
 
 def _log_tail(paths):
@@ -204,9 +214,14 @@ def status(paths=None):
     state = _read_state(paths)
     pid = running_pid(paths)
     return {
-        "name": NAME, "state": "running" if pid else "stopped", "pid": pid,
-        "hostname": LISTEN, "port": state.get("port"), "user": state.get("user") or current_user(),
-        "key": str(paths.client_key), "dir": str(paths.dir),
+        "name": NAME,
+        "state": "running" if pid else "stopped",
+        "pid": pid,
+        "hostname": LISTEN,
+        "port": state.get("port"),
+        "user": state.get("user") or current_user(),
+        "key": str(paths.client_key),
+        "dir": str(paths.dir),
     }
 
 
@@ -251,8 +266,9 @@ def up(port=None, paths=None, inventory_path=None, note=lambda *a: None):
         note(f"sandbox: starting sshd on {LISTEN}:{chosen} as {user}")
         res = run_local([sshd, "-f", paths.config, "-E", paths.log])
         if res.returncode != 0:
-            raise SandboxError(f"sshd failed to start (exit {res.returncode}): "
-                               f"{last_line(res.stderr) or _log_tail(paths)}")
+            raise SandboxError(
+                f"sshd failed to start (exit {res.returncode}): {last_line(res.stderr) or _log_tail(paths)}"
+            )
         try:
             pid = _wait_ready(chosen, paths)
         except SandboxError:
@@ -263,8 +279,9 @@ def up(port=None, paths=None, inventory_path=None, note=lambda *a: None):
         started = True
     entry = register(paths, state["port"], user, inventory_path)
     result = status(paths)
-    result.update(started=started, inventory=entry["inventory"], settings=entry["settings"],
-                  known_hosts=entry["known_hosts"])
+    result.update(
+        started=started, inventory=entry["inventory"], settings=entry["settings"], known_hosts=entry["known_hosts"]
+    )
     return result
 
 
@@ -284,8 +301,13 @@ def register(paths, port, user, inventory_path=None):
                 settings[key] = value
             taken.add(settings[key])
         inv.hosts[NAME] = invmod.HostEntry(
-            name=NAME, hostname=LISTEN, user=user, port=port, key=str(paths.client_key),
-            groups=list(old.groups) if old else [], settings=settings,
+            name=NAME,
+            hostname=LISTEN,
+            user=user,
+            port=port,
+            key=str(paths.client_key),
+            groups=list(old.groups) if old else [],
+            settings=settings,
             facts=dict(old.facts) if old else {},
         )
         known = inv.known_hosts_path

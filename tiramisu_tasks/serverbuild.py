@@ -52,9 +52,16 @@ def sources_hash(src_dir=None):
 def cflags(target=None, server_version=__version__, wasmtime_version=WASMTIME_VERSION, optimize=True):
     """Compiler flags shared by every toolchain (C11, warnings on, versions baked in)."""
     flags = [
-        "-std=c11", "-D_GNU_SOURCE", "-pthread",
-        "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-format-truncation", "-Wno-unknown-warning-option",
-        f'-DTS_VERSION="{server_version}"', f'-DTS_WASMTIME_VERSION="{wasmtime_version}"',
+        "-std=c11",
+        "-D_GNU_SOURCE",
+        "-pthread",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Wno-format-truncation",
+        "-Wno-unknown-warning-option",
+        f'-DTS_VERSION="{server_version}"',
+        f'-DTS_WASMTIME_VERSION="{wasmtime_version}"',
         "-fno-strict-aliasing",
     ]
     flags += ["-O2", "-g0"] if optimize else ["-O0", "-g"]
@@ -104,8 +111,7 @@ def _compile_and_link(target, toolchain, lib_path, out, src_dir, static_lib=None
     jobs = [compile_argv(cc, s, obj_dir / (s.stem + ".o"), src_dir, target) for s in sources]
     # two at a time: the build machines here have two cores
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for fut in [pool.submit(toolchain.run, argv, str(src_dir), (str(src_dir),), (str(obj_dir),))
-                    for argv in jobs]:
+        for fut in [pool.submit(toolchain.run, argv, str(src_dir), (str(src_dir),), (str(obj_dir),)) for argv in jobs]:
             fut.result()
     objects = [obj_dir / (s.stem + ".o") for s in sources]
     binary = out / "bin" / BINARY
@@ -138,13 +144,19 @@ def build_server(target, toolchain, out_dir=None, static_lib=None, cache_root=No
     lib = None if static_lib else wasmtime_library(target, root=cache_root)
     inputs = build_inputs(target, toolchain, static_lib, src_dir)
     entry = cache.get_or_build(
-        KIND, inputs,
+        KIND,
+        inputs,
         lambda tmp: _compile_and_link(target, toolchain, lib.lib if lib else None, Path(tmp), src_dir, static_lib),
         root=cache_root,
     )
-    result = {"target": target.name, "toolchain": toolchain.name, "key": entry.key, "hit": entry.hit,
-              "binary": str(entry.file(f"bin/{BINARY}")),
-              "library": None if static_lib else str(entry.file(f"lib/{LIBRARY}"))}
+    result = {
+        "target": target.name,
+        "toolchain": toolchain.name,
+        "key": entry.key,
+        "hit": entry.hit,
+        "binary": str(entry.file(f"bin/{BINARY}")),
+        "library": None if static_lib else str(entry.file(f"lib/{LIBRARY}")),
+    }
     if out_dir:
         out_dir = Path(out_dir)
         (out_dir / "bin").mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,17 @@ def exec_argv(layout: RemoteLayout, name):
     """argv of the service's foreground process (pure)."""
     if name == "server":
         return [layout.server_bin, "--config", layout.server_conf]
-    return [layout.nginx_bin, "-p", layout.root, "-c", layout.nginx_conf, "-e",
-            layout.log_file("nginx-error.log"), "-g", "daemon off;"]
+    return [
+        layout.nginx_bin,
+        "-p",
+        layout.root,
+        "-c",
+        layout.nginx_conf,
+        "-e",
+        layout.log_file("nginx-error.log"),
+        "-g",
+        "daemon off;",
+    ]
 
 
 def start_command(layout, name):
@@ -71,8 +80,9 @@ def env_processes_fn(layout):
     """
     root = q(layout.root)
     comms = "|".join(service(n).comm for n in SERVICES)
-    bins = " || ".join(f'[ "$d/exe" -ef {q(layout.server_bin if n == "server" else layout.nginx_bin)} ]'
-                       for n in SERVICES)
+    bins = " || ".join(
+        f'[ "$d/exe" -ef {q(layout.server_bin if n == "server" else layout.nginx_bin)} ]' for n in SERVICES
+    )
     return (
         "envprocs() { for d in /proc/[0-9]*; do "
         '[ -O "$d" ] || continue; '
@@ -124,7 +134,7 @@ def reap_command(layout, name, keep=None, timeout=5):
         f"{env_processes_fn(layout)}; "
         f"orphans() {{ envprocs | while read -r p pp c; do "
         f'[ "$c" = {q(svc.comm)} ] && [ "$p" != {keep} ] && [ "$pp" != {keep} ] && echo "$p"; done; }}; '
-        'v=$(orphans); '
+        "v=$(orphans); "
         f'if [ -n "$v" ]; then kill -{svc.stop_signal} $v 2>/dev/null; i=0; '
         f'while [ -n "$(orphans)" ] && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done; '
         'w=$(orphans); if [ -n "$w" ]; then kill -KILL $w 2>/dev/null; fi; fi; '
@@ -146,8 +156,10 @@ def is_ours(pid_expr, comm):
     A killed process can linger as a zombie until its parent (often pid 1)
     reaps it; its comm still reads like ours, so the state letter decides.
     """
-    return (f'[ "$(cat /proc/{pid_expr}/comm 2>/dev/null)" = {comm} ] && '
-            f'! grep -q "^State:[[:space:]]*Z" /proc/{pid_expr}/status 2>/dev/null')
+    return (
+        f'[ "$(cat /proc/{pid_expr}/comm 2>/dev/null)" = {comm} ] && '
+        f'! grep -q "^State:[[:space:]]*Z" /proc/{pid_expr}/status 2>/dev/null'
+    )
 
 
 def pid_state_script(layout, name):
@@ -155,7 +167,7 @@ def pid_state_script(layout, name):
     svc = service(name)
     pidfile = q(layout.pid_file(name))
     return (
-        f'p=$(cat {pidfile} 2>/dev/null); '
+        f"p=$(cat {pidfile} 2>/dev/null); "
         f'if [ -z "$p" ]; then echo "- stopped"; '
         f'elif {is_ours("$p", q(svc.comm))}; then echo "$p running"; '
         f'else echo "$p stale"; fi'
@@ -197,13 +209,13 @@ def stop_command(layout, name, timeout=10):
     pidfile = q(layout.pid_file(name))
     ticks = int(timeout * 10)
     return (
-        f'p=$(cat {pidfile} 2>/dev/null); '
+        f"p=$(cat {pidfile} 2>/dev/null); "
         f'if [ -z "$p" ]; then echo not-running; exit 0; fi; '
-        f'if ! {{ {is_ours("$p", q(svc.comm))}; }}; then rm -f {pidfile}; echo stale; exit 0; fi; '
+        f"if ! {{ {is_ours('$p', q(svc.comm))}; }}; then rm -f {pidfile}; echo stale; exit 0; fi; "
         f'kill -{svc.stop_signal} "$p" 2>/dev/null; i=0; '
-        f'while {is_ours("$p", q(svc.comm))} && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done; '
+        f"while {is_ours('$p', q(svc.comm))} && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done; "
         f'if {is_ours("$p", q(svc.comm))}; then kill -KILL "$p"; sleep 0.2; rm -f {pidfile}; echo killed; '
-        f'else rm -f {pidfile}; echo stopped; fi'
+        f"else rm -f {pidfile}; echo stopped; fi"
     )
 
 
@@ -217,13 +229,35 @@ def stop_all_command(layout, name, timeout=10):
 
 def nginx_test_command(layout, conf_path=None):
     """``nginx -t`` for a config (pure); conf_path lets setup test before switching."""
-    return join([layout.nginx_bin, "-t", "-q", "-p", layout.root, "-c", conf_path or layout.nginx_conf,
-                 "-e", layout.log_file("nginx-error.log")])
+    return join(
+        [
+            layout.nginx_bin,
+            "-t",
+            "-q",
+            "-p",
+            layout.root,
+            "-c",
+            conf_path or layout.nginx_conf,
+            "-e",
+            layout.log_file("nginx-error.log"),
+        ]
+    )
 
 
 def nginx_reload_command(layout):
-    return join([layout.nginx_bin, "-s", "reload", "-p", layout.root, "-c", layout.nginx_conf,
-                 "-e", layout.log_file("nginx-error.log")])
+    return join(
+        [
+            layout.nginx_bin,
+            "-s",
+            "reload",
+            "-p",
+            layout.root,
+            "-c",
+            layout.nginx_conf,
+            "-e",
+            layout.log_file("nginx-error.log"),
+        ]
+    )
 
 
 def tail_out_command(layout, name, lines=5):

@@ -55,7 +55,7 @@ def _dechunk(data):
         if size == 0:
             break
         out += rest[:size]
-        data = rest[size + 2:]
+        data = rest[size + 2 :]
     return out
 
 

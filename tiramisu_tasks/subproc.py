@@ -20,12 +20,17 @@ def run_local(argv, *, timeout=None, cwd=None, env=None, input=None, capture=Tru
     a non-zero exit is not an error here.
     """
     return subprocess.run(
-        [str(a) for a in argv], cwd=str(cwd) if cwd else None, env=None if env is None else merged_env(env),
+        [str(a) for a in argv],
+        cwd=str(cwd) if cwd else None,
+        env=None if env is None else merged_env(env),
         timeout=timeout,
-        input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-        text=True, encoding="utf-8", errors="replace",
+        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
 
 

@@ -26,8 +26,7 @@ SUPPORTED_ARCHES = ("x86_64", "aarch64")
 LIBCS = ("glibc", "musl")
 
 WHY_UNSUPPORTED = (
-    "Wasmtime publishes its library only for x86_64 and aarch64 "
-    "(no armv7/armv6/riscv64/... build on PyPI)"
+    "Wasmtime publishes its library only for x86_64 and aarch64 (no armv7/armv6/riscv64/... build on PyPI)"
 )
 
 
@@ -104,8 +103,7 @@ def normalize_arch(machine):
     arch = ARCH_ALIASES.get(raw.lower())
     if arch is None:
         raise UnsupportedTarget(
-            f"unsupported architecture {raw or '(empty)'!r}: Tiramisu supports "
-            f"{supported_list()}; {WHY_UNSUPPORTED}"
+            f"unsupported architecture {raw or '(empty)'!r}: Tiramisu supports {supported_list()}; {WHY_UNSUPPORTED}"
         )
     return arch
 
@@ -134,9 +132,7 @@ def get_target(arch, libc="glibc", libc_version=None):
     if libc in ("gnu", "glibc", "gnu libc"):
         libc = "glibc"
     if libc not in LIBCS:
-        raise UnsupportedTarget(
-            f"unsupported C library {libc!r} on {arch}: Tiramisu supports glibc and musl"
-        )
+        raise UnsupportedTarget(f"unsupported C library {libc!r} on {arch}: Tiramisu supports glibc and musl")
     target = _TARGETS[(arch, libc)]
     if libc == "glibc" and libc_version and target.min_glibc:
         if not version_at_least(libc_version, target.min_glibc):

@@ -52,8 +52,10 @@ def describe_exception(exc, host=None):
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return f"{where}connection timed out", 255
     if isinstance(exc, socket.gaierror):
-        return (f"{where}cannot resolve host name ({exc.strerror or exc}); not an inventory "
-                f"name either (see host.list)", 255)
+        return (
+            f"{where}cannot resolve host name ({exc.strerror or exc}); not an inventory name either (see host.list)",
+            255,
+        )
     if is_local_os_error(exc):  # this machine's disk: no host prefix, not a connection code
         return LocalError.from_os_error(exc).message, LocalError.code
     if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, OSError)) and not isinstance(
@@ -79,13 +81,20 @@ HOST_HELP = "inventory name, group, ssh_config alias or user@host:port (comma li
 # Tasks that change nothing (on a box or here) and so run as usual under
 # Invoke's core dry-run flag (`tiramisu --dry TASK`, `inv -R TASK`, `fab --dry`);
 # tasks with their own `--dry` print their plan; every other task refuses it.
-READ_ONLY_TASKS = frozenset({
-    "tiramisu_tasks.tasks.deploy.apps", "tiramisu_tasks.tasks.deploy.logs",
-    "tiramisu_tasks.tasks.lifecycle.status", "tiramisu_tasks.tasks.lifecycle.logs",
-    "tiramisu_tasks.tasks.host.list_", "tiramisu_tasks.tasks.host.show",
-    "tiramisu_tasks.tasks.artifacts.list_", "tiramisu_tasks.tasks.sandbox.status",
-    "tiramisu_tasks.tasks.toolchain.doctor", "tiramisu_tasks.tasks.apps_build.build_languages",
-})
+READ_ONLY_TASKS = frozenset(
+    {
+        "tiramisu_tasks.tasks.deploy.apps",
+        "tiramisu_tasks.tasks.deploy.logs",
+        "tiramisu_tasks.tasks.lifecycle.status",
+        "tiramisu_tasks.tasks.lifecycle.logs",
+        "tiramisu_tasks.tasks.host.list_",
+        "tiramisu_tasks.tasks.host.show",
+        "tiramisu_tasks.tasks.artifacts.list_",
+        "tiramisu_tasks.tasks.sandbox.status",
+        "tiramisu_tasks.tasks.toolchain.doctor",
+        "tiramisu_tasks.tasks.apps_build.build_languages",
+    }
+)
 
 
 def core_dry_run(c):
@@ -103,8 +112,9 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
     if has_dry:
         arguments["dry"] = True
     elif qualname not in READ_ONLY_TASKS:
-        raise UsageError(f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; "
-                         f"run it without --dry")
+        raise UsageError(
+            f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; run it without --dry"
+        )
 
 
 def task(*args, types=None, **kwargs):
@@ -147,10 +157,12 @@ def task(*args, types=None, **kwargs):
 
         # What Invoke sees: typed options default to None, so its parser hands
         # us the raw text (an int default would make it call int() itself).
-        body.__signature__ = sig.replace(parameters=[
-            p.replace(default=None) if p.name in typed and p.default is not inspect.Parameter.empty else p
-            for p in sig.parameters.values()
-        ])
+        body.__signature__ = sig.replace(
+            parameters=[
+                p.replace(default=None) if p.name in typed and p.default is not inspect.Parameter.empty else p
+                for p in sig.parameters.values()
+            ]
+        )
         helps = dict(kwargs.get("help") or {})
         for name, kind in typed.items():
             helps[name] = helps.get(name, "") + options.help_suffix(kind)
@@ -213,6 +225,7 @@ def print_task_help(task_obj, binary=None):
 
 
 # ---------------------------------------------------------------- output ---
+
 
 def confirm(question, refused, cancelled):
     """Ask ``question [y/N]`` on a terminal; return when the answer is yes.

@@ -72,11 +72,11 @@ def receiver_script(root, uploads, check=None):
     lines = [
         "LC_ALL=C; export LC_ALL",  # English error texts
         f"free_kib() {{ df -Pk {q(root)} 2>/dev/null | awk 'NR==2 {{print $4}}'; }}",
-        f"full() {{ [ -d \"$T\" ] && rm -rf \"$T\"; echo \"{DISK_FULL_MARK}: $(free_kib) KiB free at \"{q(root)} >&2; "
+        f'full() {{ [ -d "$T" ] && rm -rf "$T"; echo "{DISK_FULL_MARK}: $(free_kib) KiB free at "{q(root)} >&2; '
         f"exit {DISK_FULL_EXIT}; }}",
         # ENOSPC, or GNU tar's short write, or simply less room than the batch needs
         f"no_room() {{ case \"$1\" in *'No space left'*|*'Wrote only'*) return 0;; esac; "
-        f"[ -d \"$T\" ] && rm -rf \"$T\"; f=$(free_kib); [ -n \"$f\" ] && [ \"$f\" -lt {need_kib} ]; }}",
+        f'[ -d "$T" ] && rm -rf "$T"; f=$(free_kib); [ -n "$f" ] && [ "$f" -lt {need_kib} ]; }}',
         f"T=$(mktemp -d {q(root)}/{STAGE_PREFIX}XXXXXX 2>&1) || "
         '{ no_room "$T" && full; echo "tiramisu-upload: cannot create a staging dir: $T" >&2; exit 70; }',
         "trap 'rm -rf \"$T\"' EXIT HUP INT TERM PIPE",
@@ -111,8 +111,7 @@ def parse_disk_full(line):
 def disk_full_message(host, needed, free, path):
     """``disk full on HOST: 25.3 MiB needed at PATH, 1.2 MiB free`` (pure)."""
     have = human_bytes(free) if free is not None else "unknown"
-    return (f"disk full on {host}: {human_bytes(needed)} needed at {path}, {have} free; "
-            f"nothing was replaced")
+    return f"disk full on {host}: {human_bytes(needed)} needed at {path}, {have} free; nothing was replaced"
 
 
 def receiver_error(host, status, last_line, needed):
@@ -246,8 +245,9 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
         failed = _receiver_failure(chan)
         if failed:
             raise receiver_error(conn.host, failed[0], failed[1], total) from exc
-        raise ConnectError(f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); "
-                           f"nothing was replaced on the box") from exc
+        raise ConnectError(
+            f"upload to {conn.host} interrupted ({exc or exc.__class__.__name__}); nothing was replaced on the box"
+        ) from exc
     finally:
         chan.close()
     if status != 0:

@@ -20,7 +20,7 @@ from tiramisu_tasks.paths import repo_root
 
 from .conftest import EXAMPLES
 
-HELLO_WAT = '''(module
+HELLO_WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "Content-Type: text/plain\\n\\n%s")
@@ -28,7 +28,7 @@ HELLO_WAT = '''(module
     (i32.store (i32.const 0) (i32.const 16))
     (i32.store (i32.const 4) (i32.const %d))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-'''
+"""
 
 
 def wat_app(text):
@@ -85,23 +85,30 @@ def test_ready_wasm_is_validated_and_copied(tmp_path, apps_cache):
     assert run_request(result.wasm_path, Request()).response.body == b"ready"
 
 
-@pytest.mark.parametrize("data,msg", [
-    (b"\0asm\x0d\x00\x01\x00", "WebAssembly component"),
-    (b"\0asm\x01\x00\x00\x00", "exports no _start"),
-    (b"junk", "no \\\\0asm magic"),
-], ids=["component", "no-start", "garbage"])
+@pytest.mark.parametrize(
+    "data,msg",
+    [
+        (b"\0asm\x0d\x00\x01\x00", "WebAssembly component"),
+        (b"\0asm\x01\x00\x00\x00", "exports no _start"),
+        (b"junk", "no \\\\0asm magic"),
+    ],
+    ids=["component", "no-start", "garbage"],
+)
 def test_unrunnable_wasm_is_refused_and_not_cached(tmp_path, apps_cache, data, msg):
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(data)
     with pytest.raises(InvalidWasm, match=msg):
         build_app(bad, cache_root=apps_cache)
-    assert not [e for e in cache.list_entries(apps_cache) if e[3]["inputs"]["entry"] == "bad.wasm"
-                and e[3]["inputs"].get("single_file")]
+    assert not [
+        e
+        for e in cache.list_entries(apps_cache)
+        if e[3]["inputs"]["entry"] == "bad.wasm" and e[3]["inputs"].get("single_file")
+    ]
 
 
 def test_wat_syntax_error_is_one_line(tmp_path, apps_cache):
     src = tmp_path / "broken.wat"
-    src.write_text("(module (func (export \"_start\") (i32.bogus)))\n")
+    src.write_text('(module (func (export "_start") (i32.bogus)))\n')
     with pytest.raises(BuildFailed) as err:
         build_app(src, cache_root=apps_cache)
     assert err.value.message.startswith("WAT (wat2wasm): broken.wat:") and "\n" not in err.value.message
@@ -140,8 +147,11 @@ def test_c_through_zig_cc(apps_cache):
     need("c", "zig")
     result = build_app(EXAMPLES / "json-api", toolchain="zig", cache_root=apps_cache)
     assert result.toolchain == "zig"
-    resp = run_request(result.wasm_path, Request("POST", "/session", headers=[("Content-Type", "application/json")],
-                                                 body=b'{"user": "zig"}'), app="json-api").response
+    resp = run_request(
+        result.wasm_path,
+        Request("POST", "/session", headers=[("Content-Type", "application/json")], body=b'{"user": "zig"}'),
+        app="json-api",
+    ).response
     assert resp.status == 200 and len(resp.header_all("Set-Cookie")) == 2
 
 
@@ -205,10 +215,18 @@ def test_concurrent_builds_of_one_project_agree(tmp_path, apps_cache):
 
 # ---------------------------------------------------------------- the task ---
 
+
 def tiramisu(*args, cache_dir):
     env = dict(os.environ, TIRAMISU_CACHE=str(cache_dir))
-    return subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args], cwd=str(repo_root()),
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", *args],
+        cwd=str(repo_root()),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_build_json(tmp_path, apps_cache):
@@ -220,11 +238,15 @@ def test_cli_build_json(tmp_path, apps_cache):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args,code,msg", [
-    (["build", "no/such/dir"], 2, "tiramisu: no/such/dir: no such file or directory"),
-    (["build", "wasm_examples/hello-wat", "--name", "Bad Name"], 2, "app name 'Bad Name' is not valid"),
-    (["build", "wasm_examples/hello-c", "--lang", "rust"], 2, "--lang rust: no rust source"),
-], ids=["missing-source", "bad-name", "wrong-lang"])
+@pytest.mark.parametrize(
+    "args,code,msg",
+    [
+        (["build", "no/such/dir"], 2, "tiramisu: no/such/dir: no such file or directory"),
+        (["build", "wasm_examples/hello-wat", "--name", "Bad Name"], 2, "app name 'Bad Name' is not valid"),
+        (["build", "wasm_examples/hello-c", "--lang", "rust"], 2, "--lang rust: no rust source"),
+    ],
+    ids=["missing-source", "bad-name", "wrong-lang"],
+)
 def test_cli_errors_are_one_line(args, code, msg, apps_cache):
     proc = tiramisu(*args, cache_dir=apps_cache)
     assert proc.returncode == code
@@ -238,8 +260,9 @@ def test_cli_compile_error_shows_log_and_exits_4(tmp_path, apps_cache):
     src.write_text("int main(void) { syntax error here }\n")
     proc = tiramisu("build", str(src), cache_dir=apps_cache)
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: C (clang): build failed") or \
-        proc.stderr.strip().splitlines()[-1].startswith("tiramisu: C (zig): build failed")
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "tiramisu: C (clang): build failed"
+    ) or proc.stderr.strip().splitlines()[-1].startswith("tiramisu: C (zig): build failed")
 
 
 def test_cli_build_languages(apps_cache):

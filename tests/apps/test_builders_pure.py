@@ -13,37 +13,143 @@ from tiramisu_tasks.apps.toolrun import Step, first_error_line, merged_env
 from tiramisu_tasks.errors import ToolMissing, UsageError
 
 ARGV_CASES = [
-    ("clang c", B.clang_argv("clang", ["/s/a.c"], "/o.wasm", "/s"),
-     ["clang", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug", "-I", "/s", "-o", "/o.wasm", "/s/a.c"]),
-    ("clang c++", B.clang_argv("clang++", ["/s/a.cpp"], "/o.wasm", "/s", cpp=True),
-     ["clang++", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug", "-fno-exceptions", "-I", "/s",
-      "-o", "/o.wasm", "/s/a.cpp"]),
-    ("zig cc", B.zig_cc_argv(["py", "-m", "ziglang"], ["/s/a.c", "/s/b.c"], "/o.wasm", "/s"),
-     ["py", "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", "-Wl,--strip-debug", "-I", "/s",
-      "-o", "/o.wasm", "/s/a.c", "/s/b.c"]),
-    ("emcc", B.emcc_argv("emcc", ["/s/a.c"], "/o.wasm", "/s"),
-     ["emcc", "-O2", "-sSTANDALONE_WASM", "-I", "/s", "-o", "/o.wasm", "/s/a.c"]),
-    ("zig build-exe", B.zig_exe_argv(["zig"], "/s/main.zig", "/o.wasm", "/c"),
-     ["zig", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "--cache-dir", "/c",
-      "-femit-bin=/o.wasm", "/s/main.zig"]),
-    ("zig build", B.zig_build_argv(["zig"], "/s/zig-out", "/c"),
-     ["zig", "build", "-Dtarget=wasm32-wasi", "-Doptimize=ReleaseSmall", "--prefix", "/s/zig-out",
-      "--cache-dir", "/c"]),
-    ("cargo", B.cargo_argv("/usr/bin/cargo", "wasm32-wasi"),
-     ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-wasi",
-      "--message-format=json-render-diagnostics"]),
-    ("rustc single file", B.rustc_argv("rustc", "/s/main.rs", "/o.wasm", "wasm32-wasip1"),
-     ["rustc", "--target", "wasm32-wasip1", "--edition", "2021", "-C", "opt-level=s",
-      "-C", "strip=debuginfo", "-o", "/o.wasm", "/s/main.rs"]),
-    ("tinygo", B.tinygo_argv("tinygo", "wasip1", "/o.wasm", "."),
-     ["tinygo", "build", "-target=wasip1", "-opt=z", "-no-debug", "-o", "/o.wasm", "."]),
+    (
+        "clang c",
+        B.clang_argv("clang", ["/s/a.c"], "/o.wasm", "/s"),
+        ["clang", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug", "-I", "/s", "-o", "/o.wasm", "/s/a.c"],
+    ),
+    (
+        "clang c++",
+        B.clang_argv("clang++", ["/s/a.cpp"], "/o.wasm", "/s", cpp=True),
+        [
+            "clang++",
+            "--target=wasm32-wasi",
+            "-O2",
+            "-Wl,--strip-debug",
+            "-fno-exceptions",
+            "-I",
+            "/s",
+            "-o",
+            "/o.wasm",
+            "/s/a.cpp",
+        ],
+    ),
+    (
+        "zig cc",
+        B.zig_cc_argv(["py", "-m", "ziglang"], ["/s/a.c", "/s/b.c"], "/o.wasm", "/s"),
+        [
+            "py",
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "wasm32-wasi",
+            "-O2",
+            "-Wl,--strip-debug",
+            "-I",
+            "/s",
+            "-o",
+            "/o.wasm",
+            "/s/a.c",
+            "/s/b.c",
+        ],
+    ),
+    (
+        "emcc",
+        B.emcc_argv("emcc", ["/s/a.c"], "/o.wasm", "/s"),
+        ["emcc", "-O2", "-sSTANDALONE_WASM", "-I", "/s", "-o", "/o.wasm", "/s/a.c"],
+    ),
+    (
+        "zig build-exe",
+        B.zig_exe_argv(["zig"], "/s/main.zig", "/o.wasm", "/c"),
+        [
+            "zig",
+            "build-exe",
+            "-target",
+            "wasm32-wasi",
+            "-O",
+            "ReleaseSmall",
+            "--cache-dir",
+            "/c",
+            "-femit-bin=/o.wasm",
+            "/s/main.zig",
+        ],
+    ),
+    (
+        "zig build",
+        B.zig_build_argv(["zig"], "/s/zig-out", "/c"),
+        [
+            "zig",
+            "build",
+            "-Dtarget=wasm32-wasi",
+            "-Doptimize=ReleaseSmall",
+            "--prefix",
+            "/s/zig-out",
+            "--cache-dir",
+            "/c",
+        ],
+    ),
+    (
+        "cargo",
+        B.cargo_argv("/usr/bin/cargo", "wasm32-wasi"),
+        ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-wasi", "--message-format=json-render-diagnostics"],
+    ),
+    (
+        "rustc single file",
+        B.rustc_argv("rustc", "/s/main.rs", "/o.wasm", "wasm32-wasip1"),
+        [
+            "rustc",
+            "--target",
+            "wasm32-wasip1",
+            "--edition",
+            "2021",
+            "-C",
+            "opt-level=s",
+            "-C",
+            "strip=debuginfo",
+            "-o",
+            "/o.wasm",
+            "/s/main.rs",
+        ],
+    ),
+    (
+        "tinygo",
+        B.tinygo_argv("tinygo", "wasip1", "/o.wasm", "."),
+        ["tinygo", "build", "-target=wasip1", "-opt=z", "-no-debug", "-o", "/o.wasm", "."],
+    ),
     ("go", B.go_argv("go", "/o.wasm", "."), ["go", "build", "-trimpath", "-o", "/o.wasm", "."]),
-    ("asc", B.asc_argv("node", "/t", "/s/assembly/index.ts", "/o.wasm", "/s"),
-     ["node", "/t/node_modules/assemblyscript/bin/asc.js", "/s/assembly/index.ts", "--config",
-      "../t/node_modules/@assemblyscript/wasi-shim/asconfig.json", "--optimize", "--outFile", "/o.wasm"]),
-    ("npm install", B.npm_install_argv("npm", "/t", {"b": "2", "a": "1"}),
-     ["npm", "install", "--prefix", "/t", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
-      "--ignore-scripts", "--loglevel=error", "a@1", "b@2"]),
+    (
+        "asc",
+        B.asc_argv("node", "/t", "/s/assembly/index.ts", "/o.wasm", "/s"),
+        [
+            "node",
+            "/t/node_modules/assemblyscript/bin/asc.js",
+            "/s/assembly/index.ts",
+            "--config",
+            "../t/node_modules/@assemblyscript/wasi-shim/asconfig.json",
+            "--optimize",
+            "--outFile",
+            "/o.wasm",
+        ],
+    ),
+    (
+        "npm install",
+        B.npm_install_argv("npm", "/t", {"b": "2", "a": "1"}),
+        [
+            "npm",
+            "install",
+            "--prefix",
+            "/t",
+            "--no-save",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+            "a@1",
+            "b@2",
+        ],
+    ),
 ]
 
 
@@ -59,28 +165,45 @@ def test_cargo_env_pins_rustc_and_strips_debuginfo():
     assert B.GO_ENV == {"GOOS": "wasip1", "GOARCH": "wasm", "CGO_ENABLED": "0"}
 
 
-@pytest.mark.parametrize("installed,want", [
-    (("wasm32-wasip1", "wasm32-wasi"), "wasm32-wasip1"),
-    (("wasm32-wasi",), "wasm32-wasi"),
-    ((), None),
-], ids=["both", "old-only", "none"])
+@pytest.mark.parametrize(
+    "installed,want",
+    [
+        (("wasm32-wasip1", "wasm32-wasi"), "wasm32-wasip1"),
+        (("wasm32-wasi",), "wasm32-wasi"),
+        ((), None),
+    ],
+    ids=["both", "old-only", "none"],
+)
 def test_pick_rust_target(installed, want):
     assert B.pick_rust_target(installed) == want
 
 
-@pytest.mark.parametrize("text,ok", [
-    ("go1.19.8", False), ("go1.20", False), ("go1.21.0", True), ("go1.22.3", True),
-    ("devel go1.23-abc", True), ("", False), ("garbage", False),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ("go1.19.8", False),
+        ("go1.20", False),
+        ("go1.21.0", True),
+        ("go1.22.3", True),
+        ("devel go1.23-abc", True),
+        ("", False),
+        ("garbage", False),
+    ],
+    ids=lambda v: str(v),
+)
 def test_go_supports_wasip1(text, ok):
     assert B.go_supports_wasip1(text) is ok
 
 
-@pytest.mark.parametrize("text,target", [
-    ("tinygo version 0.31.2 linux/amd64 (using go version go1.22.1)", "wasip1"),
-    ("tinygo version 0.30.0 linux/amd64", "wasip1"),
-    ("tinygo version 0.28.1 linux/amd64", "wasi"),
-], ids=["0.31", "0.30", "0.28"])
+@pytest.mark.parametrize(
+    "text,target",
+    [
+        ("tinygo version 0.31.2 linux/amd64 (using go version go1.22.1)", "wasip1"),
+        ("tinygo version 0.30.0 linux/amd64", "wasip1"),
+        ("tinygo version 0.28.1 linux/amd64", "wasi"),
+    ],
+    ids=["0.31", "0.30", "0.28"],
+)
 def test_tinygo_target(text, target):
     assert B.tinygo_target(text) == target
 
@@ -94,21 +217,27 @@ def test_installed_wasi_targets_reads_the_sysroot(tmp_path):
 
 
 def test_cargo_wasm_outputs():
-    msgs = "\n".join([
-        json.dumps({"reason": "compiler-artifact", "executable": None}),
-        "not json",
-        json.dumps({"reason": "compiler-artifact", "executable": "/t/wasm32-wasi/release/app.wasm"}),
-        json.dumps({"reason": "build-finished", "success": True}),
-    ])
+    msgs = "\n".join(
+        [
+            json.dumps({"reason": "compiler-artifact", "executable": None}),
+            "not json",
+            json.dumps({"reason": "compiler-artifact", "executable": "/t/wasm32-wasi/release/app.wasm"}),
+            json.dumps({"reason": "build-finished", "success": True}),
+        ]
+    )
     assert B.cargo_wasm_outputs(msgs) == ["/t/wasm32-wasi/release/app.wasm"]
 
 
-@pytest.mark.parametrize("output,line", [
-    ("a.c:1:1: warning: x\na.c:2:5: error: expected ';'\nmore", "a.c:2:5: error: expected ';'"),
-    ("\x1b[31mERROR\x1b[0m AS111: nope\n", "ERROR AS111: nope"),
-    ("something odd\nlast words\n", "last words"),
-    ("", "no output"),
-], ids=["clang", "asc-ansi", "no-error-word", "empty"])
+@pytest.mark.parametrize(
+    "output,line",
+    [
+        ("a.c:1:1: warning: x\na.c:2:5: error: expected ';'\nmore", "a.c:2:5: error: expected ';'"),
+        ("\x1b[31mERROR\x1b[0m AS111: nope\n", "ERROR AS111: nope"),
+        ("something odd\nlast words\n", "last words"),
+        ("", "no output"),
+    ],
+    ids=["clang", "asc-ansi", "no-error-word", "empty"],
+)
 def test_first_error_line(output, line):
     assert first_error_line(output) == line
 
@@ -120,10 +249,19 @@ def test_step_display_and_env():
     assert env == {"PATH": "/bin", "RUSTC": "/usr/bin/rustc"}
 
 
-@pytest.mark.parametrize("raw,name", [
-    ("hello-c", "hello-c"), ("Hello World", "hello-world"), ("__init__", "init"),
-    ("my_app.v2", "my_app-v2"), ("ÄÖÜ", ""), ("x" * 80, "x" * 63), ("--a--", "a"),
-], ids=lambda v: str(v)[:12])
+@pytest.mark.parametrize(
+    "raw,name",
+    [
+        ("hello-c", "hello-c"),
+        ("Hello World", "hello-world"),
+        ("__init__", "init"),
+        ("my_app.v2", "my_app-v2"),
+        ("ÄÖÜ", ""),
+        ("x" * 80, "x" * 63),
+        ("--a--", "a"),
+    ],
+    ids=lambda v: str(v)[:12],
+)
 def test_sanitize_name(raw, name):
     assert sanitize_app_name(raw) == name
 
@@ -167,22 +305,32 @@ def test_choose_builder_takes_the_first_working_one(monkeypatch):
 
 
 def test_missing_toolchains_give_one_line_naming_what_to_install(monkeypatch):
-    fakes = [FakeBuilder("tinygo", "tinygo: not installed (see tinygo.org)"),
-             FakeBuilder("go", "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)")]
+    fakes = [
+        FakeBuilder("tinygo", "tinygo: not installed (see tinygo.org)"),
+        FakeBuilder("go", "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)"),
+    ]
     monkeypatch.setattr(B, "builders_for", lambda lang: fakes)
     with pytest.raises(ToolMissing) as err:
         buildmod.choose_builder("go")
-    assert err.value.message == ("Go: no working toolchain here: tinygo: not installed (see tinygo.org); "
-                                 "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)")
+    assert err.value.message == (
+        "Go: no working toolchain here: tinygo: not installed (see tinygo.org); "
+        "go: go1.19.8 cannot build GOOS=wasip1 (needs Go >= 1.21)"
+    )
     assert err.value.code == 4
 
 
 def test_cache_inputs_cover_every_input():
     det = Detection("rust", Path("/x"), None, False)
     inputs = buildmod.cache_inputs(det, FakeBuilder("cargo", None), "rustc 1.63.0 wasm32-wasi", "abc")
-    assert inputs == {"recipe": buildmod.RECIPE_VERSION, "language": "rust", "toolchain": "cargo",
-                      "identity": "rustc 1.63.0 wasm32-wasi", "source": "abc", "entry": None,
-                      "single_file": False}
+    assert inputs == {
+        "recipe": buildmod.RECIPE_VERSION,
+        "language": "rust",
+        "toolchain": "cargo",
+        "identity": "rustc 1.63.0 wasm32-wasi",
+        "source": "abc",
+        "entry": None,
+        "single_file": False,
+    }
 
 
 def test_node_candidates_path_first_then_the_venv(tmp_path):

@@ -21,8 +21,7 @@ FILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,head,language", FILE_CASES,
-                         ids=[f"{n}-{lang}" for n, _, lang in FILE_CASES])
+@pytest.mark.parametrize("name,head,language", FILE_CASES, ids=[f"{n}-{lang}" for n, _, lang in FILE_CASES])
 def test_classify_file(name, head, language):
     assert classify_file(name, head)[0].language == language
 
@@ -43,12 +42,21 @@ DIR_CASES = [
     ("zig main", ["src/main.zig", "src/util.zig"], {}, "zig", "src/main.zig"),
     ("single zig", ["hello.zig"], {}, "zig", "hello.zig"),
     ("asconfig", ["asconfig.json", "assembly/index.ts"], {}, "assemblyscript", "assembly/index.ts"),
-    ("package.json with assemblyscript", ["package.json", "assembly/index.ts"],
-     {"package.json": '{"devDependencies": {"assemblyscript": "0.28.20"}}'}, "assemblyscript",
-     "assembly/index.ts"),
+    (
+        "package.json with assemblyscript",
+        ["package.json", "assembly/index.ts"],
+        {"package.json": '{"devDependencies": {"assemblyscript": "0.28.20"}}'},
+        "assemblyscript",
+        "assembly/index.ts",
+    ),
     ("assembly layout", ["assembly/index.ts"], {}, "assemblyscript", "assembly/index.ts"),
-    ("plain package.json is not AS", ["package.json", "hello.wat"],
-     {"package.json": '{"name": "x"}'}, "wat", "hello.wat"),
+    (
+        "plain package.json is not AS",
+        ["package.json", "hello.wat"],
+        {"package.json": '{"name": "x"}'},
+        "wat",
+        "hello.wat",
+    ),
     ("c files", ["a.c", "b.c", "include/a.h"], {}, "c", None),
     ("cpp files", ["a.c", "b.cpp"], {}, "cpp", None),
     ("emscripten header", ["a.c", "b.c"], {"b.c": "#include <emscripten.h>"}, "emscripten", None),
@@ -58,8 +66,7 @@ DIR_CASES = [
 ]
 
 
-@pytest.mark.parametrize("files,heads,language,entry", [c[1:] for c in DIR_CASES],
-                         ids=[c[0] for c in DIR_CASES])
+@pytest.mark.parametrize("files,heads,language,entry", [c[1:] for c in DIR_CASES], ids=[c[0] for c in DIR_CASES])
 def test_classify_dir(files, heads, language, entry):
     best, reasons = choose(classify_dir(files, _heads(heads)), "dir")
     assert (best.language, best.entry) == (language, entry)
@@ -99,6 +106,7 @@ def test_uses_emscripten():
 
 # ------------------------------------------------------------ real paths ---
 
+
 def test_detect_project_dir_ignores_build_outputs(tmp_path):
     (tmp_path / "hello.wat").write_text("(module)")
     for junk in ("node_modules/x/y.c", "target/debug/z.c", ".git/objects/q.c", "build/out.wasm"):
@@ -124,10 +132,14 @@ def test_detect_single_file(tmp_path):
     assert (det.language, det.entry, det.single_file, det.root) == ("c", "api.c", True, tmp_path.resolve())
 
 
-@pytest.mark.parametrize("name,msg", [
-    ("missing", "no such file or directory"),
-    ("notes.txt", "unknown kind of source"),
-], ids=["missing", "unknown-suffix"])
+@pytest.mark.parametrize(
+    "name,msg",
+    [
+        ("missing", "no such file or directory"),
+        ("notes.txt", "unknown kind of source"),
+    ],
+    ids=["missing", "unknown-suffix"],
+)
 def test_detect_errors(tmp_path, name, msg):
     if name.endswith(".txt"):
         (tmp_path / name).write_text("x")

@@ -18,8 +18,16 @@ from tiramisu_tasks.errors import ToolMissing
 from .conftest import example_dirs
 
 EXAMPLES = example_dirs()
-REQUIRED = {"hello-c", "hello-zig", "hello-wat", "hello-rust", "hello-assemblyscript", "json-api",
-            "form-echo", "hello-tinygo"}
+REQUIRED = {
+    "hello-c",
+    "hello-zig",
+    "hello-wat",
+    "hello-rust",
+    "hello-assemblyscript",
+    "json-api",
+    "form-echo",
+    "hello-tinygo",
+}
 
 
 def test_required_examples_exist_with_readme_and_expectations():

@@ -8,21 +8,24 @@ from tiramisu_tasks.apps.wagi import Request
 
 wasmtime = pytest.importorskip("wasmtime")
 
-PRELUDE = '''
+PRELUDE = """
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "X-Only: 1\\n\\n")
-'''
+"""
 
 GUESTS = [
     ("trap", '(func (export "_start") unreachable)', "trap: wasm trap: wasm `unreachable` instruction executed"),
     ("exit 3", '(func (export "_start") (call $exit (i32.const 3)))', "guest exited with status 3"),
     ("endless loop", '(func (export "_start") (loop $l (br $l)))', "timed out after 0.5 s"),
-    ("bad cgi output", '''(func (export "_start")
+    (
+        "bad cgi output",
+        """(func (export "_start")
         (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
-        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))''',
-     "bad CGI output: guest output has none of Content-Type, Location, Status"),
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))""",
+        "bad CGI output: guest output has none of Content-Type, Location, Status",
+    ),
 ]
 
 
@@ -37,11 +40,13 @@ def test_guest_failures_become_500(tmp_path, func, reason):
 
 def test_exit_zero_is_success(tmp_path):
     path = tmp_path / "ok.wasm"
-    path.write_bytes(wasmtime.wat2wasm(f'''(module {PRELUDE}
+    path.write_bytes(
+        wasmtime.wat2wasm(f"""(module {PRELUDE}
       (data (i32.const 64) "Status: 204\\n\\n")
       (func (export "_start")
         (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 13))
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (call $exit (i32.const 0))))'''))
+        (call $exit (i32.const 0))))""")
+    )
     run = run_request(path, Request())
     assert (run.response.status, run.exit_code, run.error) == (204, 0, "")

@@ -49,9 +49,16 @@ def functype(params=(), results=()):
     return b"\x60" + vec(list(params)) + vec(list(results))
 
 
-def module(imports=(FD_WRITE,), import_module="wasi_snapshot_preview1", start=True,
-           start_name="_start", start_params=(), memory_export="memory", extra_exports=(),
-           extra_sections=()):
+def module(
+    imports=(FD_WRITE,),
+    import_module="wasi_snapshot_preview1",
+    start=True,
+    start_name="_start",
+    start_params=(),
+    memory_export="memory",
+    extra_exports=(),
+    extra_sections=(),
+):
     """A small command module: the given function imports, one local function, a memory."""
     types = [functype(start_params)] + [functype(p, r) for _, p, r in imports]
     imps = [name(import_module) + name(n) + b"\x00" + leb(i + 1) for i, (n, _, _) in enumerate(imports)]
@@ -93,8 +100,11 @@ BAD = [
     ("garbage", b"hello, world! not wasm", "no \\\\0asm magic"),
     ("elf", b"\x7fELF\x02\x01\x01\x00" + b"\0" * 16, "ELF executable"),
     ("wat text", b"(module\n  (func))", "WebAssembly text"),
-    ("component", b"\0asm\x0d\x00\x01\x00" + b"\0" * 8,
-     "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules"),
+    (
+        "component",
+        b"\0asm\x0d\x00\x01\x00" + b"\0" * 8,
+        "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules",
+    ),
     ("old component draft", b"\0asm\x0a\x00\x01\x00", "WebAssembly component"),
     ("version 2", b"\0asm\x02\x00\x00\x00", "unsupported WebAssembly version 2"),
     ("section past end", HEADER + b"\x01\x05\x00", "claims 5 bytes, only 1 left"),
@@ -102,8 +112,11 @@ BAD = [
     ("unknown section id", HEADER + b"\x2a\x00", "unknown section id 42"),
     ("duplicate type section", HEADER + section(1, vec([])) + section(1, vec([])), "duplicate type section"),
     ("sections out of order", HEADER + section(3, vec([])) + section(1, vec([])), "type section out of order"),
-    ("bad utf-8 import name", HEADER + section(1, vec([functype()])) +
-     section(2, vec([name(b"\xff\xfe") + name("x") + b"\x00\x00"])), "not valid UTF-8"),
+    (
+        "bad utf-8 import name",
+        HEADER + section(1, vec([functype()])) + section(2, vec([name(b"\xff\xfe") + name("x") + b"\x00\x00"])),
+        "not valid UTF-8",
+    ),
     ("import count lies", HEADER + section(2, leb(1000)), "import count 1000 exceeds the section"),
     ("unknown import kind", HEADER + section(2, vec([name("a") + name("b") + b"\x09"])), "unknown import kind 0x09"),
     ("stray bytes in export section", HEADER + section(7, vec([]) + b"\x00"), "stray bytes"),
@@ -123,15 +136,27 @@ NOT_RUNNABLE = [
     ("no _start", dict(start=False), "exports no _start function"),
     ("reactor", dict(start_name="_initialize"), "it is a WASI reactor"),
     ("_start takes a value", dict(start_params=[I32]), "_start function takes or returns values"),
-    ("_start is a memory", dict(start=False, extra_exports=[name("_start") + b"\x02" + leb(0)]),
-     "its _start export is a memory"),
-    ("env import", dict(import_module="env", imports=(("abort", [I32] * 4, []),)),
-     "imports env.abort, but only wasi_snapshot_preview1 is available: it expects a JavaScript/host 'env'"),
+    (
+        "_start is a memory",
+        dict(start=False, extra_exports=[name("_start") + b"\x02" + leb(0)]),
+        "its _start export is a memory",
+    ),
+    (
+        "env import",
+        dict(import_module="env", imports=(("abort", [I32] * 4, []),)),
+        "imports env.abort, but only wasi_snapshot_preview1 is available: it expects a JavaScript/host 'env'",
+    ),
     ("wasi_unstable", dict(import_module="wasi_unstable"), "WASI snapshot 0"),
-    ("unknown wasi function", dict(imports=(("fd_frobnicate", [I32], [I32]),)),
-     "wasi_snapshot_preview1.fd_frobnicate, which WASI preview 1 does not have"),
-    ("wrong wasi signature", dict(imports=(("fd_write", [I32], [I32]),)),
-     r"fd_write as \(i32\) -> \(i32\), WASI preview 1 has \(i32, i32, i32, i32\) -> \(i32\)"),
+    (
+        "unknown wasi function",
+        dict(imports=(("fd_frobnicate", [I32], [I32]),)),
+        "wasi_snapshot_preview1.fd_frobnicate, which WASI preview 1 does not have",
+    ),
+    (
+        "wrong wasi signature",
+        dict(imports=(("fd_write", [I32], [I32]),)),
+        r"fd_write as \(i32\) -> \(i32\), WASI preview 1 has \(i32, i32, i32, i32\) -> \(i32\)",
+    ),
     ("memory not exported", dict(memory_export=None), "does not export its memory as 'memory'"),
 ]
 
@@ -197,7 +222,12 @@ def test_wasi_table_matches_wasmtimes_linker():
 
 def test_gc_types_stop_signature_checks_but_not_the_walk():
     # a rec group (0x4e) in the type section: signatures become unknown, no crash
-    data = HEADER + section(1, vec([b"\x4e" + vec([functype()])])) + section(3, vec([leb(0)])) + \
-        section(7, vec([name("_start") + b"\x00" + leb(0)])) + section(10, vec([b"\x02\x00\x0b"]))
+    data = (
+        HEADER
+        + section(1, vec([b"\x4e" + vec([functype()])]))
+        + section(3, vec([leb(0)]))
+        + section(7, vec([name("_start") + b"\x00" + leb(0)]))
+        + section(10, vec([b"\x02\x00\x0b"]))
+    )
     info = validate_bytes(data)
     assert info.types is None and info.func_signature(0) is None

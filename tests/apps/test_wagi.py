@@ -12,9 +12,19 @@ from tiramisu_tasks.errors import UsageError
 
 
 def test_environ_has_the_cgi_variables():
-    req = Request("POST", "/a%20b/c", "x=1&y=2",
-                  [("Content-Type", "application/json"), ("User-Agent", "t/1"), ("X-Multi", "a"),
-                   ("X-Multi", "b"), ("Content-Length", "2")], b"{}")
+    req = Request(
+        "POST",
+        "/a%20b/c",
+        "x=1&y=2",
+        [
+            ("Content-Type", "application/json"),
+            ("User-Agent", "t/1"),
+            ("X-Multi", "a"),
+            ("X-Multi", "b"),
+            ("Content-Length", "2"),
+        ],
+        b"{}",
+    )
     env = cgi_environ(req, script_name="/api", server_name="box", server_port=8080)
     assert env["REQUEST_METHOD"] == "POST"
     assert env["PATH_INFO"] == "/a b/c" and env["X_RAW_PATH_INFO"] == "/a%20b/c"
@@ -47,7 +57,10 @@ def test_cgi_output_contract_in_python(case):
     else:
         resp = parse_cgi_output(data, max_head)
         assert (resp.status, [list(h) for h in resp.headers], resp.body) == (
-            case["status"], case["headers"], case["body"].encode("latin-1"))
+            case["status"],
+            case["headers"],
+            case["body"].encode("latin-1"),
+        )
 
 
 @pytest.mark.parametrize("case", ENV_CASES, ids=[c["id"] for c in ENV_CASES])
@@ -56,30 +69,58 @@ def test_cgi_env_contract_in_python(case):
     script = r["script_name"]
     assert r["path"].startswith(script)
     body = b"x" * r["content_length"] if r["has_body"] else b""
-    req = Request(r["method"], r["path"][len(script):], r["query"], [tuple(h) for h in r["headers"]], body,
-                  minor=r.get("minor", 1))
-    env = cgi_environ(req, script_name=script, server_name=r["server_name"], server_port=r["server_port"],
-                      remote_addr=r["remote_addr"], matched_route=r["matched_route"])
+    req = Request(
+        r["method"],
+        r["path"][len(script) :],
+        r["query"],
+        [tuple(h) for h in r["headers"]],
+        body,
+        minor=r.get("minor", 1),
+    )
+    env = cgi_environ(
+        req,
+        script_name=script,
+        server_name=r["server_name"],
+        server_port=r["server_port"],
+        remote_addr=r["remote_addr"],
+        matched_route=r["matched_route"],
+    )
     for name, want in case["expect"].items():
         assert env.get(name) == want, (name, env.get(name), want)
 
 
-@pytest.mark.parametrize("path,query,argv", [
-    ("/", "", ["/app/"]),
-    ("/x", "a=1&b&&c=%20", ["/app/x", "a=1", "b", "c=%20"]),
-    ("", "", ["/app"]),
-], ids=["root", "query-items", "bare-mount"])
+@pytest.mark.parametrize(
+    "path,query,argv",
+    [
+        ("/", "", ["/app/"]),
+        ("/x", "a=1&b&&c=%20", ["/app/x", "a=1", "b", "c=%20"]),
+        ("", "", ["/app"]),
+    ],
+    ids=["root", "query-items", "bare-mount"],
+)
 def test_argv(path, query, argv):
     assert cgi_argv(Request(path=path, query=query), "/app") == argv
 
 
-RESP = Response(201, [("Content-Type", "application/json"), ("Set-Cookie", "a=1; Path=/"),
-                      ("Set-Cookie", "b=2")], b'{"ok": true, "n": 3, "list": [1, {"x": "y"}]}')
+RESP = Response(
+    201,
+    [("Content-Type", "application/json"), ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2")],
+    b'{"ok": true, "n": 3, "list": [1, {"x": "y"}]}',
+)
 
 CHECK_CASES = [
-    ("all match", {"status": 201, "headers": {"content-type": "JSON"},
-                   "header_values": {"Set-Cookie": ["a=1", "b=2"]}, "absent_headers": ["X-No"],
-                   "body_contains": ['"ok"'], "json": {"ok": True, "list": [1, {"x": "y"}]}}, []),
+    (
+        "all match",
+        {
+            "status": 201,
+            "headers": {"content-type": "JSON"},
+            "header_values": {"Set-Cookie": ["a=1", "b=2"]},
+            "absent_headers": ["X-No"],
+            "body_contains": ['"ok"'],
+            "json": {"ok": True, "list": [1, {"x": "y"}]},
+        },
+        [],
+    ),
     ("wrong status", {"status": 200}, ["status: expected 200, got 201"]),
     ("missing header", {"headers": {"Location": "/"}}, ["header Location: missing"]),
     ("cookie count", {"header_values": {"Set-Cookie": ["a=1"]}}, ["header Set-Cookie: expected 1 values"]),
@@ -106,9 +147,21 @@ def test_check_response_on_non_json_body():
 
 
 def test_parse_expected_defaults():
-    cases = parse_expected({"requests": [{"expect": {"status": 200}},
-                                         {"method": "post", "path": "/x", "query": "?a=1",
-                                          "headers": {"A": 1}, "body": "é", "expect": {"status": 201}}]})
+    cases = parse_expected(
+        {
+            "requests": [
+                {"expect": {"status": 200}},
+                {
+                    "method": "post",
+                    "path": "/x",
+                    "query": "?a=1",
+                    "headers": {"A": 1},
+                    "body": "é",
+                    "expect": {"status": 201},
+                },
+            ]
+        }
+    )
     first, second = cases
     assert (first.name, first.request.method, first.request.path, first.request.body) == ("GET /", "GET", "/", b"")
     assert second.request.method == "POST" and second.request.query == "a=1"
@@ -116,14 +169,18 @@ def test_parse_expected_defaults():
     assert second.name == "POST /x?a=1"
 
 
-@pytest.mark.parametrize("data,msg", [
-    ({}, "non-empty \"requests\""),
-    ({"requests": []}, "non-empty \"requests\""),
-    ({"requests": [{}]}, "needs an \"expect\""),
-    ({"requests": [{"expect": {"stat": 1}}]}, "unknown expect keys"),
-    ({"requests": [{"pth": "/", "expect": {"status": 1}}]}, "unknown keys"),
-    ({"requests": [{"path": "x", "expect": {"status": 1}}]}, "must start with /"),
-], ids=["no-requests", "empty", "no-expect", "typo-expect", "typo-request", "relative-path"])
+@pytest.mark.parametrize(
+    "data,msg",
+    [
+        ({}, 'non-empty "requests"'),
+        ({"requests": []}, 'non-empty "requests"'),
+        ({"requests": [{}]}, 'needs an "expect"'),
+        ({"requests": [{"expect": {"stat": 1}}]}, "unknown expect keys"),
+        ({"requests": [{"pth": "/", "expect": {"status": 1}}]}, "unknown keys"),
+        ({"requests": [{"path": "x", "expect": {"status": 1}}]}, "must start with /"),
+    ],
+    ids=["no-requests", "empty", "no-expect", "typo-expect", "typo-request", "relative-path"],
+)
 def test_parse_expected_errors(data, msg):
     with pytest.raises(UsageError, match=msg):
         parse_expected(data)

@@ -62,8 +62,9 @@ def qemu_aarch64():
     """
     qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
     if qemu is None:
-        pytest.fail("qemu-aarch64-static is missing: apt-get install qemu-user-static "
-                    "(scripts/bootstrap test installs it)")
+        pytest.fail(
+            "qemu-aarch64-static is missing: apt-get install qemu-user-static (scripts/bootstrap test installs it)"
+        )
     sysroot = Path("/usr/aarch64-linux-gnu")
     if not (sysroot / "lib" / "ld-linux-aarch64.so.1").exists():
         pytest.fail("no arm64 glibc at /usr/aarch64-linux-gnu: apt-get install libc6-arm64-cross")
@@ -71,6 +72,7 @@ def qemu_aarch64():
 
 
 # ------------------------------------------------------------ docker ---
+
 
 def mounts_below(root, mountinfo_text):
     """Pure: mount points at or under root, deepest first (from /proc/self/mountinfo)."""
@@ -120,9 +122,21 @@ def docker_engine(test_cache):
     run = Path(tempfile.mkdtemp(prefix="tiramisu-artifacts-dockerd-"))
     sock = run / "docker.sock"
     log = open(run / "dockerd.log", "wb")
-    argv = [dockerd, "--data-root", str(data), "--exec-root", str(run / "exec"),
-            "-H", f"unix://{sock}", "--pidfile", str(run / "docker.pid"),
-            "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"]
+    argv = [
+        dockerd,
+        "--data-root",
+        str(data),
+        "--exec-root",
+        str(run / "exec"),
+        "-H",
+        f"unix://{sock}",
+        "--pidfile",
+        str(run / "docker.pid"),
+        "--iptables=false",
+        "--ip-masq=false",
+        "--ip-forward=false",
+        "--bridge=none",
+    ]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"unix://{sock}"
     deadline = time.monotonic() + 60
@@ -172,14 +186,22 @@ def _debootstrap_tar(test_cache):
     work = Path(tempfile.mkdtemp(prefix="tiramisu-artifacts-root-", dir=test_cache))
     try:
         root = work / "root"
-        proc = subprocess.run(["debootstrap", f"--arch={arch}", "--variant=minbase", "bookworm",
-                               str(root), mirror], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+        proc = subprocess.run(
+            ["debootstrap", f"--arch={arch}", "--variant=minbase", "bookworm", str(root), mirror],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         if proc.returncode != 0:
             pytest.fail("debootstrap failed: " + proc.stdout.strip()[-500:])
         # Slim: the image's own apt-get update refetches lists; debs are spent.
-        for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
-                    "usr/share/man", "usr/share/locale"):
+        for sub in (
+            "var/cache/apt/archives",
+            "var/lib/apt/lists",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+        ):
             for p in (root / sub).glob("*"):
                 if p.is_dir() and p.name != "partial":
                     shutil.rmtree(p)
@@ -220,8 +242,6 @@ def docker_env(docker_engine, docker_base_image, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", docker_engine)
     monkeypatch.setenv("TIRAMISU_DOCKER_BASE_IMAGE", docker_base_image)
     return {"docker_base_image": docker_base_image}
-
-
 
 
 @pytest.fixture(scope="session")

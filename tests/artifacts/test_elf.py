@@ -37,13 +37,18 @@ def zig_binaries(tmp_path_factory):
     """A tiny program built for both arches with zig at the glibc floor, and for musl."""
     d = tmp_path_factory.mktemp("elf")
     src = d / "t.c"
-    src.write_text('#include <stdio.h>\n#include <math.h>\n'
-                   'int main(int c, char **v) { printf("%f\\n", sqrt((double)c)); return 0; }\n')
+    src.write_text(
+        "#include <stdio.h>\n#include <math.h>\n"
+        'int main(int c, char **v) { printf("%f\\n", sqrt((double)c)); return 0; }\n'
+    )
     built = {}
     for target in ("x86_64-linux-gnu.2.17", "aarch64-linux-gnu.2.17", "aarch64-linux-musl"):
         out = d / target
-        subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", target, str(src), "-lm", "-o", str(out)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ziglang", "cc", "-target", target, str(src), "-lm", "-o", str(out)],
+            check=True,
+            capture_output=True,
+        )
         built[target] = out
     return built
 
@@ -75,9 +80,13 @@ def test_zig_binaries(zig_binaries):
 
 
 def test_weak_needs_do_not_raise_the_floor():
-    needs = (elf.VersionNeed("libc.so.6", "GLIBC_2.17", False), elf.VersionNeed("libc.so.6", "GLIBC_2.28", True),
-             elf.VersionNeed("libc.so.6", "GLIBC_PRIVATE", False), elf.VersionNeed("libgcc_s.so.1", "GCC_3.0", False),
-             elf.VersionNeed("libc.so.6", "GLIBC_2.9", False))
+    needs = (
+        elf.VersionNeed("libc.so.6", "GLIBC_2.17", False),
+        elf.VersionNeed("libc.so.6", "GLIBC_2.28", True),
+        elf.VersionNeed("libc.so.6", "GLIBC_PRIVATE", False),
+        elf.VersionNeed("libgcc_s.so.1", "GCC_3.0", False),
+        elf.VersionNeed("libc.so.6", "GLIBC_2.9", False),
+    )
     info = elf.ElfInfo("x86_64", True, None, True, needs)
     assert elf.glibc_floor([info]) == "2.17"
     assert elf.glibc_floor([info], include_weak=True) == "2.28"
@@ -125,11 +134,14 @@ def test_a_segment_cut_short_is_reported_even_without_a_section_table():
     struct.pack_into("<HHH", data, 58, 0, 0, 0)  # e_shentsize, e_shnum, e_shstrndx
     assert elf.parse_elf(bytes(data)).interpreter  # still readable from its segments
     last_segment_end = len(data) - 1
-    assert "truncated" in _one_line_error(bytes(data[:last_segment_end // 2]))
+    assert "truncated" in _one_line_error(bytes(data[: last_segment_end // 2]))
 
 
-@pytest.mark.parametrize("data", [b"", b"\x7f", b"\x7fELF", b"#!/bin/sh\necho hi\n", b"\x7fELF" + b"\xff" * 60],
-                         ids=["empty", "one-byte", "magic-only", "script", "bad-class"])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x7f", b"\x7fELF", b"#!/bin/sh\necho hi\n", b"\x7fELF" + b"\xff" * 60],
+    ids=["empty", "one-byte", "magic-only", "script", "bad-class"],
+)
 def test_not_elf_or_no_header_is_a_one_line_error(data, tmp_path):
     _one_line_error(data)
     path = tmp_path / "file"

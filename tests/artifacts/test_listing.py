@@ -12,8 +12,9 @@ from tiramisu_tasks.artifacts import cache, listing
 
 def tiramisu(cache_root, *args):
     env = {**os.environ, "TIRAMISU_CACHE": str(cache_root)}
-    return subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.fixture
@@ -22,6 +23,7 @@ def populated(fresh_cache):
         def build(out):
             (out / "bin").mkdir()
             (out / "bin" / "tool").write_bytes(content)
+
         return build
 
     cache.get_or_build("nginx", {"provider": "wheel", "arch": "aarch64"}, writer(b"a" * 2048))
@@ -34,8 +36,10 @@ def populated(fresh_cache):
 
 SUMMARIES = [
     ({"provider": "wheel", "arch": "aarch64", "version": "1.31.3"}, "provider=wheel arch=aarch64 version=1.31.3"),
-    ({"target": "x86_64-linux-gnu", "toolchain": {"toolchain": "zig", "zig": "0.17"}},
-     "target=x86_64-linux-gnu toolchain={toolchain,zig}"),
+    (
+        {"target": "x86_64-linux-gnu", "toolchain": {"toolchain": "zig", "zig": "0.17"}},
+        "target=x86_64-linux-gnu toolchain={toolchain,zig}",
+    ),
     ({"sources": "x" * 100}, ""),
     (None, ""),
 ]

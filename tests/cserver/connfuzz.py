@@ -30,9 +30,21 @@ def _target(rng):
     if rng.random() < 0.5:
         path += "/" + "".join(rng.choice("ab%2F/.~-_ ") for _ in range(rng.randint(0, 30)))
     if rng.random() < 0.4:
-        path += "?" + "&".join(rng.choice(["a=1", "big=%d" % rng.randint(0, 20000), "hop", "xaccel",
-                                           "status=%d" % rng.randint(0, 999), "exit=%d" % rng.randint(0, 300),
-                                           "", "%zz"]) for _ in range(rng.randint(1, 3)))
+        path += "?" + "&".join(
+            rng.choice(
+                [
+                    "a=1",
+                    "big=%d" % rng.randint(0, 20000),
+                    "hop",
+                    "xaccel",
+                    "status=%d" % rng.randint(0, 999),
+                    "exit=%d" % rng.randint(0, 300),
+                    "",
+                    "%zz",
+                ]
+            )
+            for _ in range(rng.randint(1, 3))
+        )
     if rng.random() < 0.03:
         path = "http://h" + path  # absolute form
     if rng.random() < 0.02:
@@ -48,10 +60,40 @@ def _headers(rng, body_kind, body_len):
     elif r < 0.85:
         hs += [("Host", "a"), ("Host", "b")]
     for _ in range(rng.randint(0, 6)):
-        hs.append((rng.choice(["X-A", "Cookie", "Accept", "X-Real-IP", "X-Forwarded-Port", "Expect",
-                               "Connection", "Content-Type", "Authorization", "bad name", "X-Big"]),
-                   rng.choice(["1", "a=1", "127.0.0.2", "8080", "100-continue", "close", "keep-alive",
-                               "text/plain", "x" * rng.randint(0, 5000), "\t v \t", "99999"])))
+        hs.append(
+            (
+                rng.choice(
+                    [
+                        "X-A",
+                        "Cookie",
+                        "Accept",
+                        "X-Real-IP",
+                        "X-Forwarded-Port",
+                        "Expect",
+                        "Connection",
+                        "Content-Type",
+                        "Authorization",
+                        "bad name",
+                        "X-Big",
+                    ]
+                ),
+                rng.choice(
+                    [
+                        "1",
+                        "a=1",
+                        "127.0.0.2",
+                        "8080",
+                        "100-continue",
+                        "close",
+                        "keep-alive",
+                        "text/plain",
+                        "x" * rng.randint(0, 5000),
+                        "\t v \t",
+                        "99999",
+                    ]
+                ),
+            )
+        )
     if body_kind == "cl":
         hs.append(("Content-Length", str(body_len) if rng.random() < 0.95 else rng.choice(["-1", "abc", "1 2"])))
     elif body_kind == "chunked":
@@ -67,7 +109,7 @@ def _chunked(rng, body):
     while i < len(body):
         n = rng.randint(1, max(1, min(len(body) - i, 20000)))
         ext = rng.choice(["", ";a=b", ";" + "e" * 100])
-        out.append(b"%x%s\r\n%s\r\n" % (n, ext.encode(), body[i:i + n]))
+        out.append(b"%x%s\r\n%s\r\n" % (n, ext.encode(), body[i : i + n]))
         i += n
     trailer = rng.choice([b"", b"X-T: 1\r\n"])
     bad = rng.random() < 0.05
@@ -106,7 +148,7 @@ def one_connection(rng, host, port, stats):
         i = 0
         while i < len(stream):
             n = rng.choice([1, 7, 100, 1460, 8192, 65536, len(stream)])
-            s.sendall(stream[i:i + n])
+            s.sendall(stream[i : i + n])
             i += n
             if rng.random() < 0.05:
                 time.sleep(rng.random() * 0.02)

@@ -30,8 +30,14 @@ def engine_settings(server_build, **flags):
 
 def precompiled_for(server_build, wasm, tmp_path, cpu_flags=None, **flags):
     settings = engine_settings(server_build, **flags)
-    return aot.precompile(wasm, platform.machine(), settings, cpu_flags=cpu_flags, out_dir=tmp_path / "aot",
-                          cache_root=tmp_path / "aot-cache")
+    return aot.precompile(
+        wasm,
+        platform.machine(),
+        settings,
+        cpu_flags=cpu_flags,
+        out_dir=tmp_path / "aot",
+        cache_root=tmp_path / "aot-cache",
+    )
 
 
 def metric(srv, name):
@@ -147,8 +153,9 @@ def test_check_module_with_precompiled(server_build, wasm_guests, tmp_path):
     settings_hash = engine_settings(server_build, pooling="on")["settings_hash"]
     assert [f.name for f in cache.iterdir()] == [f"{sha}-{settings_hash}.cwasm"]
 
-    p = subprocess.run(base + ["--precompiled", str(tmp_path / "missing.cwasm"), "--cache", ""],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        base + ["--precompiled", str(tmp_path / "missing.cwasm"), "--cache", ""], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "missing.cwasm: cannot open" in p.stdout
 
     p = subprocess.run([binary, "--precompiled", str(good)], capture_output=True, text=True)
@@ -177,8 +184,9 @@ def test_deploy_shape_end_to_end(run_server, server_build, wasm_guests, tmp_path
     conf = env / "conf" / "server.conf"
     conf.write_text("workers = 2\nmemory-mb = 128\n")
     binary = str(server_build / "bin" / "custom_server")
-    facts = subprocess.run(["sh", "-c", aot.box_facts_command(binary, str(conf))], capture_output=True, text=True,
-                           check=True).stdout
+    facts = subprocess.run(
+        ["sh", "-c", aot.box_facts_command(binary, str(conf))], capture_output=True, text=True, check=True
+    ).stdout
     wasm = wasm_guests["hello"]
     sha = sha256_bytes(wasm.read_bytes())
     other = "aarch64" if platform.machine() == "x86_64" else "x86_64"
@@ -193,8 +201,9 @@ def test_deploy_shape_end_to_end(run_server, server_build, wasm_guests, tmp_path
     stage.mkdir()
     shutil.copyfile(wasm, stage / "0")
     shutil.copyfile(shipment.local, stage / "1")
-    check = subprocess.run(["sh", "-c", f"T={stage}; {aot.check_command(binary, str(conf))}"],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        ["sh", "-c", f"T={stage}; {aot.check_command(binary, str(conf))}"], capture_output=True, text=True
+    )
     assert check.returncode == 0 and check.stdout == f"ok {sha} precompiled\n", check
     os.replace(stage / "0", env / "releases" / "hello.wasm")
     os.replace(stage / "1", shipment.remote)

@@ -24,6 +24,7 @@ SRC = REPO / "cserver"
 
 # ------------------------------------------------------------ fixtures ---
 
+
 @pytest.fixture(scope="session")
 def asan_server(server_build, tmp_path_factory):
     """custom_server built with -fsanitize=address,undefined against the same Wasmtime library."""
@@ -33,11 +34,30 @@ def asan_server(server_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("asan-build")
     (out / "bin").mkdir()
     lib = server_build / "lib"
-    argv = [cc, "-std=c11", "-D_GNU_SOURCE", "-pthread", "-g", "-O1", "-fno-omit-frame-pointer",
-            "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-            '-DTS_VERSION="asan"', '-DTS_WASMTIME_VERSION="asan"', "-I", str(SRC),
-            *map(str, sorted(SRC.glob("ts_*.c"))), "-o", str(out / "bin" / "custom_server"),
-            "-L", str(lib), "-lwasmtime", f"-Wl,-rpath,{lib}", "-ldl", "-lm"]
+    argv = [
+        cc,
+        "-std=c11",
+        "-D_GNU_SOURCE",
+        "-pthread",
+        "-g",
+        "-O1",
+        "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=undefined",
+        '-DTS_VERSION="asan"',
+        '-DTS_WASMTIME_VERSION="asan"',
+        "-I",
+        str(SRC),
+        *map(str, sorted(SRC.glob("ts_*.c"))),
+        "-o",
+        str(out / "bin" / "custom_server"),
+        "-L",
+        str(lib),
+        "-lwasmtime",
+        f"-Wl,-rpath,{lib}",
+        "-ldl",
+        "-lm",
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "bin" / "custom_server"
@@ -45,8 +65,10 @@ def asan_server(server_build, tmp_path_factory):
 
 # Wasmtime handles its own faults (traps) with signal handlers: ASan must not
 # take SIGSEGV/SIGBUS first. Leaks at exit are not what these tests look for.
-ASAN_ENV = {"ASAN_OPTIONS": "handle_segv=0:handle_sigbus=0:detect_leaks=0:abort_on_error=0",
-            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+ASAN_ENV = {
+    "ASAN_OPTIONS": "handle_segv=0:handle_sigbus=0:detect_leaks=0:abort_on_error=0",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
 
 
 @pytest.fixture(params=["plain", "asan"])
@@ -121,14 +143,14 @@ def guests_dir(wasm_guests, tmp_path):
 
 # ------------------------------------ views into the buffer, no Host ---
 
+
 @pytest.mark.parametrize("body_len", [0, 1, 15000, 16384, 100000, 1 << 20])
 def test_cgi_variables_come_from_the_requests_own_host(any_build, guests_dir, body_len):
     """A head sent alone, the body trickling in while the buffer grows: the
     CGI variables are the request's own Host, never bytes of another client."""
     srv = any_build(guests_dir, max_body="2m", workers=1)
     victim = connect(srv)
-    head = (f"POST /echo/x?q=1 HTTP/1.1\r\nHost: victim.example:4242\r\n"
-            f"Content-Length: {body_len}\r\n\r\n").encode()
+    head = (f"POST /echo/x?q=1 HTTP/1.1\r\nHost: victim.example:4242\r\nContent-Length: {body_len}\r\n\r\n").encode()
     victim.sendall(head)
     stop = threading.Event()
 
@@ -149,7 +171,7 @@ def test_cgi_variables_come_from_the_requests_own_host(any_build, guests_dir, bo
         body = bytes((i * 7) % 251 for i in range(body_len))
         piece = 8192
         for off in range(0, body_len, piece):
-            victim.sendall(body[off:off + piece])
+            victim.sendall(body[off : off + piece])
             time.sleep(0.002 if body_len > 200000 else 0.02)
         status, _, data, _ = read_response(victim, timeout=30)
     finally:
@@ -171,8 +193,10 @@ def test_every_split_of_head_and_body(any_build, guests_dir, split):
     srv = any_build(guests_dir, max_body="1m", workers=1)
     body = b"0123456789" * 3000
     if split == "chunked":
-        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7000]), body[i:i + 7000])
-                          for i in range(0, len(body), 7000)) + b"0\r\n\r\n"
+        chunks = (
+            b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7000]), body[i : i + 7000]) for i in range(0, len(body), 7000))
+            + b"0\r\n\r\n"
+        )
         msg = b"POST /echo/ HTTP/1.1\r\nHost: h.example\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
     else:
         msg = b"POST /echo/ HTTP/1.1\r\nHost: h.example\r\nContent-Length: %d\r\n\r\n" % len(body) + body
@@ -181,17 +205,17 @@ def test_every_split_of_head_and_body(any_build, guests_dir, split):
     try:
         if split == "byte-by-byte-head":
             for i in range(head_len):
-                s.sendall(msg[i:i + 1])
+                s.sendall(msg[i : i + 1])
             s.sendall(msg[head_len:])
         elif split == "head-alone":
             s.sendall(msg[:head_len])
             time.sleep(0.05)
             for i in range(head_len, len(msg), 5000):
-                s.sendall(msg[i:i + 5000])
+                s.sendall(msg[i : i + 5000])
                 time.sleep(0.01)
         else:
             for i in range(0, len(msg), 4099):
-                s.sendall(msg[i:i + 4099])
+                s.sendall(msg[i : i + 4099])
         status, _, data, _ = read_response(s)
     finally:
         s.close()
@@ -227,6 +251,7 @@ def test_http10_without_host(any_build, guests_dir):
 
 # ------------------------------- pipelining, compaction, resets ---
 
+
 def test_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir):
     srv = run_server(guests_dir, idle_timeout_ms=20000)
     s = connect(srv)
@@ -240,8 +265,9 @@ def test_forty_pipelined_requests_all_answered_at_once(run_server, guests_dir):
             while b"\r\n\r\n" not in buf:
                 buf += s.recv(65536)
             head, _, rest = buf.partition(b"\r\n\r\n")
-            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
-                         .split(b":")[1])
+            length = int(
+                [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0].split(b":")[1]
+            )
             while len(rest) < length:
                 rest += s.recv(65536)
             rest = rest[length:]
@@ -264,8 +290,9 @@ def test_pipelined_guest_requests_beyond_the_output_queue(run_server, guests_dir
                 buf += s.recv(65536)
             head, _, rest = buf.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200"), (i, head)
-            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
-                         .split(b":")[1])
+            length = int(
+                [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0].split(b":")[1]
+            )
             while len(rest) < length:
                 rest += s.recv(65536)
             rest = rest[length:]
@@ -313,8 +340,11 @@ def test_reset_with_a_full_output_queue_does_not_spin(run_server, guests_dir):
     srv = run_server(guests_dir, idle_timeout_ms=30000, max_output="16m")
     s = connect(srv)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall(b"".join(b"GET /bigout/?4096 HTTP/1.1\r\nHost: x\r\n\r\n" for _ in range(20))
-              + b"POST /hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 50000)
+    s.sendall(
+        b"".join(b"GET /bigout/?4096 HTTP/1.1\r\nHost: x\r\n\r\n" for _ in range(20))
+        + b"POST /hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        + b"x" * 50000
+    )
     time.sleep(1.0)  # the server has queued what it may and stopped reading
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()  # RST
@@ -328,6 +358,7 @@ def test_reset_with_a_full_output_queue_does_not_spin(run_server, guests_dir):
 
 
 # ------------------------------ fd limits, output back-pressure ---
+
 
 def test_fd_limit_pauses_accepting_without_spinning(run_server, guests_dir):
     """With more connections than open files allow, the server backs off
@@ -405,6 +436,7 @@ def test_output_back_pressure_bounds_memory(run_server, guests_dir):
 
 # ------------------------------- what a guest may send, exit codes ---
 
+
 def test_guest_cannot_send_hop_by_hop_or_proxy_control_fields(run_server, guests_dir):
     srv = run_server(guests_dir)
     for query, body in (("hop", b"hop\n"), ("xaccel", b"xaccel\n")):
@@ -449,12 +481,14 @@ def test_every_nonzero_exit_is_logged_with_its_code(run_server, guests_dir, code
 
 # ------------------------------------------------------ hardening 6, 7 ---
 
+
 def test_cgi_variables_behind_the_boxs_nginx(run_server, guests_dir):
     """REMOTE_ADDR and SERVER_PORT are the client's and the public port, as
     nginx reports them (X-Real-IP, X-Forwarded-Port) to a loopback peer."""
     srv = run_server(guests_dir)
-    status, _, data = srv.get("/echo/", headers={"Host": "alias.test", "X-Real-IP": "127.0.0.2",
-                                                 "X-Forwarded-Port": "8080"})
+    status, _, data = srv.get(
+        "/echo/", headers={"Host": "alias.test", "X-Real-IP": "127.0.0.2", "X-Forwarded-Port": "8080"}
+    )
     env, _, _ = env_of(data)
     assert status == 200
     assert env["REMOTE_ADDR"] == "127.0.0.2"
@@ -462,8 +496,7 @@ def test_cgi_variables_behind_the_boxs_nginx(run_server, guests_dir):
     assert env["SERVER_NAME"] == "alias.test"
     assert "CONTENT_LENGTH" not in env  # a GET without a body (RFC 3875 4.1.2)
     # malformed values are ignored, not passed on
-    status, _, data = srv.get("/echo/", headers={"Host": "a", "X-Real-IP": "1.2.3.4\" x",
-                                                 "X-Forwarded-Port": "99999"})
+    status, _, data = srv.get("/echo/", headers={"Host": "a", "X-Real-IP": '1.2.3.4" x', "X-Forwarded-Port": "99999"})
     env, _, _ = env_of(data)
     assert env["REMOTE_ADDR"] == "127.0.0.1" and env["SERVER_PORT"] == str(srv.port)
     # a POST with an empty body has CONTENT_LENGTH 0
@@ -485,11 +518,12 @@ def test_access_log_escapes_request_bytes(run_server, guests_dir):
         time.sleep(0.1)
         text = srv.access_log.read_text()
     line = [ln for ln in text.splitlines() if "/hello/" in ln][-1]
-    assert '/hello/a\\x22b\\x5cc' in line
+    assert "/hello/a\\x22b\\x5cc" in line
     assert line.count('"') == 2
 
 
 # ------------------------------------------- the stateful connection fuzzer ---
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
@@ -499,8 +533,15 @@ def test_connection_fuzzer_under_sanitizers(run_server, asan_server, guests_dir,
     the server keeps answering."""
     from tests.cserver import connfuzz
 
-    srv = run_server(guests_dir, binary=asan_server, env=dict(os.environ, **ASAN_ENV), max_body="1m",
-                     timeout_ms=2000, idle_timeout_ms=3000, workers=2)
+    srv = run_server(
+        guests_dir,
+        binary=asan_server,
+        env=dict(os.environ, **ASAN_ENV),
+        max_body="1m",
+        timeout_ms=2000,
+        idle_timeout_ms=3000,
+        workers=2,
+    )
     stats = connfuzz.run(srv.host, srv.port, seconds=12, seed=seed)
     assert srv.proc.poll() is None, srv.stderr()[-3000:]
     assert not sanitizer_reports(srv), srv.stderr()[-5000:]
@@ -510,6 +551,7 @@ def test_connection_fuzzer_under_sanitizers(run_server, asan_server, guests_dir,
 
 
 # ------------------------------------------------ found by a new user ---
+
 
 def test_fields_named_in_a_guests_connection_header_are_dropped(run_server, guests_dir):
     srv = run_server(guests_dir)

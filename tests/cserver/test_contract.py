@@ -24,9 +24,23 @@ def runner(tmp_path_factory):
     if not cc:
         pytest.skip("no C compiler")
     out = tmp_path_factory.mktemp("contract") / "contract_runner"
-    argv = [cc, "-std=c11", "-D_GNU_SOURCE", "-g", "-O1", "-Wall", "-I", str(SRC),
-            str(REPO / "tests/cserver/c/contract_runner.c"), str(SRC / "ts_wagi.c"), str(SRC / "ts_http.c"),
-            str(SRC / "ts_util.c"), str(SRC / "ts_route.c"), "-o", str(out)]
+    argv = [
+        cc,
+        "-std=c11",
+        "-D_GNU_SOURCE",
+        "-g",
+        "-O1",
+        "-Wall",
+        "-I",
+        str(SRC),
+        str(REPO / "tests/cserver/c/contract_runner.c"),
+        str(SRC / "ts_wagi.c"),
+        str(SRC / "ts_http.c"),
+        str(SRC / "ts_util.c"),
+        str(SRC / "ts_route.c"),
+        "-o",
+        str(out),
+    ]
     if "clang" in cc:
         argv[1:1] = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     proc = subprocess.run(argv, capture_output=True, text=True)
@@ -35,8 +49,13 @@ def runner(tmp_path_factory):
 
 
 def run_output(runner, output, max_head):
-    proc = subprocess.run([str(runner), "output", str(max_head)], input=output, capture_output=True, timeout=30,
-                          env={"ASAN_OPTIONS": "detect_leaks=0"})
+    proc = subprocess.run(
+        [str(runner), "output", str(max_head)],
+        input=output,
+        capture_output=True,
+        timeout=30,
+        env={"ASAN_OPTIONS": "detect_leaks=0"},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode("latin-1").splitlines()
     if lines[0].startswith("error "):
@@ -54,8 +73,7 @@ def test_cgi_output_contract_in_c(runner, case):
         assert "error" in got, got
         assert case["error"] in got["error"]
     else:
-        assert got == {"status": case["status"], "headers": case["headers"],
-                       "body": case["body"].encode("latin-1")}
+        assert got == {"status": case["status"], "headers": case["headers"], "body": case["body"].encode("latin-1")}
 
 
 def env_input(req):
@@ -66,8 +84,13 @@ def env_input(req):
 
 @pytest.mark.parametrize("case", ENV_CASES, ids=[c["id"] for c in ENV_CASES])
 def test_cgi_env_contract_in_c(runner, case):
-    proc = subprocess.run([str(runner), "env"], input=env_input(case["request"]), capture_output=True,
-                          timeout=30, env={"ASAN_OPTIONS": "detect_leaks=0"})
+    proc = subprocess.run(
+        [str(runner), "env"],
+        input=env_input(case["request"]),
+        capture_output=True,
+        timeout=30,
+        env={"ASAN_OPTIONS": "detect_leaks=0"},
+    )
     assert proc.returncode == 0, proc.stderr
     env = {}
     for line in proc.stdout.decode().splitlines():
@@ -86,8 +109,9 @@ def test_app_names_tiramisu_accepts_are_names_the_server_routes(runner):
 
     names = NAMES + ["a.b.c", "A-Z_0", "x" * 63, "-", "..", "a\nb"]
     data = "".join(n.encode().hex() + "\n" for n in names).encode()
-    proc = subprocess.run([str(runner), "names"], input=data, capture_output=True, timeout=30,
-                          env={"ASAN_OPTIONS": "detect_leaks=0"})
+    proc = subprocess.run(
+        [str(runner), "names"], input=data, capture_output=True, timeout=30, env={"ASAN_OPTIONS": "detect_leaks=0"}
+    )
     assert proc.returncode == 0, proc.stderr
     c_says = [line == "1" for line in proc.stdout.decode().split()]
     assert len(c_says) == len(names)

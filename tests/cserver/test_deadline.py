@@ -99,13 +99,17 @@ def test_sleeping_guest_gets_504_at_the_deadline(run_server, wasm_guests, wat_mo
 
 
 def test_sleepers_of_one_app_do_not_starve_another(run_server, wasm_guests, wat_module, tmp_path):
-    srv = start(run_server, wasm_guests, wat_module, tmp_path, timeout_ms=2000, guest_threads=8,
-                app_concurrency=4)
+    srv = start(run_server, wasm_guests, wat_module, tmp_path, timeout_ms=2000, guest_threads=8, app_concurrency=4)
     t_sent = time.monotonic()
     socks = [send(srv, f"/wait/?sleep=20000&n={i}") for i in range(16)]
     # 4 run, 12 wait in the app's own queue; the other app is not behind them
-    wait_until(lambda: app_metric(srv, "tiramisu_app_running", "wait") == 4
-               and app_metric(srv, "tiramisu_app_queued", "wait") == 12, what="4 running + 12 queued")
+    wait_until(
+        lambda: (
+            app_metric(srv, "tiramisu_app_running", "wait") == 4
+            and app_metric(srv, "tiramisu_app_queued", "wait") == 12
+        ),
+        what="4 running + 12 queued",
+    )
     for _ in range(5):
         assert srv.get("/hello/", timeout=5)[2] == b"hi\n"
     assert not any(answered(s) for s in socks), "a sleeper was answered before the other app"
@@ -123,13 +127,18 @@ def test_sleepers_of_one_app_do_not_starve_another(run_server, wasm_guests, wat_
 
 
 def test_full_app_queue_gets_503_with_retry_after(run_server, wasm_guests, wat_module, tmp_path):
-    srv = start(run_server, wasm_guests, wat_module, tmp_path, timeout_ms=3000, guest_threads=2,
-                app_concurrency=1, app_queue=2)
+    srv = start(
+        run_server, wasm_guests, wat_module, tmp_path, timeout_ms=3000, guest_threads=2, app_concurrency=1, app_queue=2
+    )
     socks = []
     for i in range(3):  # one runs, two wait: the app's queue is full
         socks.append(send(srv, f"/wait/?sleep=20000&n={i}"))
-        wait_until(lambda n=i + 1: app_metric(srv, "tiramisu_app_running", "wait")
-                   + app_metric(srv, "tiramisu_app_queued", "wait") == n, what=f"{i + 1} accepted")
+        wait_until(
+            lambda n=i + 1: (
+                app_metric(srv, "tiramisu_app_running", "wait") + app_metric(srv, "tiramisu_app_queued", "wait") == n
+            ),
+            what=f"{i + 1} accepted",
+        )
     t0 = time.monotonic()
     for _ in range(2):
         s = send(srv, "/wait/?sleep=1")
@@ -183,8 +192,9 @@ def test_settings_in_help_and_checked(server_build):
     for flag, value in (("--app-concurrency", "0"), ("--app-concurrency", "x"), ("--app-queue", "-1")):
         p = subprocess.run([binary, flag, value, "--engine-settings"], capture_output=True, text=True)
         assert p.returncode != 0 and flag[2:] in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    p = subprocess.run([binary, "--app-concurrency", "auto", "--app-queue", "0", "--engine-settings"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [binary, "--app-concurrency", "auto", "--app-queue", "0", "--engine-settings"], capture_output=True, text=True
+    )
     assert p.returncode == 0 and json.loads(p.stdout)["format"] == 1
 
 

@@ -120,12 +120,20 @@ def test_looping_guest_does_not_stall_other_connections(run_server, wat_module, 
 def test_pipelined_requests_answered_in_order_around_a_slow_guest(run_server, wat_module, tmp_path):
     srv = start(run_server, wat_module, tmp_path)
     s = socket.create_connection(("127.0.0.1", srv.port))
+
     def req(p):
         return f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
     # admin (answered on the I/O thread) and 404 must wait for the guest in front of them
-    s.sendall(req("/slow/") + req("/hello/") + req("/_tiramisu/health") + req("/nope/") + req("/slow/a")
-              + b"POST /hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" + req("/hello/"))
+    s.sendall(
+        req("/slow/")
+        + req("/hello/")
+        + req("/_tiramisu/health")
+        + req("/nope/")
+        + req("/slow/a")
+        + b"POST /hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        + req("/hello/")
+    )
     got = read_responses(s, 7)
     assert [g[0] for g in got] == [200, 200, 200, 404, 200, 200, 200]
     assert [g[2] for g in got[:2]] == [b"slow\n", b"hi\n"]
@@ -215,11 +223,13 @@ def test_guest_threads_setting(run_server, server_build, wat_module, tmp_path):
     assert "--guest-threads" in p.stdout and "auto" in p.stdout
     p = subprocess.run([binary, "--guest-threads", "0"], capture_output=True, text=True)
     assert p.returncode != 0 and "guest-threads" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = subprocess.run([binary, "--guest-threads", "7", "--pooling", "on", "--engine-settings"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [binary, "--guest-threads", "7", "--pooling", "on", "--engine-settings"], capture_output=True, text=True
+    )
     assert json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 9
-    p = subprocess.run([binary, "--workers", "3", "--pooling", "on", "--engine-settings"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [binary, "--workers", "3", "--pooling", "on", "--engine-settings"], capture_output=True, text=True
+    )
     assert json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 8  # auto: 2 x 3 + 2
     # one guest thread: guests queue, everything is still answered
     srv = start(run_server, wat_module, tmp_path, guest_threads=1)

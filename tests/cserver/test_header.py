@@ -11,9 +11,16 @@ import pytest
 
 HEADER = Path(__file__).resolve().parents[2] / "cserver" / "ts_wasmtime.h"
 SCALARS = {
-    "void": None, "bool": ctypes.c_bool, "char": ctypes.c_char, "int": ctypes.c_int,
-    "size_t": ctypes.c_size_t, "ptrdiff_t": ctypes.c_ssize_t, "uint8_t": ctypes.c_uint8,
-    "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64, "int64_t": ctypes.c_int64,
+    "void": None,
+    "bool": ctypes.c_bool,
+    "char": ctypes.c_char,
+    "int": ctypes.c_int,
+    "size_t": ctypes.c_size_t,
+    "ptrdiff_t": ctypes.c_ssize_t,
+    "uint8_t": ctypes.c_uint8,
+    "uint32_t": ctypes.c_uint32,
+    "uint64_t": ctypes.c_uint64,
+    "int64_t": ctypes.c_int64,
     "unsigned char": ctypes.c_ubyte,
 }
 DECL = re.compile(r"^TS_WT_API (?P<ret>.+?)\s*(?P<ptr>\**)(?P<name>\w+)\((?P<args>.*)\);$")
@@ -48,8 +55,12 @@ def load_bindings(path):
     src = Path(path).read_text()
     src = src.replace("from ._ffi import dll, wasm_val_t, wasm_ref_t", "")
     dll = _Dll()
-    ns = {"dll": dll, "wasm_val_t": type("wasm_val_t", (ctypes.Structure,), {}),
-          "wasm_ref_t": type("wasm_ref_t", (ctypes.Structure,), {}), "__name__": "bindings"}
+    ns = {
+        "dll": dll,
+        "wasm_val_t": type("wasm_val_t", (ctypes.Structure,), {}),
+        "wasm_ref_t": type("wasm_ref_t", (ctypes.Structure,), {}),
+        "__name__": "bindings",
+    }
     exec(compile(src, str(path), "exec"), ns)
     return ns, dll.fns
 
@@ -125,8 +136,11 @@ def same(a, b):
     if a is None or b is None:
         return False
     if hasattr(a, "_argtypes_") and hasattr(b, "_argtypes_"):
-        return same(a._restype_, b._restype_) and len(a._argtypes_) == len(b._argtypes_) and all(
-            same(x, y) for x, y in zip(a._argtypes_, b._argtypes_))
+        return (
+            same(a._restype_, b._restype_)
+            and len(a._argtypes_) == len(b._argtypes_)
+            and all(same(x, y) for x, y in zip(a._argtypes_, b._argtypes_))
+        )
     return False
 
 

@@ -56,16 +56,29 @@ def srv(run_server, wasm_guests, tmp_path):
     mods.mkdir()
     for name in ("echo", "raw", "hello", "loop", "trap", "alloc", "grow", "bigout", "stderr_exit", "fd_write"):
         shutil.copy(wasm_guests[name], mods / f"{name}.wasm")
-    return run_server(mods, timeout_ms=1000, memory_mb=32, max_output="256k", max_body="64k",
-                      max_header="4k", max_headers=20, max_request_line=1024, idle_timeout_ms=1500)
+    return run_server(
+        mods,
+        timeout_ms=1000,
+        memory_mb=32,
+        max_output="256k",
+        max_body="64k",
+        max_header="4k",
+        max_headers=20,
+        max_request_line=1024,
+        idle_timeout_ms=1500,
+    )
 
 
 # ---------------------------------------------------------------- WAGI ---
 
+
 def test_wagi_environment_argv_and_stdin(srv):
-    status, headers, body = srv.get("/echo/some/pa%20th?a=1&b=two&flag", method="POST", body=b"hello body",
-                                    headers={"Content-Type": "text/x-test", "X-Custom-Thing": "v1",
-                                             "Host": "example.test:8123"})
+    status, headers, body = srv.get(
+        "/echo/some/pa%20th?a=1&b=two&flag",
+        method="POST",
+        body=b"hello body",
+        headers={"Content-Type": "text/x-test", "X-Custom-Thing": "v1", "Host": "example.test:8123"},
+    )
     assert status == 200
     assert ("X-Guest", "echo") in headers
     env, argv, stdin = env_of(body)
@@ -88,18 +101,31 @@ def test_wagi_environment_argv_and_stdin(srv):
     assert env["X_MATCHED_ROUTE"] == "/echo"
 
 
-@pytest.mark.parametrize("output, status, expect_headers, body", [
-    (b"Content-Type: text/plain\n\nplain LF", 200, [("Content-Type", "text/plain")], b"plain LF"),
-    (b"Content-Type: text/plain\r\n\r\nCRLF", 200, [("Content-Type", "text/plain")], b"CRLF"),
-    (b"Content-Type: text/html\nX-A: 1\nStatus: 201 Made It\n\n<p>", 201, [("X-A", "1")], b"<p>"),
-    (b"Location: /elsewhere\n\n", 302, [("Location", "/elsewhere")], b""),
-    (b"Location: /x\nStatus: 307\n\n", 307, [("Location", "/x")], b""),
-    (b"Set-Cookie: a=1\nContent-Type: text/plain\nSet-Cookie: b=2\n\nc", 200, [], b"c"),
-    (b"X-Only: header\n\nno content type", 500, [], None),
-    (b"not a header line\n\n", 500, [], None),
-    (b"Status: 404 Nope\nContent-Type: text/plain\n\nmissing", 404, [], b"missing"),
-], ids=["lf", "crlf", "status-anywhere", "location-302", "location-with-status", "dup-cookies",
-        "no-content-type-500", "malformed-500", "status-404"])
+@pytest.mark.parametrize(
+    "output, status, expect_headers, body",
+    [
+        (b"Content-Type: text/plain\n\nplain LF", 200, [("Content-Type", "text/plain")], b"plain LF"),
+        (b"Content-Type: text/plain\r\n\r\nCRLF", 200, [("Content-Type", "text/plain")], b"CRLF"),
+        (b"Content-Type: text/html\nX-A: 1\nStatus: 201 Made It\n\n<p>", 201, [("X-A", "1")], b"<p>"),
+        (b"Location: /elsewhere\n\n", 302, [("Location", "/elsewhere")], b""),
+        (b"Location: /x\nStatus: 307\n\n", 307, [("Location", "/x")], b""),
+        (b"Set-Cookie: a=1\nContent-Type: text/plain\nSet-Cookie: b=2\n\nc", 200, [], b"c"),
+        (b"X-Only: header\n\nno content type", 500, [], None),
+        (b"not a header line\n\n", 500, [], None),
+        (b"Status: 404 Nope\nContent-Type: text/plain\n\nmissing", 404, [], b"missing"),
+    ],
+    ids=[
+        "lf",
+        "crlf",
+        "status-anywhere",
+        "location-302",
+        "location-with-status",
+        "dup-cookies",
+        "no-content-type-500",
+        "malformed-500",
+        "status-404",
+    ],
+)
 def test_cgi_output_parsing(srv, output, status, expect_headers, body):
     got, headers, data = srv.get("/raw", method="POST", body=output)
     assert got == status
@@ -139,6 +165,7 @@ def test_unknown_app_404_and_admin(srv):
 
 
 # ------------------------------------------------------- isolation/limits ---
+
 
 def test_guest_limits(srv):
     t0 = time.time()
@@ -189,9 +216,12 @@ def test_fresh_instance_per_request(srv, run_server, tmp_path, wat_module):
 
 # ------------------------------------------------------------------ HTTP ---
 
+
 def test_keepalive_and_pipelining_in_order(srv):
-    reqs = b"".join(b"GET /raw HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
-                    for b in [b"Content-Type: text/plain\n\nreq%d" % i for i in range(5)])
+    reqs = b"".join(
+        b"GET /raw HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+        for b in [b"Content-Type: text/plain\n\nreq%d" % i for i in range(5)]
+    )
     reqs += b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     raw = raw_exchange(srv, reqs)
     bodies = [part for part in raw.split(b"HTTP/1.1 ")[1:]]
@@ -203,30 +233,51 @@ def test_keepalive_and_pipelining_in_order(srv):
 
 def test_chunked_request_body(srv):
     body = b"Content-Type: text/plain\n\nchunked ok"
-    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7]) for i in range(0, len(body), 7))
-    raw = raw_exchange(srv, b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                       + chunks + b"0\r\nTrailer: x\r\n\r\n")
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+    raw = raw_exchange(
+        srv,
+        b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + chunks
+        + b"0\r\nTrailer: x\r\n\r\n",
+    )
     assert status_of(raw) == 200 and raw.endswith(b"chunked ok")
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GARBAGE\r\n\r\n", 400),
-    (b"GET /hello HTTP/1.1\r\n\r\n", 400),  # no Host
-    (b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
-    (b"GET /hello HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
-    (b"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431),
-    (b"GET /hello HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n", 431),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n" + b"a" * 70000, 413),
-], ids=["garbage", "no-host", "bad-header", "obs-fold", "http2", "uri-too-long", "header-too-big",
-        "too-many-headers", "body-too-large", "te-gzip", "dup-length", "te-and-length", "bad-chunk",
-        "chunked-too-large"])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /hello HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET /hello HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+        (b"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431),
+        (b"GET /hello HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n", 431),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n" + b"a" * 70000, 413),
+    ],
+    ids=[
+        "garbage",
+        "no-host",
+        "bad-header",
+        "obs-fold",
+        "http2",
+        "uri-too-long",
+        "header-too-big",
+        "too-many-headers",
+        "body-too-large",
+        "te-gzip",
+        "dup-length",
+        "te-and-length",
+        "bad-chunk",
+        "chunked-too-large",
+    ],
+)
 def test_bad_requests_get_the_right_status(srv, request_bytes, status):
     raw = raw_exchange(srv, request_bytes)
     assert raw, "no response"
@@ -261,6 +312,7 @@ def test_access_log_lines(srv):
 
 # ---------------------------------------------------------------- routes ---
 
+
 def test_routes_file_longest_prefix(run_server, wasm_guests, tmp_path):
     mods = tmp_path / "m"
     mods.mkdir()
@@ -287,6 +339,7 @@ def test_routes_file_longest_prefix(run_server, wasm_guests, tmp_path):
 
 
 # -------------------------------------------------------------- hot swap ---
+
 
 def test_hot_swap_bad_module_and_delete(srv, text_module):
     v1 = text_module("version one")
@@ -386,11 +439,13 @@ def test_compiled_module_cache_survives_restart(run_server, wasm_guests, tmp_pat
 
 # ------------------------------------------------------------- lifecycle ---
 
+
 def test_sigterm_drains_in_flight_request(run_server, wasm_guests, tmp_path, wat_module):
     mods = tmp_path / "m"
     mods.mkdir()
     # busy-waits ~0.6 s (the epoch deadline is far away), then answers
-    (mods / "slow.wasm").write_bytes(wat_module("""
+    (mods / "slow.wasm").write_bytes(
+        wat_module("""
     (module
       (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
       (import "wasi_snapshot_preview1" "clock_time_get" (func $t (param i32 i64 i32) (result i32)))
@@ -401,7 +456,8 @@ def test_sigterm_drains_in_flight_request(run_server, wasm_guests, tmp_path, wat
         (local.set $end (i64.add (call $now) (i64.const 600000000)))
         (loop $l (br_if $l (i64.lt_u (call $now) (local.get $end))))
         (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 31))
-        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))""")
+    )
     srv = run_server(mods, timeout_ms=10000)
     result = {}
     t = threading.Thread(target=lambda: result.update(r=srv.get("/slow")))
@@ -437,9 +493,22 @@ def test_startup_errors_are_one_line(run_server, server_build, tmp_path):
 
     binary = str(server_build / "bin" / "custom_server")
     first = run_server()
-    p = subprocess.run([binary, "--listen", f"127.0.0.1:{first.port}", "--modules", str(tmp_path / "m2"),
-                        "--log-dir", str(tmp_path / "l2"), "--cache", str(tmp_path / "c2")],
-                       capture_output=True, text=True, timeout=20)
+    p = subprocess.run(
+        [
+            binary,
+            "--listen",
+            f"127.0.0.1:{first.port}",
+            "--modules",
+            str(tmp_path / "m2"),
+            "--log-dir",
+            str(tmp_path / "l2"),
+            "--cache",
+            str(tmp_path / "c2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert p.returncode != 0
     assert str(first.port) in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = subprocess.run([binary, "--workers", "lots"], capture_output=True, text=True)
@@ -449,13 +518,29 @@ def test_startup_errors_are_one_line(run_server, server_build, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "file").write_text("x")
-    p = subprocess.run([binary, "--listen", "127.0.0.1:0", "--log-dir", str(ro / "file" / "logs")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [binary, "--listen", "127.0.0.1:0", "--log-dir", str(ro / "file" / "logs")], capture_output=True, text=True
+    )
     assert p.returncode != 0 and "log" in p.stderr
     p = subprocess.run([binary, "--help"], capture_output=True, text=True)
-    for key in ("listen", "modules", "routes", "cache", "log-dir", "pid-file", "workers", "timeout-ms",
-                "memory-mb", "max-output", "max-body", "max-header", "max-headers", "idle-timeout-ms",
-                "pooling", "server-name"):
+    for key in (
+        "listen",
+        "modules",
+        "routes",
+        "cache",
+        "log-dir",
+        "pid-file",
+        "workers",
+        "timeout-ms",
+        "memory-mb",
+        "max-output",
+        "max-body",
+        "max-header",
+        "max-headers",
+        "idle-timeout-ms",
+        "pooling",
+        "server-name",
+    ):
         assert f"--{key}" in p.stdout
     p = subprocess.run([binary, "--version"], capture_output=True, text=True)
     assert "wasmtime 50.0.1" in p.stdout
@@ -473,12 +558,17 @@ def test_config_file_relative_to_env_dir(server_build, tmp_path, wasm_guests):
     port = free_port()
     (env / "conf" / "server.conf").write_text(
         f"# server settings\nlisten = 127.0.0.1:{port}\nmodules = wasm_modules\nlog-dir = logs\n"
-        "cache = cache\npid-file = run/custom_server.pid\nworkers = 1\n")
+        "cache = cache\npid-file = run/custom_server.pid\nworkers = 1\n"
+    )
     (env / "run").mkdir()
-    proc = subprocess.Popen([str(server_build / "bin" / "custom_server"), "--config", "conf/server.conf",
-                             "--workers", "2"], cwd=str(env), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(server_build / "bin" / "custom_server"), "--config", "conf/server.conf", "--workers", "2"],
+        cwd=str(env),
+        stderr=subprocess.PIPE,
+    )
     try:
         import http.client
+
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -503,8 +593,9 @@ def test_check_module(server_build, wasm_guests, tmp_path):
     import subprocess
 
     binary = str(server_build / "bin" / "custom_server")
-    p = subprocess.run([binary, "--check-module", str(wasm_guests["hello"]), "--cache", ""],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [binary, "--check-module", str(wasm_guests["hello"]), "--cache", ""], capture_output=True, text=True
+    )
     assert p.returncode == 0 and p.stdout.startswith("ok ")
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(b"\0asmnope")

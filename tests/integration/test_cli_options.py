@@ -64,12 +64,13 @@ def isolated(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     inventory = home / "tiramisu.yaml"
-    inventory.write_text(
-        "hosts:\n"
-        f"  box: {{hostname: 127.0.0.1, port: {listener.port}, user: nobody}}\n"
-    )
-    env = {"TIRAMISU_HOME": str(home), "TIRAMISU_INVENTORY": str(inventory),
-           "TIRAMISU_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    inventory.write_text(f"hosts:\n  box: {{hostname: 127.0.0.1, port: {listener.port}, user: nobody}}\n")
+    env = {
+        "TIRAMISU_HOME": str(home),
+        "TIRAMISU_INVENTORY": str(inventory),
+        "TIRAMISU_CACHE": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+    }
     yield env, listener, tmp_path
     listener.close()
 
@@ -97,8 +98,9 @@ def test_table_covers_every_numeric_option():
 def test_bad_numeric_option_is_one_line_exit_2_and_changes_nothing(front, isolated):
     env, listener, root = isolated
     before = snapshot(root)
-    cases = [(task, opt, base, accepts, bad) for task, opt, base, accepts, extra in NUMERIC
-             for bad in BAD_VALUES + extra]
+    cases = [
+        (task, opt, base, accepts, bad) for task, opt, base, accepts, extra in NUMERIC for bad in BAD_VALUES + extra
+    ]
 
     def run(case):
         task, opt, base, accepts, bad = case
@@ -142,6 +144,7 @@ def test_host_add_set_numeric_setting_is_checked(isolated):
 
 
 # ------------------------------------------------------------ --help ---
+
 
 def _short_h_is_help(task):
     return not any("h" in arg.names for arg in task.get_arguments())

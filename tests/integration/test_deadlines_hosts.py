@@ -31,8 +31,9 @@ def box(any_host, tmp_path_factory):
     env = {"TIRAMISU_HOME": str(home), "TIRAMISU_INVENTORY": str(home / "tiramisu.yaml")}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    any_host.register(home / "tiramisu.yaml", "box",
-                      settings={"request_timeout_ms": TIMEOUT_MS, "app_concurrency": 1, "app_queue": 1})
+    any_host.register(
+        home / "tiramisu.yaml", "box", settings={"request_timeout_ms": TIMEOUT_MS, "app_concurrency": 1, "app_queue": 1}
+    )
     try:
         proc = cli("tiramisu", "setup", "--host", "box")
         assert proc.returncode == 0, proc.stderr

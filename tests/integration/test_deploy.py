@@ -136,9 +136,11 @@ def test_chained_script_stops_at_the_first_failure(served, tmp_path):
     bad = tmp_path / "broken.wasm"
     bad.write_bytes(b"\0asm\x01\0\0\0garbage")
     marker = tmp_path / "reached"
-    script = (f"set -e; cd {REPO}; {BIN}/tiramisu setup --host box; "
-              f"{BIN}/tiramisu deploy {bad} --host box --name chain; "
-              f"{BIN}/tiramisu deploy {good} --host box; touch {marker}")
+    script = (
+        f"set -e; cd {REPO}; {BIN}/tiramisu setup --host box; "
+        f"{BIN}/tiramisu deploy {bad} --host box --name chain; "
+        f"{BIN}/tiramisu deploy {good} --host box; touch {marker}"
+    )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert proc.returncode != 0 and not marker.exists()
     assert "Traceback" not in proc.stderr
@@ -181,8 +183,7 @@ def _cases(example):
 def _request(host, app, case):
     req = case.request
     path = f"/{app}{req.path}" + (f"?{req.query}" if req.query else "")
-    r = urllib.request.Request(url(host, path), data=req.body or None, method=req.method,
-                               headers=dict(req.headers))
+    r = urllib.request.Request(url(host, path), data=req.body or None, method=req.method, headers=dict(req.headers))
     try:
         with urllib.request.urlopen(r, timeout=30) as resp:
             return resp.status, list(resp.headers.items()), resp.read()
@@ -247,7 +248,7 @@ def test_boot_persistence_line_starts_the_services(served):
     assert len(lines) == 1 and lines[0].startswith("@reboot ")
     # What cron would run at boot, run now with the services stopped: they come up.
     assert cli("tiramisu", "webserv.stop", "--host", "box").returncode == 0
-    command = lines[0][len("@reboot "):].rsplit(" # tiramisu:", 1)[0]
+    command = lines[0][len("@reboot ") :].rsplit(" # tiramisu:", 1)[0]
     served.ssh(command, check=True)
     import time
 

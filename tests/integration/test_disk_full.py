@@ -48,8 +48,11 @@ def test_disk_full_during_deploy_is_reported_as_disk_full(fresh_x86_host, tmp_in
         line = one_line_error(proc)
         assert proc.returncode == 1, proc.stderr
         assert "transfer cut short" not in proc.stderr
-        match = re.search(r"disk full on \S+: (\d+\.\d) KiB needed at (\S+), (\d+\.\d) KiB free; nothing was "
-                          r"replaced; the previous version \([0-9a-f]{12}\) keeps serving$", line)
+        match = re.search(
+            r"disk full on \S+: (\d+\.\d) KiB needed at (\S+), (\d+\.\d) KiB free; nothing was "
+            r"replaced; the previous version \([0-9a-f]{12}\) keeps serving$",
+            line,
+        )
         assert match, line
         assert 600 <= float(match.group(1)) < 700
         assert match.group(2).endswith("/tiramisu-env")

@@ -15,8 +15,10 @@ from tests.helpers import REPO, cli
 
 pytestmark = pytest.mark.slow
 
-SNAPSHOT = ("cd ~/tiramisu-env && find . -type f ! -path './logs/*' -exec sha256sum {} + | sort; "
-            "cat run/*.pid; crontab -l 2>/dev/null || true")
+SNAPSHOT = (
+    "cd ~/tiramisu-env && find . -type f ! -path './logs/*' -exec sha256sum {} + | sort; "
+    "cat run/*.pid; crontab -l 2>/dev/null || true"
+)
 
 # (front end, argv) -> expected exit code
 CASES = [

@@ -44,19 +44,38 @@ def test_ssh_config_alias_works_for_every_front_end(x86_host, tmp_inventory, tmp
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(
         f"Host boxalias\n  HostName {x86_host.hostname}\n  User {x86_host.user}\n"
-        f"  Port {x86_host.port}\n  IdentityFile {x86_host.key_path}\n")
+        f"  Port {x86_host.port}\n  IdentityFile {x86_host.key_path}\n"
+    )
     (tmp_inventory.parent / "tiramisu_known_hosts").write_text(x86_host.host_key_line + "\n")
     env = {"HOME": str(home)}
-    for args in (["inv", "host.check", "boxalias", "--json"], ["tiramisu", "host.check", "boxalias", "--json"],
-                 ["fab", "-H", "boxalias", "host.check", "boxalias", "--json"]):
+    for args in (
+        ["inv", "host.check", "boxalias", "--json"],
+        ["tiramisu", "host.check", "boxalias", "--json"],
+        ["fab", "-H", "boxalias", "host.check", "boxalias", "--json"],
+    ):
         proc = cli(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
         assert json.loads(proc.stdout)["arch"] == "x86_64"
 
 
 def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
-    add = cli("tiramisu", "host.add", "pi", "--hostname", "192.0.2.10", "--user", "pi", "--port", "2222",
-              "--key", "~/.ssh/id_pi", "--group", "lab", "--set", "http_port=8081")
+    add = cli(
+        "tiramisu",
+        "host.add",
+        "pi",
+        "--hostname",
+        "192.0.2.10",
+        "--user",
+        "pi",
+        "--port",
+        "2222",
+        "--key",
+        "~/.ssh/id_pi",
+        "--group",
+        "lab",
+        "--set",
+        "http_port=8081",
+    )
     assert add.returncode == 0, add.stderr
     add2 = cli("inv", "host.add", "box", "--hostname", "box.example", "--group", "lab")
     assert add2.returncode == 0, add2.stderr
@@ -64,7 +83,13 @@ def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
     assert sorted(h["name"] for h in listed["hosts"]) == ["box", "pi"]
     shown = json.loads(cli("inv", "host.show", "pi", "--json").stdout)
     assert (shown["hostname"], shown["user"], shown["port"], shown["key"], shown["groups"], shown["settings"]) == (
-        "192.0.2.10", "pi", 2222, "~/.ssh/id_pi", ["lab"], {"http_port": 8081})
+        "192.0.2.10",
+        "pi",
+        2222,
+        "~/.ssh/id_pi",
+        ["lab"],
+        {"http_port": 8081},
+    )
     dup = cli("tiramisu", "host.add", "pi", "--hostname", "x")
     assert "already exists" in one_line_error(dup)
     assert cli("fab", "host.remove", "box").returncode == 0
@@ -98,8 +123,7 @@ def test_accept_new_by_environment_for_fab(x86_host, tmp_inventory):
 
 def test_changed_host_key_is_always_refused(x86_host, tmp_inventory):
     x86_host.register(tmp_inventory, "box", accept_key=False)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_inventory.parent / "k")],
-                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_inventory.parent / "k")], check=True)
     pub = (tmp_inventory.parent / "k.pub").read_text().split()
     (tmp_inventory.parent / "tiramisu_known_hosts").write_text(f"{x86_host.hostname} {pub[0]} {pub[1]}\n")
     for extra, env in (([], None), (["--accept-new"], None), ([], {"TIRAMISU_ACCEPT_NEW_HOST_KEYS": "1"})):
@@ -123,8 +147,7 @@ def test_bad_key_is_an_authentication_failure(x86_host, tmp_inventory):
     x86_host.register(tmp_inventory, "box")
     wrong = tmp_inventory.parent / "wrong"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
-    cli("tiramisu", "host.add", "box2", "--hostname", x86_host.hostname, "--user", x86_host.user,
-        "--key", wrong)
+    cli("tiramisu", "host.add", "box2", "--hostname", x86_host.hostname, "--user", x86_host.user, "--key", wrong)
     proc = cli("tiramisu", "host.check", "box2")
     assert proc.returncode == 255 and "authentication failed" in one_line_error(proc)
 
@@ -144,8 +167,10 @@ def test_parallel_hosts_with_summary_and_failure(x86_host, aarch64_host, tmp_inv
 def test_chained_shell_command_stops_at_the_failing_task(x86_host, tmp_inventory, tmp_path):
     x86_host.register(tmp_inventory, "box")
     marker = tmp_path / "reached"
-    script = (f"set -e; cd {REPO}; {cli.__globals__['BIN']}/tiramisu host.check box >/dev/null; "
-              f"{cli.__globals__['BIN']}/inv host.check nosuch.invalid; touch {marker}")
+    script = (
+        f"set -e; cd {REPO}; {cli.__globals__['BIN']}/tiramisu host.check box >/dev/null; "
+        f"{cli.__globals__['BIN']}/inv host.check nosuch.invalid; touch {marker}"
+    )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert proc.returncode == 255 and not marker.exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: nosuch.invalid")

@@ -46,9 +46,13 @@ def hbox(request, tmp_path_factory):
     try:
         proc = cli("tiramisu", "setup", "--host", "box")
         assert proc.returncode == 0, proc.stderr
-        for source, name in ((GUESTS / "echo.c", "echo"), (GUESTS / "bigout.c", "bigout"),
-                             (OWN_GUESTS / "xaccel.c", "xaccel"), (OWN_GUESTS / "bighdr.c", "bighdr"),
-                             (GUESTS / "cgiout.c", "cgiout")):
+        for source, name in (
+            (GUESTS / "echo.c", "echo"),
+            (GUESTS / "bigout.c", "bigout"),
+            (OWN_GUESTS / "xaccel.c", "xaccel"),
+            (OWN_GUESTS / "bighdr.c", "bighdr"),
+            (GUESTS / "cgiout.c", "cgiout"),
+        ):
             proc = cli("tiramisu", "deploy", source, "--host", "box", "--name", name)
             assert proc.returncode == 0, proc.stderr
         yield host
@@ -95,11 +99,13 @@ def raw_request(host, head, slow_start=0.0, chunk=65536, pause=0.0, timeout=60):
 
 
 def guest_env(body):
-    return dict(line[4:].split("=", 1) for line in body.decode().splitlines()
-                if line.startswith("env:") and "=" in line)
+    return dict(
+        line[4:].split("=", 1) for line in body.decode().splitlines() if line.startswith("env:") and "=" in line
+    )
 
 
 # ------------------------------------------------- case 1: any user ---
+
 
 def test_nginx_workers_run_as_the_box_user(hbox):
     uid = hbox.ssh("id -u", check=True).stdout.strip()
@@ -121,8 +127,13 @@ def test_post_body_reaches_the_guest_whole(hbox, size):
 
 def test_12mib_response_to_a_slow_client_arrives_whole(hbox):
     kib = 12 * 1024
-    status, headers, body = raw_request(hbox, f"GET /bigout/?{kib} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n",
-                                        slow_start=2.0, chunk=256 * 1024, pause=0.01)
+    status, headers, body = raw_request(
+        hbox,
+        f"GET /bigout/?{kib} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n",
+        slow_start=2.0,
+        chunk=256 * 1024,
+        pause=0.01,
+    )
     assert status == 200
     if headers.get("transfer-encoding") == "chunked":
         pytest.fail("expected a Content-Length response")
@@ -133,6 +144,7 @@ def test_12mib_response_to_a_slow_client_arrives_whole(hbox):
 
 
 # ----------------------------------------- nginx side of the contract ---
+
 
 def test_http10_without_host_is_answered_with_the_server_name(hbox):
     status, _, _ = raw_request(hbox, "GET /.well-known/tiramisu/health HTTP/1.0\r\n\r\n")
@@ -201,6 +213,7 @@ def test_exit_codes_are_logged_with_their_value(hbox, code):
 
 # --------------------------------------------------- case 9: orphans ---
 
+
 def _status(host_name="box"):
     proc = cli("tiramisu", "webserv.status", "--host", host_name, "--json")
     return proc.returncode, json.loads(proc.stdout)
@@ -208,8 +221,7 @@ def _status(host_name="box"):
 
 def _nginx_family(host):
     """{pid: ppid} of every nginx process on the box."""
-    out = host.ssh(f"for p in {ENV_NGINX}; do echo $p $(awk '{{print $4}}' /proc/$p/stat); done",
-                   check=True).stdout
+    out = host.ssh(f"for p in {ENV_NGINX}; do echo $p $(awk '{{print $4}}' /proc/$p/stat); done", check=True).stdout
     return {int(a): int(b) for a, b in (line.split() for line in out.splitlines())}
 
 
@@ -258,6 +270,7 @@ def test_stop_stops_orphans_too(hbox):
 
 
 # ------------------------------------ Host, connections, settings ---
+
 
 def test_the_clients_host_reaches_the_guest_port_included(hbox):
     """nginx passes the client's Host as sent; the server name only when there is none."""

@@ -75,8 +75,11 @@ def box(any_host, tmp_path_factory):
 
 
 def status_json(front="tiramisu"):
-    args = ["fab", "-H", "box", "webserv.status", "--json"] if front == "fab" else \
-        [front, "webserv.status", "--host", "box", "--json"]
+    args = (
+        ["fab", "-H", "box", "webserv.status", "--json"]
+        if front == "fab"
+        else [front, "webserv.status", "--host", "box", "--json"]
+    )
     proc = cli(*args)
     return proc, json.loads(proc.stdout)
 
@@ -85,8 +88,13 @@ def test_setup_from_bare(box):
     proc = cli("inv", "setup", "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
-    assert set(s["uploaded"]) >= {"bin/custom_server", "lib/libwasmtime.so", "bin/nginx", "conf/nginx.conf",
-                                  "conf/server.conf"}
+    assert set(s["uploaded"]) >= {
+        "bin/custom_server",
+        "lib/libwasmtime.so",
+        "bin/nginx",
+        "conf/nginx.conf",
+        "conf/server.conf",
+    }
     assert s["done"] == {"server": "start", "nginx": "start"} and s["health"]["status"] == 200
     assert s["target"] == f"{box.arch}-linux-gnu"
     # public nginx answers from this machine; the admin API is not proxied
@@ -197,6 +205,7 @@ def test_teardown(box):
 
 # ------------------------------------------------------- bad input ---
 
+
 def test_unwritable_env_dir_is_a_clear_error(fresh_x86_host, tmp_inventory):
     host = fresh_x86_host(name="ro-env")
     host.register(tmp_inventory, "box")
@@ -221,9 +230,16 @@ def test_port_taken_on_the_box_names_the_port(fresh_x86_host, tmp_inventory):
     host.register(tmp_inventory, "box")
     import subprocess
 
-    blocker = subprocess.Popen(host.netns_exec_argv(["python3", "-c",
-        "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-        "s.bind(('0.0.0.0', 8080)); s.listen(); time.sleep(120)"]))
+    blocker = subprocess.Popen(
+        host.netns_exec_argv(
+            [
+                "python3",
+                "-c",
+                "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                "s.bind(('0.0.0.0', 8080)); s.listen(); time.sleep(120)",
+            ]
+        )
+    )
     try:
         deadline = time.monotonic() + 20
         while ":8080 " not in host.netns_exec(["ss", "-ltnH"]).stdout and time.monotonic() < deadline:
@@ -247,9 +263,13 @@ def test_cut_connection_during_upload_keeps_the_previous_install(fresh_x86_host,
     (env / "lib" / "libwasmtime.so").unlink()
     import subprocess
 
-    setup = subprocess.Popen([str(Path(cli.__globals__["BIN"]) / "tiramisu"), "setup", "--host", "box"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd=str(cli.__globals__["REPO"]))
+    setup = subprocess.Popen(
+        [str(Path(cli.__globals__["BIN"]) / "tiramisu"), "setup", "--host", "box"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(cli.__globals__["REPO"]),
+    )
     deadline = time.monotonic() + 120
     while not list(env.glob(".tiramisu-upload-*")) and time.monotonic() < deadline and setup.poll() is None:
         time.sleep(0.005)
@@ -271,7 +291,7 @@ def test_unsupported_architecture_is_refused_before_upload(fresh_x86_host, tmp_i
     """The box's kernel reports i686 (a 32-bit personality via setarch): refused."""
     host = fresh_x86_host(name="i686-box")
     wrapper = Path(host.dir) / "i686-shell"
-    wrapper.write_text("#!/bin/sh\nexec setarch i686 /bin/bash \"$@\"\n")
+    wrapper.write_text('#!/bin/sh\nexec setarch i686 /bin/bash "$@"\n')
     wrapper.chmod(0o755)
     import subprocess
 

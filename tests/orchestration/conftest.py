@@ -28,8 +28,10 @@ def open_on(fake, settings, installed=True, running=True, installed_wins=True, n
     """open_box over ``fake``, after scripting the probe for the given box state."""
     version = probe.pop("version", {"tiramisu": "0", "http_port": 8080, "server_port": 9000} if installed else None)
     pids = {"server": (SERVER_PID, True), "nginx": (NGINX_PID, True)} if running else {}
-    fake.on(r"^LC_ALL=C; export LC_ALL\nE=", probe_output(env_dir=ROOT, version=version, pids=pids,
-                                                          env_exists=probe.pop("env_exists", installed), **probe))
+    fake.on(
+        r"^LC_ALL=C; export LC_ALL\nE=",
+        probe_output(env_dir=ROOT, version=version, pids=pids, env_exists=probe.pop("env_exists", installed), **probe),
+    )
     return open_box(fake, spec(), Recorder(), settings, installed_wins=installed_wins, need_supported=need_supported)
 
 
@@ -63,8 +65,11 @@ def shipment(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"fake {rel}\n".encode())
         files[rel] = path
-    made = Shipment(files, {"bin/custom_server": "700", "lib/libwasmtime.so": "600", "bin/nginx": "700"},
-                    {"target": "x86_64-linux-gnu", "toolchain": "zig", "wasmtime": "0", "nginx_provider": "wheel"})
+    made = Shipment(
+        files,
+        {"bin/custom_server": "700", "lib/libwasmtime.so": "600", "bin/nginx": "700"},
+        {"target": "x86_64-linux-gnu", "toolchain": "zig", "wasmtime": "0", "nginx_provider": "wheel"},
+    )
     return lambda target, toolchain, provider, note: made
 
 
@@ -75,7 +80,8 @@ def built(tmp_path):
     def make(data=b"\0asm\1\0\0\0 v1", name="hello"):
         path = tmp_path / f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.wasm"
         path.write_bytes(data)
-        return SimpleNamespace(wasm_path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), name=name,
-                               language="wat")
+        return SimpleNamespace(
+            wasm_path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), name=name, language="wat"
+        )
 
     return make

@@ -23,9 +23,13 @@ def served(fake, open_fake, current="20260101T000000Z-aaaaaaaaaa", routes="# PRE
 
 def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
     app = built()
-    fake.on_http("/_tiramisu/apps", reply=[
-        _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
-        _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "active"}))])
+    fake.on_http(
+        "/_tiramisu/apps",
+        reply=[
+            _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "active"})),
+        ],
+    )
     fake.on_http("/hello/", 200, "hi", port=8080)
     fake.on(r"^\{ ln -f .*hello.*&& mv -f ")  # activate
     box = served(fake, open_fake)
@@ -48,13 +52,29 @@ def test_same_bytes_again_is_a_no_op(fake, open_fake, built):
 
 def test_failed_activation_restores_the_previous_release_and_reports_the_server_error(fake, open_fake, built):
     app = built()
-    fake.on_http("/_tiramisu/apps", reply=[
-        _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
-        _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active", "error": "unknown import: env.f",
-                         "failed_sha256": app.sha256}))])
+    fake.on_http(
+        "/_tiramisu/apps",
+        reply=[
+            _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _resp(
+                apps_json(
+                    {
+                        "name": "hello",
+                        "sha256": OLD,
+                        "state": "active",
+                        "error": "unknown import: env.f",
+                        "failed_sha256": app.sha256,
+                    }
+                )
+            ),
+        ],
+    )
     fake.on(r"^\{ ln -f ")
-    with pytest.raises(RemoteError, match=r"rejected the new hello module: unknown import: env.f; "
-                                          r"the previous version \(aaaaaaaaaaaa\) keeps serving"):
+    with pytest.raises(
+        RemoteError,
+        match=r"rejected the new hello module: unknown import: env.f; "
+        r"the previous version \(aaaaaaaaaaaa\) keeps serving",
+    ):
         dp.deploy(served(fake, open_fake), app, "hello", None)
     restore = fake.commands[-1]
     assert "20260101T000000Z-aaaaaaaaaa" in restore and restore.startswith("{ ln -f")
@@ -63,9 +83,13 @@ def test_failed_activation_restores_the_previous_release_and_reports_the_server_
 
 def test_first_deploy_that_fails_removes_the_module_again(fake, open_fake, built):
     app = built()
-    fake.on_http("/_tiramisu/apps", reply=[
-        _resp(apps_json()),
-        _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "failed", "error": "trap"}))])
+    fake.on_http(
+        "/_tiramisu/apps",
+        reply=[
+            _resp(apps_json()),
+            _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "failed", "error": "trap"})),
+        ],
+    )
     fake.on(r"^\{ ln -f ")
     fake.on(r"^rm -f .*wasm_modules/hello.wasm")
     with pytest.raises(RemoteError, match="trap; nothing was switched live"):

@@ -56,7 +56,7 @@ def test_reload_tests_the_config_reloads_and_rescans(fake, open_fake):
 
 def test_reload_with_a_broken_config_reloads_nothing(fake, open_fake):
     script_running_services(fake)
-    fake.on(r"bin/nginx -t -q", "nginx: [emerg] unknown directive \"x\"\n", exited=1)
+    fake.on(r"bin/nginx -t -q", 'nginx: [emerg] unknown directive "x"\n', exited=1)
     with pytest.raises(RemoteError, match="nginx -t failed, config not reloaded"):
         lc.reload(open_fake())
     assert not fake.ran("-s reload")

@@ -38,12 +38,20 @@ def test_setup_dry_prints_the_plan_and_changes_nothing(fake, settings, shipment)
     assert fake.uploads == [] and not fake.ran(r"^mkdir") and not fake.ran("nohup")
 
 
-@pytest.mark.parametrize("changed, uploaded, done, ran", [
-    (None, [], {}, []),
-    ("conf/nginx.conf", ["conf/nginx.conf"], {"nginx": "reload"}, [r"bin/nginx -t -q -p", r"bin/nginx -s reload"]),
-    ("bin/custom_server", ["bin/custom_server"], {"server": "restart"},
-     [r"kill -TERM", r"nohup setsid .*custom_server"]),
-], ids=["no-change-rerun", "config-change-reloads-nginx-only", "server-binary-restarts-server"])
+@pytest.mark.parametrize(
+    "changed, uploaded, done, ran",
+    [
+        (None, [], {}, []),
+        ("conf/nginx.conf", ["conf/nginx.conf"], {"nginx": "reload"}, [r"bin/nginx -t -q -p", r"bin/nginx -s reload"]),
+        (
+            "bin/custom_server",
+            ["bin/custom_server"],
+            {"server": "restart"},
+            [r"kill -TERM", r"nohup setsid .*custom_server"],
+        ),
+    ],
+    ids=["no-change-rerun", "config-change-reloads-nginx-only", "server-binary-restarts-server"],
+)
 def test_setup_rerun_does_only_what_changed(fake, settings, shipment, changed, uploaded, done, ran):
     first = FakeBox()
     assert bare_setup(first, settings, shipment)["uploaded"] == ALL_FILES

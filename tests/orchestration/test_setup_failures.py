@@ -32,12 +32,14 @@ def bare_box(fake, settings, **probe):
 
 
 def test_a_failed_health_check_after_start_is_an_error_and_version_is_not_written(
-        fake, settings, shipment, monkeypatch):
+    fake, settings, shipment, monkeypatch
+):
     monkeypatch.setattr(lc, "check_health", functools.partial(lc.check_health, timeout=0.3))
     box = bare_box(fake, settings)
     # nginx answers once (its start), then the health check after the start gets 503s.
-    fake.on_http("/.well-known/tiramisu/health", port=8080,
-                 reply=[http_response(200, "ok"), http_response(503, "down")])
+    fake.on_http(
+        "/.well-known/tiramisu/health", port=8080, reply=[http_response(200, "ok"), http_response(503, "down")]
+    )
     with pytest.raises(ConnectError) as err:
         lc.setup(box, shipment)
     assert err.value.code == 1
@@ -49,20 +51,21 @@ def test_a_failed_health_check_after_start_is_an_error_and_version_is_not_writte
 
 def test_the_box_disk_filling_up_during_the_upload_stops_setup_before_any_start(fake, settings, shipment):
     box = bare_box(fake, settings)
-    fake.upload_error = receiver_error("fake", 75, f"tiramisu-upload: disk full: 512 KiB free at {ROOT}",
-                                       3 * 1024 * 1024)
+    fake.upload_error = receiver_error(
+        "fake", 75, f"tiramisu-upload: disk full: 512 KiB free at {ROOT}", 3 * 1024 * 1024
+    )
     with pytest.raises(DiskFullError) as err:
         lc.setup(box, shipment)
     assert err.value.code == 1
-    assert err.value.message == (f"disk full on fake: 3.0 MiB needed at {ROOT}, 512.0 KiB free; "
-                                 f"nothing was replaced")
+    assert err.value.message == (f"disk full on fake: 3.0 MiB needed at {ROOT}, 512.0 KiB free; nothing was replaced")
     assert len(fake.uploads) == 1 and fake.files.get(f"{ROOT}/bin/nginx") is None  # nothing landed
     assert not fake.ran("nohup") and f"{ROOT}/VERSION" not in fake.files
 
 
 @pytest.mark.parametrize("toolchain, hint", [("gnu", True), ("zig", False)])
 def test_a_box_glibc_older_than_the_build_needs_is_refused_before_anything_is_done(
-        fake, settings, shipment, toolchain, hint):
+    fake, settings, shipment, toolchain, hint
+):
     made = shipment(None, None, None, None)
     old = Shipment(made.files, made.modes, dict(made.describe, toolchain=toolchain), glibc_needed="2.34")
     box = bare_box(fake, settings, glibc="2.17")

@@ -26,8 +26,9 @@ pytestmark = [
 
 
 def _run(argv, timeout=600, **kw):
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, **kw)
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +62,30 @@ def test_installed_package_builds_the_server_and_runs_the_demo(kind, artifacts, 
     work.mkdir()
     home = tmp_path / "tiramisu-home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "TIRAMISU_HOME", "TIRAMISU_INVENTORY")}
-    env.update(TIRAMISU_HOME=str(home), TIRAMISU_INVENTORY=str(home / "tiramisu.yaml"),
-               PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "TIRAMISU_HOME", "TIRAMISU_INVENTORY")
+    }
+    env.update(
+        TIRAMISU_HOME=str(home),
+        TIRAMISU_INVENTORY=str(home / "tiramisu.yaml"),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+    )
 
     def tiramisu(*args, timeout=600):
         return _run([venv / "bin" / "tiramisu", *args], timeout=timeout, cwd=str(work), env=env)
 
     # the package imported is the installed one, and it carries its data
-    where = _run([venv / "bin" / "python", "-c",
-                  "import tiramisu_tasks.paths as p; print(p.data_dir('cserver')); print(p.examples_dir())"],
-                 cwd=str(work), env=env)
+    where = _run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "import tiramisu_tasks.paths as p; print(p.data_dir('cserver')); print(p.examples_dir())",
+        ],
+        cwd=str(work),
+        env=env,
+    )
     assert where.returncode == 0, where.stderr
     cserver, examples = (Path(line) for line in where.stdout.split())
     site = venv.resolve()

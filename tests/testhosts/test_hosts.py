@@ -59,11 +59,13 @@ def test_aarch64_commands_are_arm64_code(aarch64_host):
 
 
 def test_hosts_have_the_tools_deploy_needs(any_host):
-    script = ("for t in bash sh tar gzip sha256sum nohup setsid kill df; do "
-              "command -v $t >/dev/null || echo missing:$t; done; "
-              # ss needs NETLINK_SOCK_DIAG, which qemu-user lacks: /proc/net/tcp always works.
-              "grep -q ':0016 00000000:0000 0A' /proc/net/tcp || echo no-sshd-in:/proc/net/tcp; "
-              "echo hi | gzip | gzip -d; printf x | sha256sum | cut -c1-8; df -P ~ | tail -1 | wc -l")
+    script = (
+        "for t in bash sh tar gzip sha256sum nohup setsid kill df; do "
+        "command -v $t >/dev/null || echo missing:$t; done; "
+        # ss needs NETLINK_SOCK_DIAG, which qemu-user lacks: /proc/net/tcp always works.
+        "grep -q ':0016 00000000:0000 0A' /proc/net/tcp || echo no-sshd-in:/proc/net/tcp; "
+        "echo hi | gzip | gzip -d; printf x | sha256sum | cut -c1-8; df -P ~ | tail -1 | wc -l"
+    )
     res = any_host.ssh(script)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["hi", "2d711642", "1"], res.stdout
@@ -79,12 +81,17 @@ def test_sftp_works(any_host, tmp_path):
     port_i = opts.index("-p")
     opts[port_i] = "-P"  # sftp spells the port option in capitals
     user_i = opts.index("-l")
-    del opts[user_i:user_i + 2]
-    res = subprocess.run(["sftp", "-b", str(batch), *opts, f"{any_host.user}@{any_host.hostname}"],
-                         capture_output=True, text=True, timeout=60)
+    del opts[user_i : user_i + 2]
+    res = subprocess.run(
+        ["sftp", "-b", str(batch), *opts, f"{any_host.user}@{any_host.hostname}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     digest = any_host.ssh("sha256sum payload.bin && rm payload.bin").stdout.split()[0]
     import hashlib
+
     assert digest == hashlib.sha256(src.read_bytes()).hexdigest()
 
 
@@ -98,25 +105,52 @@ def test_host_network_is_only_its_own_subnet(any_host):
 def test_register_writes_inventory_and_known_hosts(any_host, tmp_inventory):
     any_host.register(tmp_inventory, "box")
     data = yaml.safe_load(tmp_inventory.read_text())["hosts"]["box"]
-    assert data == {"hostname": any_host.hostname, "user": any_host.user, "port": 22,
-                    "key": any_host.key_path}
+    assert data == {"hostname": any_host.hostname, "user": any_host.user, "port": 22, "key": any_host.key_path}
     known = tmp_inventory.parent / "tiramisu_known_hosts"
     assert known.read_text().splitlines() == [any_host.host_key_line]
     any_host.register(tmp_inventory, "box")  # again: no duplicate line
     assert known.read_text().splitlines() == [any_host.host_key_line]
     # The inventory's data is enough for a strict ssh login.
-    res = subprocess.run(["ssh", "-F", "none", "-i", data["key"], "-o", f"UserKnownHostsFile={known}",
-                          "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(data["port"]),
-                          f"{data['user']}@{data['hostname']}", "echo", "ok"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "none",
+            "-i",
+            data["key"],
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-p",
+            str(data["port"]),
+            f"{data['user']}@{data['hostname']}",
+            "echo",
+            "ok",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (res.returncode, res.stdout.strip()) == (0, "ok"), res.stderr
 
 
 def test_netns_exec_can_take_a_port_on_the_box(x86_host):
     """A test can occupy a port inside the host's namespace (e.g. to test 'port busy')."""
-    proc = subprocess.Popen(x86_host.netns_exec_argv(
-        [sys.executable, "-c", "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 18080)); "
-         "s.listen(); print('ready', flush=True); time.sleep(60)"]), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        x86_host.netns_exec_argv(
+            [
+                sys.executable,
+                "-c",
+                "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 18080)); "
+                "s.listen(); print('ready', flush=True); time.sleep(60)",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         res = x86_host.ssh("cat /proc/net/tcp")
@@ -129,8 +163,10 @@ def test_netns_exec_can_take_a_port_on_the_box(x86_host):
 def _traces(host):
     """What of a host is visible on the machine."""
     ns = host.netns in registry.netns_list()
-    link = any(name in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-               for name in testhosts.commands.link_names(host.netns))
+    link = any(
+        name in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        for name in testhosts.commands.link_names(host.netns)
+    )
     try:
         pwd.getpwnam(host.user)
         user = host.arch == "x86_64"
@@ -138,8 +174,7 @@ def _traces(host):
         user = False
     pids = [p for p in host.pids if proc_alive(p)]
     mounts = registry.base_dir().as_posix() + "/" + host.id in Path("/proc/mounts").read_text()
-    return {"netns": ns, "link": link, "user": user, "pids": pids,
-            "dir": os.path.exists(host.dir), "mounts": mounts}
+    return {"netns": ns, "link": link, "user": user, "pids": pids, "dir": os.path.exists(host.dir), "mounts": mounts}
 
 
 NOTHING = {"netns": False, "link": False, "user": False, "pids": [], "dir": False, "mounts": False}
@@ -185,8 +220,14 @@ def test_cleanup_removes_hosts_of_a_dead_session(x86_host):
 def _testhost_cli(*args):
     # testhosts/ is a top-level package of the checkout, not of the installed product.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo_root()), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "testhosts", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=str(repo_root()))
+    return subprocess.run(
+        [sys.executable, "-m", "testhosts", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(repo_root()),
+    )
 
 
 @pytest.mark.roothosts

@@ -18,12 +18,16 @@ def test_unknown_arch():
     assert "unknown test host architecture" in testhosts.missing_requirements("riscv64")
 
 
-@pytest.mark.parametrize("text, expected", [
-    (None, "not registered"),
-    ("disabled\ninterpreter /q\nflags: F\n", "disabled"),
-    ("enabled\ninterpreter /q\nflags: P\n", "lacks the F flag"),
-    ("enabled\ninterpreter /q\nflags: PF\n", None),
-], ids=["missing", "disabled", "no-F", "ok"])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "not registered"),
+        ("disabled\ninterpreter /q\nflags: F\n", "disabled"),
+        ("enabled\ninterpreter /q\nflags: P\n", "lacks the F flag"),
+        ("enabled\ninterpreter /q\nflags: PF\n", None),
+    ],
+    ids=["missing", "disabled", "no-F", "ok"],
+)
 def test_binfmt_problem(tmp_path, text, expected):
     path = tmp_path / "qemu-aarch64"
     if text is not None:

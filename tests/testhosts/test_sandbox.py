@@ -13,17 +13,23 @@ import yaml
 from tiramisu_tasks import sandbox as sb
 from tiramisu_tasks.paths import repo_root
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd") or shutil.which("ssh") is None,
-                                reason="the sandbox needs openssh-server and openssh-client")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/usr/sbin/sshd") or shutil.which("ssh") is None,
+    reason="the sandbox needs openssh-server and openssh-client",
+)
 
 
-@pytest.mark.parametrize("requested, previous, default, free, expected", [
-    (None, None, 2222, {2222}, 2222),
-    (None, 2300, 2222, {2222, 2300}, 2300),
-    (None, 2300, 2222, {2222}, 2222),
-    (None, None, 2222, set(), None),
-    (2400, 2300, 2222, {2400}, 2400),
-], ids=["default", "keeps-last", "last-busy", "all-busy-any", "explicit"])
+@pytest.mark.parametrize(
+    "requested, previous, default, free, expected",
+    [
+        (None, None, 2222, {2222}, 2222),
+        (None, 2300, 2222, {2222, 2300}, 2300),
+        (None, 2300, 2222, {2222}, 2222),
+        (None, None, 2222, set(), None),
+        (2400, 2300, 2222, {2400}, 2400),
+    ],
+    ids=["default", "keeps-last", "last-busy", "all-busy-any", "explicit"],
+)
 def test_choose_port(requested, previous, default, free, expected):
     assert sb.choose_port(requested, previous, default, lambda p: p in free) == expected
 
@@ -42,16 +48,38 @@ def test_render_config(tmp_path):
 
 
 def _tiramisu(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tiramisu_tasks", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def _ssh(state, known_hosts, command):
     return subprocess.run(
-        ["ssh", "-F", "none", "-i", state["key"], "-o", f"UserKnownHostsFile={known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-p", str(state["port"]), "-l", state["user"], state["hostname"], command],
-        capture_output=True, text=True, timeout=60)
+        [
+            "ssh",
+            "-F",
+            "none",
+            "-i",
+            state["key"],
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-p",
+            str(state["port"]),
+            "-l",
+            state["user"],
+            state["hostname"],
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_sandbox_up_status_down(tmp_inventory):
@@ -117,8 +145,20 @@ def _user_python(user):
 
     pythonpath = os.pathsep.join([str(repo_root()), sysconfig.get_paths()["purelib"]])
     for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        probe = subprocess.run(["runuser", "-u", user, "--", "env", f"PYTHONPATH={pythonpath}", python, "-c",
-                                "import tiramisu_tasks.sandbox"], capture_output=True)
+        probe = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                user,
+                "--",
+                "env",
+                f"PYTHONPATH={pythonpath}",
+                python,
+                "-c",
+                "import tiramisu_tasks.sandbox",
+            ],
+            capture_output=True,
+        )
         if probe.returncode == 0:
             return python, pythonpath
     return None
@@ -131,8 +171,15 @@ def test_sandbox_as_an_unprivileged_user(fresh_x86_host):
     if found is None:
         pytest.skip(f"no Python that an unprivileged user may run can import {repo_root()}")
     python, pythonpath = found
-    env = ["env", f"HOME={host.home}", f"TIRAMISU_HOME={host.home}/.config/tiramisu",
-           f"PYTHONPATH={pythonpath}", python, "-c", SANDBOX_AS_USER]
+    env = [
+        "env",
+        f"HOME={host.home}",
+        f"TIRAMISU_HOME={host.home}/.config/tiramisu",
+        f"PYTHONPATH={pythonpath}",
+        python,
+        "-c",
+        SANDBOX_AS_USER,
+    ]
     res = host.netns_exec(env, as_user=True, timeout=120)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

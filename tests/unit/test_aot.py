@@ -21,29 +21,51 @@ from tiramisu_tasks.aot import (
 from tiramisu_tasks.targets import parse_target_name
 
 SETTINGS = {
-    "format": 1, "wasmtime": "50.0.1", "arch": "x86_64", "settings_id": "x", "settings_hash": "0" * 16,
+    "format": 1,
+    "wasmtime": "50.0.1",
+    "arch": "x86_64",
+    "settings_id": "x",
+    "settings_hash": "0" * 16,
     "cache_dir": "/home/u/tiramisu-env/cache",
-    "config": {"epoch_interruption": True, "cranelift_opt_level": "speed", "wasm_threads": False,
-               "pooling": {"total_core_instances": 6, "max_memory_size": 134217728}},
+    "config": {
+        "epoch_interruption": True,
+        "cranelift_opt_level": "speed",
+        "wasm_threads": False,
+        "pooling": {"total_core_instances": 6, "max_memory_size": 134217728},
+    },
 }
 
 
-@pytest.mark.parametrize("box, local, version, ok, words", [
-    ("x86_64", "x86_64", "50.0.1", True, "precompiling locally with Wasmtime 50.0.1 for x86_64"),
-    ("x86_64", "amd64", "50.0.1", True, "for x86_64"),
-    ("aarch64", "aarch64", "50.0.1", True, "for aarch64"),
-    ("aarch64", "arm64", "50.0.1", True, "for aarch64"),
-    ("aarch64", "x86_64", "50.0.1", False,
-     "the local Wasmtime 50.0.1 (x86_64) cannot compile for aarch64; the box's server will compile and cache it"),
-    ("x86_64", "aarch64", "50.0.1", False,
-     "the local Wasmtime 50.0.1 (aarch64) cannot compile for x86_64; the box's server will compile and cache it"),
-    ("x86_64", "x86_64", "49.0.4", False, "embeds Wasmtime 49.0.4, the local one is 50.0.1"),
-    ("x86_64", "x86_64", None, False, "does not say which Wasmtime it embeds"),
-    ("x86_64", "x86_64", "custom_server 0.1.0 (wasmtime 50.0.1)", True, "for x86_64"),
-    ("x86_64", "x86_64", "custom_server 0.1.0 (wasmtime unknown)", False, "does not say"),
-    ("x86_64", "armv7l", "50.0.1", False, "(armv7l) cannot compile for x86_64"),
-    ("riscv64", "x86_64", "50.0.1", False, "unknown box architecture 'riscv64'"),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "box, local, version, ok, words",
+    [
+        ("x86_64", "x86_64", "50.0.1", True, "precompiling locally with Wasmtime 50.0.1 for x86_64"),
+        ("x86_64", "amd64", "50.0.1", True, "for x86_64"),
+        ("aarch64", "aarch64", "50.0.1", True, "for aarch64"),
+        ("aarch64", "arm64", "50.0.1", True, "for aarch64"),
+        (
+            "aarch64",
+            "x86_64",
+            "50.0.1",
+            False,
+            "the local Wasmtime 50.0.1 (x86_64) cannot compile for aarch64; the box's server will compile and cache it",
+        ),
+        (
+            "x86_64",
+            "aarch64",
+            "50.0.1",
+            False,
+            "the local Wasmtime 50.0.1 (aarch64) cannot compile for x86_64; the box's server will compile and cache it",
+        ),
+        ("x86_64", "x86_64", "49.0.4", False, "embeds Wasmtime 49.0.4, the local one is 50.0.1"),
+        ("x86_64", "x86_64", None, False, "does not say which Wasmtime it embeds"),
+        ("x86_64", "x86_64", "custom_server 0.1.0 (wasmtime 50.0.1)", True, "for x86_64"),
+        ("x86_64", "x86_64", "custom_server 0.1.0 (wasmtime unknown)", False, "does not say"),
+        ("x86_64", "armv7l", "50.0.1", False, "(armv7l) cannot compile for x86_64"),
+        ("riscv64", "x86_64", "50.0.1", False, "unknown box architecture 'riscv64'"),
+    ],
+    ids=lambda v: str(v),
+)
 def test_aot_plan_table(box, local, version, ok, words):
     got_ok, reason = aot_plan(box, local, version)
     assert got_ok is ok
@@ -80,20 +102,30 @@ def test_aot_plan_checks_engine_settings():
     assert "built for x86_64, not aarch64" in settings_problem(SETTINGS, "aarch64")
 
 
-@pytest.mark.parametrize("text, version", [
-    ("50.0.1", "50.0.1"), ("custom_server 0.1.0 (wasmtime 50.0.1)", "50.0.1"), ("", None),
-    ("unknown", None), ({"wasmtime": "50.0.1"}, "50.0.1"), (None, None),
-])
+@pytest.mark.parametrize(
+    "text, version",
+    [
+        ("50.0.1", "50.0.1"),
+        ("custom_server 0.1.0 (wasmtime 50.0.1)", "50.0.1"),
+        ("", None),
+        ("unknown", None),
+        ({"wasmtime": "50.0.1"}, "50.0.1"),
+        (None, None),
+    ],
+)
 def test_wasmtime_version_of(text, version):
     assert wasmtime_version_of(text) == version
 
 
-@pytest.mark.parametrize("text, message", [
-    ("usage: custom_server ...", "does not print engine settings (an older server?): usage: custom_server"),
-    ("", "does not print engine settings"),
-    ("[]", "not a JSON object"),
-    ('{"format": 2, "config": {}}', "format 2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("usage: custom_server ...", "does not print engine settings (an older server?): usage: custom_server"),
+        ("", "does not print engine settings"),
+        ("[]", "not a JSON object"),
+        ('{"format": 2, "config": {}}', "format 2"),
+    ],
+)
 def test_parse_engine_settings_errors(text, message):
     with pytest.raises(AotUnavailable) as exc:
         parse_engine_settings(text)
@@ -110,13 +142,21 @@ def test_parse_box_facts():
         parse_box_facts("")
 
 
-@pytest.mark.parametrize("arch, box, local, flags", [
-    ("x86_64", ["avx", "avx2", "pni", "abm"], ["avx", "pni", "abm", "avx512f"], ["has_avx", "has_lzcnt", "has_sse3"]),
-    ("x86_64", [], ["avx"], []),
-    ("x86_64", ["avx"], [], []),
-    ("aarch64", ["fp", "atomics"], ["atomics"], ["has_lse"]),
-    ("riscv64", ["avx"], ["avx"], []),
-])
+@pytest.mark.parametrize(
+    "arch, box, local, flags",
+    [
+        (
+            "x86_64",
+            ["avx", "avx2", "pni", "abm"],
+            ["avx", "pni", "abm", "avx512f"],
+            ["has_avx", "has_lzcnt", "has_sse3"],
+        ),
+        ("x86_64", [], ["avx"], []),
+        ("x86_64", ["avx"], [], []),
+        ("aarch64", ["fp", "atomics"], ["atomics"], ["has_lse"]),
+        ("riscv64", ["avx"], ["avx"], []),
+    ],
+)
 def test_isa_flags_are_what_both_cpus_have(arch, box, local, flags):
     assert isa_flags_for(arch, box, local) == flags
 
@@ -127,9 +167,13 @@ def test_cpu_flags_of():
 
 
 def test_commands():
-    assert engine_settings_command("/h/e v/bin/custom_server", "/h/e v/conf/server.conf") == \
-        "'/h/e v/bin/custom_server' --config '/h/e v/conf/server.conf' --engine-settings"
+    assert (
+        engine_settings_command("/h/e v/bin/custom_server", "/h/e v/conf/server.conf")
+        == "'/h/e v/bin/custom_server' --config '/h/e v/conf/server.conf' --engine-settings"
+    )
     assert box_facts_command("/b", "/c").startswith("/b --config /c --engine-settings && { grep -m1 ")
-    assert check_command("/b/custom_server", "/c/server.conf") == \
-        '/b/custom_server --config /c/server.conf --check-module "$T/0" --precompiled "$T/1"'
+    assert (
+        check_command("/b/custom_server", "/c/server.conf")
+        == '/b/custom_server --config /c/server.conf --check-module "$T/0" --precompiled "$T/1"'
+    )
     assert remote_precompiled_path("/h/env/cache", "ab" * 32) == "/h/env/cache/" + "ab" * 32 + ".cwasm"

@@ -32,9 +32,15 @@ def test_the_read_only_list_names_real_tasks():
         assert hasattr(importlib.import_module(module), name), qualname
 
 
-@pytest.mark.parametrize("text, line", [
-    ("No idea what 'setpu' is!", "tiramisu: no task or option 'setpu' (tiramisu --list shows the tasks)"),
-    ("Flag 'host' needed value and was not given one!", "tiramisu: flag 'host' needed value and was not given one!"),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("No idea what 'setpu' is!", "tiramisu: no task or option 'setpu' (tiramisu --list shows the tasks)"),
+        (
+            "Flag 'host' needed value and was not given one!",
+            "tiramisu: flag 'host' needed value and was not given one!",
+        ),
+    ],
+)
 def test_parse_errors_become_one_tiramisu_line(text, line):
     assert usage_message(text) == line

@@ -17,26 +17,40 @@ from tiramisu_tasks.errors import LocalError, is_local_os_error
 from tiramisu_tasks.taskkit import describe_exception
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (PermissionError(errno.EACCES, "Permission denied", "/home/u/.cache/tiramisu/x"),
-     ("local: file /home/u/.cache/tiramisu/x: Permission denied", 1)),
-    (OSError(errno.ENOSPC, "No space left on device"), ("local: disk: No space left on device", 1)),
-    (IsADirectoryError(errno.EISDIR, "Is a directory", "/tmp/.x.tmp", None, "/tmp/out/app.wasm"),
-     ("local: file /tmp/out/app.wasm: Is a directory", 1)),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "/src/a", None, "/dst/a"),
-     ("local: file /src/a: No such file or directory", 1)),
-], ids=["permission-with-path", "disk-full-without-path", "rename-onto-directory", "missing-source"])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/home/u/.cache/tiramisu/x"),
+            ("local: file /home/u/.cache/tiramisu/x: Permission denied", 1),
+        ),
+        (OSError(errno.ENOSPC, "No space left on device"), ("local: disk: No space left on device", 1)),
+        (
+            IsADirectoryError(errno.EISDIR, "Is a directory", "/tmp/.x.tmp", None, "/tmp/out/app.wasm"),
+            ("local: file /tmp/out/app.wasm: Is a directory", 1),
+        ),
+        (
+            FileNotFoundError(errno.ENOENT, "No such file or directory", "/src/a", None, "/dst/a"),
+            ("local: file /src/a: No such file or directory", 1),
+        ),
+    ],
+    ids=["permission-with-path", "disk-full-without-path", "rename-onto-directory", "missing-source"],
+)
 def test_local_os_errors_are_local_and_exit_1(exc, expected):
     assert is_local_os_error(exc)
     assert describe_exception(exc, host="pi") == expected  # no host prefix: the box is not involved
 
 
-@pytest.mark.parametrize("exc", [
-    ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
-    ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
-    OSError(errno.EHOSTUNREACH, "No route to host"),
-    socket.timeout("timed out"),
-], ids=["refused", "reset", "unreachable", "timeout"])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+        socket.timeout("timed out"),
+    ],
+    ids=["refused", "reset", "unreachable", "timeout"],
+)
 def test_socket_errors_stay_connection_errors(exc):
     assert not is_local_os_error(exc)
     message, code = describe_exception(exc, host="pi")
@@ -61,23 +75,41 @@ def test_a_path_under_a_regular_file_says_not_a_directory(tmp_path):
 
 
 def _env(tmp_path, **extra):
-    return {"TIRAMISU_HOME": str(tmp_path / "home"), "TIRAMISU_CACHE": str(tmp_path / "cache"),
-            "TIRAMISU_INVENTORY": str(tmp_path / "home" / "tiramisu.yaml"), **extra}
+    return {
+        "TIRAMISU_HOME": str(tmp_path / "home"),
+        "TIRAMISU_CACHE": str(tmp_path / "cache"),
+        "TIRAMISU_INVENTORY": str(tmp_path / "home" / "tiramisu.yaml"),
+        **extra,
+    }
 
 
 def test_inventory_under_a_regular_file(tmp_path):
     (tmp_path / "afile").write_text("")
-    proc = cli("tiramisu", "host.add", "pi", "--hostname", "192.0.2.1", timeout=120,
-               env=_env(tmp_path, TIRAMISU_INVENTORY=str(tmp_path / "afile" / "tiramisu.yaml")))
+    proc = cli(
+        "tiramisu",
+        "host.add",
+        "pi",
+        "--hostname",
+        "192.0.2.1",
+        timeout=120,
+        env=_env(tmp_path, TIRAMISU_INVENTORY=str(tmp_path / "afile" / "tiramisu.yaml")),
+    )
     assert proc.returncode == 1
-    assert one_line_error(proc) == (f"tiramisu: local: cannot write inventory file {tmp_path}/afile/tiramisu.yaml: "
-                                    f"{tmp_path}/afile is not a directory")
+    assert one_line_error(proc) == (
+        f"tiramisu: local: cannot write inventory file {tmp_path}/afile/tiramisu.yaml: "
+        f"{tmp_path}/afile is not a directory"
+    )
 
 
 def test_cache_under_a_regular_file(tmp_path):
     (tmp_path / "afile").write_text("")
-    proc = cli("tiramisu", "build", REPO / "wasm_examples" / "hello-wat", timeout=300,
-               env=_env(tmp_path, TIRAMISU_CACHE=str(tmp_path / "afile" / "cache")))
+    proc = cli(
+        "tiramisu",
+        "build",
+        REPO / "wasm_examples" / "hello-wat",
+        timeout=300,
+        env=_env(tmp_path, TIRAMISU_CACHE=str(tmp_path / "afile" / "cache")),
+    )
     assert proc.returncode == 1
     line = one_line_error(proc)
     assert line.startswith(f"tiramisu: local: cache {tmp_path}/afile/cache/") and line.endswith(": Not a directory")
@@ -92,8 +124,7 @@ def test_build_out_that_cannot_take_the_module(tmp_path, kind):
     else:
         (out / "hello-wat.wasm").mkdir(parents=True)
         reason = "Is a directory"
-    proc = cli("tiramisu", "build", REPO / "wasm_examples" / "hello-wat", "--out", out, timeout=300,
-               env=_env(tmp_path))
+    proc = cli("tiramisu", "build", REPO / "wasm_examples" / "hello-wat", "--out", out, timeout=300, env=_env(tmp_path))
     assert proc.returncode == 1
     assert one_line_error(proc) == f"tiramisu: local: cannot write --out {out}/hello-wat.wasm: {reason}"
 
@@ -104,14 +135,23 @@ def test_full_disk_is_a_local_error(tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     tiramisu = REPO / ".venv" / "bin" / "tiramisu"
-    script = (f"mount -t tmpfs -o size=64k tmpfs {full} || exit 90; "
-              f"dd if=/dev/zero of={full}/filler bs=4k 2>/dev/null; "
-              f"exec {tiramisu if tiramisu.exists() else 'tiramisu'} host.add pi --hostname 192.0.2.1")
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs {full} || exit 90; "
+        f"dd if=/dev/zero of={full}/filler bs=4k 2>/dev/null; "
+        f"exec {tiramisu if tiramisu.exists() else 'tiramisu'} host.add pi --hostname 192.0.2.1"
+    )
     env = {**os.environ, **_env(tmp_path, TIRAMISU_INVENTORY=str(full / "tiramisu.yaml"))}
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
-                          env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode == 90:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     assert proc.returncode == 1
-    assert one_line_error(proc) == (f"tiramisu: local: cannot write inventory file {full}/tiramisu.yaml: "
-                                    "No space left on device")
+    assert one_line_error(proc) == (
+        f"tiramisu: local: cannot write inventory file {full}/tiramisu.yaml: No space left on device"
+    )

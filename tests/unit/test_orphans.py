@@ -21,30 +21,34 @@ from tiramisu_tasks.services import (
 )
 
 
-@pytest.mark.parametrize("name, pid, state, rows, expected", [
-    # the master from the pid file and its workers: nothing orphaned
-    ("nginx", 10, "running", [(10, 1, "nginx"), (11, 10, "nginx"), (12, 10, "nginx")], ("running", [])),
-    # master killed -9: its worker lives on, reparented to 1
-    ("nginx", 10, "stale", [(11, 1, "nginx")], ("orphaned", [11])),
-    # a new master beside an old worker
-    ("nginx", 20, "running", [(20, 1, "nginx"), (21, 20, "nginx"), (11, 1, "nginx")], ("running", [11])),
-    # pid file gone while the server runs
-    ("server", None, "stopped", [(30, 1, "custom_server")], ("orphaned", [30])),
-    # the other service's processes don't count
-    ("server", 30, "running", [(30, 1, "custom_server"), (11, 1, "nginx")], ("running", [])),
-    ("nginx", None, "stopped", [], ("stopped", [])),
-    ("nginx", 10, "stale", [], ("stale", [])),
-])
+@pytest.mark.parametrize(
+    "name, pid, state, rows, expected",
+    [
+        # the master from the pid file and its workers: nothing orphaned
+        ("nginx", 10, "running", [(10, 1, "nginx"), (11, 10, "nginx"), (12, 10, "nginx")], ("running", [])),
+        # master killed -9: its worker lives on, reparented to 1
+        ("nginx", 10, "stale", [(11, 1, "nginx")], ("orphaned", [11])),
+        # a new master beside an old worker
+        ("nginx", 20, "running", [(20, 1, "nginx"), (21, 20, "nginx"), (11, 1, "nginx")], ("running", [11])),
+        # pid file gone while the server runs
+        ("server", None, "stopped", [(30, 1, "custom_server")], ("orphaned", [30])),
+        # the other service's processes don't count
+        ("server", 30, "running", [(30, 1, "custom_server"), (11, 1, "nginx")], ("running", [])),
+        ("nginx", None, "stopped", [], ("stopped", [])),
+        ("nginx", 10, "stale", [], ("stale", [])),
+    ],
+)
 def test_classify(name, pid, state, rows, expected):
     assert classify(name, pid, state, rows) == expected
 
 
 def test_parse_observed_and_reaped():
-    text = ("state server 30 running\nstate nginx 10 stale\n30 1 custom_server\n11 1 nginx\n"
-            "noise line\n12 x nginx\n")
+    text = "state server 30 running\nstate nginx 10 stale\n30 1 custom_server\n11 1 nginx\nnoise line\n12 x nginx\n"
     assert parse_env_processes(text) == [(30, 1, "custom_server"), (11, 1, "nginx")]
-    assert parse_observed(text) == {"server": {"pid": 30, "state": "running", "orphans": []},
-                                    "nginx": {"pid": 10, "state": "orphaned", "orphans": [11]}}
+    assert parse_observed(text) == {
+        "server": {"pid": 30, "state": "running", "orphans": []},
+        "nginx": {"pid": 10, "state": "orphaned", "orphans": [11]},
+    }
     assert parse_reaped("stopped\nreaped 11 12\n") == [11, 12]
     assert parse_reaped("not-running\nreaped\n") == []
 
@@ -58,9 +62,16 @@ def test_reap_spares_the_kept_process_and_its_children():
 
 # ------------------------------------------------- the sh, for real ---
 
+
 def _spawn(argv, cwd):
-    return subprocess.Popen(argv, cwd=cwd, start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _sh(command):
@@ -132,4 +143,7 @@ def test_stop_all_stops_orphans_and_reap_keeps_the_running_one(env):
     keep.wait(5)
     late.wait(5)
     assert parse_observed(_sh(observe_command(layout)).stdout)["server"] == {
-        "pid": None, "state": "stopped", "orphans": []}
+        "pid": None,
+        "state": "stopped",
+        "orphans": [],
+    }

@@ -45,8 +45,14 @@ def fleet(tmp_path, monkeypatch):
     monkeypatch.setenv("TIRAMISU_HOME", str(tmp_path))
     inv = Inventory.load()
     for i in range(HOSTS):
-        inv.hosts[f"h{i:02d}"] = HostEntry(name=f"h{i:02d}", hostname="127.0.0.1", port=2200 + i,
-                                           user="pi", groups=["fleet"], settings={"http_port": 8100 + i})
+        inv.hosts[f"h{i:02d}"] = HostEntry(
+            name=f"h{i:02d}",
+            hostname="127.0.0.1",
+            port=2200 + i,
+            user="pi",
+            groups=["fleet"],
+            settings={"http_port": 8100 + i},
+        )
     inv.save()
     key = tmp_path / "id_test"
     key.write_text("not a real key: never opened\n")
@@ -56,8 +62,7 @@ def fleet(tmp_path, monkeypatch):
 def fab_context(key):
     """The Context the ``tiramisu``/``fab`` front ends give a task: a Fabric config,
     here with ``-i KEY`` (connect_kwargs.key_filename) as the runtime config has it."""
-    cfg = fabric.Config(overrides={"connect_kwargs": {"key_filename": [key]},
-                                   "tiramisu": dict(DEFAULTS, workers=3)})
+    cfg = fabric.Config(overrides={"connect_kwargs": {"key_filename": [key]}, "tiramisu": dict(DEFAULTS, workers=3)})
     return invoke.Context(config=cfg)
 
 

@@ -18,9 +18,11 @@ TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retr
 
 
 def sample(machine="aarch64", extra=""):
-    return (f"machine={machine}\nkernel=6.1.0\nhome=/home/pi\nuser=pi\nuid=1000\nos_id=debian\nos_version=12\n"
-            f"os_name=Debian GNU/Linux 12 (bookworm)\nglibc=2.36\ndisk_path=/home/pi\ndisk_free_kb=2048000\n"
-            f"env_dir=/home/pi/tiramisu-env\n{extra}---tcp---\n{TCP}---end---\n")
+    return (
+        f"machine={machine}\nkernel=6.1.0\nhome=/home/pi\nuser=pi\nuid=1000\nos_id=debian\nos_version=12\n"
+        f"os_name=Debian GNU/Linux 12 (bookworm)\nglibc=2.36\ndisk_path=/home/pi\ndisk_free_kb=2048000\n"
+        f"env_dir=/home/pi/tiramisu-env\n{extra}---tcp---\n{TCP}---end---\n"
+    )
 
 
 def test_listening_ports_only_listen_state():
@@ -30,7 +32,12 @@ def test_listening_ports_only_listen_state():
 def test_summary_of_a_pi():
     r = summarize(parse_probe(sample()), 8080, 9000, "~/tiramisu-env")
     assert (r["arch"], r["target"], r["libc"], r["libc_version"], r["supported"]) == (
-        "aarch64", "aarch64-linux-gnu", "glibc", "2.36", True)
+        "aarch64",
+        "aarch64-linux-gnu",
+        "glibc",
+        "2.36",
+        True,
+    )
     assert r["disk_free_mb"] == 2000
     assert r["ports"]["http"] == {"port": 8080, "state": "in use"}
     assert r["ports"]["server"] == {"port": 9000, "state": "free"}
@@ -47,8 +54,10 @@ def test_unsupported_arch_is_reported_with_targets_and_reason(machine):
 
 
 def test_installed_and_stale_pid():
-    extra = ("env_exists=1\nversion_sha=abc\nversion_line=tiramisu=0.1.0\nversion_line=http_port=8080\n"
-             "pid_nginx=123 alive\npid_server=456 stale\n")
+    extra = (
+        "env_exists=1\nversion_sha=abc\nversion_line=tiramisu=0.1.0\nversion_line=http_port=8080\n"
+        "pid_nginx=123 alive\npid_server=456 stale\n"
+    )
     r = summarize(parse_probe(sample(extra=extra)), 8080, 9000, "~/tiramisu-env")
     assert r["installed"] and r["version"]["http_port"] == "8080"
     assert r["services"]["nginx"] == {"pid": 123, "state": "running"}
@@ -56,12 +65,16 @@ def test_installed_and_stale_pid():
     assert r["ports"]["http"]["state"] == "in use (tiramisu running)"
 
 
-@pytest.mark.parametrize("facts, expected", [
-    ({"glibc": "2.36"}, ("glibc", "2.36")),
-    ({"musl_loader": "/lib/ld-musl-aarch64.so.1", "ldd": "musl libc (aarch64) Version 1.2.4"}, ("musl", "1.2.4")),
-    ({"ldd": "ldd (GNU libc) 2.31"}, ("glibc", "2.31")),
-    ({}, ("unknown", None)),
-], ids=["getconf", "musl", "ldd-only", "nothing"])
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        ({"glibc": "2.36"}, ("glibc", "2.36")),
+        ({"musl_loader": "/lib/ld-musl-aarch64.so.1", "ldd": "musl libc (aarch64) Version 1.2.4"}, ("musl", "1.2.4")),
+        ({"ldd": "ldd (GNU libc) 2.31"}, ("glibc", "2.31")),
+        ({}, ("unknown", None)),
+    ],
+    ids=["getconf", "musl", "ldd-only", "nothing"],
+)
 def test_libc_detection(facts, expected):
     assert libc_of(facts) == expected
 
@@ -74,8 +87,9 @@ def test_old_glibc_is_refused_with_versions():
 
 def test_probe_script_runs_here_and_parses(tmp_path):
     """The real script under the local sh: everything it reports parses."""
-    out = subprocess.run(["sh", "-c", probe_command(str(tmp_path / "env"))], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["sh", "-c", probe_command(str(tmp_path / "env"))], capture_output=True, text=True, check=True
+    ).stdout
     r = summarize(parse_probe(out), 8080, 9000, str(tmp_path / "env"))
     import platform
 

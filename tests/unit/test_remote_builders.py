@@ -19,10 +19,17 @@ from tiramisu_tasks.transfer import Upload, plan_uploads, receiver_script
 L = RemoteLayout("/home/pi/tiramisu env")  # a space on purpose: quoting must hold
 
 
-@pytest.mark.parametrize("env_dir, expected", [
-    ("~/tiramisu-env", "/home/pi/tiramisu-env"), ("~", "/home/pi"), ("apps/t", "/home/pi/apps/t"),
-    ("/srv/t/", "/srv/t"), (None, "/home/pi/tiramisu-env"),
-], ids=["tilde", "home", "relative", "absolute", "default"])
+@pytest.mark.parametrize(
+    "env_dir, expected",
+    [
+        ("~/tiramisu-env", "/home/pi/tiramisu-env"),
+        ("~", "/home/pi"),
+        ("apps/t", "/home/pi/apps/t"),
+        ("/srv/t/", "/srv/t"),
+        (None, "/home/pi/tiramisu-env"),
+    ],
+    ids=["tilde", "home", "relative", "absolute", "default"],
+)
 def test_resolve_env_dir(env_dir, expected):
     assert resolve_env_dir(env_dir, "/home/pi") == expected
 
@@ -48,16 +55,34 @@ def test_boot_line_has_marker_and_no_percent():
     assert "%" not in line  # cron turns % into newlines
 
 
-@pytest.mark.parametrize("changed, states, expected", [
-    (set(), {"server": (1, "running"), "nginx": (2, "running")}, {"server": "keep", "nginx": "keep"}),
-    ({"conf/nginx.conf"}, {"server": (1, "running"), "nginx": (2, "running")}, {"server": "keep", "nginx": "reload"}),
-    ({"bin/nginx", "conf/nginx.conf"}, {"server": (1, "running"), "nginx": (2, "running")},
-     {"server": "keep", "nginx": "restart"}),
-    ({"lib/libwasmtime.so"}, {"server": (1, "running"), "nginx": (2, "running")},
-     {"server": "restart", "nginx": "keep"}),
-    ({"conf/server.conf"}, {"server": (1, "stale"), "nginx": (None, "stopped")}, {"server": "start", "nginx": "start"}),
-    (set(), {}, {"server": "start", "nginx": "start"}),
-], ids=["nothing", "nginx-conf", "nginx-bin", "wasmtime-lib", "stale-and-stopped", "bare"])
+@pytest.mark.parametrize(
+    "changed, states, expected",
+    [
+        (set(), {"server": (1, "running"), "nginx": (2, "running")}, {"server": "keep", "nginx": "keep"}),
+        (
+            {"conf/nginx.conf"},
+            {"server": (1, "running"), "nginx": (2, "running")},
+            {"server": "keep", "nginx": "reload"},
+        ),
+        (
+            {"bin/nginx", "conf/nginx.conf"},
+            {"server": (1, "running"), "nginx": (2, "running")},
+            {"server": "keep", "nginx": "restart"},
+        ),
+        (
+            {"lib/libwasmtime.so"},
+            {"server": (1, "running"), "nginx": (2, "running")},
+            {"server": "restart", "nginx": "keep"},
+        ),
+        (
+            {"conf/server.conf"},
+            {"server": (1, "stale"), "nginx": (None, "stopped")},
+            {"server": "start", "nginx": "start"},
+        ),
+        (set(), {}, {"server": "start", "nginx": "start"}),
+    ],
+    ids=["nothing", "nginx-conf", "nginx-bin", "wasmtime-lib", "stale-and-stopped", "bare"],
+)
 def test_service_actions(changed, states, expected):
     assert service_actions(changed, states) == expected
 
@@ -73,8 +98,10 @@ def test_port_conflicts_ignore_our_own_running_services():
 def test_failure_line_prefers_the_bind_error():
     from tiramisu_tasks.lifecycle import pick_failure_line
 
-    lines = ['nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)',
-             'nginx: [emerg] still could not bind()']
+    lines = [
+        "nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)",
+        "nginx: [emerg] still could not bind()",
+    ]
     assert "0.0.0.0:8080" in pick_failure_line(lines)
     assert pick_failure_line(["a", "b"]) == "b" and pick_failure_line([]) == "no output"
 
@@ -96,8 +123,10 @@ def _tar(payloads):
 
 
 def _uploads(root, payloads):
-    return [Upload(f"/local/{i}", str(root / f"f{i}"), hashlib.sha256(d).hexdigest(), len(d), "640")
-            for i, d in enumerate(payloads)]
+    return [
+        Upload(f"/local/{i}", str(root / f"f{i}"), hashlib.sha256(d).hexdigest(), len(d), "640")
+        for i, d in enumerate(payloads)
+    ]
 
 
 def test_receiver_switches_all_files_when_complete(tmp_path):
@@ -116,8 +145,9 @@ def test_receiver_cut_short_changes_nothing_and_leaves_nothing(tmp_path, cut):
     payloads = [b"x" * 4000, b"y" * 3000]
     (tmp_path / "f0").write_bytes(b"old")
     ups = _uploads(tmp_path, payloads)
-    proc = subprocess.run(["sh", "-c", receiver_script(str(tmp_path), ups)], input=_tar(payloads)[:cut],
-                          capture_output=True)
+    proc = subprocess.run(
+        ["sh", "-c", receiver_script(str(tmp_path), ups)], input=_tar(payloads)[:cut], capture_output=True
+    )
     assert proc.returncode != 0 and b"tiramisu-upload" in proc.stderr
     assert (tmp_path / "f0").read_bytes() == b"old" and not (tmp_path / "f1").exists()
     assert sorted(os.listdir(tmp_path)) == ["f0"]
@@ -126,14 +156,28 @@ def test_receiver_cut_short_changes_nothing_and_leaves_nothing(tmp_path, cut):
 def test_receiver_failing_check_switches_nothing(tmp_path):
     payloads = [b"conf"]
     ups = _uploads(tmp_path, payloads)
-    proc = subprocess.run(["sh", "-c", receiver_script(str(tmp_path), ups, check='grep -q nope "$T/0"')],
-                          input=_tar(payloads), capture_output=True)
+    proc = subprocess.run(
+        ["sh", "-c", receiver_script(str(tmp_path), ups, check='grep -q nope "$T/0"')],
+        input=_tar(payloads),
+        capture_output=True,
+    )
     assert proc.returncode == 73 and os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("route, ok", [("/", "/"), ("/api/", "/api"), ("/a/b", "/a/b"), ("api", None),
-                                       ("/_tiramisu/x", None), ("/a//b", None), ("/a/../b", None), ("/a b", None)],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "route, ok",
+    [
+        ("/", "/"),
+        ("/api/", "/api"),
+        ("/a/b", "/a/b"),
+        ("api", None),
+        ("/_tiramisu/x", None),
+        ("/a//b", None),
+        ("/a/../b", None),
+        ("/a b", None),
+    ],
+    ids=repr,
+)
 def test_validate_route(route, ok):
     if ok is None:
         with pytest.raises(UsageError):

@@ -41,8 +41,7 @@ def test_nginx_conf_renders_valid_with_everything_in_env_dir():
 def test_server_conf_has_every_contract_key():
     text = render_server_conf(values())
     keys = {ln.split("=")[0].strip() for ln in text.splitlines() if "=" in ln and not ln.startswith("#")}
-    assert {"listen", "modules", "routes", "cache", "log-dir", "pid-file", "workers", "timeout-ms",
-            "memory-mb"} <= keys
+    assert {"listen", "modules", "routes", "cache", "log-dir", "pid-file", "workers", "timeout-ms", "memory-mb"} <= keys
 
 
 def test_missing_template_value_is_an_error_not_empty():
@@ -59,14 +58,18 @@ def _unexpected(code, stderr):
     return UnexpectedExit(Result(command="false --flag", exited=code, stderr=stderr, stdout=""))
 
 
-@pytest.mark.parametrize("exc, message, code", [
-    (UnsupportedTarget("unsupported architecture 'armv7l'"), "unsupported architecture", 3),
-    (_unexpected(7, "boom\nlast line"), "remote command failed (exit 7): false --flag: last line", 7),
-    (paramiko.AuthenticationException("Authentication failed."), "authentication failed", 255),
-    (socket.gaierror(-2, "Name or service not known"), "cannot resolve host name", 255),
-    (socket.timeout(), "timed out", 255),
-    (paramiko.ssh_exception.NoValidConnectionsError({("127.0.0.1", 1): OSError("refused")}), "cannot connect", 255),
-], ids=["unsupported", "remote-exit", "auth", "dns", "timeout", "refused"])
+@pytest.mark.parametrize(
+    "exc, message, code",
+    [
+        (UnsupportedTarget("unsupported architecture 'armv7l'"), "unsupported architecture", 3),
+        (_unexpected(7, "boom\nlast line"), "remote command failed (exit 7): false --flag: last line", 7),
+        (paramiko.AuthenticationException("Authentication failed."), "authentication failed", 255),
+        (socket.gaierror(-2, "Name or service not known"), "cannot resolve host name", 255),
+        (socket.timeout(), "timed out", 255),
+        (paramiko.ssh_exception.NoValidConnectionsError({("127.0.0.1", 1): OSError("refused")}), "cannot connect", 255),
+    ],
+    ids=["unsupported", "remote-exit", "auth", "dns", "timeout", "refused"],
+)
 def test_errors_become_one_line(exc, message, code):
     text, got = describe_exception(exc, host="pi")
     assert text.startswith("pi: ") and message in text and "\n" not in text
@@ -78,6 +81,7 @@ def test_bugs_are_not_swallowed():
 
 
 # ---------------------------------------------------- proxy contract ---
+
 
 def _directives(text):
     """Every `name args;` line of a rendered config as (name, args) pairs."""
@@ -100,13 +104,17 @@ def test_proxied_locations_send_the_contract_headers():
     # Host is exactly the client's (port included); the server name only when it sent none
     maps = [d for d in http["block"] if d["directive"] == "map"]
     assert [m["args"] for m in maps] == [["$http_host", "$tiramisu_host"]]
-    assert [[d["directive"], *d["args"]] for d in maps[0]["block"]] == [
-        ["", "$host"], ["default", "$http_host"]]
+    assert [[d["directive"], *d["args"]] for d in maps[0]["block"]] == [["", "$host"], ["default", "$http_host"]]
     assert text.count("$http_host") == 2  # the map only
     server = next(d for d in http["block"] if d["directive"] == "server")
     assert _headers_set(server["block"]) == [
-        "Connection ", "Host $tiramisu_host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
-        "X-Forwarded-Port $server_port", "X-Forwarded-Proto $scheme"]
+        "Connection ",
+        "Host $tiramisu_host",
+        "X-Real-IP $remote_addr",
+        "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "X-Forwarded-Port $server_port",
+        "X-Forwarded-Proto $scheme",
+    ]
     locations = {" ".join(d["args"]): d["block"] for d in server["block"] if d["directive"] == "location"}
     # the app location inherits all of them (any proxy_set_header of its own would drop them) ...
     assert _headers_set(locations["/"]) == []
@@ -123,14 +131,17 @@ def test_a_guest_cannot_steer_nginx_with_x_accel_headers():
     assert hidden == set(ignored[0].split())
 
 
-@pytest.mark.parametrize("setting, address, expected", [
-    (None, "192.168.1.20", "192.168.1.20"),
-    (None, "Pi.Local", "pi.local"),
-    ("www.example.org", "10.0.0.2", "www.example.org"),
-    (None, "::1", "[::1]"),
-    (None, "[fe80::1]", "[fe80::1]"),
-    ("", "box.lan", "box.lan"),
-])
+@pytest.mark.parametrize(
+    "setting, address, expected",
+    [
+        (None, "192.168.1.20", "192.168.1.20"),
+        (None, "Pi.Local", "pi.local"),
+        ("www.example.org", "10.0.0.2", "www.example.org"),
+        (None, "::1", "[::1]"),
+        (None, "[fe80::1]", "[fe80::1]"),
+        ("", "box.lan", "box.lan"),
+    ],
+)
 def test_server_name_defaults_to_the_box_address(setting, address, expected):
     v = config_values(LAYOUT, "pi", dict(DEFAULTS, server_name=setting), address=address)
     assert v["server_name"] == expected
@@ -144,13 +155,16 @@ def test_server_name_is_never_empty_or_a_catch_all(bad):
         config_values(LAYOUT, "pi", dict(DEFAULTS, server_name=bad), address="10.0.0.2")
 
 
-@pytest.mark.parametrize("limit, buffer_size, count", [
-    (1024, 8192, 8),
-    (16384, 20480, 8),
-    (16385, 24576, 8),
-    (65536, 69632, 19),
-    (1048576, 1052672, 259),
-])
+@pytest.mark.parametrize(
+    "limit, buffer_size, count",
+    [
+        (1024, 8192, 8),
+        (16384, 20480, 8),
+        (16385, 24576, 8),
+        (65536, 69632, 19),
+        (1048576, 1052672, 259),
+    ],
+)
 def test_proxy_buffer_holds_the_response_header_limit(limit, buffer_size, count):
     v = values(max_response_header=limit)
     assert (v["proxy_buffer_size"], v["proxy_buffers_count"], v["proxy_buffers_size"]) == (buffer_size, count, 4096)
@@ -175,13 +189,16 @@ def test_bad_response_header_limit_is_a_usage_error(bad):
         values(max_response_header=bad)
 
 
-@pytest.mark.parametrize("ids, directive", [
-    ({"uid": "0", "user": "root", "group": "root"}, "root root"),
-    ({"uid": "0", "user": "toor", "group": "wheel"}, "toor wheel"),
-    ({"uid": "0", "user": "root"}, "root root"),
-    ({"uid": "1000", "user": "pi", "group": "pi"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "ids, directive",
+    [
+        ({"uid": "0", "user": "root", "group": "root"}, "root root"),
+        ({"uid": "0", "user": "toor", "group": "wheel"}, "toor wheel"),
+        ({"uid": "0", "user": "root"}, "root root"),
+        ({"uid": "1000", "user": "pi", "group": "pi"}, None),
+        ({}, None),
+    ],
+)
 def test_root_box_keeps_nginx_workers_as_the_box_user(ids, directive):
     v = config_values(LAYOUT, "pi", dict(DEFAULTS), address="10.0.0.2", box_ids=ids)
     assert v["nginx_user"] == directive

@@ -18,11 +18,18 @@ from tiramisu_tasks.render import config_values, nginx_limits, render_nginx_conf
 from tiramisu_tasks.tasks.host import _parse_settings
 
 LAYOUT = RemoteLayout("/home/pi/tiramisu-env")
-SERVER_TUNABLES = {"request_timeout_ms": "timeout-ms", "memory_limit_mb": "memory-mb", "workers": "workers",
-                   "guest_threads": "guest-threads", "app_concurrency": "app-concurrency",
-                   "app_queue": "app-queue", "max_connections": "max-connections",
-                   "max_conn_output": "max-conn-output", "max_body_mb": "max-body",
-                   "max_response_header": "max-response-header"}
+SERVER_TUNABLES = {
+    "request_timeout_ms": "timeout-ms",
+    "memory_limit_mb": "memory-mb",
+    "workers": "workers",
+    "guest_threads": "guest-threads",
+    "app_concurrency": "app-concurrency",
+    "app_queue": "app-queue",
+    "max_connections": "max-connections",
+    "max_conn_output": "max-conn-output",
+    "max_body_mb": "max-body",
+    "max_response_header": "max-response-header",
+}
 
 
 def test_config_and_options_share_the_table():
@@ -43,30 +50,36 @@ def test_every_default_is_acceptable_to_its_own_type():
             assert row.kind.convert(row.default) == row.default, row.name
 
 
-@pytest.mark.parametrize("pair, expected", [
-    ("request_timeout_ms=1500", {"request_timeout_ms": 1500}),
-    ("memory-limit-mb=64", {"memory_limit_mb": 64}),
-    ("guest_threads=auto", {"guest_threads": "auto"}),
-    ("app_concurrency=3", {"app_concurrency": 3}),
-    ("app_queue=0", {"app_queue": 0}),
-    ("max_connections=AUTO", {"max_connections": "auto"}),
-    ("max_conn_output=65536", {"max_conn_output": 65536}),
-    ("max_body_mb=20", {"max_body_mb": 20}),
-    ("nginx_workers=2", {"nginx_workers": 2}),
-])
+@pytest.mark.parametrize(
+    "pair, expected",
+    [
+        ("request_timeout_ms=1500", {"request_timeout_ms": 1500}),
+        ("memory-limit-mb=64", {"memory_limit_mb": 64}),
+        ("guest_threads=auto", {"guest_threads": "auto"}),
+        ("app_concurrency=3", {"app_concurrency": 3}),
+        ("app_queue=0", {"app_queue": 0}),
+        ("max_connections=AUTO", {"max_connections": "auto"}),
+        ("max_conn_output=65536", {"max_conn_output": 65536}),
+        ("max_body_mb=20", {"max_body_mb": 20}),
+        ("nginx_workers=2", {"nginx_workers": 2}),
+    ],
+)
 def test_host_add_set_takes_server_settings(pair, expected):
     assert _parse_settings([pair]) == expected
 
 
-@pytest.mark.parametrize("pair, message", [
-    ("request_timeout_ms=fast", r"--set request_timeout_ms: expected an integer 100-3600000 \(ms\), got 'fast'"),
-    ("guest_threads=0", r"expected auto or an integer 1-1024"),
-    ("app_queue=-1", r"app_queue"),
-    ("max_conn_output=10", r"4096"),
-    ("toolchain=clang", r"one of auto, zig, gcc, docker"),
-    ("accept_new_host_keys=1", r"unknown setting"),  # global only, not per host
-    ("bogus=1", r"unknown setting"),
-])
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        ("request_timeout_ms=fast", r"--set request_timeout_ms: expected an integer 100-3600000 \(ms\), got 'fast'"),
+        ("guest_threads=0", r"expected auto or an integer 1-1024"),
+        ("app_queue=-1", r"app_queue"),
+        ("max_conn_output=10", r"4096"),
+        ("toolchain=clang", r"one of auto, zig, gcc, docker"),
+        ("accept_new_host_keys=1", r"unknown setting"),  # global only, not per host
+        ("bogus=1", r"unknown setting"),
+    ],
+)
 def test_host_add_set_rejects_bad_values(pair, message):
     with pytest.raises(UsageError, match=message):
         _parse_settings([pair])
@@ -74,8 +87,10 @@ def test_host_add_set_rejects_bad_values(pair, message):
 
 def test_inventory_settings_and_defaults_are_checked(tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text("defaults: {request_timeout_ms: 1500, workers: 3, accept_new_host_keys: true}\n"
-                    "hosts: {pi: {hostname: h, settings: {memory_limit_mb: 64, guest_threads: auto}}}\n")
+    path.write_text(
+        "defaults: {request_timeout_ms: 1500, workers: 3, accept_new_host_keys: true}\n"
+        "hosts: {pi: {hostname: h, settings: {memory_limit_mb: 64, guest_threads: auto}}}\n"
+    )
     loaded = inv.Inventory.load(path)
     assert loaded.defaults == {"request_timeout_ms": 1500, "workers": 3, "accept_new_host_keys": True}
     assert loaded.require("pi").settings == {"memory_limit_mb": 64, "guest_threads": "auto"}
@@ -98,8 +113,10 @@ def _ctx(section=None):
 def test_inventory_defaults_reach_a_task_run(tmp_path, monkeypatch):
     """The bug: setup resolved settings without the inventory, so ``defaults:`` was ignored."""
     path = tmp_path / "tiramisu.yaml"
-    path.write_text("defaults: {request_timeout_ms: 1500, workers: 3, http_port: 8085}\n"
-                    "hosts:\n  pi: {hostname: 10.0.0.5, settings: {workers: 4}}\n")
+    path.write_text(
+        "defaults: {request_timeout_ms: 1500, workers: 3, http_port: 8085}\n"
+        "hosts:\n  pi: {hostname: 10.0.0.5, settings: {workers: 4}}\n"
+    )
     monkeypatch.setenv("TIRAMISU_INVENTORY", str(path))
     spec = spec_for("pi", inv.Inventory.load(path))
     c = _ctx({"request_timeout_ms": 2000, "memory_limit_mb": 96, "http_port": 8070})
@@ -127,24 +144,49 @@ def _conf_pairs(text):
 
 
 def test_server_conf_has_every_server_setting():
-    conf = _conf_pairs(render_server_conf(_values(
-        request_timeout_ms=1500, memory_limit_mb=64, workers=3, guest_threads=8, app_concurrency=2,
-        app_queue=5, max_connections=500, max_conn_output=65536, max_body_mb=20, max_response_header=32768)))
+    conf = _conf_pairs(
+        render_server_conf(
+            _values(
+                request_timeout_ms=1500,
+                memory_limit_mb=64,
+                workers=3,
+                guest_threads=8,
+                app_concurrency=2,
+                app_queue=5,
+                max_connections=500,
+                max_conn_output=65536,
+                max_body_mb=20,
+                max_response_header=32768,
+            )
+        )
+    )
     assert {k: conf[k] for k in SERVER_TUNABLES.values()} == {
-        "timeout-ms": "1500", "memory-mb": "64", "workers": "3", "guest-threads": "8",
-        "app-concurrency": "2", "app-queue": "5", "max-connections": "500", "max-conn-output": "65536",
-        "max-body": str(20 * 1024 * 1024), "max-response-header": "32768"}
+        "timeout-ms": "1500",
+        "memory-mb": "64",
+        "workers": "3",
+        "guest-threads": "8",
+        "app-concurrency": "2",
+        "app-queue": "5",
+        "max-connections": "500",
+        "max-conn-output": "65536",
+        "max-body": str(20 * 1024 * 1024),
+        "max-response-header": "32768",
+    }
     defaults = _conf_pairs(render_server_conf(_values()))
     assert (defaults["guest-threads"], defaults["app-concurrency"], defaults["max-connections"]) == (
-        "auto", "auto", "auto")
+        "auto",
+        "auto",
+        "auto",
+    )
     assert defaults["listen"] == "127.0.0.1:9000" and defaults["server-name"] == "10.0.0.5"
     assert len(defaults) == len(set(defaults))  # no key twice
 
 
 def test_server_conf_lines_follow_the_table_order():
     keys = [k for k, _ in server_conf_lines(dict(config.DEFAULTS, server_name="x"))]
-    assert keys == [row.server for row in options.SETTINGS if row.server and row.server not in
-                    ("listen", "server-name")]
+    assert keys == [
+        row.server for row in options.SETTINGS if row.server and row.server not in ("listen", "server-name")
+    ]
 
 
 def test_text_values_from_config_files_are_converted_and_checked():
@@ -166,17 +208,20 @@ def test_nginx_workers_setting(setting, directive):
     assert f"\nworker_processes {directive};\n" in text
 
 
-@pytest.mark.parametrize("hard, connections, rlimit", [
-    ("1048576", 4096, 4160),
-    ("unlimited", 4096, 4160),
-    ("4096", 4032, 4096),  # the kernel's usual default hard limit
-    ("2048", 1984, 2048),
-    (None, 1024, None),  # an older probe: nothing known, nothing risked
-    ("", 1024, None),
-    ("200", 1024, None),  # too small to be worth it
-    ("319", 1024, None),
-    ("320", 256, 320),
-])
+@pytest.mark.parametrize(
+    "hard, connections, rlimit",
+    [
+        ("1048576", 4096, 4160),
+        ("unlimited", 4096, 4160),
+        ("4096", 4032, 4096),  # the kernel's usual default hard limit
+        ("2048", 1984, 2048),
+        (None, 1024, None),  # an older probe: nothing known, nothing risked
+        ("", 1024, None),
+        ("200", 1024, None),  # too small to be worth it
+        ("319", 1024, None),
+        ("320", 256, 320),
+    ],
+)
 def test_nginx_open_files_stay_within_the_hard_limit(hard, connections, rlimit):
     assert nginx_limits(hard) == {"nginx_connections": connections, "nginx_rlimit_nofile": rlimit}
     text = render_nginx_conf(_values(box_ids={"nofile_hard": hard}))

@@ -58,10 +58,13 @@ class BuildResult:
 
 # ------------------------------------------------------------------ pure ---
 
+
 def check_name(name):
     if not is_app_name(name):
-        raise UsageError(f"app name {name!r} is not valid: use lowercase letters, digits, '-' and '_' "
-                         f"(starting with a letter or digit, at most 63 characters)")
+        raise UsageError(
+            f"app name {name!r} is not valid: use lowercase letters, digits, '-' and '_' "
+            f"(starting with a letter or digit, at most 63 characters)"
+        )
     return name
 
 
@@ -87,12 +90,18 @@ def source_files(det: Detection, listing=None):
 
 def cache_inputs(det: Detection, builder, identity, digest):
     return {
-        "recipe": RECIPE_VERSION, "language": det.language, "toolchain": builder.toolchain,
-        "identity": identity, "source": digest, "entry": det.entry, "single_file": det.single_file,
+        "recipe": RECIPE_VERSION,
+        "language": det.language,
+        "toolchain": builder.toolchain,
+        "identity": identity,
+        "source": digest,
+        "entry": det.entry,
+        "single_file": det.single_file,
     }
 
 
 # --------------------------------------------------------------- effects ---
+
 
 def source_digest(det: Detection, files):
     h = hashlib.sha256()
@@ -133,8 +142,15 @@ def copy_sources(root, files, dest):
         shutil.copy2(root / rel, target)
 
 
-def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
-              progress: Optional[Callable[[str], None]] = None, cache_root=None) -> BuildResult:
+def build_app(
+    source,
+    out_dir=None,
+    name=None,
+    language=None,
+    toolchain=None,
+    progress: Optional[Callable[[str], None]] = None,
+    cache_root=None,
+) -> BuildResult:
     """Build ``source`` (file or project dir) into a validated WASI command module."""
     started = time.monotonic()
     progress = progress or (lambda msg: None)
@@ -145,8 +161,10 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
     files = source_files(det)
     digest = source_digest(det, files)
     inputs = cache_inputs(det, builder, identity, digest)
-    progress(f"{name}: {B.LANGUAGE_TITLES.get(det.language, det.language)} ({det.why}), "
-             f"toolchain {builder.toolchain}: {identity}")
+    progress(
+        f"{name}: {B.LANGUAGE_TITLES.get(det.language, det.language)} ({det.why}), "
+        f"toolchain {builder.toolchain}: {identity}"
+    )
 
     scratch = scratch_dir(det.root, cache_root)
 
@@ -158,8 +176,13 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
         if out.exists():
             out.unlink()
         ctx = B.BuildContext(
-            src=work, entry=det.entry, single_file=det.single_file, out=out, scratch=scratch,
-            run=lambda step: run_step(step, progress=progress), progress=progress,
+            src=work,
+            entry=det.entry,
+            single_file=det.single_file,
+            out=out,
+            scratch=scratch,
+            run=lambda step: run_step(step, progress=progress),
+            progress=progress,
             cache_root=cache_root,
         )
         builder.build(ctx)
@@ -167,11 +190,19 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
             raise BuildError(f"{builder.title}: the build produced no module")
         info = validate_file(out)
         shutil.copyfile(out, entry_dir / "app.wasm")
-        (entry_dir / "build.json").write_text(json.dumps({
-            "language": det.language, "toolchain": builder.toolchain, "identity": identity,
-            "reasons": list(det.reasons), "imports": [f"{i.module}.{i.name}" for i in info.imports],
-            "exports": [e.name for e in info.exports],
-        }, indent=2))
+        (entry_dir / "build.json").write_text(
+            json.dumps(
+                {
+                    "language": det.language,
+                    "toolchain": builder.toolchain,
+                    "identity": identity,
+                    "reasons": list(det.reasons),
+                    "imports": [f"{i.module}.{i.name}" for i in info.imports],
+                    "exports": [e.name for e in info.exports],
+                },
+                indent=2,
+            )
+        )
 
     # The lock spans lookup, build and the cache entry's rename: a second build of
     # the same project waits, then finds the entry instead of racing to rename it.
@@ -188,9 +219,17 @@ def build_app(source, out_dir=None, name=None, language=None, toolchain=None,
             raise LocalError.from_os_error(exc, "cannot write --out", dest) from exc
         wasm = dest
     return BuildResult(
-        wasm_path=wasm, language=det.language, name=name, sha256=entry.files["app.wasm"],
-        size=wasm.stat().st_size, seconds=time.monotonic() - started, toolchain=builder.toolchain,
-        identity=identity, cached=entry.hit, source=str(source), reasons=list(det.reasons),
+        wasm_path=wasm,
+        language=det.language,
+        name=name,
+        sha256=entry.files["app.wasm"],
+        size=wasm.stat().st_size,
+        seconds=time.monotonic() - started,
+        toolchain=builder.toolchain,
+        identity=identity,
+        cached=entry.hit,
+        source=str(source),
+        reasons=list(det.reasons),
     )
 
 
@@ -200,9 +239,13 @@ def languages_report():
     for language in LANGUAGES:
         for builder in B.builders_for(language):
             problem = builder.problem()
-            rows.append({
-                "language": language, "toolchain": builder.toolchain, "ok": problem is None,
-                "identity": builder.identity() if problem is None else "",
-                "problem": problem or "",
-            })
+            rows.append(
+                {
+                    "language": language,
+                    "toolchain": builder.toolchain,
+                    "ok": problem is None,
+                    "identity": builder.identity() if problem is None else "",
+                    "problem": problem or "",
+                }
+            )
     return rows

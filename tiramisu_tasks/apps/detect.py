@@ -21,17 +21,35 @@ LANGUAGES = ("rust", "go", "c", "cpp", "zig", "wat", "assemblyscript", "emscript
 
 # Never looked into when classifying or hashing a source tree: build outputs,
 # dependency caches and VCS data (they are big and do not define the app).
-IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", "target", "node_modules", "zig-cache", ".zig-cache", "zig-out",
-    "build", "dist", "__pycache__", ".tiramisu",
-})
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "target",
+        "node_modules",
+        "zig-cache",
+        ".zig-cache",
+        "zig-out",
+        "build",
+        "dist",
+        "__pycache__",
+        ".tiramisu",
+    }
+)
 
 C_SUFFIXES = (".c",)
 CPP_SUFFIXES = (".cc", ".cpp", ".cxx", ".c++")
 FILE_LANG = {
-    ".wasm": "wasm", ".wat": "wat", ".wast": "wat", ".zig": "zig", ".rs": "rust",
-    ".go": "go", ".ts": "assemblyscript",
-    **{s: "c" for s in C_SUFFIXES}, **{s: "cpp" for s in CPP_SUFFIXES},
+    ".wasm": "wasm",
+    ".wat": "wat",
+    ".wast": "wat",
+    ".zig": "zig",
+    ".rs": "rust",
+    ".go": "go",
+    ".ts": "assemblyscript",
+    **{s: "c" for s in C_SUFFIXES},
+    **{s: "cpp" for s in CPP_SUFFIXES},
 }
 MANIFEST_FILES = ("Cargo.toml", "go.mod", "build.zig", "package.json", "asconfig.json")
 
@@ -79,8 +97,7 @@ def classify_file(name, head=""):
         ems = Candidate("emscripten", name, f"{name} includes an Emscripten header")
         if uses_emscripten(head):
             return [ems, Candidate(lang, name, plain.reason, fallback=True)]
-        return [plain, Candidate("emscripten", name, f"{name} is C/C++ source (emcc can build it)",
-                                 fallback=True)]
+        return [plain, Candidate("emscripten", name, f"{name} is C/C++ source (emcc can build it)", fallback=True)]
     return [Candidate(lang, name, f"{name} has suffix {suffix}")]
 
 
@@ -135,8 +152,7 @@ def classify_dir(files: Sequence[str], read_head: Callable[[str], str]) -> List[
             found.append(Candidate(plain.language, None, plain.reason, fallback=True))
         else:
             found.append(plain)
-            found.append(Candidate("emscripten", None, "C/C++ sources (emcc can build them)",
-                                   fallback=True))
+            found.append(Candidate("emscripten", None, "C/C++ sources (emcc can build them)", fallback=True))
 
     wat = sorted(f for f in top if f.endswith((".wat", ".wast")))
     if len(wat) == 1:

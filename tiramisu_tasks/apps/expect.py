@@ -41,8 +41,7 @@ from ..errors import UsageError
 from .wagi import Request, Response
 
 REQUEST_KEYS = {"name", "method", "path", "query", "headers", "body", "expect"}
-EXPECT_KEYS = {"status", "headers", "header_values", "absent_headers", "body_contains",
-               "body_equals", "json"}
+EXPECT_KEYS = {"status", "headers", "header_values", "absent_headers", "body_contains", "body_equals", "json"}
 
 
 @dataclass
@@ -59,7 +58,7 @@ def _fail(where, msg):
 def parse_expected(data, where="expected.json") -> List[Case]:
     """Cases from the decoded JSON (pure); UsageError naming the bad key."""
     if not isinstance(data, dict) or not isinstance(data.get("requests"), list) or not data["requests"]:
-        _fail(where, "needs a non-empty \"requests\" list")
+        _fail(where, 'needs a non-empty "requests" list')
     cases = []
     for i, item in enumerate(data["requests"]):
         at = f"{where} requests[{i}]"
@@ -70,18 +69,19 @@ def parse_expected(data, where="expected.json") -> List[Case]:
             _fail(at, f"unknown keys {sorted(unknown)}")
         expect = item.get("expect")
         if not isinstance(expect, dict) or not expect:
-            _fail(at, "needs an \"expect\" object")
+            _fail(at, 'needs an "expect" object')
         unknown = set(expect) - EXPECT_KEYS
         if unknown:
             _fail(at, f"unknown expect keys {sorted(unknown)}")
         headers = item.get("headers") or {}
         if not isinstance(headers, dict):
-            _fail(at, "\"headers\" must be an object")
+            _fail(at, '"headers" must be an object')
         path = item.get("path", "/")
         if path and not path.startswith("/"):
             _fail(at, f"path {path!r} must start with /")
         req = Request(
-            method=str(item.get("method", "GET")).upper(), path=path,
+            method=str(item.get("method", "GET")).upper(),
+            path=path,
             query=str(item.get("query", "")).lstrip("?"),
             headers=[(str(k), str(v)) for k, v in headers.items()],
             body=str(item.get("body", "")).encode("utf-8"),

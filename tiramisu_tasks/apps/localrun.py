@@ -60,7 +60,7 @@ def _trap_reason(text):
     """The 'Caused by' line of a Wasmtime trap, not its backtrace header (pure)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if "Caused by:" in lines:
-        rest = lines[lines.index("Caused by:") + 1:]
+        rest = lines[lines.index("Caused by:") + 1 :]
         if rest:
             return rest[-1]
     return lines[0] if lines else "unknown trap"

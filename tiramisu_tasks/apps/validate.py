@@ -36,8 +36,20 @@ KIND_NAMES = {0: "func", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 # may appear anywhere). Tag (13) sits between memory and global; data count
 # (12) between element and code.
 SECTION_NAMES = {
-    0: "custom", 1: "type", 2: "import", 3: "function", 4: "table", 5: "memory", 6: "global",
-    7: "export", 8: "start", 9: "element", 10: "code", 11: "data", 12: "datacount", 13: "tag",
+    0: "custom",
+    1: "type",
+    2: "import",
+    3: "function",
+    4: "table",
+    5: "memory",
+    6: "global",
+    7: "export",
+    8: "start",
+    9: "element",
+    10: "code",
+    11: "data",
+    12: "datacount",
+    13: "tag",
 }
 SECTION_ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11]
 
@@ -47,19 +59,33 @@ SECTION_ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11]
 # provides.
 _I, _L = 0x7F, 0x7E
 WASI_P1_FUNCS = {
-    "args_get": ((_I, _I), (_I,)), "args_sizes_get": ((_I, _I), (_I,)),
-    "environ_get": ((_I, _I), (_I,)), "environ_sizes_get": ((_I, _I), (_I,)),
-    "clock_res_get": ((_I, _I), (_I,)), "clock_time_get": ((_I, _L, _I), (_I,)),
-    "fd_advise": ((_I, _L, _L, _I), (_I,)), "fd_allocate": ((_I, _L, _L), (_I,)),
-    "fd_close": ((_I,), (_I,)), "fd_datasync": ((_I,), (_I,)),
-    "fd_fdstat_get": ((_I, _I), (_I,)), "fd_fdstat_set_flags": ((_I, _I), (_I,)),
-    "fd_fdstat_set_rights": ((_I, _L, _L), (_I,)), "fd_filestat_get": ((_I, _I), (_I,)),
-    "fd_filestat_set_size": ((_I, _L), (_I,)), "fd_filestat_set_times": ((_I, _L, _L, _I), (_I,)),
-    "fd_pread": ((_I, _I, _I, _L, _I), (_I,)), "fd_prestat_get": ((_I, _I), (_I,)),
-    "fd_prestat_dir_name": ((_I, _I, _I), (_I,)), "fd_pwrite": ((_I, _I, _I, _L, _I), (_I,)),
-    "fd_read": ((_I, _I, _I, _I), (_I,)), "fd_readdir": ((_I, _I, _I, _L, _I), (_I,)),
-    "fd_renumber": ((_I, _I), (_I,)), "fd_seek": ((_I, _L, _I, _I), (_I,)),
-    "fd_sync": ((_I,), (_I,)), "fd_tell": ((_I, _I), (_I,)), "fd_write": ((_I, _I, _I, _I), (_I,)),
+    "args_get": ((_I, _I), (_I,)),
+    "args_sizes_get": ((_I, _I), (_I,)),
+    "environ_get": ((_I, _I), (_I,)),
+    "environ_sizes_get": ((_I, _I), (_I,)),
+    "clock_res_get": ((_I, _I), (_I,)),
+    "clock_time_get": ((_I, _L, _I), (_I,)),
+    "fd_advise": ((_I, _L, _L, _I), (_I,)),
+    "fd_allocate": ((_I, _L, _L), (_I,)),
+    "fd_close": ((_I,), (_I,)),
+    "fd_datasync": ((_I,), (_I,)),
+    "fd_fdstat_get": ((_I, _I), (_I,)),
+    "fd_fdstat_set_flags": ((_I, _I), (_I,)),
+    "fd_fdstat_set_rights": ((_I, _L, _L), (_I,)),
+    "fd_filestat_get": ((_I, _I), (_I,)),
+    "fd_filestat_set_size": ((_I, _L), (_I,)),
+    "fd_filestat_set_times": ((_I, _L, _L, _I), (_I,)),
+    "fd_pread": ((_I, _I, _I, _L, _I), (_I,)),
+    "fd_prestat_get": ((_I, _I), (_I,)),
+    "fd_prestat_dir_name": ((_I, _I, _I), (_I,)),
+    "fd_pwrite": ((_I, _I, _I, _L, _I), (_I,)),
+    "fd_read": ((_I, _I, _I, _I), (_I,)),
+    "fd_readdir": ((_I, _I, _I, _L, _I), (_I,)),
+    "fd_renumber": ((_I, _I), (_I,)),
+    "fd_seek": ((_I, _L, _I, _I), (_I,)),
+    "fd_sync": ((_I,), (_I,)),
+    "fd_tell": ((_I, _I), (_I,)),
+    "fd_write": ((_I, _I, _I, _I), (_I,)),
     "path_create_directory": ((_I, _I, _I), (_I,)),
     "path_filestat_get": ((_I, _I, _I, _I, _I), (_I,)),
     "path_filestat_set_times": ((_I, _I, _I, _I, _L, _L, _I), (_I,)),
@@ -69,10 +95,15 @@ WASI_P1_FUNCS = {
     "path_remove_directory": ((_I, _I, _I), (_I,)),
     "path_rename": ((_I, _I, _I, _I, _I, _I), (_I,)),
     "path_symlink": ((_I, _I, _I, _I, _I), (_I,)),
-    "path_unlink_file": ((_I, _I, _I), (_I,)), "poll_oneoff": ((_I, _I, _I, _I), (_I,)),
-    "proc_exit": ((_I,), ()), "proc_raise": ((_I,), (_I,)), "sched_yield": ((), (_I,)),
-    "random_get": ((_I, _I), (_I,)), "sock_accept": ((_I, _I, _I), (_I,)),
-    "sock_recv": ((_I, _I, _I, _I, _I, _I), (_I,)), "sock_send": ((_I, _I, _I, _I, _I), (_I,)),
+    "path_unlink_file": ((_I, _I, _I), (_I,)),
+    "poll_oneoff": ((_I, _I, _I, _I), (_I,)),
+    "proc_exit": ((_I,), ()),
+    "proc_raise": ((_I,), (_I,)),
+    "sched_yield": ((), (_I,)),
+    "random_get": ((_I, _I), (_I,)),
+    "sock_accept": ((_I, _I, _I), (_I,)),
+    "sock_recv": ((_I, _I, _I, _I, _I, _I), (_I,)),
+    "sock_send": ((_I, _I, _I, _I, _I), (_I,)),
     "sock_shutdown": ((_I, _I), (_I,)),
 }
 _VALTYPE_NAMES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
@@ -88,7 +119,7 @@ def signature_text(sig):
 IMPORT_HINTS = {
     "wasi_unstable": "it targets WASI snapshot 0 (wasi_unstable); rebuild with a current toolchain for wasm32-wasip1",
     "env": "it expects a JavaScript/host 'env' (Emscripten without -sSTANDALONE_WASM, "
-           "AssemblyScript without @assemblyscript/wasi-shim, or wasm32-unknown-unknown)",
+    "AssemblyScript without @assemblyscript/wasi-shim, or wasm32-unknown-unknown)",
     "__wbindgen_placeholder__": "it was built for wasm-bindgen/JavaScript; build for wasm32-wasip1 instead",
 }
 
@@ -167,7 +198,7 @@ class _Reader:
     def bytes(self, n):
         if n > self.end - self.pos:
             self.fail(f"needs {n} bytes, only {self.end - self.pos} left")
-        b = self.data[self.pos:self.pos + n]
+        b = self.data[self.pos : self.pos + n]
         self.pos += n
         return bytes(b)
 
@@ -293,8 +324,10 @@ def preamble_problem(data):
     version = int.from_bytes(data[4:6], "little")
     layer = int.from_bytes(data[6:8], "little")
     if layer == 1:
-        return ("this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules "
-                "(build for wasm32-wasip1, not wasm32-wasip2)")
+        return (
+            "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules "
+            "(build for wasm32-wasip1, not wasm32-wasip2)"
+        )
     if layer != 0 or version != CORE_VERSION:
         return f"unsupported WebAssembly version {version} (layer {layer}); expected a version 1 core module"
     return None
@@ -316,8 +349,10 @@ def parse_module(data) -> ModuleInfo:
         size = r.uleb()
         start = r.pos
         if size > len(data) - start:
-            r.fail(f"section {SECTION_NAMES.get(sid, sid)} claims {size} bytes, "
-                   f"only {len(data) - start} left (file truncated?)")
+            r.fail(
+                f"section {SECTION_NAMES.get(sid, sid)} claims {size} bytes, "
+                f"only {len(data) - start} left (file truncated?)"
+            )
         name = SECTION_NAMES.get(sid)
         if name is None:
             r.fail(f"unknown section id {sid}")
@@ -364,8 +399,10 @@ def parse_module(data) -> ModuleInfo:
             s.fail(f"{s.end - s.pos} stray bytes at the end of the section")
         r.pos = start + size
     if len(info.func_types) != code_count:
-        raise InvalidWasm(f"not a valid WebAssembly module: {len(info.func_types)} functions declared "
-                          f"but {code_count} bodies (file truncated?)")
+        raise InvalidWasm(
+            f"not a valid WebAssembly module: {len(info.func_types)} functions declared "
+            f"but {code_count} bodies (file truncated?)"
+        )
     return info
 
 
@@ -375,11 +412,13 @@ def command_problems(info: ModuleInfo) -> List[str]:
     start = info.export("_start")
     if start is None:
         if info.export("_initialize") is not None:
-            problems.append("it is a WASI reactor (exports _initialize, no _start); build an "
-                            "executable with a main function")
+            problems.append(
+                "it is a WASI reactor (exports _initialize, no _start); build an executable with a main function"
+            )
         else:
-            problems.append("it exports no _start function (not a WASI command; build an "
-                            "executable with a main function)")
+            problems.append(
+                "it exports no _start function (not a WASI command; build an executable with a main function)"
+            )
     elif start.kind != "func":
         problems.append(f"its _start export is a {start.kind}, not a function")
     else:
@@ -402,8 +441,10 @@ def command_problems(info: ModuleInfo) -> List[str]:
             sig = info.type_at(imp.type_index)
             want = WASI_P1_FUNCS[imp.name]
             if sig is not None and sig != want:
-                problems.append(f"it imports {WASI_MODULE}.{imp.name} as {signature_text(sig)}, "
-                                f"WASI preview 1 has {signature_text(want)}")
+                problems.append(
+                    f"it imports {WASI_MODULE}.{imp.name} as {signature_text(sig)}, "
+                    f"WASI preview 1 has {signature_text(want)}"
+                )
     uses_wasi = any(i.module == WASI_MODULE for i in info.imports)
     memory = info.export("memory")
     if uses_wasi and (memory is None or memory.kind != "memory"):

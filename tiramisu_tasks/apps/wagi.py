@@ -34,11 +34,21 @@ Header = Tuple[str, str]
 # credentials and the connection's own field stay with the server.
 _NOT_HTTP_VARS = {"content-type", "content-length", "authorization", "proxy-authorization", "connection"}
 # Response fields a guest may not send (ts_cgi_header_dropped in ts_wagi.c).
-DROPPED_RESPONSE_FIELDS = frozenset({
-    "content-length", "transfer-encoding", "connection", "keep-alive",
-    "te", "trailer", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "date",
-})
+DROPPED_RESPONSE_FIELDS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "date",
+    }
+)
 DROPPED_RESPONSE_PREFIX = "x-accel-"
 MAX_RESPONSE_HEADER = 16384  # bytes; the server's max-response-header default
 _TCHAR = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -93,12 +103,19 @@ def response_field_dropped(name: str) -> bool:
 def _host_name(host: str) -> str:
     if host.startswith("["):
         end = host.find("]")
-        return host[:end + 1] if end >= 0 else host
+        return host[: end + 1] if end >= 0 else host
     return host.split(":", 1)[0]
 
 
-def cgi_environ(req: Request, script_name="/app", server_name="localhost", server_port=8080,
-                remote_addr="127.0.0.1", scheme="http", matched_route=None):
+def cgi_environ(
+    req: Request,
+    script_name="/app",
+    server_name="localhost",
+    server_port=8080,
+    remote_addr="127.0.0.1",
+    scheme="http",
+    matched_route=None,
+):
     """The environment for one request (pure).
 
     ``req.path`` is below the mount point ``script_name``; ``server_port`` is
@@ -125,7 +142,7 @@ def cgi_environ(req: Request, script_name="/app", server_name="localhost", serve
         "AUTH_TYPE": "",
         "REMOTE_USER": "",
         "X_FULL_URL": f"{scheme}://{host or f'{server_name}:{server_port}'}{script_name}{raw_path}"
-                      + (f"?{req.query}" if req.query else ""),
+        + (f"?{req.query}" if req.query else ""),
     }
     env["PATH_TRANSLATED"] = env["PATH_INFO"]
     if has_body(req):  # RFC 3875 4.1.2: unset without a body
@@ -166,7 +183,7 @@ def parse_cgi_output(data: bytes, max_head: int = MAX_RESPONSE_HEADER) -> Respon
         eol = data.find(b"\n", pos)
         nxt = len(data) if eol < 0 else eol + 1
         end = len(data) if eol < 0 else eol
-        if end > pos and data[end - 1:end] == b"\r":
+        if end > pos and data[end - 1 : end] == b"\r":
             end -= 1
         if end == pos:
             body = data[nxt:]

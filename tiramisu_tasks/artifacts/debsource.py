@@ -93,12 +93,18 @@ def apt_options(state):
     """Pure: apt options that use only our own state directory (no root, system untouched)."""
     state = Path(state)
     return [
-        "-o", f"Dir::Etc::SourceList={state / 'sources.list'}",
-        "-o", "Dir::Etc::SourceParts=/nonexistent",
-        "-o", f"Dir::State::Lists={state / 'lists'}",
-        "-o", f"Dir::Cache={state / 'cache'}",
-        "-o", "Debug::NoLocking=1",
-        "-o", f"APT::Sandbox::User={_user()}",
+        "-o",
+        f"Dir::Etc::SourceList={state / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/nonexistent",
+        "-o",
+        f"Dir::State::Lists={state / 'lists'}",
+        "-o",
+        f"Dir::Cache={state / 'cache'}",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        f"APT::Sandbox::User={_user()}",
         "-q",
     ]
 
@@ -174,7 +180,8 @@ def debian_source(package, upstream=None, root=None, progress=note):
             raise ToolMissing(
                 f"the nginx source build needs {tool} to fetch Debian's source packages "
                 f"(Debian/Ubuntu: apt-get install apt dpkg-dev); or give the tarballs with "
-                f"nginx.build --source/--pcre2/--zlib")
+                f"nginx.build --source/--pcre2/--zlib"
+            )
 
     state = _apt_state()
     opts = apt_options(state)
@@ -182,8 +189,11 @@ def debian_source(package, upstream=None, root=None, progress=note):
     listed = parse_showsrc(run_step(["apt-cache", *opts, "showsrc", package], what="apt-cache showsrc"), package)
     candidates = [v for v in listed if upstream is None or upstream_of(v) == upstream]
     if not candidates:
-        raise BuildError(f"Debian {DEBIAN_SUITE} lists no source of {package}"
-                         + (f" {upstream}" if upstream else "") + f" (listed: {', '.join(listed) or 'none'})")
+        raise BuildError(
+            f"Debian {DEBIAN_SUITE} lists no source of {package}"
+            + (f" {upstream}" if upstream else "")
+            + f" (listed: {', '.join(listed) or 'none'})"
+        )
 
     def build(out):
         errors = []
@@ -192,8 +202,12 @@ def debian_source(package, upstream=None, root=None, progress=note):
                 stale.unlink()
             progress(f"nginx: apt-get source --download-only {package}={version}")
             try:
-                run_step(["apt-get", *opts, "source", "--download-only", f"{package}={version}"], cwd=out,
-                     what=f"apt-get source {package}={version}", timeout=600)
+                run_step(
+                    ["apt-get", *opts, "source", "--download-only", f"{package}={version}"],
+                    cwd=out,
+                    what=f"apt-get source {package}={version}",
+                    timeout=600,
+                )
             except BuildError as exc:
                 errors.append(f"{version}: {exc.message.strip().splitlines()[-1]}")
                 continue
@@ -213,6 +227,5 @@ def unpack_debian_source(entry, dest):
     # The .dsc's checksums were verified by apt against the signed Release
     # file when it was downloaded, and the cache manifest since; skip gpgv
     # (the keyring may be absent).
-    run_step(["dpkg-source", "--no-check", "--no-copy", "-x", dsc, work / "src"],
-         what=f"dpkg-source -x {dsc.name}")
+    run_step(["dpkg-source", "--no-check", "--no-copy", "-x", dsc, work / "src"], what=f"dpkg-source -x {dsc.name}")
     return work / "src"

@@ -79,11 +79,12 @@ def _tables_fit(data, name):
         raise ElfError(f"{name}: truncated ELF file (header needs {header_size} bytes, file has {len(data)})")
     order = "<" if data[5] == 1 else ">"
     phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum = struct.unpack_from(order + fields, data, offset)
-    for start, length, what in ((phoff, phentsize * phnum, "program headers"),
-                                (shoff, shentsize * shnum, "section headers")):
+    for start, length, what in (
+        (phoff, phentsize * phnum, "program headers"),
+        (shoff, shentsize * shnum, "section headers"),
+    ):
         if length and start + length > len(data):
-            raise ElfError(f"{name}: truncated ELF file ({what} end at byte {start + length}, "
-                           f"file has {len(data)})")
+            raise ElfError(f"{name}: truncated ELF file ({what} end at byte {start + length}, file has {len(data)})")
 
 
 def _check_extent(elffile, size, name):
@@ -95,13 +96,15 @@ def _check_extent(elffile, size, name):
     for segment in elffile.iter_segments():
         end = segment["p_offset"] + segment["p_filesz"]
         if end > size:
-            raise ElfError(f"{name}: truncated ELF file (a {segment['p_type']} segment ends at byte {end}, "
-                           f"file has {size})")
+            raise ElfError(
+                f"{name}: truncated ELF file (a {segment['p_type']} segment ends at byte {end}, file has {size})"
+            )
     for section in elffile.iter_sections():
         end = section["sh_offset"] + section["sh_size"]
         if section["sh_type"] != "SHT_NOBITS" and end > size:
-            raise ElfError(f"{name}: truncated ELF file (section {section.name or '?'} ends at byte {end}, "
-                           f"file has {size})")
+            raise ElfError(
+                f"{name}: truncated ELF file (section {section.name or '?'} ends at byte {end}, file has {size})"
+            )
 
 
 def _version_needs(elffile) -> List[VersionNeed]:
@@ -130,8 +133,9 @@ def parse_elf(data: bytes, name="file") -> ElfInfo:
             elif segment["p_type"] == "PT_DYNAMIC":
                 dynamic = True
         needs = _version_needs(elffile)
-        return ElfInfo(_machine_name(elffile["e_machine"]), elffile["e_type"] == "ET_DYN", interpreter, dynamic,
-                       tuple(needs))
+        return ElfInfo(
+            _machine_name(elffile["e_machine"]), elffile["e_type"] == "ET_DYN", interpreter, dynamic, tuple(needs)
+        )
     except ElfError:
         raise
     except _DAMAGED as exc:
@@ -146,7 +150,7 @@ def read_elf(path) -> ElfInfo:
 
 
 def _glibc_tuple(name):
-    return tuple(int(x) for x in name[len("GLIBC_"):].split("."))
+    return tuple(int(x) for x in name[len("GLIBC_") :].split("."))
 
 
 def glibc_floor(infos, include_weak=False) -> Optional[str]:

@@ -28,8 +28,15 @@ class Row:
     inputs: Optional[dict] = None  # every input of the cache key
 
     def as_dict(self):
-        return {"kind": self.kind, "key": self.key, "path": str(self.path), "summary": self.summary,
-                "size": self.size, "created": self.created, "inputs": self.inputs}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "path": str(self.path),
+            "summary": self.summary,
+            "size": self.size,
+            "created": self.created,
+            "inputs": self.inputs,
+        }
 
 
 # Inputs worth showing first, in this order; the rest follow sorted.

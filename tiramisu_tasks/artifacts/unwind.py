@@ -26,8 +26,12 @@ SONAME = "libgcc_s.so.1"
 RECIPE = 1
 
 SOURCES = (
-    "libunwind.cpp", "UnwindLevel1.c", "UnwindLevel1-gcc-ext.c",
-    "UnwindRegistersSave.S", "UnwindRegistersRestore.S", "gcc_personality_v0.c",
+    "libunwind.cpp",
+    "UnwindLevel1.c",
+    "UnwindLevel1-gcc-ext.c",
+    "UnwindRegistersSave.S",
+    "UnwindRegistersRestore.S",
+    "gcc_personality_v0.c",
 )
 
 
@@ -46,11 +50,26 @@ def build_argv(python, zig_target, unwind_dir, output):
     """Pure: one ``zig c++`` command that builds the shared unwinder."""
     src = Path(unwind_dir) / "src"
     return [
-        python, "-m", "ziglang", "c++", "-target", zig_target, "-shared", "-fPIC", "-O2",
+        python,
+        "-m",
+        "ziglang",
+        "c++",
+        "-target",
+        zig_target,
+        "-shared",
+        "-fPIC",
+        "-O2",
         # libunwind needs no C++ runtime; without these zig would link libc++
-        "-nostdlib++", "-fno-exceptions", "-fno-rtti", "-funwind-tables",
-        "-D_LIBUNWIND_IS_NATIVE_ONLY", f"-I{Path(unwind_dir) / 'include'}",
-        f"-Wl,-soname,{SONAME}", "-s", "-o", str(output),
+        "-nostdlib++",
+        "-fno-exceptions",
+        "-fno-rtti",
+        "-funwind-tables",
+        "-D_LIBUNWIND_IS_NATIVE_ONLY",
+        f"-I{Path(unwind_dir) / 'include'}",
+        f"-Wl,-soname,{SONAME}",
+        "-s",
+        "-o",
+        str(output),
         *[str(src / name) for name in SOURCES],
     ]
 

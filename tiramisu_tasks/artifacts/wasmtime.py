@@ -38,9 +38,18 @@ def wheel_member(target):
 def download_argv(platform_tag, dest, version=WASMTIME_VERSION, python=None):
     """pip command that fetches exactly the pinned wheel for one platform tag."""
     return [
-        python or sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-        "--no-deps", "--only-binary=:all:", "--platform", platform_tag,
-        "--dest", str(dest), f"wasmtime=={version}",
+        python or sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        platform_tag,
+        "--dest",
+        str(dest),
+        f"wasmtime=={version}",
     ]
 
 
@@ -66,9 +75,7 @@ def _download_wheel(target, dest, version):
             return wheels[0], tag
         tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
         errors.append(f"{tag}: {tail}")
-    raise BuildError(
-        f"cannot download wasmtime=={version} for {target.name} from PyPI: " + "; ".join(errors)
-    )
+    raise BuildError(f"cannot download wasmtime=={version} for {target.name} from PyPI: " + "; ".join(errors))
 
 
 def _build(target, version, out_dir):
@@ -82,8 +89,9 @@ def _build(target, version, out_dir):
         with zipfile.ZipFile(wheel) as zf:
             names = set(zf.namelist())
             if member not in names:
-                raise BuildError(f"{wheel.name} has no {member}: this wheel carries no native library "
-                                 f"for {target.name}")
+                raise BuildError(
+                    f"{wheel.name} has no {member}: this wheel carries no native library for {target.name}"
+                )
             raw = Path(tmp) / "_libwasmtime.so"
             with zf.open(member) as src, open(raw, "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -96,9 +104,15 @@ def _build(target, version, out_dir):
             note(f"wasmtime: strip failed ({proc.stdout.strip()[-200:]}); shipping the library unstripped")
             shutil.copyfile(raw, lib)
         os.chmod(lib, 0o755)
-        meta = {"wheel": wheel.name, "platform": tag, "version": version, "target": target.name,
-                "wheel_sha256": cache.sha256_file(wheel), "raw_size": raw.stat().st_size,
-                "stripped_size": lib.stat().st_size}
+        meta = {
+            "wheel": wheel.name,
+            "platform": tag,
+            "version": version,
+            "target": target.name,
+            "wheel_sha256": cache.sha256_file(wheel),
+            "raw_size": raw.stat().st_size,
+            "stripped_size": lib.stat().st_size,
+        }
         (out_dir / "wheel.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         note(f"wasmtime: {LIB_NAME} {meta['stripped_size'] // (1 << 20)} MiB for {target.name}")
 
@@ -112,8 +126,9 @@ def wasmtime_library(target, version=WASMTIME_VERSION, root=None):
         try:
             import ziglang  # noqa: F401
         except ImportError:
-            raise ToolMissing("no strip tool for foreign ELF files: install llvm (llvm-strip) "
-                              "or the Python package ziglang") from None
+            raise ToolMissing(
+                "no strip tool for foreign ELF files: install llvm (llvm-strip) or the Python package ziglang"
+            ) from None
     entry = cache.get_or_build(KIND, inputs_for(target, version), lambda d: _build(target, version, d), root=root)
     entry.lib = entry.file(LIB_NAME)
     entry.bindings = entry.file(BINDINGS_NAME)

@@ -1,8 +1,8 @@
 """build: an application's source → a validated WASI command module (.wasm).
 
-    tiramisu build app/                   # language detected from the source
-    tiramisu build app/ --out dist --json
-    tiramisu build-languages              # which toolchains work on this machine
+tiramisu build app/                   # language detected from the source
+tiramisu build app/ --out dist --json
+tiramisu build-languages              # which toolchains work on this machine
 """
 
 from ..apps.build import build_app, languages_report
@@ -23,7 +23,7 @@ def _human_size(n):
 @task(
     help={
         "source": "app source: a project dir (Cargo.toml, go.mod, build.zig, AssemblyScript, "
-                  "C files, .wat) or one file (.c .cpp .zig .rs .go .ts .wat .wasm)",
+        "C files, .wat) or one file (.c .cpp .zig .rs .go .ts .wat .wasm)",
         "out": "also copy the module to DIR/<name>.wasm (default: leave it in the cache)",
         "name": "app name (default: the source dir or file name, sanitized to [a-z0-9][a-z0-9_-]*)",
         "lang": "force the language: rust, go, c, cpp, zig, wat, assemblyscript, emscripten, wasm",
@@ -35,8 +35,7 @@ def _human_size(n):
 def build(c, source, out=None, name=None, lang=None, toolchain=None, json=False):
     """Build an app into a WASI preview 1 command module, validated before any upload."""
     try:
-        result = build_app(source, out_dir=out, name=name, language=lang, toolchain=toolchain,
-                           progress=note)
+        result = build_app(source, out_dir=out, name=name, language=lang, toolchain=toolchain, progress=note)
     except BuildFailed as exc:
         lines = exc.log.strip().splitlines()
         if lines:
@@ -46,8 +45,10 @@ def build(c, source, out=None, name=None, lang=None, toolchain=None, json=False)
         emit_json(result.as_dict())
         return
     state = "cached" if result.cached else f"{result.seconds:.2f} s"
-    say(f"{result.name}: {result.wasm_path} ({_human_size(result.size)}, {result.language} via "
-        f"{result.toolchain}, {state}, sha256 {result.sha256[:16]})")
+    say(
+        f"{result.name}: {result.wasm_path} ({_human_size(result.size)}, {result.language} via "
+        f"{result.toolchain}, {state}, sha256 {result.sha256[:16]})"
+    )
 
 
 @task(help={"json": "print JSON instead of a table"})
@@ -57,6 +58,12 @@ def build_languages(c, json=False):
     if json:
         emit_json({"languages": rows})
         return
-    say(table([[r["language"], r["toolchain"], "ok" if r["ok"] else "missing",
-                r["identity"] or r["problem"]] for r in rows],
-              ["LANGUAGE", "TOOLCHAIN", "STATUS", "VERSION / WHAT TO INSTALL"]))
+    say(
+        table(
+            [
+                [r["language"], r["toolchain"], "ok" if r["ok"] else "missing", r["identity"] or r["problem"]]
+                for r in rows
+            ],
+            ["LANGUAGE", "TOOLCHAIN", "STATUS", "VERSION / WHAT TO INSTALL"],
+        )
+    )

@@ -16,10 +16,12 @@ def _when(ts):
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-@task(help={
-    "kind": "only entries of this kind (nginx, wasmtime, server, debian-source ...)",
-    "json": "print JSON",
-})
+@task(
+    help={
+        "kind": "only entries of this kind (nginx, wasmtime, server, debian-source ...)",
+        "json": "print JSON",
+    }
+)
 def list_(c, kind=None, json=False):
     """Show the cached artifacts (kind, key, what they were built from, size)."""
     rows = listing.rows(kind=kind)
@@ -29,16 +31,22 @@ def list_(c, kind=None, json=False):
     if not rows:
         out(f"no artifacts cached in {cache_dir()}")
         return
-    out(table([[r.kind, r.key, listing.human_size(r.size), _when(r.created), r.summary] for r in rows],
-              ["KIND", "KEY", "SIZE", "CREATED", "INPUTS"]))
+    out(
+        table(
+            [[r.kind, r.key, listing.human_size(r.size), _when(r.created), r.summary] for r in rows],
+            ["KIND", "KEY", "SIZE", "CREATED", "INPUTS"],
+        )
+    )
     total = sum(r.size for r in rows)
     out(f"({len(rows)} entries, {listing.human_size(total)}, in {cache_dir()})")
 
 
-@task(help={
-    "yes": "really delete (without it: show what would be deleted and exit 2)",
-    "kind": "only entries of this kind",
-})
+@task(
+    help={
+        "yes": "really delete (without it: show what would be deleted and exit 2)",
+        "kind": "only entries of this kind",
+    }
+)
 def clean(c, yes=False, kind=None):
     """Remove cached artifacts (everything, or one kind); they are rebuilt on demand."""
     paths = listing.plan_clean(kind=kind)

@@ -42,8 +42,10 @@ def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, js
         summary = dp.deploy(connect_box(c, conn, spec, rep), built, app, route, dry, keep, aot=aot)
         if not json and not dry:
             if summary["changed"]:
-                rep.out(f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
-                        f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s)")
+                rep.out(
+                    f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
+                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s)"
+                )
             else:
                 rep.out(f"{spec.name}: {app} unchanged at {summary['url']}")
         return summary
@@ -57,18 +59,38 @@ def apps(c, host=None, json=False):
 
     def one(conn, spec, rep):
         result = dp.apps(connect_box(c, conn, spec, rep))
-        rows = [[a["name"], " ".join(a["routes"]), (a["sha256"] or "")[:12], a["release"] or "-", a["state"],
-                 a["requests"] if a["requests"] is not None else "-"] for a in result["apps"]]
+        rows = [
+            [
+                a["name"],
+                " ".join(a["routes"]),
+                (a["sha256"] or "")[:12],
+                a["release"] or "-",
+                a["state"],
+                a["requests"] if a["requests"] is not None else "-",
+            ]
+            for a in result["apps"]
+        ]
         if not json:
-            rep.out(table(rows, ["APP", "ROUTES", "SHA256", "RELEASE", "STATE", "REQUESTS"]) if rows
-                    else f"{spec.name}: no apps deployed")
+            rep.out(
+                table(rows, ["APP", "ROUTES", "SHA256", "RELEASE", "STATE", "REQUESTS"])
+                if rows
+                else f"{spec.name}: no apps deployed"
+            )
         return result
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-@task(help={"app": "app name", "host": HOST_HELP, "to": "release id to go back to (default: the one before)",
-            "json": "print JSON", "dry": "print the plan and change nothing on the box"}, positional=["app"])
+@task(
+    help={
+        "app": "app name",
+        "host": HOST_HELP,
+        "to": "release id to go back to (default: the one before)",
+        "json": "print JSON",
+        "dry": "print the plan and change nothing on the box",
+    },
+    positional=["app"],
+)
 def rollback(c, app, host=None, to=None, json=False, dry=False):
     """Switch an app back to an earlier release (kept in releases/APP/)."""
     validate_app_name(app)
@@ -82,14 +104,24 @@ def rollback(c, app, host=None, to=None, json=False, dry=False):
     _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-@task(help={"app": "app name", "host": HOST_HELP, "yes": "do not ask (scripts)",
-            "dry": "print the plan and change nothing on the box"}, positional=["app"])
+@task(
+    help={
+        "app": "app name",
+        "host": HOST_HELP,
+        "yes": "do not ask (scripts)",
+        "dry": "print the plan and change nothing on the box",
+    },
+    positional=["app"],
+)
 def remove(c, app, host=None, yes=False, dry=False):
     """Stop serving an app and delete its releases (its log is kept)."""
     validate_app_name(app)
     if not yes and not dry:
-        confirm(f"Remove {app} and its releases?", f"remove deletes {app} and its releases: confirm with --yes",
-                "remove cancelled")
+        confirm(
+            f"Remove {app} and its releases?",
+            f"remove deletes {app} and its releases: confirm with --yes",
+            "remove cancelled",
+        )
 
     def one(conn, spec, rep):
         dp.remove(connect_box(c, conn, spec, rep), app, dry=dry)
@@ -99,8 +131,15 @@ def remove(c, app, host=None, yes=False, dry=False):
     run_on_hosts(c, host, one)
 
 
-@task(help={"app": "app name", "host": HOST_HELP, "lines": "how many lines (default 50)",
-            "follow": "keep printing new lines (Ctrl-C stops)"}, positional=["app"])
+@task(
+    help={
+        "app": "app name",
+        "host": HOST_HELP,
+        "lines": "how many lines (default 50)",
+        "follow": "keep printing new lines (Ctrl-C stops)",
+    },
+    positional=["app"],
+)
 def logs(c, app, host=None, lines=50, follow=False):
     """Show an app's log (its guest stderr, one file per app on the box)."""
     validate_app_name(app)

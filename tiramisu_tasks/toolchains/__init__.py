@@ -66,8 +66,9 @@ class Toolchain:
         proc = run_local(argv, cwd=cwd, env=env or {}, merge_stderr=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-            raise BuildError(f"{self.name}: build command failed (exit {proc.returncode}): "
-                             f"{' '.join(argv[:3])} ...\n{tail}")
+            raise BuildError(
+                f"{self.name}: build command failed (exit {proc.returncode}): {' '.join(argv[:3])} ...\n{tail}"
+            )
         return proc.stdout
 
 

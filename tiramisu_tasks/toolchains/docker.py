@@ -37,8 +37,7 @@ DOCKERFILE = Path(__file__).with_name("Dockerfile")
 BUILD_TIMEOUT = 1800  # seconds for one compile/link command in a container
 
 
-INSTALL_HINT = ("install Docker (Debian: apt-get install docker.io), start the engine, "
-                "or point DOCKER_HOST at one")
+INSTALL_HINT = "install Docker (Debian: apt-get install docker.io), start the engine, or point DOCKER_HOST at one"
 
 
 def resolve_base_image(setting=None):
@@ -103,16 +102,16 @@ class DockerToolchain(Toolchain):
             try:
                 import docker
             except ImportError:
-                raise ToolMissing("the Python package 'docker' is not installed "
-                                  "(pip install 'tiramisu[docker]')") from None
+                raise ToolMissing(
+                    "the Python package 'docker' is not installed (pip install 'tiramisu[docker]')"
+                ) from None
             try:
                 self._client = docker.from_env(timeout=300)
                 self._client.ping()
             except Exception as exc:  # noqa: BLE001 - docker raises many kinds
                 self._client = None
                 where = os.environ.get("DOCKER_HOST") or "the default socket"
-                raise ToolMissing(f"no Docker engine answers at {where} ({_short(exc, 60)}): "
-                                  f"{INSTALL_HINT}") from None
+                raise ToolMissing(f"no Docker engine answers at {where} ({_short(exc, 60)}): {INSTALL_HINT}") from None
         return self._client
 
     def engine_arch(self):
@@ -134,8 +133,10 @@ class DockerToolchain(Toolchain):
         if arch not in SUPPORTED_ARCHES:
             return f"the Docker engine runs on {arch}; the image needs an x86_64 or aarch64 engine"
         if compiler_in_image(target, arch) is None:
-            return (f"Debian has no cross compiler for {target.name} "
-                    f"(musl-gcc only builds for the engine's own {arch}); use --toolchain zig")
+            return (
+                f"Debian has no cross compiler for {target.name} "
+                f"(musl-gcc only builds for the engine's own {arch}); use --toolchain zig"
+            )
         return None
 
     def notes(self):
@@ -151,9 +152,11 @@ class DockerToolchain(Toolchain):
         else:
             lines.append(f"image {tag} is built on first use from base {self.base_image}")
             if not _image_exists(client, self.base_image):
-                lines.append(f"base image {self.base_image} is not present locally and will be "
-                             f"pulled (set tiramisu.docker_base_image or ${BASE_IMAGE_ENV} "
-                             f"to a local image if no registry is reachable)")
+                lines.append(
+                    f"base image {self.base_image} is not present locally and will be "
+                    f"pulled (set tiramisu.docker_base_image or ${BASE_IMAGE_ENV} "
+                    f"to a local image if no registry is reachable)"
+                )
         return lines
 
     def cc(self, target):
@@ -161,8 +164,12 @@ class DockerToolchain(Toolchain):
 
     def identity(self, target):
         image_id = self.ensure_image()
-        return {"toolchain": "docker", "image": image_id, "base": self.base_image,
-                "cc": compiler_in_image(target, self.engine_arch())}
+        return {
+            "toolchain": "docker",
+            "image": image_id,
+            "base": self.base_image,
+            "cc": compiler_in_image(target, self.engine_arch()),
+        }
 
     # ----------------------------------------------------------- image ---
 
@@ -178,17 +185,24 @@ class DockerToolchain(Toolchain):
         return self._image_id
 
     def _build_image(self, client, tag, progress):
-        (progress or _note)(f"docker: building toolchain image {tag} from {self.base_image} "
-                            f"(apt inside, a minute or more)")
+        (progress or _note)(
+            f"docker: building toolchain image {tag} from {self.base_image} (apt inside, a minute or more)"
+        )
         context = _context_tar(DOCKERFILE.read_bytes())
         log = []
         try:
             stream = client.api.build(
-                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
-                buildargs={"BASE": self.base_image}, decode=True,
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                buildargs={"BASE": self.base_image},
+                decode=True,
                 # apt needs the network; an engine started with --bridge=none has
                 # only the host network to offer.
-                network_mode="host", pull=False,
+                network_mode="host",
+                pull=False,
             )
             for chunk in stream:
                 if "stream" in chunk:
@@ -210,8 +224,12 @@ class DockerToolchain(Toolchain):
         image = self.ensure_image()
         cwd = os.path.abspath(cwd or os.getcwd())
         container = client.containers.run(
-            image, [str(a) for a in argv], detach=True, working_dir=cwd,
-            user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
+            image,
+            [str(a) for a in argv],
+            detach=True,
+            working_dir=cwd,
+            user=f"{os.getuid()}:{os.getgid()}",
+            network_mode="none",
             environment={"HOME": "/tmp", **(env or {})},
             volumes=mounts_for(read_only, writable, cwd),
         )
@@ -219,8 +237,10 @@ class DockerToolchain(Toolchain):
             try:
                 status = container.wait(timeout=BUILD_TIMEOUT).get("StatusCode", 1)
             except Exception as exc:  # noqa: BLE001 - requests' ReadTimeout and kin
-                raise BuildError(f"docker: build command did not finish in {BUILD_TIMEOUT} s "
-                                 f"({_short(exc, 80)}): {' '.join(str(a) for a in argv[:3])} ...") from None
+                raise BuildError(
+                    f"docker: build command did not finish in {BUILD_TIMEOUT} s "
+                    f"({_short(exc, 80)}): {' '.join(str(a) for a in argv[:3])} ..."
+                ) from None
             output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         finally:
             try:
@@ -229,8 +249,9 @@ class DockerToolchain(Toolchain):
                 pass
         if status != 0:
             tail = "\n".join(output.strip().splitlines()[-15:])
-            raise BuildError(f"docker: build command failed (exit {status}): "
-                             f"{' '.join(str(a) for a in argv[:3])} ...\n{tail}")
+            raise BuildError(
+                f"docker: build command failed (exit {status}): {' '.join(str(a) for a in argv[:3])} ...\n{tail}"
+            )
         return output
 
 
@@ -261,14 +282,18 @@ def _context_tar(dockerfile_bytes):
 
 def _image_error(message, base, log):
     message = " ".join(str(message).split())
-    if any(word in message for word in ("pull access denied", "not found", "manifest unknown",
-                                        "no such host", "dial tcp", "lookup")):
-        return (f"docker: cannot get base image {base!r} ({message}); set "
-                f"tiramisu.docker_base_image or ${BASE_IMAGE_ENV} to an image the engine has")
+    if any(
+        word in message
+        for word in ("pull access denied", "not found", "manifest unknown", "no such host", "dial tcp", "lookup")
+    ):
+        return (
+            f"docker: cannot get base image {base!r} ({message}); set "
+            f"tiramisu.docker_base_image or ${BASE_IMAGE_ENV} to an image the engine has"
+        )
     tail = "\n".join(log[-10:])
     return f"docker: building the toolchain image failed: {message}" + (f"\n{tail}" if tail else "")
 
 
 def _short(exc, limit=200):
     text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

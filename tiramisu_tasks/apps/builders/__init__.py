@@ -49,10 +49,33 @@ from .rust import (
 )
 from .wasm import ReadyWasmBuilder, WatBuilder
 
-__all__ = ["LANGUAGE_TITLES", "BuildContext", "Builder", "builders_for", "reset_probes", "version_tuple",
-           "asc_argv", "node_candidates", "npm_install_argv", "clang_argv", "emcc_argv", "zig_build_argv",
-           "zig_cc_argv", "zig_exe_argv", "GO_ENV", "go_argv", "go_supports_wasip1", "tinygo_argv", "tinygo_target",
-           "cargo_argv", "cargo_env", "cargo_wasm_outputs", "installed_wasi_targets", "pick_rust_target", "rustc_argv"]
+__all__ = [
+    "LANGUAGE_TITLES",
+    "BuildContext",
+    "Builder",
+    "builders_for",
+    "reset_probes",
+    "version_tuple",
+    "asc_argv",
+    "node_candidates",
+    "npm_install_argv",
+    "clang_argv",
+    "emcc_argv",
+    "zig_build_argv",
+    "zig_cc_argv",
+    "zig_exe_argv",
+    "GO_ENV",
+    "go_argv",
+    "go_supports_wasip1",
+    "tinygo_argv",
+    "tinygo_target",
+    "cargo_argv",
+    "cargo_env",
+    "cargo_wasm_outputs",
+    "installed_wasi_targets",
+    "pick_rust_target",
+    "rustc_argv",
+]
 
 
 def reset_probes():

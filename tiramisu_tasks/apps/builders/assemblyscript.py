@@ -21,8 +21,7 @@ def asc_argv(node, tools, entry, out, cwd):
     # The shim's config must be given relative to the working directory: asc
     # 0.28 resolves its "lib" wrongly from an absolute --config path
     # ("Element 'wasi_abort' not found").
-    return [node, str(asc), str(entry), "--config", os.path.relpath(shim, cwd), "--optimize",
-            "--outFile", str(out)]
+    return [node, str(asc), str(entry), "--config", os.path.relpath(shim, cwd), "--optimize", "--outFile", str(out)]
 
 
 def node_candidates(path_node, path_npm, venv_bin):
@@ -38,8 +37,18 @@ def node_candidates(path_node, path_npm, venv_bin):
 
 def npm_install_argv(npm, prefix, packages):
     specs = [f"{name}@{version}" for name, version in sorted(packages.items())]
-    return [npm, "install", "--prefix", str(prefix), "--no-save", "--no-package-lock",
-            "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"] + specs
+    return [
+        npm,
+        "install",
+        "--prefix",
+        str(prefix),
+        "--no-save",
+        "--no-package-lock",
+        "--no-audit",
+        "--no-fund",
+        "--ignore-scripts",
+        "--loglevel=error",
+    ] + specs
 
 
 class AscBuilder(Builder):
@@ -68,22 +77,24 @@ class AscBuilder(Builder):
     def problem(self):
         node, npm = self.node()
         if not node or not npm:
-            return (f"asc: needs Node.js >= {NODE_MIN_MAJOR} and npm (NodeSource package nodejs, "
-                    f"or pip install 'tiramisu[node]'; AssemblyScript itself is installed from "
-                    f"npm on first use)")
+            return (
+                f"asc: needs Node.js >= {NODE_MIN_MAJOR} and npm (NodeSource package nodejs, "
+                f"or pip install 'tiramisu[node]'; AssemblyScript itself is installed from "
+                f"npm on first use)"
+            )
         major = version_tuple(self.node_version(), 1)
         if not major or major[0] < NODE_MIN_MAJOR:
-            return (f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, "
-                    f"found {self.node_version() or 'unknown'} (pip install 'tiramisu[node]' adds one)")
+            return (
+                f"asc: assemblyscript {ASSEMBLYSCRIPT_VERSION} needs Node.js >= {NODE_MIN_MAJOR}, "
+                f"found {self.node_version() or 'unknown'} (pip install 'tiramisu[node]' adds one)"
+            )
         return None
 
     def identity(self):
-        return (f"assemblyscript {ASSEMBLYSCRIPT_VERSION} wasi-shim {AS_WASI_SHIM_VERSION} "
-                f"node {self.node_version()}")
+        return f"assemblyscript {ASSEMBLYSCRIPT_VERSION} wasi-shim {AS_WASI_SHIM_VERSION} node {self.node_version()}"
 
     def packages(self):
-        return {"assemblyscript": ASSEMBLYSCRIPT_VERSION,
-                "@assemblyscript/wasi-shim": AS_WASI_SHIM_VERSION}
+        return {"assemblyscript": ASSEMBLYSCRIPT_VERSION, "@assemblyscript/wasi-shim": AS_WASI_SHIM_VERSION}
 
     def tools_dir(self, run, progress, cache_root=None):
         """The pinned npm packages, installed once into the artifact cache."""
@@ -91,8 +102,14 @@ class AscBuilder(Builder):
 
         def install(tmp):
             progress(f"installing AssemblyScript {ASSEMBLYSCRIPT_VERSION} from npm (once)")
-            run(Step(npm_install_argv(self.node()[1], tmp, self.packages()), tmp,
-                     label=f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}", what="install"))
+            run(
+                Step(
+                    npm_install_argv(self.node()[1], tmp, self.packages()),
+                    tmp,
+                    label=f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}",
+                    what="install",
+                )
+            )
 
         base = Path(cache_root) if cache_root else None
         from ...paths import cache_dir
@@ -105,5 +122,4 @@ class AscBuilder(Builder):
         if not ctx.entry:
             raise BuildError("AssemblyScript project without assembly/index.ts (the entry file)")
         tools = self.tools_dir(ctx.run, ctx.progress, ctx.cache_root)
-        ctx.run(Step(asc_argv(self.node()[0], tools, ctx.src / ctx.entry, ctx.out, ctx.src), ctx.src,
-                     label=self.title))
+        ctx.run(Step(asc_argv(self.node()[0], tools, ctx.src / ctx.entry, ctx.out, ctx.src), ctx.src, label=self.title))

@@ -12,8 +12,15 @@ from ..detect import list_source_files
 from ..toolrun import Step, capture
 
 LANGUAGE_TITLES = {
-    "c": "C", "cpp": "C++", "rust": "Rust", "go": "Go", "zig": "Zig", "wat": "WAT",
-    "assemblyscript": "AssemblyScript", "emscripten": "Emscripten", "wasm": "ready .wasm",
+    "c": "C",
+    "cpp": "C++",
+    "rust": "Rust",
+    "go": "Go",
+    "zig": "Zig",
+    "wat": "WAT",
+    "assemblyscript": "AssemblyScript",
+    "emscripten": "Emscripten",
+    "wasm": "ready .wasm",
 }
 
 
@@ -65,7 +72,7 @@ def probe_text(argv):
 
 def _short(path):
     home = str(Path.home())
-    return "~" + path[len(home):] if path and path.startswith(home + "/") else path
+    return "~" + path[len(home) :] if path and path.startswith(home + "/") else path
 
 
 class Builder:

@@ -32,18 +32,33 @@ def zig_cc_argv(zig, sources, out, root, cpp=False):
 
 def emcc_argv(emcc, sources, out, root):
     # STANDALONE_WASM: WASI imports instead of the JavaScript glue's `env`.
-    return [emcc, "-O2", "-sSTANDALONE_WASM"] + include_flags(root) + ["-o", str(out)] + [
-        str(s) for s in sources]
+    return [emcc, "-O2", "-sSTANDALONE_WASM"] + include_flags(root) + ["-o", str(out)] + [str(s) for s in sources]
 
 
 def zig_exe_argv(zig, entry, out, cache_dir):
-    return list(zig) + ["build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall",
-                        "--cache-dir", str(cache_dir), f"-femit-bin={out}", str(entry)]
+    return list(zig) + [
+        "build-exe",
+        "-target",
+        "wasm32-wasi",
+        "-O",
+        "ReleaseSmall",
+        "--cache-dir",
+        str(cache_dir),
+        f"-femit-bin={out}",
+        str(entry),
+    ]
 
 
 def zig_build_argv(zig, prefix, cache_dir):
-    return list(zig) + ["build", "-Dtarget=wasm32-wasi", "-Doptimize=ReleaseSmall",
-                        "--prefix", str(prefix), "--cache-dir", str(cache_dir)]
+    return list(zig) + [
+        "build",
+        "-Dtarget=wasm32-wasi",
+        "-Doptimize=ReleaseSmall",
+        "--prefix",
+        str(prefix),
+        "--cache-dir",
+        str(cache_dir),
+    ]
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,11 +71,13 @@ def probe_clang(cpp):
     version = version[0] if version else "clang"
     with tempfile.TemporaryDirectory(prefix="tiramisu-probe-") as tmp:
         src = Path(tmp) / ("probe.cpp" if cpp else "probe.c")
-        src.write_text("#include <string>\nint main(){std::string s(\"x\");return (int)s.size()-1;}\n"
-                       if cpp else "#include <stdio.h>\nint main(void){puts(\"x\");return 0;}\n")
+        src.write_text(
+            '#include <string>\nint main(){std::string s("x");return (int)s.size()-1;}\n'
+            if cpp
+            else '#include <stdio.h>\nint main(void){puts("x");return 0;}\n'
+        )
         try:
-            proc = run_local(clang_argv(clang, [src], Path(tmp) / "p.wasm", tmp, cpp),
-                             timeout=120, merge_stderr=True)
+            proc = run_local(clang_argv(clang, [src], Path(tmp) / "p.wasm", tmp, cpp), timeout=120, merge_stderr=True)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"probe compile failed to run ({exc})", version
         if proc.returncode != 0:
@@ -123,8 +140,7 @@ class ZigCcBuilder(Builder):
     def build(self, ctx):
         sources = _c_sources(ctx, CPP_SUFFIXES + C_SUFFIXES if self.cpp else C_SUFFIXES)
         ctx.progress("zig cc: the first build for wasm32-wasi also builds wasi-libc (about a minute)")
-        ctx.run(Step(zig_cc_argv(python_zig(), sources, ctx.out, ctx.src, self.cpp), ctx.src,
-                     label=self.title))
+        ctx.run(Step(zig_cc_argv(python_zig(), sources, ctx.out, ctx.src, self.cpp), ctx.src, label=self.title))
 
 
 def zig_problem():
@@ -158,12 +174,13 @@ class ZigBuilder(Builder):
             found = sorted((prefix / "bin").glob("*.wasm"))
             if len(found) != 1:
                 names = ", ".join(p.name for p in found) or "none"
-                raise BuildError(f"zig build: expected one .wasm in zig-out/bin, found {names} "
-                                 f"(does build.zig use b.standardTargetOptions?)")
+                raise BuildError(
+                    f"zig build: expected one .wasm in zig-out/bin, found {names} "
+                    f"(does build.zig use b.standardTargetOptions?)"
+                )
             shutil.copyfile(found[0], ctx.out)
             return
-        ctx.run(Step(zig_exe_argv(python_zig(), ctx.src / ctx.entry, ctx.out, cache), ctx.src,
-                     label=self.title))
+        ctx.run(Step(zig_exe_argv(python_zig(), ctx.src / ctx.entry, ctx.out, cache), ctx.src, label=self.title))
 
 
 class EmccBuilder(Builder):

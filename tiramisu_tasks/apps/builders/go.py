@@ -1,6 +1,5 @@
 """Go: TinyGo (-target=wasip1/wasi) or Go >= 1.21 (GOOS=wasip1)."""
 
-
 from ..toolrun import Step
 from .base import Builder, probe_text, version_tuple, which
 
@@ -46,8 +45,7 @@ class TinyGoBuilder(Builder):
     def build(self, ctx):
         target = tinygo_target(self.identity())
         package = ctx.entry if ctx.single_file else "."
-        ctx.run(Step(tinygo_argv(which("tinygo"), target, ctx.out, package), ctx.src,
-                     label=self.title))
+        ctx.run(Step(tinygo_argv(which("tinygo"), target, ctx.out, package), ctx.src, label=self.title))
 
 
 class GoBuilder(Builder):
@@ -63,8 +61,10 @@ class GoBuilder(Builder):
             return "go: not installed (Go >= 1.21 is needed for GOOS=wasip1; Debian 12 has 1.19)"
         version = self.goversion()
         if not go_supports_wasip1(version):
-            return (f"go: {version or 'unknown version'} cannot build GOOS=wasip1 "
-                    f"(needs Go >= {GO_MIN_WASIP1[0]}.{GO_MIN_WASIP1[1]})")
+            return (
+                f"go: {version or 'unknown version'} cannot build GOOS=wasip1 "
+                f"(needs Go >= {GO_MIN_WASIP1[0]}.{GO_MIN_WASIP1[1]})"
+            )
         return None
 
     def identity(self):
@@ -72,5 +72,4 @@ class GoBuilder(Builder):
 
     def build(self, ctx):
         package = ctx.entry if ctx.single_file else "."
-        ctx.run(Step(go_argv(which("go"), ctx.out, package), ctx.src, env=dict(GO_ENV),
-                     label=self.title))
+        ctx.run(Step(go_argv(which("go"), ctx.out, package), ctx.src, env=dict(GO_ENV), label=self.title))

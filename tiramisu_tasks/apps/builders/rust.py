@@ -16,21 +16,36 @@ RUST_WASM_TARGETS = ("wasm32-wasip1", "wasm32-wasi")  # preferred first
 
 
 def cargo_argv(cargo, target):
-    return [cargo, "build", "--release", "--target", target,
-            "--message-format=json-render-diagnostics"]
+    return [cargo, "build", "--release", "--target", target, "--message-format=json-render-diagnostics"]
 
 
 def cargo_env(rustc, target_dir):
     # RUSTC pins the compiler we checked: otherwise a rustup shim earlier in
     # PATH (without the wasm target) would be used by Debian's cargo.
     # Debian's wasm32 std carries debug info: strip it or a hello is 5 MB.
-    return {"RUSTC": str(rustc), "CARGO_TARGET_DIR": str(target_dir), "RUSTC_WRAPPER": None,
-            "CARGO_PROFILE_RELEASE_STRIP": "debuginfo"}
+    return {
+        "RUSTC": str(rustc),
+        "CARGO_TARGET_DIR": str(target_dir),
+        "RUSTC_WRAPPER": None,
+        "CARGO_PROFILE_RELEASE_STRIP": "debuginfo",
+    }
 
 
 def rustc_argv(rustc, entry, out, target):
-    return [rustc, "--target", target, "--edition", "2021", "-C", "opt-level=s",
-            "-C", "strip=debuginfo", "-o", str(out), str(entry)]
+    return [
+        rustc,
+        "--target",
+        target,
+        "--edition",
+        "2021",
+        "-C",
+        "opt-level=s",
+        "-C",
+        "strip=debuginfo",
+        "-o",
+        str(out),
+        str(entry),
+    ]
 
 
 def pick_rust_target(installed: Sequence[str]):
@@ -93,8 +108,12 @@ def probe_rust(rustc):
     if not vv or not sysroot:
         return None
     cargo = Path(rustc).parent / "cargo"
-    return RustToolchain(rustc, str(cargo) if cargo.exists() else None,
-                         vv.splitlines()[0].strip(), installed_wasi_targets(sysroot.strip()))
+    return RustToolchain(
+        rustc,
+        str(cargo) if cargo.exists() else None,
+        vv.splitlines()[0].strip(),
+        installed_wasi_targets(sysroot.strip()),
+    )
 
 
 class CargoBuilder(Builder):
@@ -118,9 +137,12 @@ class CargoBuilder(Builder):
             info = probe_rust(rustc)
             seen.append(f"{_short(rustc)} ({info.version if info else 'does not run'}) has none")
         checked = f" ({'; '.join(seen)})" if seen else ""
-        return ("rustc: no toolchain with the wasm32-wasip1/wasm32-wasi target" + checked +
-                "; install Debian packages rustc cargo libstd-rust-dev-wasm32, "
-                "or run: rustup target add wasm32-wasip1")
+        return (
+            "rustc: no toolchain with the wasm32-wasip1/wasm32-wasi target"
+            + checked
+            + "; install Debian packages rustc cargo libstd-rust-dev-wasm32, "
+            "or run: rustup target add wasm32-wasip1"
+        )
 
     def identity(self):
         info = self.toolchain_info()
@@ -130,15 +152,21 @@ class CargoBuilder(Builder):
         info = self.toolchain_info()
         target = pick_rust_target(info.targets)
         if ctx.single_file:
-            ctx.run(Step(rustc_argv(info.rustc, ctx.src / ctx.entry, ctx.out, target), ctx.src,
-                         env={"RUSTC_WRAPPER": None}, label=self.title))
+            ctx.run(
+                Step(
+                    rustc_argv(info.rustc, ctx.src / ctx.entry, ctx.out, target),
+                    ctx.src,
+                    env={"RUSTC_WRAPPER": None},
+                    label=self.title,
+                )
+            )
             return
         target_dir = ctx.scratch / "cargo-target"
-        output = ctx.run(Step(cargo_argv(info.cargo, target), ctx.src,
-                              env=cargo_env(info.rustc, target_dir), label=self.title))
+        output = ctx.run(
+            Step(cargo_argv(info.cargo, target), ctx.src, env=cargo_env(info.rustc, target_dir), label=self.title)
+        )
         wasm = cargo_wasm_outputs(output)
         if len(wasm) != 1:
             names = ", ".join(Path(w).name for w in wasm) or "none"
-            raise BuildError(f"cargo: expected one binary, built {names} "
-                             f"(a Tiramisu app is one [[bin]] crate)")
+            raise BuildError(f"cargo: expected one binary, built {names} (a Tiramisu app is one [[bin]] crate)")
         shutil.copyfile(wasm[0], ctx.out)

@@ -34,8 +34,7 @@ class WatBuilder(Builder):
             raise BuildFailed(f"{self.title}: {ctx.entry} is not UTF-8 text") from None
         except wasmtime.WasmtimeError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise BuildFailed(f"{self.title}: {ctx.entry}: {' '.join(lines[:3])[:300]}",
-                              str(exc)) from None
+            raise BuildFailed(f"{self.title}: {ctx.entry}: {' '.join(lines[:3])[:300]}", str(exc)) from None
 
 
 class ReadyWasmBuilder(Builder):
