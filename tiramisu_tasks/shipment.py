@@ -4,7 +4,6 @@ This is the seam between the local build side (server build, Wasmtime
 library, nginx binary; all cached) and the remote lifecycle.
 """
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
@@ -28,13 +27,12 @@ def build_shipment(target, toolchain="auto", nginx_provider="wheel", note=lambda
 
     tc = choose_toolchain(toolchain, target, toolchain_settings)
     note(f"building custom_server for {target.name} with {tc.name} (cached after the first time)")
-    out = Path(tempfile.mkdtemp(prefix="tiramisu-ship-"))
-    build_server(target, tc, out)
+    built = build_server(target, tc)  # paths inside the (immutable) cache entry: no copy, no temp dir
     note(f"fetching nginx for {target.arch} (provider {nginx_provider})")
     nginx = Path(nginx_binary(target, nginx_provider))
     files = {
-        "bin/custom_server": out / "bin" / "custom_server",
-        "lib/libwasmtime.so": out / "lib" / "libwasmtime.so",
+        "bin/custom_server": Path(built["binary"]),
+        "lib/libwasmtime.so": Path(built["library"]),
         "bin/nginx": nginx,
     }
     modes = {"bin/custom_server": "700", "lib/libwasmtime.so": "600", "bin/nginx": "700"}
