@@ -180,7 +180,7 @@ def _debootstrap_tar(test_cache):
         return tar
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed (needed to make a Docker base image offline)")
-    from tiramisu_tasks.artifacts.nginx import system_mirrors
+    from tiramisu_tasks.artifacts.debsource import system_mirrors
 
     mirror = system_mirrors()[0]
     work = Path(tempfile.mkdtemp(prefix="tiramisu-artifacts-root-", dir=test_cache))
@@ -252,7 +252,7 @@ def arm64_musl_loader(test_cache):
     arm64 binary index, own lists and cache (same approach as the nginx
     source provider's deb-src fetch).
     """
-    from tiramisu_tasks.artifacts.nginx import apt_options, system_mirrors
+    from tiramisu_tasks.artifacts.debsource import apt_options, system_mirrors
 
     root = test_cache / "musl-arm64"
     loader = root / "lib" / "aarch64-linux-musl" / "libc.so"
