@@ -71,6 +71,8 @@ def fail(exc, host=None):
     if described is None:
         raise exc
     message, code = described
+    for line in getattr(exc, "details", None) or ():  # e.g. a compiler's errors, above the one line
+        sys.stderr.write(f"  {line}\n")
     raise invoke.Exit(f"tiramisu: {message}", code=code)
 
 

@@ -94,16 +94,17 @@ def test_inventory_settings_and_defaults_are_checked(tmp_path):
     loaded = inv.Inventory.load(path)
     assert loaded.defaults == {"request_timeout_ms": 1500, "workers": 3, "accept_new_host_keys": True}
     assert loaded.require("pi").settings == {"memory_limit_mb": 64, "guest_threads": "auto"}
-    for text, message in [
-        ("defaults: {workers: lots}\n", r"defaults: workers: expected an integer 1-256"),
-        ("defaults: {nope: 1}\n", r"unknown setting\(s\) nope"),
-        ("hosts: {pi: {hostname: h, settings: {app_queue: x}}}\n", r"'pi' app_queue: expected an integer"),
-        ("hosts: {pi: {hostname: h, settings: {accept_new_host_keys: true}}}\n", r"unknown setting"),
-        ("defaults: {docker_base_image: x}\n", r"unknown setting"),  # a config-file setting
+    for text, message, where in [
+        ("defaults: {workers: lots}\n", r"defaults: workers: expected an integer 1-256", "defaults"),
+        ("defaults: {nope: 1}\n", r"unknown setting\(s\) nope", "defaults"),
+        ("hosts: {pi: {hostname: h, settings: {app_queue: x}}}\n", r"'pi' app_queue: expected an integer", "pi"),
+        ("hosts: {pi: {hostname: h, settings: {accept_new_host_keys: true}}}\n", r"unknown setting", "pi"),
+        ("defaults: {docker_base_image: x}\n", r"unknown setting", "defaults"),  # a config-file setting
     ]:
         path.write_text(text)
+        loaded = inv.Inventory.load(path)  # a bad part is kept aside, reported where it is used
         with pytest.raises(InventoryError, match=message):
-            inv.Inventory.load(path)
+            loaded.checked_defaults() if where == "defaults" else loaded.require(where)
 
 
 def _ctx(section=None):
