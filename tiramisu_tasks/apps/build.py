@@ -27,6 +27,7 @@ from ..fileops import copy_atomic
 from ..paths import cache_dir
 from . import builders as B
 from .detect import LANGUAGES, Detection, detect, list_source_files
+from .starter import manifest_name
 from .toolrun import BuildFailed, locked, run_step
 from .validate import validate_file
 
@@ -201,6 +202,8 @@ def build_app(
     started = time.monotonic()
     progress = progress or (lambda msg: None)
     det = detect(source, language)
+    if not name and not det.single_file:
+        name = manifest_name(det.root)  # tiramisu.toml's `name`, the one key read from it today
     name = check_name(name) if name else default_name(det)
     builder = choose_builder(det.language, toolchain)
     identity = builder.identity()
