@@ -73,20 +73,22 @@ def test_set_unset_group_keep_the_facts(home):
     data["hosts"]["pi"]["facts"] = {"arch": "aarch64", "target": "aarch64-linux-gnu"}
     path.write_text(yaml.safe_dump(data))
 
-    proc = run(env, "host.set", "pi", f"http_port=8081,memory_limit_mb=64,user=pi,port=2222,key={key}")
+    proc = run(
+        env, "host.set", "pi", "--set", "http_port=8081,memory_limit_mb=64", "--set", f"user=pi,port=2222,key={key}"
+    )
     assert proc.returncode == 0, proc.stderr
     entry = load(path)["hosts"]["pi"]
     assert entry["settings"] == {"workers": 3, "http_port": 8081, "memory_limit_mb": 64}
     assert (entry["user"], entry["port"], entry["key"]) == ("pi", 2222, str(key))
     assert entry["facts"] == {"arch": "aarch64", "target": "aarch64-linux-gnu"}
 
-    assert run(env, "host.group", "pi", "lab,web").returncode == 0
-    assert run(env, "host.set", "pi", "workers=4", "--group", "db").returncode == 0
-    assert run(env, "host.unset", "pi", "http_port,port").returncode == 0
+    assert run(env, "host.set", "pi", "--group", "lab,web").returncode == 0
+    assert run(env, "host.set", "pi", "--set", "workers=4", "--group", "db").returncode == 0
+    assert run(env, "host.unset", "pi", "--unset", "http_port,port").returncode == 0
     entry = load(path)["hosts"]["pi"]
     assert entry["groups"] == ["db"] and entry["settings"] == {"workers": 4, "memory_limit_mb": 64}
     assert "port" not in entry and entry["facts"]["arch"] == "aarch64"
-    assert run(env, "host.group", "pi", "").returncode == 0
+    assert run(env, "host.set", "pi", "--group", "").returncode == 0
     assert "groups" not in load(path)["hosts"]["pi"]
     assert (path.stat().st_mode & 0o777) == 0o600
 
@@ -94,16 +96,17 @@ def test_set_unset_group_keep_the_facts(home):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["host.set", "pi", "colour=red"], "unknown key 'colour' for host.set"),
-        (["host.set", "pi", "http_port=99999"], "http_port: expected an integer 1-65535, got '99999'"),
-        (["host.set", "pi", "workers=2,guest_threads=lots"], "guest_threads: expected auto or an integer"),
-        (["host.set", "pi", "key=/nonexistent"], "key: /nonexistent does not exist"),
-        (["host.set", "pi", "workers"], "host.set takes KEY=VALUE"),
-        (["host.set", "nope", "workers=2"], "unknown host 'nope'"),
-        (["host.unset", "pi", "hostname"], "hostname cannot be unset"),
-        (["host.unset", "pi", "colour"], "unknown key 'colour' for host.unset"),
-        (["host.group", "pi", "a b"], "invalid group name"),
-        (["host.group", "pi", "other"], "'other' is a host name"),
+        (["host.set", "pi", "--set", "colour=red"], "unknown key 'colour' for host.set"),
+        (["host.set", "pi", "--set", "http_port=99999"], "http_port: expected an integer 1-65535, got '99999'"),
+        (["host.set", "pi", "--set", "workers=2,guest_threads=lots"], "guest_threads: expected auto or an integer"),
+        (["host.set", "pi", "--set", "key=/nonexistent"], "key: /nonexistent does not exist"),
+        (["host.set", "pi", "--set", "workers"], "--set takes KEY=VALUE"),
+        (["host.set", "pi"], "host.set needs --set KEY=VALUE or --group G"),
+        (["host.set", "nope", "--set", "workers=2"], "unknown host 'nope'"),
+        (["host.unset", "pi", "--unset", "hostname"], "hostname cannot be unset"),
+        (["host.unset", "pi", "--unset", "colour"], "unknown key 'colour' for host.unset"),
+        (["host.set", "pi", "--group", "a b"], "invalid group name"),
+        (["host.set", "pi", "--group", "other"], "'other' is a host name"),
     ],
 )
 def test_bad_edits_change_nothing(home, args, message):
@@ -143,7 +146,7 @@ def test_a_broken_entry_is_listed_repaired_replaced_and_removed(home):
     assert proc.returncode == 2 and "'broken' needs a 'hostname'" in one_line_error(proc)
 
     # repaired by host.set (facts kept), replaced by add --force, removed
-    proc = run(env, "host.set", "broken", "hostname=10.0.0.9")
+    proc = run(env, "host.set", "broken", "--set", "hostname=10.0.0.9")
     assert proc.returncode == 0, proc.stderr
     assert load(path)["hosts"]["broken"] == {"hostname": "10.0.0.9", "user": "pi", "facts": {"arch": "aarch64"}}
     proc = run(env, "host.add", "worse", "--hostname", "10.0.0.8")

@@ -1,4 +1,4 @@
-"""host.*: the inventory (add, list, show, set, unset, group, remove) and the probe (check).
+"""host.*: the inventory (add, list, show, set, unset, remove) and the probe (check).
 
 Every write goes through :func:`inventory.locked_inventory` (file lock, atomic
 rename) and checks the whole entry the way loading does
@@ -48,9 +48,9 @@ def split_pairs(text):
         elif pairs:
             pairs[-1][1] += "," + part
         elif part.strip():
-            raise UsageError(f"host.set takes KEY=VALUE[,KEY=VALUE...], got {part.strip()!r}")
+            raise UsageError(f"--set takes KEY=VALUE[,KEY=VALUE...], got {part.strip()!r}")
     if not pairs:
-        raise UsageError("host.set takes KEY=VALUE[,KEY=VALUE...]")
+        raise UsageError("--set takes KEY=VALUE[,KEY=VALUE...]")
     return [(k, v) for k, v in pairs]
 
 
@@ -235,36 +235,25 @@ def _edit(name, change):
 @task(
     help={
         "name": "inventory name",
-        "pairs": "KEY=VALUE[,KEY=VALUE...]: a setting (host.show lists them) or hostname, user, port, key",
+        "set": "KEY=VALUE[,KEY=VALUE...]: a setting (host.show lists them) or hostname, user, port, key (repeatable)",
         "group": "replace the host's groups with these (repeatable, or a comma list; '' for none)",
     },
-    iterable=["group"],
-    positional=["name", "pairs"],
+    iterable=["set", "group"],
+    positional=["name"],
 )
-def set_(c, name, pairs, group=None):
-    """Change settings or connection fields of a host; its facts and other fields stay.
+def set_(c, name, set=None, group=None):
+    """Change settings, connection fields or groups of a host; its facts and other fields stay.
 
-    ``tiramisu host.set pi http_port=8081,workers=4``. Values are checked by
-    their type (README "Settings reference"); an unknown key or a bad value
-    is exit 2 and changes nothing.
+    ``tiramisu host.set pi --set http_port=8081,workers=4 --group lab``.
+    Values are checked by their type (README "Settings reference"); an
+    unknown key or a bad value is exit 2 and changes nothing.
     """
+    if not set and not group:
+        raise UsageError("host.set needs --set KEY=VALUE or --group G (see host.set --help)")
     parsed = {}
-    for key, value in split_pairs(pairs):
-        if key in SET_FIELDS:
-            if key == "port":
-                value = parse_option("port", value, PORT)
-            elif key == "key":
-                invmod.check_key_file(value, "key")
-            elif key == "hostname":
-                invmod.check_hostname(value, "hostname")
-            elif key == "user" and (not value or any(ch.isspace() for ch in value)):
-                raise UsageError(f"user: expected a user name, got {value!r}")
-        elif key in HOST_SETTINGS:
-            value = parse_setting(key, value, label=key)
-        else:
-            known = ", ".join((*SET_FIELDS, *HOST_SETTINGS))
-            raise UsageError(f"unknown key {key!r} for host.set (known: {known})")
-        parsed[key] = value
+    for text in set or []:
+        for key, value in split_pairs(text):
+            parsed[key] = _checked_value(key, value)
     groups = split_names(group) if group else None
 
     def change(raw, inv):
@@ -272,33 +261,59 @@ def set_(c, name, pairs, group=None):
             if key in SET_FIELDS:
                 raw[key] = value
             else:
-                raw.setdefault("settings", {})
-                if not isinstance(raw["settings"], dict):
+                if not isinstance(raw.get("settings"), dict):
                     raw["settings"] = {}
                 raw["settings"][key] = value
         if groups is not None:
             _check_groups(groups, name, inv)
-            raw["groups"] = groups
+            if groups:
+                raw["groups"] = groups
+            else:
+                raw.pop("groups", None)
 
     _edit(name, change)
-    shown = ", ".join(f"{k}={v}" for k, v in parsed.items())
+    shown = [f"{k}={v}" for k, v in parsed.items()]
     if groups is not None:
-        shown += (", " if shown else "") + f"groups={','.join(groups) or '-'}"
-    out(f"{name}: {shown}")
+        shown.append(f"groups={','.join(groups) or '-'}")
+    out(f"{name}: {', '.join(shown)}")
+
+
+def _checked_value(key, value):
+    """A host.set value checked by what the key is (UsageError naming the key)."""
+    if key == "port":
+        return parse_option("port", value, PORT)
+    if key == "key":
+        invmod.check_key_file(value, "key")
+    elif key == "hostname":
+        invmod.check_hostname(value, "hostname")
+    elif key == "user":
+        if not value or any(ch.isspace() for ch in value):
+            raise UsageError(f"user: expected a user name, got {value!r}")
+    elif key in HOST_SETTINGS:
+        return parse_setting(key, value, label=key)
+    else:
+        known = ", ".join((*SET_FIELDS, *HOST_SETTINGS))
+        raise UsageError(f"unknown key {key!r} for host.set (known: {known})")
+    return value
 
 
 @task(
     help={
         "name": "inventory name",
-        "keys": "KEY[,KEY...]: settings to drop (back to defaults:, env, config, built-in), or user, port, key",
+        "unset": "KEY[,KEY...]: settings to drop (then defaults:, env, config or built-in apply), "
+        "or user, port, key (repeatable)",
     },
-    positional=["name", "keys"],
+    iterable=["unset"],
+    positional=["name"],
 )
-def unset(c, name, keys):
-    """Drop settings or optional connection fields of a host; its facts and other fields stay."""
-    names = split_names([keys])
+def unset(c, name, unset=None):
+    """Drop settings or optional connection fields of a host; its facts and other fields stay.
+
+    ``tiramisu host.unset pi --unset http_port,port``.
+    """
+    names = split_names(unset)
     if not names:
-        raise UsageError("host.unset takes KEY[,KEY...]")
+        raise UsageError("host.unset needs --unset KEY[,KEY...] (see host.unset --help)")
     for key in names:
         if key not in UNSET_FIELDS and key not in HOST_SETTINGS:
             known = ", ".join((*UNSET_FIELDS, *HOST_SETTINGS))
@@ -316,28 +331,6 @@ def unset(c, name, keys):
 
     _edit(name, change)
     out(f"{name}: unset {', '.join(names)}")
-
-
-@task(
-    help={
-        "name": "inventory name",
-        "groups": "G[,G...]: the host's groups from now on ('' for none)",
-    },
-    positional=["name", "groups"],
-)
-def group(c, name, groups):
-    """Set the groups a host belongs to (replaces the list); its facts and settings stay."""
-    wanted = split_names([groups])
-
-    def change(raw, inv):
-        _check_groups(wanted, name, inv)
-        if wanted:
-            raw["groups"] = wanted
-        else:
-            raw.pop("groups", None)
-
-    _edit(name, change)
-    out(f"{name}: groups {','.join(wanted) or '-'}")
 
 
 @task(help={"name": "inventory name"})
@@ -367,6 +360,6 @@ def check(c, name, json=False, refresh=False, accept_new=False):
     check_hosts(c, name, json=json, refresh=refresh, accept_new=accept_new)
 
 
-ns = Collection("host", add, show, remove, check, unset, group)
+ns = Collection("host", add, show, remove, check, unset)
 ns.add_task(list_, name="list")
 ns.add_task(set_, name="set")
