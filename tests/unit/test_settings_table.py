@@ -243,3 +243,20 @@ def test_readme_reference_lists_every_setting_once():
         line = next(text for text in section.splitlines() if text.startswith(f"| `{row.name}` |"))
         if row.server:
             assert f"`{row.server}`" in line, row.name
+
+
+def test_the_environment_reaches_a_task_run_between_defaults_and_config_files(tmp_path, monkeypatch):
+    path = tmp_path / "tiramisu.yaml"
+    path.write_text("defaults: {workers: 3}\nhosts:\n  pi: {hostname: 10.0.0.5, settings: {memory_limit_mb: 64}}\n")
+    monkeypatch.setenv("TIRAMISU_INVENTORY", str(path))
+    monkeypatch.setenv("TIRAMISU_HTTP_PORT", "8081")  # beats the config file
+    monkeypatch.setenv("TIRAMISU_WORKERS", "5")  # loses to defaults:
+    monkeypatch.setenv("FABRIC_TIRAMISU_MEMORY_LIMIT_MB", "96")  # loses to the host's settings
+    monkeypatch.setenv("INVOKE_TIRAMISU_APP_QUEUE", "32")  # an older spelling, read whatever the front end
+    spec = spec_for("pi", inv.Inventory.load(path))
+    got = resolve_settings(_ctx({"http_port": 8070, "app_queue": 16}), spec, {})
+    assert (got["http_port"], got["workers"], got["memory_limit_mb"], got["app_queue"]) == (8081, 3, 64, 32)
+    assert resolve_settings(_ctx(), spec, {"http_port": 8090})["http_port"] == 8090
+    monkeypatch.setenv("TIRAMISU_HTTP_PORT", "eighty")
+    with pytest.raises(UsageError, match="TIRAMISU_HTTP_PORT: expected an integer 1-65535, got 'eighty'"):
+        config.setting(_ctx(), "http_port")
