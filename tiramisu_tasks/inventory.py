@@ -21,6 +21,11 @@ Format::
         facts: {arch: aarch64, libc: glibc, ...}   # written by host.check
 
 Accepted host keys are stored beside the file, in ``tiramisu_known_hosts``.
+
+Every entry is checked when it is loaded and before it is written
+(:meth:`HostEntry.from_yaml`). An entry of the file that fails the check does
+not stop the others: it is kept aside in :attr:`Inventory.invalid` (listed,
+repairable, removable, written back as it was) and naming it raises its problem.
 """
 
 import contextlib
@@ -112,7 +117,7 @@ class HostEntry:
         hostname = data.get("hostname")
         if hostname in (None, ""):
             raise InventoryError(f"{where} needs a 'hostname'")
-        check_hostname(hostname, where)
+        check_hostname(hostname, f"{where} hostname")
         user = data.get("user")
         if user not in (None, "") and (not isinstance(user, str) or not user.strip() or " " in user):
             raise InventoryError(f"{where} user: expected a user name, got {user!r}")
@@ -121,7 +126,7 @@ class HostEntry:
             port = _checked(lambda: parse_option(f"{where} port", port, PORT))
         key = data.get("key")
         if key not in (None, ""):
-            check_key_file(key, where)
+            check_key_file(key, f"{where} key")
         groups = data.get("groups") or []
         if isinstance(groups, str):
             groups = [groups]
@@ -180,20 +185,20 @@ def _checked(convert):
 def check_hostname(hostname, where):
     """A hostname is a non-empty string without spaces, commas or '@' (an address, a DNS name or an alias)."""
     if not isinstance(hostname, (str, int)) or isinstance(hostname, bool):
-        raise InventoryError(f"{where} hostname: expected an address or a DNS name, got {hostname!r}")
+        raise InventoryError(f"{where}: expected an address or a DNS name, got {hostname!r}")
     text = str(hostname)
     if not text.strip() or any(ch.isspace() for ch in text) or "," in text or "@" in text or "/" in text:
-        raise InventoryError(f"{where} hostname: expected an address or a DNS name, got {text!r}")
+        raise InventoryError(f"{where}: expected an address or a DNS name, got {text!r}")
 
 
 def check_key_file(key, where):
     """The key is a path (``~`` allowed) to a readable file; a password never is."""
     if not isinstance(key, str) or not key.strip():
-        raise InventoryError(f"{where} key: expected the path of a private key file, got {key!r}")
+        raise InventoryError(f"{where}: expected the path of a private key file, got {key!r}")
     path = Path(key).expanduser()
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
-        raise InventoryError(f"{where} key: {key} {what}")
+        raise InventoryError(f"{where}: {key} {what}")
 
 
 def check_group_name(group, where):

@@ -40,8 +40,8 @@ def load(path):
     "args, message",
     [
         (["host.add", "pi"], "host.add pi: --hostname is required ('pi' is not an IP address"),
-        (["host.add", "pi", "--hostname", "h", "--key", "/nonexistent/k"], "--key key: /nonexistent/k does not exist"),
-        (["host.add", "pi", "--hostname", "a b"], "--hostname hostname: expected an address"),
+        (["host.add", "pi", "--hostname", "h", "--key", "/nonexistent/k"], "--key: /nonexistent/k does not exist"),
+        (["host.add", "pi", "--hostname", "a b"], "--hostname: expected an address"),
         (["host.add", "pi", "--hostname", "h", "--set", "http_port=x"], "--set http_port: expected an integer"),
         (["host.add", "pi", "--hostname", "h", "--set", "colour=red"], "unknown setting 'colour'"),
         (["host.add", "pi", "--hostname", "h", "--group", "a b"], "invalid group name 'a b'"),
