@@ -144,6 +144,8 @@ def test_a_broken_entry_is_listed_repaired_replaced_and_removed(home):
     assert run(env, "host.check", "good").returncode == 255
     proc = run(env, "host.check", "broken")
     assert proc.returncode == 2 and "'broken' needs a 'hostname'" in one_line_error(proc)
+    proc = run(env, "-H", "broken", "webserv.status")  # fab-style -H: the same, not dialled as a hostname
+    assert proc.returncode == 2 and "'broken' needs a 'hostname'" in one_line_error(proc)
 
     # repaired by host.set (facts kept), replaced by add --force, removed
     proc = run(env, "host.set", "broken", "--set", "hostname=10.0.0.9")
