@@ -39,6 +39,10 @@ def test_a_non_empty_dir_is_refused_unless_forced(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "app").iterdir()) == ["main.c", "notes.txt", "tiramisu.toml"]
     assert manifest_name(tmp_path / "app") == "svc"
+    for dry in (["init", "fresh", "--dry"], ["--dry", "init", "fresh"]):  # its own flag and the core one
+        proc = cli("tiramisu", *dry, cwd=tmp_path)
+        assert proc.returncode == 0 and "would write" in proc.stderr, proc.stderr
+        assert not (tmp_path / "fresh").exists()
     for args, message in [
         (["init", "x", "--lang", "cobol"], "--lang cobol: no starter for it (starters: c, zig, wat, rust)"),
         (["init", "x", "--name", "Bad Name"], "--name 'Bad Name': use lowercase"),

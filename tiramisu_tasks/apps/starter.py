@@ -81,15 +81,18 @@ def plan_starter(directory, language=None, name=None, root=None):
     return StarterPlan(directory, name, language, files)
 
 
-def write_starter(plan, force=False):
+def write_starter(plan, force=False, dry=False):
     """Write the plan's files; a non-empty directory is refused unless ``force`` (then
     same-named files are replaced, others left alone). Each file is written to a
-    temporary name beside it and renamed into place. Returns the written paths."""
+    temporary name beside it and renamed into place. Returns the written paths
+    (``dry``: the paths it would write, after the same checks; nothing is written)."""
     directory = plan.directory
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
     if directory.is_dir() and any(directory.iterdir()) and not force:
         raise UsageError(f"{directory} is not empty (use --force to write the starter files into it anyway)")
+    if dry:
+        return [directory / rel for rel in sorted(plan.files)]
     written = []
     for rel, text in sorted(plan.files.items()):
         dest = directory / rel

@@ -16,13 +16,14 @@ from ..taskkit import emit_json, note, out, task
         "name": "app name (default: the directory's name, sanitized to [a-z0-9][a-z0-9_-]*)",
         "force": "write into a non-empty directory (same-named files are replaced, others kept)",
         "json": "print what was written as JSON",
+        "dry": "print the files it would write; write nothing",
     },
     positional=["dir"],
 )
-def init(c, dir, lang=None, name=None, force=False, json=False):
+def init(c, dir, lang=None, name=None, force=False, json=False, dry=False):
     """Write a starter app (source + tiramisu.toml manifest stub) that build and deploy take as it is."""
     plan = plan_starter(dir, language=lang, name=name)
-    written = write_starter(plan, force=force)
+    written = write_starter(plan, force=force, dry=dry)
     if json:
         emit_json(
             {
@@ -30,9 +31,13 @@ def init(c, dir, lang=None, name=None, force=False, json=False):
                 "name": plan.name,
                 "language": plan.language,
                 "files": [str(p) for p in written],
+                "dry": bool(dry),
             }
         )
         return
     for path in written:
-        note(f"wrote {path}")
+        note(f"{'would write' if dry else 'wrote'} {path}")
+    if dry:
+        out(f"{plan.name}: {plan.language} starter for {plan.directory} (dry run: nothing written)")
+        return
     out(f"{plan.name}: {plan.language} starter in {plan.directory}; next: tiramisu deploy {dir} --host HOST")
