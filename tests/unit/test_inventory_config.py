@@ -228,3 +228,33 @@ def test_host_lists_and_groups(tmp_path):
     assert split_host_list(" a, b,,c ") == ["a", "b", "c"]
     assert expand_names(["web"], i) == ["a", "b"]
     assert expand_names(["b", "web", "x@y:2"], i) == ["b", "a", "x@y:2"]
+
+
+@pytest.mark.parametrize(
+    "text, pairs",
+    [
+        ("a=1", [("a", "1")]),
+        ("a=1,b=2", [("a", "1"), ("b", "2")]),
+        ("env_dir=/x,y,workers=3", [("env_dir", "/x,y"), ("workers", "3")]),
+        (" http-port = 8081 ", [("http_port", "8081")]),
+    ],
+)
+def test_host_set_pairs(text, pairs):
+    from tiramisu_tasks.tasks.host import split_pairs
+
+    assert split_pairs(text) == pairs
+
+
+@pytest.mark.parametrize("text", ["", "workers", "x,a=1"])
+def test_host_set_pairs_refused(text):
+    from tiramisu_tasks.tasks.host import split_pairs
+
+    with pytest.raises(UsageError, match="--set takes KEY=VALUE"):
+        split_pairs(text)
+
+
+def test_group_lists():
+    from tiramisu_tasks.tasks.host import split_names
+
+    assert split_names(["a,b", "c", "a", ""]) == ["a", "b", "c"]
+    assert split_names([""]) == []
