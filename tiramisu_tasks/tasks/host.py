@@ -203,7 +203,7 @@ def show(c, name, json=False):
     out(f"{'groups':10} {', '.join(entry.groups) or '-'}")
     for key, (value, layer) in effective.items():
         where = env_variable(key) if layer == "env" else layer
-        out(f"{'setting':10} {key}={'' if value is None else value} ({where})")
+        out(f"{'setting':10} {key}={'-' if value is None else value} ({where})")
     for key, value in sorted(entry.facts.items()):
         out(f"{'fact':10} {key}={value}")
 
