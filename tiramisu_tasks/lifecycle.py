@@ -273,15 +273,15 @@ def setup(box, ship, dry=False, start=True):
             f"pick another with --http-port/--server-port or host.add --set http_port=N"
         )
 
+    # HTTPS (tls.py): the pair is checked or made here before anything is
+    # built or uploaded, and shipped beside the live one before the new config.
+    tls_plan = tls.plan(box)
     shipment = ship(box.target, box.settings["toolchain"], box.settings["nginx_provider"], box.note)
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     # The rendered configs (and VERSION) are staged in a directory removed on
     # the way out, dry run or not.
     with tempfile.TemporaryDirectory(prefix="tiramisu-conf-") as tmp:
         staging = Path(tmp)
-        # HTTPS (tls.py): the pair is checked or made here before anything is
-        # uploaded, and shipped beside the live one before the new config.
-        tls_plan = tls.plan(box)
         values = config_values(
             layout, box.name, box.settings, address=box.address, box_ids=box.report, tls_paths=tls_plan.paths
         )

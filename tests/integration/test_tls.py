@@ -156,11 +156,14 @@ def test_redirect_and_hsts(box):
 
 
 def test_plain_502_names_no_internals(box):
+    assert cli("tiramisu", "setup", "--host", "box").returncode == 0  # tls off again
     box.ssh("kill $(cat tls-env/run/server.pid)", check=True)
     try:
-        out = curl("-D", "-", f"http://{box.hostname}:8180/anything")
-        assert " 502" in out.stdout.splitlines()[0]
-        assert "nginx" not in out.stdout.lower() and "not available" in out.stdout
+        out = curl("-w", "%{http_code}", f"http://{box.hostname}:8180/anything")
+        # the body names neither nginx nor the server's address (the Server header
+        # still says nginx, without a version: stock nginx cannot drop it)
+        assert out.stdout.endswith("502") and "not available" in out.stdout
+        assert "nginx" not in out.stdout.lower() and "127.0.0.1" not in out.stdout
     finally:
         assert cli("tiramisu", "webserv.start", "--host", "box").returncode == 0
 
@@ -174,11 +177,11 @@ def test_files_mode_checked_before_upload(box, tmp_path):
     (tmp_path / "cert.pem").write_bytes(tf.cert_pem(cert))
     (tmp_path / "key.pem").write_bytes(tf.key_pem(key))
     (tmp_path / "other.pem").write_bytes(tf.key_pem(other))
-    served_before = box.ssh("ls tls-env/tls", check=True).stdout
+    served_before = box.ssh("ls tls-env/tls 2>/dev/null || true", check=True).stdout
     settings(box, tls="files", tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "other.pem"))
     proc = cli("tiramisu", "setup", "--host", "box")
     assert proc.returncode == 2 and "does not match the certificate" in one_line_error(proc)
-    assert box.ssh("ls tls-env/tls", check=True).stdout == served_before  # nothing uploaded
+    assert box.ssh("ls tls-env/tls 2>/dev/null || true", check=True).stdout == served_before  # nothing uploaded
     settings(
         box,
         tls="files",
@@ -196,7 +199,7 @@ def test_files_mode_checked_before_upload(box, tmp_path):
     der, alpn = handshake(box.hostname, 8543, "files.test", tmp_path / "cert.pem")
     assert fingerprint_of(der) == tf.fingerprint(cert) and alpn == "h2"
     # the old pair was pruned once the new one served
-    assert len(box.ssh("ls tls-env/tls", check=True).stdout.split()) == 2
+    assert len(box.ssh("ls tls-env/tls 2>/dev/null || true", check=True).stdout.split()) == 2
     settings(box)
 
 
