@@ -331,3 +331,36 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
     # the challenge folder is empty again
     assert box.ssh("ls -A tls-env/acme-challenge", check=True).stdout.strip() == ""
     settings(box)
+
+
+# -------------------------------------------------------------- aarch64 ---
+
+
+@pytest.mark.aarch64
+def test_self_signed_and_files_on_aarch64(aarch64_host, tmp_path, monkeypatch):
+    """The same HTTPS through the arm64 static nginx under qemu: self-signed, then files."""
+    inventory = tmp_path / "tiramisu.yaml"
+    monkeypatch.setenv("TIRAMISU_HOME", str(tmp_path))
+    monkeypatch.setenv("TIRAMISU_INVENTORY", str(inventory))
+    arm = Box(aarch64_host, tmp_path, inventory)
+    settings(arm, tls="self-signed")
+    try:
+        proc = cli("tiramisu", "setup", "--host", "box", "--json")
+        assert proc.returncode == 0, proc.stderr
+        kept = tmp_path / "tls" / "box" / "self-signed" / "cert.pem"
+        der, alpn = handshake(arm.hostname, 8543, arm.hostname, kept)
+        assert (
+            alpn == "h2" and fingerprint_of(der) == json.loads(proc.stdout)["tls"]["certificate"]["fingerprint_sha256"]
+        )
+        cert, key = tf.self_signed(["arm.test"])
+        (tmp_path / "c.pem").write_bytes(tf.cert_pem(cert))
+        (tmp_path / "k.pem").write_bytes(tf.key_pem(key))
+        settings(
+            arm, tls="files", tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem"), domains="arm.test"
+        )
+        proc = cli("tiramisu", "setup", "--host", "box")
+        assert proc.returncode == 0, proc.stderr
+        der, alpn = handshake(arm.hostname, 8543, "arm.test", tmp_path / "c.pem")
+        assert alpn == "h2" and fingerprint_of(der) == tf.fingerprint(cert)
+    finally:
+        cli("tiramisu", "teardown", "--host", "box", "--yes")
