@@ -257,3 +257,44 @@ def test_prune_keeps_the_named_pair(tmp_path):
     keep = [str(tmp_path / "new.crt"), str(tmp_path / "new.key")]
     subprocess.run(["sh", "-c", cmd.tls_prune(str(tmp_path), keep)], check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.crt", "new.key", "notes.txt"]
+
+
+# -------------------------------------------------------------- ACME ---
+
+
+def test_acme_refuses_a_directory_that_is_not_a_url(tmp_path):
+    from tiramisu_tasks import acmeflow
+
+    with pytest.raises(UsageError, match="acme_directory 'letsencrypt' is not an http"):
+        acmeflow.obtain("letsencrypt", ["a.example"], tmp_path, publish=None)
+
+
+def test_acme_unreachable_ca_is_one_line_and_keeps_the_account_key_private(tmp_path):
+    import socket
+
+    from tiramisu_tasks import acmeflow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(acmeflow.AcmeError) as err:
+        acmeflow.obtain(f"https://127.0.0.1:{port}/dir", ["a.example"], tmp_path, publish=None)
+    assert err.value.message.startswith(f"ACME: cannot reach https://127.0.0.1:{port}/dir")
+    assert "\n" not in err.value.message and err.value.code == 1
+    assert oct(os.stat(tmp_path / "account-key.pem").st_mode & 0o777) == "0o600"
+
+
+def test_acme_problem_detail_is_what_the_user_sees():
+    from acme import messages
+
+    from tiramisu_tasks import acmeflow
+
+    problem = messages.Error(typ="urn:ietf:params:acme:error:rejectedIdentifier", detail="policy forbids x.local")
+    assert acmeflow.problem_text(problem) == "policy forbids x.local"
+
+
+def test_acme_state_matches_only_the_same_names_and_ca():
+    meta = {"domains": ["a.example", "b.example"], "directory": "https://ca/dir"}
+    assert tls.acme_matches(meta, ["b.example", "a.example"], "https://ca/dir")
+    assert not tls.acme_matches(meta, ["a.example"], "https://ca/dir")
+    assert not tls.acme_matches(meta, ["a.example", "b.example"], "https://other/dir")
