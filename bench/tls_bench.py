@@ -30,10 +30,23 @@ import server_bench as sb  # noqa: E402
 from tiramisu_tasks import tlsfiles as tf  # noqa: E402
 from tiramisu_tasks.artifacts.nginx import nginx_binary  # noqa: E402
 from tiramisu_tasks.layout import RemoteLayout  # noqa: E402
-from tiramisu_tasks.render import config_values, render_nginx_conf  # noqa: E402
+from tiramisu_tasks.render import config_values, render_nginx_conf, render_server_conf  # noqa: E402
 from tiramisu_tasks.serverbuild import build_server  # noqa: E402
 from tiramisu_tasks.targets import parse_target_name  # noqa: E402
 from tiramisu_tasks.toolchains import choose_toolchain  # noqa: E402
+
+
+def start_server(procs, server_dir, env_root, port, http_port, module):
+    """custom_server with the production server.conf and one app, ``hello``."""
+    layout = RemoteLayout(str(env_root))
+    for d in (layout.conf, layout.modules, layout.logs, layout.run, layout.cache):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    Path(layout.modules, "hello.wasm").write_bytes(Path(module).read_bytes())
+    values = config_values(layout, "bench", sb.settings(server_port=port, http_port=http_port))
+    conf = Path(layout.conf, "server.conf")
+    conf.write_text(render_server_conf(values))
+    proc = procs.start([server_dir / "bin" / "custom_server", "--config", conf], env_root / "stderr.log")
+    bk.wait_http(port, "/_tiramisu/health", proc=proc)
 
 
 def start_tls_nginx(procs, nginx, root, http_port, https_port, upstream_port):
@@ -101,7 +114,7 @@ def main(argv=None):
     ]
     results = {key: [] for key, *_ in configs}
     with bk.Procs() as procs:
-        sb.start_custom_server(procs, server_dir, work / "cs-env", ports["cs"], {"hello": hello})
+        start_server(procs, server_dir, work / "cs-env", ports["cs"], ports["http"], hello)
         start_tls_nginx(procs, nginx, work / "nginx", ports["http"], ports["https"], ports["cs"])
         sb.check_body(ports["http"], "/hello", "nginx http")
         for _key, _label, url, close in configs:
