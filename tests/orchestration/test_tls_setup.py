@@ -20,7 +20,7 @@ def test_self_signed_pair_ships_first_then_the_config(fake, settings, shipment):
     assert [r.rsplit(".", 1)[1] for r in remotes] == ["crt", "key"]
     assert all("/tls/" in r for r in remotes) and pair["check"] is None
     assert all(f["mode"] == "600" for f in pair["files"])
-    assert [f["rel"] if "rel" in f else f["remote"].rsplit("tiramisu-env/", 1)[1] for f in batch["files"]] == ALL_FILES
+    assert [f["remote"].rsplit("tiramisu-env/", 1)[1] for f in batch["files"]] == ALL_FILES
     assert summary["tls"]["mode"] == "self-signed"
     assert summary["https_url"] == "https://box.example:8443/"
     assert fake.ran(r"^find .*/tls -maxdepth 1")  # the pairs the config no longer names are pruned
