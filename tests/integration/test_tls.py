@@ -315,6 +315,9 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
     # tls.status names what is served
     status = cli("tiramisu", "tls.status", "--host", "box")
     assert status.returncode == 0 and "good.test" in status.stdout and "Pebble" in status.stdout, status.stderr
+    report = json.loads(cli("tiramisu", "tls.status", "--host", "box", "--json").stdout)
+    assert report["served"]["fingerprint_sha256"] == second and report["served"]["days_left"] > 30
+    assert report["local"]["fingerprint_sha256"] == second
 
     # a failing validation: bad.test resolves where nothing answers; one line with the
     # CA's problem detail, exit 1, and the old certificate keeps serving
