@@ -329,7 +329,11 @@ def setup(box, ship, dry=False, start=True):
             summary["plan"] = plan.as_dict()
             return summary
         tls.ship(box, tls_plan)
+        # A reload only signals nginx: with HTTPS, wait until the old workers (old certificate) are gone.
+        workers = tls.worker_pids(box) if tls_plan.mode != "off" and box.report["env_exists"] else set()
         done, health = apply_setup(box, plan, staging)
+        if done.get("nginx") == "reload":
+            tls.wait_workers_replaced(box, workers)
         # tls=acme: the first certificate (or a due renewal) once nginx serves the challenge folder.
         issued = tls.after_setup(box, tls_plan, started=start)
         if issued:

@@ -279,9 +279,30 @@ def switch(box, tls_plan):
             box.upload([upload], check=cmd.staged_nginx_test(box.layout, ["conf/nginx.conf"]))
     running = service_states(box).get("nginx", (None, "stopped"))[1] == "running"
     if running:
+        before = worker_pids(box)
         reload_nginx(box)
+        wait_workers_replaced(box, before)
         prune(box, tls_plan)
     return running
+
+
+def worker_pids(box):
+    return set(box.run(cmd.nginx_workers(box.layout)).stdout.split())
+
+
+def wait_workers_replaced(box, before, timeout=10.0):
+    """Wait (up to ``timeout`` s) until nginx's workers of the old config are gone.
+
+    ``nginx -s reload`` only signals the master: for a moment old workers
+    still accept connections with the old certificate. Returns whether they
+    went in time (a worker busy with a slow request may stay longer; it no
+    longer accepts new connections once the master told it to quit).
+    """
+    from .polling import poll_until
+
+    if not before:
+        return True
+    return bool(poll_until(lambda: True if not (before & worker_pids(box)) else None, timeout, interval=0.2))
 
 
 # --------------------------------------------------------------- ACME ---
@@ -325,13 +346,23 @@ def check_challenge_served(box, folder):
     Checked before the CA is asked, so a box set up without tls=acme fails
     here with a hint rather than with the CA's validation error.
     """
+    from .polling import poll_until
+
     token = "tiramisu-check-" + secrets.token_hex(8)
     folder.publish(token, token)
     port = box.settings["http_port"]
+    last = {}
+
+    def served():
+        last["resp"] = box.http(port, CHALLENGE_PREFIX + token, timeout=10)
+        return True if last["resp"].status == 200 else None
+
     try:
-        resp = box.http(port, CHALLENGE_PREFIX + token, timeout=10)
+        # Right after a reload, workers of the previous config may still answer.
+        poll_until(served, 10.0, interval=0.3)
     finally:
         folder.clear()
+    resp = last["resp"]
     if resp.status != 200 or resp.body.strip() != token.encode():
         raise RemoteError(
             f"the box's nginx does not serve {CHALLENGE_PREFIX} on port {port} (HTTP {resp.status}): "
