@@ -275,11 +275,28 @@ def pebble(box, tmp_path_factory):
             fh.close()
 
 
+def test_issue_on_a_box_not_set_up_for_acme_says_so_before_asking_a_ca(box):
+    settings(box, domains="good.test")
+    proc = cli("tiramisu", "tls.issue", "--host", "box")
+    line = one_line_error(proc)
+    assert proc.returncode == 1 and "does not serve /.well-known/acme-challenge/" in line
+    assert "run setup with tls=acme first" in line
+    assert box.ssh("ls -A tls-env/acme-challenge 2>/dev/null || true", check=True).stdout.strip() == ""
+    settings(box)
+
+
 def acme_settings(pebble, domains="good.test"):
     return dict(tls="acme", domains=domains, acme_directory=pebble["directory"], acme_ca_bundle=pebble["bundle"])
 
 
 def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
+    # without the private CA's root this machine cannot trust Pebble: one line naming the setting
+    untrusted = dict(acme_settings(pebble), acme_ca_bundle=None)
+    settings(box, **{k: v for k, v in untrusted.items() if v is not None})
+    proc = cli("tiramisu", "setup", "--host", "box")
+    line = one_line_error(proc)
+    assert proc.returncode == 1 and "cannot verify" in line and "acme_ca_bundle" in line, proc.stderr
+
     settings(box, **acme_settings(pebble))
     proc = cli("tiramisu", "setup", "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr + (pebble["work"] / "pebble.log").read_text()[-2000:]
