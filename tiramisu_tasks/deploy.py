@@ -318,25 +318,36 @@ def preview_check(box, plan, gate, sha256):
     verdict = run_check(box, box.settings["server_port"], gate.preview, gate.check)
     if verdict.ok:
         return offsets, verdict
-    guest, server = cmd.parse_gate_evidence(box.run(cmd.gate_evidence(layout, app, *offsets), warn=True).stdout)
-    message = hg.preview_failure_message(app, rid, gate.check, verdict, guest, server, plan.live_sha256)
-    box.run(cmd.mark_failed(layout, app, rid, message.splitlines()[0]), warn=True)
+    show_evidence(box, app, verdict, offsets)
+    message = hg.preview_failure_message(app, rid, gate.check, verdict, plan.live_sha256)
+    box.run(cmd.mark_failed(layout, app, rid, message), warn=True)
     raise RemoteError(message)
+
+
+def show_evidence(box, app, verdict, offsets):
+    """Print (as notes, on stderr) the failing answer's first body lines, the guest's stderr and the
+    server's lines about the app since ``offsets``; returns those lines."""
+    text = box.run(cmd.gate_evidence(box.layout, app, *offsets), warn=True).stdout
+    guest, server = cmd.parse_gate_evidence(text)
+    lines = hg.evidence_lines(verdict, guest, server)
+    for line in lines:
+        box.note(line)
+    return lines
 
 
 def live_check_failed(box, plan, gate, verdict, offsets):
     """After the switch the check through nginx failed: restore the previous release (unless
     --no-rollback), mark the release failed and raise RemoteError saying which."""
     layout, app, rid = box.layout, plan.app, plan.release
-    guest, server = cmd.parse_gate_evidence(box.run(cmd.gate_evidence(layout, app, *offsets), warn=True).stdout)
+    show_evidence(box, app, verdict, offsets)
     restored = False
     if gate.rollback:
         box.run(cmd.restore_release(layout, app, plan.previous), warn=True)
         if plan.live_sha256:
             wait_for_app(box, app, plan.live_sha256, wait_timeout(box))
         restored = True
-    message = hg.live_failure_message(app, rid, gate.check, verdict, restored, plan.previous, guest, server)
-    box.run(cmd.mark_failed(layout, app, rid, message.splitlines()[0]), warn=True)
+    message = hg.live_failure_message(app, rid, gate.check, verdict, restored, plan.previous)
+    box.run(cmd.mark_failed(layout, app, rid, message), warn=True)
     raise RemoteError(message)
 
 

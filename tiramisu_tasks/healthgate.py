@@ -143,38 +143,36 @@ def evaluate(check, status, body_text, seconds=0.0, error=None):
     return Verdict(True, status, f"HTTP {status}", excerpt, seconds)
 
 
-def preview_failure_message(app, rid, check, verdict, guest_log, server_log, live_sha):
-    """The multi-line error for a release that failed its preview (nothing was switched)."""
+def preview_failure_message(app, rid, check, verdict, live_sha):
+    """The one-line error for a release that failed its preview (nothing was switched)."""
     keeps = f"the previous version ({live_sha[:12]}) keeps serving" if live_sha else "nothing was switched live"
-    lines = [f"{app} {rid} failed its health check before going live: GET {check.path} -> {verdict.reason}; {keeps}"]
-    lines += _excerpts(verdict, guest_log, server_log)
-    return "\n".join(lines)
+    return f"{app} {rid} failed its health check before going live: GET {check.path} -> {verdict.reason}; {keeps}"
 
 
-def live_failure_message(app, rid, check, verdict, restored, previous, guest_log=None, server_log=None):
-    """The multi-line error for a release that failed its check through nginx after the switch."""
+def live_failure_message(app, rid, check, verdict, restored, previous):
+    """The one-line error for a release that failed its check through nginx after the switch."""
     if restored:
         after = f"rolled back to {previous}" if previous else "rolled back: the app is not served"
     else:
         after = f"{rid} stays live (--no-rollback)"
-    lines = [f"{app} {rid} failed its health check after the switch: GET {check.path} -> {verdict.reason}; {after}"]
-    lines += _excerpts(verdict, guest_log, server_log)
-    return "\n".join(lines)
+    return f"{app} {rid} failed its health check after the switch: GET {check.path} -> {verdict.reason}; {after}"
 
 
-def _excerpts(verdict, guest_log, server_log):
+def evidence_lines(verdict, guest_log, server_log):
+    """The lines printed above the error: the answer's first body lines, the guest's stderr and
+    the server's lines about the app written during the check (each part only when non-empty)."""
     out = []
     if verdict.body:
-        out.append("  body:")
-        out += [f"    {ln}" for ln in verdict.body.splitlines()]
+        out.append("health check answer (first lines):")
+        out += [f"  {ln}" for ln in verdict.body.splitlines()]
     guest = first_lines_tail(guest_log)
     if guest:
-        out.append("  guest stderr:")
-        out += [f"    {ln}" for ln in guest]
+        out.append("guest stderr (logs/apps/<app>.log):")
+        out += [f"  {ln}" for ln in guest]
     server = first_lines_tail(server_log)
     if server:
-        out.append("  server:")
-        out += [f"    {ln}" for ln in server]
+        out.append("server log:")
+        out += [f"  {ln}" for ln in server]
     return out
 
 

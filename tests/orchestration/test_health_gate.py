@@ -118,14 +118,17 @@ def test_failing_preview_switches_nothing_and_marks_the_release_failed(fake, ope
     app = built()
     sim = SimServer(fake, app.sha256)
     fake.on_http("/_tiramisu/preview/hello/hello/", 500, "500 Internal Server Error\n", port=9000)
+    box = served(fake, open_fake)
     with pytest.raises(RemoteError) as err:
-        dp.deploy(served(fake, open_fake), app, "hello", None)
-    text = err.value.message
-    first = text.splitlines()[0]
+        dp.deploy(box, app, "hello", None)
+    first = err.value.message
+    assert "\n" not in first
     assert "failed its health check before going live: GET /hello/ -> HTTP 500, expected status < 500" in first
     assert "the previous version (aaaaaaaaaaaa) keeps serving" in first
-    assert "500 Internal Server Error" in text and "guest: panicked at main.c:3" in text
-    assert "ERROR app preview:hello: trap" in text
+    # the answer, the guest's stderr and the server's lines, printed above the one-line error
+    notes = "\n".join(box.rep.notes)
+    assert "  500 Internal Server Error" in notes and "  guest: panicked at main.c:3" in notes
+    assert "  ERROR app preview:hello: trap" in notes
     assert sim.live == OLD and sim.preview is None
     assert not fake.ran(r"^\{ ln -f .*wasm_modules/\.hello")  # never switched
     assert not [r for r in fake.requests if r[1] == 8080]  # nothing through nginx
@@ -169,7 +172,7 @@ def test_live_check_failure_restores_the_previous_release(fake, open_fake, built
     fake.on_http("/hello/", 502, "bad gateway", port=8080)
     with pytest.raises(RemoteError) as err:
         dp.deploy(served(fake, open_fake), app, "hello", None)
-    first = err.value.message.splitlines()[0]
+    first = err.value.message
     assert "failed its health check after the switch: GET /hello/ -> HTTP 502" in first
     assert f"rolled back to {PREV}" in first
     assert sim.live == OLD
@@ -276,16 +279,17 @@ def test_status_rules(statuses, status, ok):
     assert hg.status_ok(statuses, status) is ok
 
 
-def test_failure_message_shows_body_lines_and_logs():
+def test_failure_message_and_evidence():
     check = hg.make_check("/x")
     verdict = hg.evaluate(check, 500, "line1\n\nline2\nline3\nline4\nline5\nline6\n")
-    msg = hg.preview_failure_message("a", "R", check, verdict, "e1\ne2\n", "", None)
-    assert msg.splitlines()[0] == (
+    msg = hg.preview_failure_message("a", "R", check, verdict, None)
+    assert msg == (
         "a R failed its health check before going live: GET /x -> HTTP 500, expected status < 500; "
         "nothing was switched live"
     )
-    assert "    line5" in msg and "line6" not in msg and "  guest stderr:\n    e1\n    e2" in msg
-    assert "server:" not in msg
+    lines = hg.evidence_lines(verdict, "e1\ne2\n", "")
+    assert "  line5" in lines and "  line6" not in lines
+    assert lines[-3:] == ["guest stderr (logs/apps/<app>.log):", "  e1", "  e2"]
 
 
 def test_preview_path_keeps_the_query():
