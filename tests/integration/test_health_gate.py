@@ -157,7 +157,9 @@ def test_preview_path_is_404_through_nginx(served):
 def test_failing_through_nginx_is_rolled_back_or_kept(served, tmp_path):
     (tmp_path / "ok").mkdir()
     ok = wat_app(tmp_path / "ok" / "porty.wat", "porty ok")
-    assert cli("tiramisu", "deploy", ok, "--host", "box").returncode == 0
+    first = cli("tiramisu", "deploy", ok, "--host", "box", "--json")
+    assert first.returncode == 0, first.stderr
+    good_release = json.loads(first.stdout)["release"]
     bad = tmp_path / "bad" / "porty.c"
     bad.parent.mkdir()
     bad.write_text(PORT_SENSITIVE)
@@ -171,7 +173,8 @@ def test_failing_through_nginx_is_rolled_back_or_kept(served, tmp_path):
     line = one_line_error(proc)
     assert proc.returncode == 1 and "stays live (--no-rollback)" in line, proc.stderr
     assert get(url(served, "/porty/"))[0] == 500
-    assert cli("tiramisu", "rollback", "porty", "--host", "box").returncode == 0
+    back = cli("tiramisu", "rollback", "porty", "--host", "box", "--to", good_release)
+    assert back.returncode == 0, back.stderr
     assert get(url(served, "/porty/")) == (200, b"porty ok\n")
 
 
