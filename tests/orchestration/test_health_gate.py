@@ -12,7 +12,6 @@ import pytest
 from tests.fakebox import Reply, http_response
 from tests.orchestration.conftest import ROOT
 from tiramisu_tasks import deploy as dp
-from tiramisu_tasks import healthgate as hg
 from tiramisu_tasks.errors import ConnectError, RemoteError, UsageError
 
 OLD = "a" * 64
@@ -266,31 +265,3 @@ def test_bad_health_options_are_usage_errors_before_any_change(fake, open_fake, 
     with pytest.raises(UsageError, match=re.escape(message)):
         dp.deploy(served(fake, open_fake), built(), "hello", None, health=health)
     assert fake.uploads == []
-
-
-# ---------------------------------------------------------------- pure ---
-
-
-@pytest.mark.parametrize(
-    "statuses, status, ok",
-    [((), 200, True), ((), 404, True), ((), 500, False), (("200",), 201, False), (("2xx", "301"), 301, True)],
-)
-def test_status_rules(statuses, status, ok):
-    assert hg.status_ok(statuses, status) is ok
-
-
-def test_failure_message_and_evidence():
-    check = hg.make_check("/x")
-    verdict = hg.evaluate(check, 500, "line1\n\nline2\nline3\nline4\nline5\nline6\n")
-    msg = hg.preview_failure_message("a", "R", check, verdict, None)
-    assert msg == (
-        "a R failed its health check before going live: GET /x -> HTTP 500, expected status < 500; "
-        "nothing was switched live"
-    )
-    lines = hg.evidence_lines(verdict, "e1\ne2\n", "")
-    assert "  line5" in lines and "  line6" not in lines
-    assert lines[-3:] == ["guest stderr (logs/apps/<app>.log):", "  e1", "  e2"]
-
-
-def test_preview_path_keeps_the_query():
-    assert hg.preview_path("app", "/a/b?x=1") == "/_tiramisu/preview/app/a/b?x=1"
