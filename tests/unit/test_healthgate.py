@@ -92,3 +92,18 @@ def test_gate_evidence_parts():
     assert cmd.parse_gate_evidence("g1\ng2\n---tiramisu-gate---\ns1\n") == ("g1\ng2\n", "s1\n")
     line = cmd.gate_evidence(LAYOUT, "app", 10, 20)
     assert "o=10;" in line and "o=20;" in line and "-e 'app preview:app:'" in line
+
+
+def test_failure_message_is_one_line_and_the_evidence_is_bounded():
+    check = hg.make_check("/x")
+    verdict = hg.evaluate(check, 500, "line1\n\nline2\nline3\nline4\nline5\nline6\n")
+    msg = hg.preview_failure_message("a", "R", check, verdict, None)
+    assert msg == (
+        "a R failed its health check before going live: GET /x -> HTTP 500, expected status < 500; "
+        "nothing was switched live"
+    )
+    lines = hg.evidence_lines(verdict, "e1\ne2\n", "")
+    assert "  line5" in lines and "  line6" not in lines
+    assert lines[-3:] == ["guest stderr (logs/apps/<app>.log):", "  e1", "  e2"]
+    live = hg.live_failure_message("a", "R", check, verdict, True, None)
+    assert live.endswith("rolled back: the app is not served")
