@@ -148,7 +148,7 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     live = server_apps(box).get(app)
     previous, routes_text = cmd.parse_prepare(box.run(cmd.prepare_release(layout, app)).stdout)
     plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
-    gate = gate_plan(box, plan, health)
+    gate = gate_plan(box, plan, health, routes_text)
     summary = {"host": box.name, "app": app, "sha256": built.sha256, "url": box.url(plan.path), "dry": dry}
     box.note(plan.text())
     if not plan.changed:
@@ -161,7 +161,7 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     return apply_deploy(box, plan, built, aot, summary, started, gate)
 
 
-def gate_plan(box, plan, health=None):
+def gate_plan(box, plan, health=None, routes_text=None):
     """The :class:`healthgate.GatePlan` of a deploy plan: flags beat the box's health_* settings."""
     health = health or {}
 
@@ -171,7 +171,14 @@ def gate_plan(box, plan, health=None):
 
     check = hg.make_check(plan.path, pick("path"), pick("status"), pick("body"), pick("timeout"))
     rollback = health.get("rollback")
-    return hg.plan_gate(plan.app, plan.release, check, plan.previous, True if rollback is None else rollback)
+    return hg.plan_gate(
+        plan.app,
+        plan.release,
+        check,
+        plan.previous,
+        True if rollback is None else rollback,
+        routes_text if plan.routes is not None else None,
+    )
 
 
 def apply_deploy(box, plan, built, aot, summary, started, gate=None):
@@ -343,6 +350,8 @@ def live_check_failed(box, plan, gate, verdict, offsets):
     restored = False
     if gate.rollback:
         box.run(cmd.restore_release(layout, app, plan.previous), warn=True)
+        if gate.routes_before is not None:
+            write_routes(box, gate.routes_before)
         if plan.live_sha256:
             wait_for_app(box, app, plan.live_sha256, wait_timeout(box))
         restored = True

@@ -191,7 +191,9 @@ class GatePlan:
 
     ``preview``: the loopback path checked before the switch; ``live``: the
     public path checked through nginx after it; ``rollback``: restore the
-    previous release when the live check fails; ``previous``: that release.
+    previous release when the live check fails; ``previous``: that release;
+    ``routes_before``: the routes file's text to put back with it when the
+    deploy changes the routes (None: it does not).
     """
 
     app: str
@@ -201,6 +203,7 @@ class GatePlan:
     live: str
     rollback: bool
     previous: Optional[str]
+    routes_before: Optional[str] = None
 
     def text(self):
         back = f"restore {self.previous or 'nothing live'}" if self.rollback else "keep it (--no-rollback)"
@@ -221,6 +224,7 @@ class GatePlan:
         }
 
 
-def plan_gate(app, release, check, previous, rollback=True):
+def plan_gate(app, release, check, previous, rollback=True, routes_before=None):
     """The :class:`GatePlan` for deploying ``release`` of ``app`` (``previous``: the live release id or None)."""
-    return GatePlan(app, release, check, preview_path(app, check.path), check.path, bool(rollback), previous)
+    path = preview_path(app, check.path)
+    return GatePlan(app, release, check, path, check.path, bool(rollback), previous, routes_before)

@@ -5,6 +5,7 @@ preview slot) and changes it when the deploy runs the commands that would
 change it on a box, so each test only says how the release answers.
 """
 
+import hashlib
 import re
 
 import pytest
@@ -265,3 +266,18 @@ def test_bad_health_options_are_usage_errors_before_any_change(fake, open_fake, 
     with pytest.raises(UsageError, match=re.escape(message)):
         dp.deploy(served(fake, open_fake), built(), "hello", None, health=health)
     assert fake.uploads == []
+
+
+def test_live_failure_puts_the_routes_back_too(fake, open_fake, built):
+    app = built()
+    sim = SimServer(fake, app.sha256)
+    fake.on_http("/_tiramisu/preview/hello/api", 200, "hi", port=9000)
+    fake.on_http("/api", 500, "no", port=8080)
+    fake.on(r"^p=\$\(cat .*kill -HUP")
+    with pytest.raises(RemoteError, match=f"rolled back to {PREV}"):
+        dp.deploy(served(fake, open_fake, routes="# PREFIX APP\n/old hello\n"), app, "hello", "/api")
+    new_routes, old_routes = [u["files"][0] for u in fake.uploads[1:]]
+    assert new_routes["remote"] == old_routes["remote"] == f"{ROOT}/conf/routes.conf"
+    assert new_routes["sha256"] != old_routes["sha256"]
+    assert old_routes["sha256"] == hashlib.sha256(b"# PREFIX APP\n/old hello\n").hexdigest()
+    assert sim.live == OLD
