@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.cserver.test_audit import any_build, asan_server, sanitizer_reports  # noqa: F401 - fixtures
 from tests.cserver.test_server import env_of
 from tests.fixtures.server import install_module, sha256_bytes
 
@@ -37,15 +38,30 @@ def wait_preview(srv, app, sha, state="active", timeout=15):
 
 
 @pytest.fixture
+def start(any_build):  # noqa: F811 - the imported fixture, as a parameter
+    """run_server, for the normal build and the AddressSanitizer/UBSan build; no sanitizer report allowed."""
+    started = []
+
+    def run(*args, **kwargs):
+        srv = any_build(*args, **kwargs)
+        started.append(srv)
+        return srv
+
+    yield run
+    for srv in started:
+        assert not sanitizer_reports(srv), sanitizer_reports(srv)
+
+
+@pytest.fixture
 def mods(tmp_path):
     d = tmp_path / "mods"
     d.mkdir()
     return d
 
 
-def test_preview_runs_with_the_live_environment_and_never_on_live_paths(run_server, wasm_guests, text_module, mods):
+def test_preview_runs_with_the_live_environment_and_never_on_live_paths(start, wasm_guests, text_module, mods):
     live = install_module(mods, "echo", text_module("live one"))
-    srv = run_server(mods)
+    srv = start(mods)
     sha = place_preview(mods, "echo", wasm_guests["echo"].read_bytes())
     rec = wait_preview(srv, "echo", sha)
     assert rec["sha256"] == sha and rec["path"] == "/_tiramisu/preview/echo/" and rec["error"] is None
@@ -66,9 +82,9 @@ def test_preview_runs_with_the_live_environment_and_never_on_live_paths(run_serv
     assert env == env_live and argv == argv_live
 
 
-def test_promotion_reuses_the_preview_compiled_module(run_server, text_module, mods):
+def test_promotion_reuses_the_preview_compiled_module(start, text_module, mods):
     install_module(mods, "app", text_module("v1"))
-    srv = run_server(mods)
+    srv = start(mods)
     v2 = text_module("v2")
     sha = place_preview(mods, "app", v2)
     wait_preview(srv, "app", sha)
@@ -85,9 +101,9 @@ def test_promotion_reuses_the_preview_compiled_module(run_server, text_module, m
     assert srv.get("/_tiramisu/preview/app/app")[0] == 404
 
 
-def test_trapping_preview_answers_500_only_on_the_preview_path(run_server, wasm_guests, text_module, mods):
+def test_trapping_preview_answers_500_only_on_the_preview_path(start, wasm_guests, text_module, mods):
     install_module(mods, "app", text_module("good"))
-    srv = run_server(mods)
+    srv = start(mods)
     sha = place_preview(mods, "app", wasm_guests["trap"].read_bytes())
     wait_preview(srv, "app", sha)
     assert srv.get("/_tiramisu/preview/app/app")[0] == 500
@@ -99,9 +115,9 @@ def test_trapping_preview_answers_500_only_on_the_preview_path(run_server, wasm_
     assert srv.app("app")["requests"] == 2, access
 
 
-def test_rejected_preview_reports_its_error_and_answers_503(run_server, text_module, mods):
+def test_rejected_preview_reports_its_error_and_answers_503(start, text_module, mods):
     live = install_module(mods, "app", text_module("good"))
-    srv = run_server(mods)
+    srv = start(mods)
     bad = b"\0asm\x01\0\0\0garbage"
     sha = place_preview(mods, "app", bad)
     rec = wait_preview(srv, "app", sha, state="failed")
@@ -110,8 +126,8 @@ def test_rejected_preview_reports_its_error_and_answers_503(run_server, text_mod
     assert srv.app("app")["sha256"] == live and srv.app("app")["state"] == "active"
 
 
-def test_preview_of_a_new_app_is_not_routed_live(run_server, text_module, mods):
-    srv = run_server(mods)
+def test_preview_of_a_new_app_is_not_routed_live(start, text_module, mods):
+    srv = start(mods)
     sha = place_preview(mods, "fresh", text_module("new"))
     wait_preview(srv, "fresh", sha)
     assert srv.get("/fresh")[0] == 404
@@ -120,11 +136,11 @@ def test_preview_of_a_new_app_is_not_routed_live(run_server, text_module, mods):
     assert srv.get("/_tiramisu/preview/fresh")[0] == 404  # "/" routes nowhere for this app
 
 
-def test_preview_routes_file_replaces_the_live_routes(run_server, wasm_guests, text_module, mods, tmp_path):
+def test_preview_routes_file_replaces_the_live_routes(start, wasm_guests, text_module, mods, tmp_path):
     install_module(mods, "other", text_module("other"))
     routes = tmp_path / "routes.conf"
     routes.write_text("/api other\n")
-    srv = run_server(mods, routes=str(routes))
+    srv = start(mods, routes=str(routes))
     sha = place_preview(mods, "echo", wasm_guests["echo"].read_bytes())
     wait_preview(srv, "echo", sha)
     # live routes: /p1 is nobody's, /api is another app's -> 404 on the preview path
@@ -145,8 +161,8 @@ def test_preview_routes_file_replaces_the_live_routes(run_server, wasm_guests, t
     assert sha256_bytes(wasm_guests["echo"].read_bytes()) == sha
 
 
-def test_preview_refused_to_proxied_requests(run_server, text_module, mods):
-    srv = run_server(mods)
+def test_preview_refused_to_proxied_requests(start, text_module, mods):
+    srv = start(mods)
     sha = place_preview(mods, "app", text_module("p"))
     wait_preview(srv, "app", sha)
     assert srv.get("/_tiramisu/preview/app/app")[0] == 200
