@@ -66,7 +66,8 @@ def deploy(
             if summary["changed"]:
                 rep.out(
                     f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
-                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s)"
+                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s, "
+                    f"health gate passed on the preview in {summary['gate_ms']:.0f} ms)"
                 )
             else:
                 rep.out(f"{spec.name}: {app} unchanged at {summary['url']}")
