@@ -67,7 +67,7 @@ def deploy(
                 rep.out(
                     f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
                     f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s, "
-                    f"health gate passed on the preview in {summary['gate_ms']:.0f} ms)"
+                    f"health gate passed on the preview in {summary.get('gate_ms', 0):.0f} ms)"
                 )
             else:
                 rep.out(f"{spec.name}: {app} unchanged at {summary['url']}")
