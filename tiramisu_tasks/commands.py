@@ -322,3 +322,20 @@ def activate_previewed(layout, app, rid, keep):
     """:func:`activate_release`, then the preview slot emptied (the server has promoted its module by then
     or compiles it from its cache)."""
     return f"{activate_release(layout, app, rid, keep)} && {remove_preview(layout, app)}"
+
+
+# ---------------------------------------------------------------- tls ---
+
+
+def tls_prune(tls_dir, keep):
+    """Delete the certificate pairs in ``tls_dir`` (``*.crt``, ``*.key``) other than ``keep`` (paths)."""
+    names = [posixpath.basename(p) for p in keep]
+    keep_args = " ".join(f"! -name {q(n)}" for n in names)
+    pairs = "\\( -name '*.crt' -o -name '*.key' \\)"
+    return f"find {q(tls_dir)} -maxdepth 1 -type f {pairs} {keep_args} -exec rm -f -- {{}} +"
+
+
+def nginx_workers(layout):
+    """The pids of nginx's workers (children of the master in run/nginx.pid), one line; nothing if not running."""
+    pid = q(layout.pid_file("nginx"))
+    return f'p=$(cat {pid} 2>/dev/null) && [ -n "$p" ] && cat /proc/"$p"/task/*/children 2>/dev/null; true'
