@@ -120,6 +120,23 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
         )
 
 
+class TiramisuTask(fabric.Task):
+    """Invoke's task with one fix to automatic short flags: Invoke takes the
+    first character of the long name not yet taken, which can be the ``-`` of
+    ``health-timeout`` (shown as ``--``, unusable); we take a letter or digit."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        names = opts["names"]
+        if len(names) > 1 and not names[1].isalnum():
+            names.pop()
+            for char in names[0]:
+                if char.isalnum() and char not in taken_names:
+                    names.append(char)
+                    break
+        return opts
+
+
 def task(*args, types=None, **kwargs):
     """``fabric.task`` whose body's user-facing errors become one-line exits.
 
@@ -169,7 +186,7 @@ def task(*args, types=None, **kwargs):
         helps = dict(kwargs.get("help") or {})
         for name, kind in typed.items():
             helps[name] = helps.get(name, "") + options.help_suffix(kind)
-        made = fabric.task(*args, **{**kwargs, "help": helps})(body)
+        made = fabric.task(*args, **{"klass": TiramisuTask, **kwargs, "help": helps})(body)
         made.option_types = dict(typed)  # for tests and docs
         made.original_help = dict(helps)  # Invoke pops help texts as it builds its parser
         holder["task"] = made
