@@ -73,7 +73,7 @@ def call_with_hosts(call, hosts):
     if param is None:
         raise Exit(f"tiramisu: {name} acts on no host: drop -H", code=2)
     given = call.kwargs.get(param)
-    if given and split_host_list(given) != split_host_list(hosts):
+    if given and set(split_host_list(given)) != set(split_host_list(hosts)):
         flag = "--host" if param == "host" else param.upper()
         raise Exit(f"tiramisu: -H {hosts} and {flag} {given} name different hosts: give one of them", code=2)
     call.kwargs = {**call.kwargs, param: hosts}

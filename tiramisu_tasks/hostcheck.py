@@ -36,7 +36,7 @@ def check_hosts(c, name, json, refresh, accept_new):
             rep.out(format_report(report))
         return report
 
-    results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=True)
+    results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=True, json=json)
     for r in results:
         if r.ok and not r.value["supported"]:
             r.fail(unsupported_message(r.value), code=UnsupportedTarget.code)

@@ -108,7 +108,7 @@ class HostResult:
         self.ok, self.error, self.code = False, error, code
 
 
-def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False, interrupt_ok=False):
+def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False, interrupt_ok=False, json=None):
     """Call ``fn(conn, spec, reporter)`` for each host; returns [HostResult].
 
     ``quiet`` (``--json``): return every result, failed ones included, and let
@@ -116,7 +116,10 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False, interr
     task (``invoke.Exit``). Raises ``UsageError`` (exit 2) before connecting
     when a host cannot be resolved (:func:`connect.resolve_specs`).
     ``interrupt_ok``: Ctrl-C is the normal end (``--follow``): exit 0.
+    ``json`` (default: ``quiet``): stdout is kept for the document, so the
+    reporters' output goes to stderr.
     """
+    json = quiet if json is None else json
     inventory = Inventory.load()
     specs = resolve_specs(c, host, inventory)
     prefixed = len(specs) > 1
@@ -129,7 +132,7 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False, interr
     interrupted = threading.Event()
 
     def one(spec, config):
-        reporter = Reporter(spec.name, prefixed=prefixed, json=quiet)
+        reporter = Reporter(spec.name, prefixed=prefixed, json=json)
         started = time.monotonic()
         conn = None
         try:

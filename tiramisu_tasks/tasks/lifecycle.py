@@ -214,7 +214,7 @@ def status(c, host=None, json=False):
                 )
         return report
 
-    results = run_on_hosts(c, host, one, quiet=True)
+    results = run_on_hosts(c, host, one, quiet=True, json=json)
     # Scripts and monitors test the exit code: 1 unless every service is healthy.
     for r in results:
         if r.ok and not r.value["healthy"]:
