@@ -173,7 +173,7 @@ def test_chained_shell_command_stops_at_the_failing_task(x86_host, tmp_inventory
     )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert proc.returncode == 2 and not marker.exists()  # a mistyped host is a usage error
-    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: nosuch.invalid")
+    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: unknown host 'nosuch.invalid'")
 
 
 def test_sandbox_is_the_embedded_default_host(tmp_inventory):
