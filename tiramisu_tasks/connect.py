@@ -2,11 +2,12 @@
 
 One resolver serves the three front ends:
 
-* ``inv TASK --host X`` / ``tiramisu TASK --host X``: ``c`` is a Context and X
-  is a comma list of inventory names, group names, ~/.ssh/config aliases or
-  ``user@host:port`` strings;
-* ``fab -H X TASK`` / ``tiramisu -H X TASK``: ``c`` is a Connection built by
-  Fabric from X; when X is an inventory name we rebuild it from the inventory.
+* ``TASK --host X``, ``TASK -H X`` and ``fab -H X TASK`` / ``tiramisu -H X
+  TASK`` (cli.TiramisuExecutor passes X on as ``--host``): ``c`` is a Context
+  and X a comma list of inventory names, group names, ~/.ssh/config aliases
+  or ``user@host:port`` strings, checked before anything connects;
+* a task called from Python with a fabric Connection as ``c`` and no host
+  list acts on that Connection (an inventory name is rebuilt from the inventory).
 
 Every Connection gets Tiramisu's host-key policy (see :mod:`hostkeys`).
 """
