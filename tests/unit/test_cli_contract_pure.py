@@ -277,3 +277,48 @@ def test_following_tail_dies_when_the_session_closes(tmp_path):
 
 def test_tail_without_follow_is_plain():
     assert commands.tail(["/a b"], 3) == "tail -n 3 '/a b'"
+
+
+# ------------------------------------------------- the runner, no box ---
+
+
+def closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def refusing(tmp_path, monkeypatch):
+    """Two inventory hosts on loopback ports nobody listens on (connection refused)."""
+    import fabric
+
+    from tiramisu_tasks.config import DEFAULTS
+
+    monkeypatch.setenv("TIRAMISU_INVENTORY", str(tmp_path / "tiramisu.yaml"))
+    monkeypatch.setenv("TIRAMISU_HOME", str(tmp_path))
+    inv = Inventory.load()
+    for name in ("r1", "r2"):
+        inv.hosts[name] = HostEntry(name, "127.0.0.1", port=closed_port(), user="pi", groups=["refusing"])
+    inv.save()
+    return invoke.Context(config=fabric.Config(overrides={"tiramisu": dict(DEFAULTS)}))
+
+
+def test_one_failed_host_is_its_own_line_and_code(refusing):
+    with pytest.raises(invoke.Exit) as err:
+        hostrun.run_on_hosts(refusing, "r1", lambda conn, spec, rep: conn.run("true"))
+    assert err.value.code == 255
+    assert err.value.message.startswith("tiramisu: r1: cannot connect: ")
+
+
+def test_failed_hosts_are_in_the_document_with_their_error(refusing, capsys):
+    results = hostrun.run_on_hosts(refusing, "refusing", lambda conn, spec, rep: conn.run("true"), quiet=True)
+    with pytest.raises(invoke.Exit) as err:
+        hostrun.finish(results, json=True)
+    assert err.value.code == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["exit_code"] == 1
+    assert [(h["host"], h["ok"], h["exit_code"]) for h in doc["hosts"]] == [("r1", False, 255), ("r2", False, 255)]
+    assert all(h["error"].startswith("cannot connect: ") for h in doc["hosts"])
