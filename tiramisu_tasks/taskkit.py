@@ -91,6 +91,8 @@ def fail(exc, host=None):
         hint = "" if debug_enabled() else " (TIRAMISU_DEBUG=1 shows the traceback)"
         raise invoke.Exit(f"tiramisu: internal error: {exc.__class__.__name__}: {exc}{hint}", code=70)
     message, code = described
+    for line in getattr(exc, "details", None) or ():  # e.g. a compiler's errors, above the one line
+        sys.stderr.write(f"  {line}\n")
     raise invoke.Exit(f"tiramisu: {message}", code=code)
 
 
@@ -146,6 +148,7 @@ READ_ONLY_TASKS = frozenset(
         "tiramisu_tasks.tasks.sandbox.status",
         "tiramisu_tasks.tasks.toolchain.doctor",
         "tiramisu_tasks.tasks.apps_build.build_languages",
+        "tiramisu_tasks.tasks.tls.status",
     }
 )
 
