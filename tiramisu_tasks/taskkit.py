@@ -56,7 +56,7 @@ def describe_exception(exc, host=None, address=None):
             hint = " (no usable key: give one with host.add --key PATH, ~/.ssh/config or ssh-agent)"
         return f"{where}authentication failed: {exc}{hint}", 255
     if isinstance(exc, paramiko.SSHException) and _not_ssh(exc):
-        return f"{where}{address or 'the host'} is not an SSH server: {exc}", 255
+        return f"{where}{address or 'the host'} is not an SSH server: {_banner_error(exc)}", 255
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return f"{where}cannot connect: {exc.strerror or exc}", 255
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -79,6 +79,14 @@ def _not_ssh(exc):
     """Paramiko's words for a peer that answered without an SSH banner."""
     text = str(exc)
     return "protocol banner" in text or "Indecipherable protocol version" in text
+
+
+def _banner_error(exc):
+    """Paramiko glues the socket error to its text ("...banner[Errno 104] ..."); part them."""
+    text, head = str(exc), "Error reading SSH protocol banner"
+    if text.startswith(head) and text != head:
+        return f"{head} ({text[len(head) :].strip()})"
+    return text
 
 
 def fail(exc, host=None):

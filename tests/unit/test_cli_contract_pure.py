@@ -222,6 +222,13 @@ def test_a_port_that_is_not_ssh_is_named():
     )
 
 
+def test_the_banner_error_keeps_the_socket_reason_apart():
+    exc = paramiko.SSHException("Error reading SSH protocol banner[Errno 104] Connection reset by peer")
+    assert taskkit.describe_exception(exc, address="h:1")[0] == (
+        "h:1 is not an SSH server: Error reading SSH protocol banner ([Errno 104] Connection reset by peer)"
+    )
+
+
 def test_debug_switch():
     assert taskkit.debug_enabled({"TIRAMISU_DEBUG": "1"})
     assert not taskkit.debug_enabled({"TIRAMISU_DEBUG": "0"}) and not taskkit.debug_enabled({})
