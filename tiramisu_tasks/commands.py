@@ -67,7 +67,15 @@ def read_file(path):
 
 
 def tail(paths, lines, follow=False):
-    return join(["tail", "-n", str(int(lines))] + (["-F"] if follow else []) + list(paths))
+    """``tail -n LINES PATHS``; ``follow``: ``tail -F`` that ends when our side of
+    the session does. sshd leaves a command without a terminal running when the
+    connection closes (Ctrl-C here), so the tail runs in the background and is
+    killed once stdin reaches end of file, which closing the connection causes
+    (the caller must leave the command's stdin open: no input is sent)."""
+    command = join(["tail", "-n", str(int(lines))] + (["-F"] if follow else []) + list(paths))
+    if not follow:
+        return command
+    return f"{command} & t=$!; cat >/dev/null; kill $t 2>/dev/null; wait $t 2>/dev/null; true"
 
 
 def process_alive(pid):

@@ -150,7 +150,7 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
     gate = gate_plan(box, plan, health, routes_text)
     summary = {"host": box.name, "app": app, "sha256": built.sha256, "url": box.url(plan.path), "dry": dry}
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if not plan.changed:
         summary.update(changed=False, release=previous)
         return summary
@@ -406,7 +406,7 @@ def rollback(box, app, to=None, dry=False):
     """
     require_served(box)
     plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if dry:
         return {
             "host": box.name,
@@ -429,7 +429,7 @@ def remove(box, app, dry=False, timeout=30):
     """
     require_served(box)
     plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if dry:
         return {"host": box.name, "app": app, "dry": True, "plan": plan.as_dict()}
     if plan.routes is not None:

@@ -181,4 +181,4 @@ def logs(c, app, host=None, lines=50, follow=False):
         if not lc.tail_logs(box, [path], lines, follow):
             rep.out(f"{spec.name}: no log for {app} yet ({path})")
 
-    run_on_hosts(c, host, one)
+    run_on_hosts(c, host, one, interrupt_ok=follow)
