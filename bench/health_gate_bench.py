@@ -46,7 +46,9 @@ def run(argv, env, cwd):
 def must(proc, what):
     if proc.returncode != 0:
         raise SystemExit(f"bench: {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    doc = json.loads(proc.stdout)
+    # the CLI contract's envelope (one host's object under "hosts"); older revisions print the object itself
+    return doc["hosts"][0] if isinstance(doc, dict) and "hosts" in doc else doc
 
 
 def base_tree(rev, work):

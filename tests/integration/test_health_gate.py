@@ -9,12 +9,11 @@ nginx (it answers 500 when reached on the public port) is rolled back, or kept
 with --no-rollback.
 """
 
-import json
 import os
 
 import pytest
 
-from tests.helpers import cli, one_line_error
+from tests.helpers import cli, host_result, one_line_error
 from tests.integration.test_deploy import url, wat_app
 from tests.integration.test_lifecycle import Load, get
 
@@ -126,7 +125,7 @@ def test_failing_releases_never_serve_and_the_old_one_stays(served, tmp_path):
     assert get(url(served, "/gate/")) == (200, b"gate v1\n")
     names = releases(served, "gate")
     assert len([n for n in names if n.endswith(".failed")]) == 2, names
-    listed = json.loads(cli("tiramisu", "apps", "--host", "box", "--json").stdout)
+    listed = host_result(cli("tiramisu", "apps", "--host", "box", "--json"))
     (app,) = [a for a in listed["apps"] if a["name"] == "gate"]
     assert app["state"] == "active"
     # the preview slot is empty again
@@ -142,7 +141,7 @@ def test_good_release_passes_the_gate(served, tmp_path):
             "tiramisu", "deploy", good, "--host", "box", "--health-body", "ready", "--health-status", "200", "--json"
         )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = host_result(proc)
     assert summary["health"]["preview"]["ok"] and summary["health"]["live"]["ok"]
     assert summary["health"]["preview"]["status"] == 200
     assert load.failed == 0, load.errors[:5]
@@ -159,7 +158,7 @@ def test_failing_through_nginx_is_rolled_back_or_kept(served, tmp_path):
     ok = wat_app(tmp_path / "ok" / "porty.wat", "porty ok")
     first = cli("tiramisu", "deploy", ok, "--host", "box", "--json")
     assert first.returncode == 0, first.stderr
-    good_release = json.loads(first.stdout)["release"]
+    good_release = host_result(first)["release"]
     bad = tmp_path / "bad" / "porty.c"
     bad.parent.mkdir()
     bad.write_text(PORT_SENSITIVE)
