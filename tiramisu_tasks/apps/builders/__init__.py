@@ -36,7 +36,18 @@ from .cfamily import (
     zig_cc_argv,
     zig_exe_argv,
 )
-from .go import GO_ENV, GoBuilder, TinyGoBuilder, go_argv, go_supports_wasip1, tinygo_argv, tinygo_target
+from .go import (
+    GO_ENV,
+    GoBuilder,
+    TinyGoBuilder,
+    find_go,
+    go_argv,
+    go_env,
+    go_supports_wasip1,
+    pypi_go,
+    tinygo_argv,
+    tinygo_target,
+)
 from .rust import (
     CargoBuilder,
     cargo_argv,
@@ -66,6 +77,9 @@ __all__ = [
     "zig_exe_argv",
     "GO_ENV",
     "go_argv",
+    "go_env",
+    "find_go",
+    "pypi_go",
     "go_supports_wasip1",
     "tinygo_argv",
     "tinygo_target",
