@@ -423,11 +423,13 @@ static uint32_t pool_slots(const ts_config *cfg) {
 
 /* A component instance takes several pool entries: one adapted from a
  * preview 1 module has 4 core instances (the module, the WASI adapter and two
- * glue modules), 1-2 linear memories and 2-3 tables. Each guest slot gets room
- * for one such component; a core module uses one of each. */
-#define CORE_PER_SLOT 4u
-#define MEMORIES_PER_SLOT 2u
-#define TABLES_PER_SLOT 4u
+ * glue modules), 1 linear memory and 2 tables; componentize-py's has 14 core
+ * modules. Each guest slot gets room for one such component (a core module
+ * uses one of each). Core instance and table entries cost little; memories
+ * reserve address space, so fewer of them. */
+#define CORE_PER_SLOT 16u
+#define MEMORIES_PER_SLOT 4u
+#define TABLES_PER_SLOT 16u
 
 #define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
 #define GUARD_DEFAULT (32ull << 20)

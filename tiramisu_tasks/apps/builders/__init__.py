@@ -48,6 +48,7 @@ from .go import (
     tinygo_argv,
     tinygo_target,
 )
+from .python import ComponentizePyBuilder
 from .rust import (
     CargoBuilder,
     cargo_argv,
@@ -108,6 +109,7 @@ def builders_for(language) -> List[Builder]:
         "go": [TinyGoBuilder(), GoBuilder()],
         "assemblyscript": [AscBuilder()],
         "emscripten": [EmccBuilder()],
+        "python": [ComponentizePyBuilder()],
         "wat": [WatBuilder()],
         "wasm": [ReadyWasmBuilder()],
     }

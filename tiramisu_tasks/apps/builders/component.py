@@ -116,6 +116,40 @@ def identity():
     return f"{(probe_text((wasm_tools(), '--version')) or '').strip()} jco-adapter {JCO_VERSION}"
 
 
+WIT_VERSION = "0.2.12"
+WIT_PACKAGES = ("cli", "clocks", "filesystem", "io", "random", "sockets")
+
+
+def wasi_wit_dir(run, progress, cache_root=None):
+    """Dir of the WASI 0.2 WIT packages (deps/<pkg>/package.wit), from the jco npm package once."""
+    from ...artifacts import cache
+    from ...paths import cache_dir
+
+    spec = f"@bytecodealliance/jco@{JCO_VERSION}"
+
+    def fetch(tmp):
+        progress(f"fetching the WASI {WIT_VERSION} WIT files from npm ({spec}, once)")
+        run(Step(npm_pack_argv(_npm(), spec, tmp), tmp, label=f"npm pack {spec}", what="download"))
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if not tarballs:
+            raise BuildError(f"npm pack {spec}: no tarball was written")
+        with tarfile.open(tarballs[0]) as tar:
+            for pkg in WIT_PACKAGES:
+                name = f"package/lib/wit/builtin/{WIT_VERSION}/wasi-{pkg}/package.wit"
+                try:
+                    data = tar.extractfile(tar.getmember(name)).read()
+                except KeyError:
+                    raise BuildError(f"{spec} has no {name}") from None
+                (Path(tmp) / f"{pkg}.wit").write_bytes(data)
+        for t in tarballs:
+            t.unlink()
+
+    base = Path(cache_root) if cache_root else cache_dir()
+    with locked(base / "npm-tools"):
+        entry = cache.get_or_build("npm-tools", {"wasi-wit": spec, "version": WIT_VERSION}, fetch, root=cache_root)
+    return entry.path
+
+
 def adapter_file(run, progress, adapter="command", cache_root=None):
     """Path of the adapter .wasm, fetched from npm once into the artifact cache."""
     from ...artifacts import cache
