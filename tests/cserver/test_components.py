@@ -124,17 +124,66 @@ def test_a_component_without_wasi_cli_run_is_refused_and_the_old_version_serves(
     assert srv.get("/app")[0] == 200  # the previous component keeps serving
 
 
-def test_check_module_refuses_a_component_that_does_not_link(server_build, tmp_path):
+RUN_EXPORT = """
+  (core module $m (func (export "run") (result i32) i32.const 0))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $ri (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $ri))"""
+
+HTTP_HANDLER = """
+  (core module $m (func (export "h")))
+  (core instance $i (instantiate $m))
+  (func $h (canon lift (core func $i "h")))
+  (instance $hi (export "handle" (func $h)))
+  (export "wasi:http/incoming-handler@0.2.0" (instance $hi))"""
+
+# Components the box cannot run: (WAT, what the server's one line says, what build says).
+UNRUNNABLE = {
+    "imports-wasi-http": (
+        '(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))' + RUN_EXPORT + ")",
+        "link failed: component imports instance `wasi:http/outgoing-handler@0.2.0`",
+        "imports wasi:http/outgoing-handler@0.2.0: wasi:http is not provided",
+    ),
+    "http-handler": (
+        "(component" + HTTP_HANDLER + ")",
+        "wasi:http handlers are not supported",
+        "a wasi:http handler",
+    ),
+    "no-run": ("(component)", "exports no wasi:cli/run", "exports no wasi:cli/run"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNRUNNABLE))
+def test_unrunnable_components_are_refused_in_one_line(server_build, tmp_path, case):
     import wasmtime
 
-    comp = tmp_path / "needs_http.wasm"
-    comp.write_bytes(wasmtime.wat2wasm('(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))'))
-    proc = subprocess.run(
-        [str(server_build), "--check-module", str(comp), "--cache", ""], capture_output=True, text=True
-    )
+    from tiramisu_tasks.apps.validate import InvalidWasm, validate_bytes
+
+    wat, server_says, build_says = UNRUNNABLE[case]
+    comp = tmp_path / f"{case}.wasm"
+    comp.write_bytes(wasmtime.wat2wasm(wat))
+    binary = server_build / "bin" / "custom_server"
+    proc = subprocess.run([str(binary), "--check-module", str(comp), "--cache", ""], capture_output=True, text=True)
     assert proc.returncode == 1
     line = proc.stdout.strip()
-    assert "\n" not in line and "wasi:cli/run" in line
+    assert "\n" not in line and server_says in line, line
+    with pytest.raises(InvalidWasm) as err:
+        validate_bytes(comp.read_bytes(), "app.wasm")
+    assert "\n" not in err.value.message and build_says in err.value.message, err.value.message
+
+
+def test_a_runnable_minimal_component_passes_both_checks(server_build, tmp_path):
+    import wasmtime
+
+    from tiramisu_tasks.apps.validate import validate_bytes
+
+    comp = tmp_path / "runonly.wasm"
+    comp.write_bytes(wasmtime.wat2wasm("(component" + RUN_EXPORT + ")"))
+    binary = server_build / "bin" / "custom_server"
+    proc = subprocess.run([str(binary), "--check-module", str(comp), "--cache", ""], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok ") and "component" in proc.stdout
+    assert validate_bytes(comp.read_bytes(), "app.wasm").run_export == "wasi:cli/run@0.2.0"
 
 
 def test_hot_swap_module_component_module_under_load(run_server, wasm_guests, components, tmp_path):
