@@ -218,3 +218,17 @@ def test_hot_swap_module_component_module_under_load(run_server, wasm_guests, co
             t.join(20)
     failed = [r for r in results if r != 200]
     assert len(results) > 50 and not failed, (len(results), failed[:5])
+
+
+def test_a_component_precompiled_locally_is_loaded_by_the_server(server_build, components, tmp_path):
+    """deploy --aot: the same engine settings, Component.serialize here, deserialized on the box."""
+    from .test_aot import SERVER_FLAGS, precompiled_for
+
+    comp = components["hello"]
+    cwasm = precompiled_for(server_build, comp, tmp_path, pooling="on")
+    flags = [arg for k, v in SERVER_FLAGS.items() for arg in ("--" + k, v)]
+    binary = str(server_build / "bin" / "custom_server")
+    argv = [binary, "--check-module", str(comp), "--pooling", "on", *flags, "--precompiled", str(cwasm)]
+    proc = subprocess.run(argv + ["--cache", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["ok", sha256_bytes(comp.read_bytes()), "precompiled", "component"]
