@@ -29,6 +29,8 @@ REQUIRED = {
     "form-echo",
     "hello-tinygo",
     "hello-go",
+    "hello-component",
+    "hello-python",
 }
 
 
