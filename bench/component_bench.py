@@ -48,6 +48,21 @@ def make_guests(out):
     return module, comp
 
 
+def start_custom_server(procs, server_dir, env_root, port, modules):
+    """custom_server with the production server.conf (as bench/server_bench.py's, with a real http_port)."""
+    layout = sb.RemoteLayout(str(env_root))
+    for d in (layout.conf, layout.modules, layout.logs, layout.run, layout.cache):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    for name, path in modules.items():
+        Path(layout.modules, f"{name}.wasm").write_bytes(Path(path).read_bytes())
+    values = sb.config_values(layout, "bench", sb.settings(server_port=port, http_port=bk.free_port()))
+    conf = Path(layout.conf, "server.conf")
+    conf.write_text(sb.render_server_conf(values))
+    proc = procs.start([server_dir / "bin" / "custom_server", "--config", conf], env_root / "stderr.log")
+    bk.wait_http(port, "/_tiramisu/health", proc=proc)
+    return proc
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
@@ -65,7 +80,7 @@ def main(argv=None):
     ports = {k: bk.free_port() for k in ("cs", "n_cs")}
     try:
         with bk.Procs() as procs:
-            sb.start_custom_server(procs, server_dir, work / "cs-env", ports["cs"], {"hello": module, "hello_c": comp})
+            start_custom_server(procs, server_dir, work / "cs-env", ports["cs"], {"hello": module, "hello_c": comp})
             sb.start_nginx(procs, nginx, work / "nginx-env", ports["n_cs"], ports["cs"])
             for port in (ports["cs"], ports["n_cs"]):
                 for path in ("/hello", "/hello_c"):
