@@ -350,7 +350,7 @@ def test_node_candidates_path_first_then_the_venv(tmp_path):
 def test_go_env_is_offline_and_caches_under_the_cache_dir():
     env = B.go_env("/c")
     assert {k: env[k] for k in ("GOOS", "GOARCH", "CGO_ENABLED")} == B.GO_ENV
-    assert env["GOTOOLCHAIN"] == "local" and env["GOPROXY"] == "off"
+    assert env["GOTOOLCHAIN"] == "local" and env["GOPROXY"] == "off" and env["GOFLAGS"] is None
     assert env["GOCACHE"] == "/c/go/build" and env["GOPATH"] == "/c/go/path"
     assert env["GOMODCACHE"].startswith("/c/go/path/")
 
@@ -456,3 +456,21 @@ def test_python_apps_are_detected_by_app_py():
 
     cands = classify_dir(["app.py", "helper.py"], lambda rel: "")
     assert cands[0].language == "python" and cands[0].entry == "app.py"
+
+
+def test_go_package_choice(tmp_path):
+    (tmp_path / "main.go").write_text("package main\n")
+    (tmp_path / "util.go").write_text("package main\n")
+    (tmp_path / "util_test.go").write_text("package main\n")
+    assert B.go_package(tmp_path, "main.go", True) == "main.go"
+    assert B.go_package(tmp_path, None, False) == ["main.go", "util.go"]
+    (tmp_path / "go.mod").write_text("module x\n")
+    assert B.go_package(tmp_path, None, False) == "."
+    assert B.go_argv("go", "/o.wasm", ["a.go", "b.go"])[-2:] == ["a.go", "b.go"]
+
+
+def test_go_files_without_go_mod_are_a_go_project():
+    from tiramisu_tasks.apps.detect import classify_dir
+
+    cands = classify_dir(["main.go", "main_test.go"], lambda rel: "")
+    assert cands[0].language == "go" and "no go.mod" in cands[0].reason

@@ -116,6 +116,10 @@ def classify_dir(files: Sequence[str], read_head: Callable[[str], str]) -> List[
         found.append(Candidate("rust", None, "Cargo.toml (a cargo project)"))
     if "go.mod" in top:
         found.append(Candidate("go", None, "go.mod (a Go module)"))
+    else:
+        top_go = sorted(f for f in top if f.endswith(".go") and not f.endswith("_test.go"))
+        if top_go:  # package main without a module file: built from these files
+            found.append(Candidate("go", None, f"{len(top_go)} Go source file(s), no go.mod"))
 
     zig_files = sorted(f for f in names if f.endswith(".zig") and f != "build.zig")
     if "build.zig" in top:

