@@ -194,6 +194,7 @@ def apply_deploy(box, plan, built, aot, summary, started):
         seconds=round(time.monotonic() - started, 2),
         state=record.get("state"),
         code=record.get("code"),
+        kind=record.get("kind", "module"),
     )
     if resp.status >= 500:
         raise RemoteError(f"{app} is live but answered HTTP {resp.status} at {plan.path}: {resp.text.strip()[:200]}")
@@ -216,7 +217,9 @@ def _aot_shipment(box, built):
 
 
 def apps(box):
-    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests}]}."""
+    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests, kind}]}.
+
+    kind: "module" (WASI preview 1) or "component" (WASI 0.2), None while nothing is loaded."""
     require_served(box)
     served = server_apps(box)
     routes_text = read_text(box, box.layout.routes_file)
@@ -234,6 +237,7 @@ def apps(box):
                 "state": a.get("state"),
                 "error": a.get("error"),
                 "requests": a.get("requests"),
+                "kind": a.get("kind"),
             }
         )
     return {"host": box.name, "apps": out}
