@@ -227,3 +227,20 @@ def list_releases(layout, app):
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
     return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'
+
+
+# ---------------------------------------------------------------- tls ---
+
+
+def tls_prune(tls_dir, keep):
+    """Delete the certificate pairs in ``tls_dir`` (``*.crt``, ``*.key``) other than ``keep`` (paths)."""
+    names = [posixpath.basename(p) for p in keep]
+    keep_args = " ".join(f"! -name {q(n)}" for n in names)
+    pairs = "\\( -name '*.crt' -o -name '*.key' \\)"
+    return f"find {q(tls_dir)} -maxdepth 1 -type f {pairs} {keep_args} -exec rm -f -- {{}} +"
+
+
+def nginx_workers(layout):
+    """The pids of nginx's workers (children of the master in run/nginx.pid), one line; nothing if not running."""
+    pid = q(layout.pid_file("nginx"))
+    return f'p=$(cat {pid} 2>/dev/null) && [ -n "$p" ] && cat /proc/"$p"/task/*/children 2>/dev/null; true'
