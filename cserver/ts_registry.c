@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_component.h"
 #include "ts_log.h"
 #include "ts_sha256.h"
 
@@ -93,8 +94,9 @@ static ts_app *get_app_locked(const char *name) {
 void ts_version_release(ts_version *v) {
   if (!v) return;
   if (atomic_fetch_sub(&v->refs, 1) == 1) {
-    wasmtime_instance_pre_delete(v->pre);
-    wasmtime_module_delete(v->module);
+    if (v->pre) wasmtime_instance_pre_delete(v->pre);
+    if (v->module) wasmtime_module_delete(v->module);
+    ts_component_free(v->component);
     free(v);
   }
 }
@@ -226,9 +228,10 @@ static void load_app(const char *name) {
   uint64_t t0 = ts_now_us();
   wasmtime_module_t *module = NULL;
   wasmtime_instance_pre_t *pre = NULL;
+  ts_component *component = NULL;
   int source = TS_LOAD_COMPILED;
-  int rc =
-      ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err, sizeof err);
+  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &component, &source,
+                          err, sizeof err);
   ts_buf_free(&bytes);
   uint64_t took = ts_now_us() - t0;
   if (rc) {
@@ -246,13 +249,15 @@ static void load_app(const char *name) {
   }
   ts_version *v = calloc(1, sizeof *v);
   if (!v) {
-    wasmtime_instance_pre_delete(pre);
-    wasmtime_module_delete(module);
+    if (pre) wasmtime_instance_pre_delete(pre);
+    if (module) wasmtime_module_delete(module);
+    ts_component_free(component);
     return;
   }
   atomic_init(&v->refs, 1);
   v->module = module;
   v->pre = pre;
+  v->component = component;
   v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
@@ -774,6 +779,7 @@ int ts_registry_apps_json(ts_buf *b) {
                     a->current->source == TS_LOAD_CACHE         ? "cache"
                     : a->current->source == TS_LOAD_PRECOMPILED ? "precompiled"
                                                                 : "compiled");
+      ts_buf_printf(b, ",\"kind\":\"%s\"", a->current->component ? "component" : "module");
     } else {
       ts_buf_puts(b, "null,\"loaded_at_unix\":null,\"from_cache\":false,\"code\":null");
     }

@@ -23,6 +23,7 @@ typedef struct ts_version {
   _Atomic int refs;
   wasmtime_module_t *module;
   wasmtime_instance_pre_t *pre;
+  struct ts_component *component; /* a WASI 0.2 command component (then module and pre are NULL) */
   char sha256[65];
   double loaded_at; /* unix seconds */
   int source;       /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_component.h"
 #include "ts_conn.h"
 #include "ts_http.h"
 #include "ts_listen.h"
@@ -349,7 +350,8 @@ static void guest_run(ts_pool_item *it, void *arg) {
   ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values,     j->env.envc,
                      j->body,     j->body_len, app->log,     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
   memset(&j->out, 0, sizeof j->out);
-  j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
+  j->res = j->m.version->component ? ts_component_run(g_engine, j->m.version->component, &in, &j->out)
+                                   : ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
   post_done(j);
 }
 

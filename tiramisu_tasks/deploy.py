@@ -236,6 +236,7 @@ def apply_deploy(box, plan, built, aot, summary, started, gate=None):
         seconds=round(time.monotonic() - started, 2),
         state=record.get("state"),
         code=record.get("code"),
+        kind=record.get("kind", "module"),
     )
     if not live.ok:
         live_check_failed(box, plan, gate, live, offsets)
@@ -376,7 +377,9 @@ def _aot_shipment(box, built):
 
 
 def apps(box):
-    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests}]}."""
+    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests, kind}]}.
+
+    kind: "module" (WASI preview 1) or "component" (WASI 0.2), None while nothing is loaded."""
     require_served(box)
     served = server_apps(box)
     routes_text = read_text(box, box.layout.routes_file)
@@ -394,6 +397,7 @@ def apps(box):
                 "state": a.get("state"),
                 "error": a.get("error"),
                 "requests": a.get("requests"),
+                "kind": a.get("kind"),
             }
         )
     return {"host": box.name, "apps": out}
