@@ -192,23 +192,6 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
         )
 
 
-class TiramisuTask(fabric.Task):
-    """Invoke's task with one fix to automatic short flags: Invoke takes the
-    first character of the long name not yet taken, which can be the ``-`` of
-    ``health-timeout`` (shown as ``--``, unusable); we take a letter or digit."""
-
-    def arg_opts(self, name, default, taken_names):
-        opts = super().arg_opts(name, default, taken_names)
-        names = opts["names"]
-        if len(names) > 1 and not names[1].isalnum():
-            names.pop()
-            for char in names[0]:
-                if char.isalnum() and char not in taken_names:
-                    names.append(char)
-                    break
-        return opts
-
-
 def task(*args, types=None, **kwargs):
     """``fabric.task`` whose body's user-facing errors become one-line exits.
 
@@ -290,7 +273,21 @@ def task(*args, types=None, **kwargs):
 
 class TiramisuTask(fabric.Task):
     """A Fabric task whose ``--host`` also answers to ``-H``, so ``inv TASK -H a,b``,
-    ``fab TASK -H a,b`` and ``fab -H a,b TASK`` all mean ``--host a,b``."""
+    ``fab TASK -H a,b`` and ``fab -H a,b TASK`` all mean ``--host a,b``; and
+    whose automatic short flags are letters or digits (Invoke takes the first
+    character of the long name not yet taken, which can be the ``-`` of
+    ``health-timeout``, shown as ``--`` and unusable)."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        names = opts["names"]
+        if len(names) > 1 and not names[1].isalnum():
+            names.pop()
+            for char in names[0]:
+                if char.isalnum() and char not in taken_names:
+                    names.append(char)
+                    break
+        return opts
 
     def get_arguments(self, *args, **kwargs):
         arguments = super().get_arguments(*args, **kwargs)
