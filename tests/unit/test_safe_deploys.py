@@ -173,3 +173,18 @@ def test_bad_batch_is_a_usage_error(text):
 
 def test_stop_when_more_than_max_failed():
     assert not rollout.should_stop(0, 0) and rollout.should_stop(1, 0) and not rollout.should_stop(1, 1)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["history", "--host", "h"], ["history", "", "--host", "h"]),
+        (["history"], ["history", ""]),
+        (["history", "app", "--host", "h"], ["history", "app", "--host", "h"]),
+        (["deploy", "x", "--name", "history", "--host", "h"], ["deploy", "x", "--name", "history", "--host", "h"]),
+    ],
+)
+def test_history_app_is_optional_on_the_command_line(argv, expected):
+    from tiramisu_tasks.cli import fill_optional_positionals
+
+    assert fill_optional_positionals(argv) == expected

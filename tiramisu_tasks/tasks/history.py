@@ -17,10 +17,11 @@ from ..taskkit import HOST_HELP, table, task
     },
     positional=["app"],
 )
-def history(c, app=None, host=None, json=False, lines=50):
+def history(c, app, host=None, json=False, lines=50):
     """Show the box's change history: time, action, app, release, result, seconds, who, from where."""
-    if app is not None:
-        validate_app_name(app)
+    # APP is optional: `tiramisu history --host H` passes "" (cli.OPTIONAL_POSITIONAL);
+    # under inv/fab give "" (or -) for every app.
+    app = validate_app_name(app) if app not in ("", "-", None) else None
 
     def one(conn, spec, rep):
         result = hist.read(connect_box(c, conn, spec, rep, need_supported=False), app, lines)
