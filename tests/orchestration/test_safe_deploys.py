@@ -227,3 +227,26 @@ def test_a_lock_that_cannot_be_taken_fails_that_host_only():
         ("a", "failed", "a is locked by bob"),
         ("b", "updated", None),
     ]
+
+
+def test_tasks_lock_only_boxes_with_an_env_and_look_again_after_waiting(fake, open_fake):
+    from tests.fakebox import Reply
+
+    opened = []
+
+    def opener(**kw):
+        return lambda: opened.append(1) or open_fake(**kw)
+
+    with boxlock.locked(opener(installed=False, env_exists=False), "webserv.stop") as box:
+        assert box.name == "fake"
+    assert not fake.ran(r"state/lock") and len(opened) == 1
+    replies = [HELD_BY_BOB.format(age=1), "acquired\nclient=1.2.3.4\n"]
+    fake.on(
+        r"^if \[ ! -d .*mkdir -m 700 .*state/lock",
+        reply=[Reply(r) for r in replies],
+    )
+    fake.on(r"^if grep -qxF .*token=.* mv ", "released\n")
+    opened.clear()
+    with boxlock.locked(opener(), "webserv.restart", wait=5) as box:
+        assert len(opened) == 2  # observed again under the lock
+    assert fake.commands[-1].startswith("if grep -qxF")

@@ -260,23 +260,27 @@ def logs(c, host=None, lines=50, which="all", follow=False):
     run_on_hosts(c, host, one)
 
 
-@task(name="enable-boot", help={"host": HOST_HELP})
-def enable_boot(c, host=None):
+@task(name="enable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
+def enable_boot(c, host=None, lock_wait=None):
     """Start Tiramisu at boot with an @reboot line in the user's crontab (if crontab exists)."""
 
     def one(conn, spec, rep):
-        lc.enable_boot(connect_box(c, conn, spec, rep, need_supported=False))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.enable-boot") as box:
+            lc.enable_boot(box)
         rep.out(f"{spec.name}: @reboot entry added to the crontab")
 
     run_on_hosts(c, host, one)
 
 
-@task(name="disable-boot", help={"host": HOST_HELP})
-def disable_boot(c, host=None):
+@task(name="disable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
+def disable_boot(c, host=None, lock_wait=None):
     """Remove Tiramisu's @reboot line from the user's crontab."""
 
     def one(conn, spec, rep):
-        lc.disable_boot(connect_box(c, conn, spec, rep, need_supported=False))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.disable-boot") as box:
+            lc.disable_boot(box)
         rep.out(f"{spec.name}: @reboot entry removed")
 
     run_on_hosts(c, host, one)
