@@ -129,10 +129,9 @@ def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, ma
         max_failed=max_failed or 0,
         keep_partial=keep_partial,
     )
+    print(summary_text(result), file=sys.stderr, flush=True)  # stderr: --json stdout stays one object
     if json:
         emit_json(result.as_dict())
-    else:
-        print(summary_text(result), file=sys.stderr, flush=True)
     if not result.ok:
         raise Exit(f"tiramisu: rollout of {app} failed on: {', '.join(o.host for o in result.failed)}", code=1)
 
