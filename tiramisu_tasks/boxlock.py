@@ -265,7 +265,12 @@ def held(box, task, app=None, release=None, wait=None, heartbeat_every=HEARTBEAT
     try:
         yield lock
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except Exception as exc:  # noqa: BLE001 - never hide the change's own error; the lock goes stale
+            box.note(
+                f"{box.name}: could not release the box's lock ({exc}); lock.status shows it, lock.release breaks it"
+            )
 
 
 @contextmanager
