@@ -188,3 +188,20 @@ def test_history_app_is_optional_on_the_command_line(argv, expected):
     from tiramisu_tasks.cli import fill_optional_positionals
 
     assert fill_optional_positionals(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["deploy", "x.wat", "--batch", "0"], "tiramisu: --batch: expected a host count"),
+        (["deploy", "x.wat", "--pause", "3"], "tiramisu: --pause, --max-failed and --keep-partial go with --batch"),
+        (["deploy", "x.wat", "--lock-wait", "soon"], "tiramisu: --lock-wait: expected an integer 0-86400"),
+        (["lock.status"], "tiramisu: no host given"),
+        (["history", "bad name", "--host", "h"], "tiramisu: invalid app name 'bad name'"),
+    ],
+)
+def test_bad_safe_deploy_flags_are_one_line_exit_2(args, message):
+    from tests.helpers import cli, one_line_error
+
+    proc = cli("tiramisu", *args)
+    assert proc.returncode == 2 and one_line_error(proc).startswith(message), proc.stderr
