@@ -247,7 +247,9 @@ def acquire(
         word, holder, client = parse_lock_output(result.stdout)
         waited = time.monotonic() - started
         if word == cmd.LOCK_NO_ENV:
-            raise UsageError(f"Tiramisu is not set up on {box.name} ({box.layout.root}): run setup --host {box.name}")
+            raise UsageError(
+                f"Tiramisu is not installed on {box.name} ({box.layout.root}): run setup --host {box.name} first"
+            )
         if word == cmd.LOCK_ACQUIRED:
             return Held(box, token, client, waited if announced else 0.0, heartbeat_every)
         if waited >= wait:
