@@ -227,6 +227,12 @@ def check_module(layout):
 
 # ------------------------------------------- release markers / pruning ---
 
+
+def chain(*commands):
+    """Several commands as one round trip, each only after the previous succeeded (``a && b``)."""
+    return " && ".join(f"{{ {c}; }}" for c in commands if c)
+
+
 RELEASE_MARKS = ("failed", "keep")  # <id>.failed: a failed attempt; <id>.keep: pinned
 
 

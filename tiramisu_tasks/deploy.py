@@ -300,14 +300,18 @@ def remove(box, app, dry=False, timeout=30):
 # prunes by :func:`plans.plan_prune` and pins with ``pin`` (``--keep-release``).
 
 
-def _record(box, lock, action, app, result, started, **fields):
+def _history_record(lock, action, app, result, started, **fields):
     from . import history
     from .boxlock import local_identity
 
     user, host, _ = local_identity()
-    rec = history.make_record(action, app, result, time.monotonic() - started, f"{user}@{host}", lock.client, **fields)
-    history.append(box, rec)
-    return rec
+    return history.make_record(action, app, result, time.monotonic() - started, f"{user}@{host}", lock.client, **fields)
+
+
+def _record(box, lock, action, app, result, started, **fields):
+    from . import history
+
+    history.append(box, _history_record(lock, action, app, result, started, **fields))
 
 
 def _record_failure(box, lock, action, app, started, exc, **fields):
@@ -318,19 +322,31 @@ def _record_failure(box, lock, action, app, started, exc, **fields):
         box.note(f"{box.name}: could not record the failure in the box's history: {again}")
 
 
+def attempted_releases(ids, sha256, since):
+    """The release ids this attempt may have uploaded (pure): ``deploy`` names a
+    release ``<UTC time>-<sha256[:10]>`` (:func:`plans.release_id`) by this
+    machine's clock, so: that suffix, stamped at or after ``since`` (epoch seconds)."""
+    from .plans import release_id
+
+    floor = release_id(sha256, since)
+    return [r for r in ids if r.endswith("-" + sha256[:10]) and r >= floor]
+
+
 def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, **kw):
     """:func:`deploy` while ``lock`` (boxlock.Held) is held; records history, marks, prunes, pins.
 
     Same return value and errors as :func:`deploy` (the summary gains
-    ``pruned`` and ``pinned``).
+    ``pruned`` and ``pinned``). Round trips beyond the deploy's own: one
+    listing, then marks, pruning and the history record in one command.
     """
-    started = time.monotonic()
-    before = set(release_listing(box, app)[0])
+    from . import history
+
+    started, since = time.monotonic(), time.time() - 1
     try:
         summary = deploy(box, built, app, route, keep=keep, aot=aot, **kw)
     except Exception as exc:
         try:
-            new = sorted(set(release_listing(box, app)[0]) - before)
+            new = attempted_releases(release_listing(box, app)[0], built.sha256, since)
             for rid in new:
                 box.run(cmd.mark_release(box.layout, app, rid, "failed"), warn=True)
         except Exception:  # noqa: BLE001 - reported below with the original error
@@ -339,8 +355,9 @@ def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, *
         raise
     ids, failed, pinned = release_listing(box, app)
     rid = summary.get("release")
+    steps = []
     if pin and rid:
-        box.run(cmd.mark_release(box.layout, app, rid, "keep"))
+        steps.append(cmd.mark_release(box.layout, app, rid, "keep"))
         pinned = tuple(sorted(set(pinned) | {rid}))
     summary["pinned"] = bool(pin and rid)
     summary["pruned"] = []
@@ -356,19 +373,13 @@ def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, *
         )
         if plan.delete:
             box.note(plan.text())
-            box.run(cmd.delete_releases(box.layout, app, plan.delete))
+            steps.append(cmd.delete_releases(box.layout, app, plan.delete))
             summary["pruned"] = list(plan.delete)
-    _record(
-        box,
-        lock,
-        "deploy",
-        app,
-        "ok" if summary["changed"] else "unchanged",
-        started,
-        release=rid,
-        sha256=built.sha256,
-        previous=summary.get("previous"),
+    result = "ok" if summary["changed"] else "unchanged"
+    record = _history_record(
+        lock, "deploy", app, result, started, release=rid, sha256=built.sha256, previous=summary.get("previous")
     )
+    box.run(cmd.chain(*steps, history.append_command(box.layout, record)))
     return summary
 
 

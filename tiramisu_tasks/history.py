@@ -44,10 +44,15 @@ def make_record(
     }
 
 
+def append_command(layout, record):
+    """The command appending ``record`` (only :data:`FIELDS`) as one JSON line (pure)."""
+    line = json.dumps({k: record.get(k) for k in FIELDS}, sort_keys=False, separators=(",", ":"))
+    return cmd.history_append(layout, line)
+
+
 def append(box, record):
     """Append ``record`` to the box's history (call it while holding the box's lock)."""
-    line = json.dumps({k: record.get(k) for k in FIELDS}, sort_keys=False, separators=(",", ":"))
-    box.run(cmd.history_append(box.layout, line))
+    box.run(append_command(box.layout, record))
 
 
 def parse_history(text, app=None, lines=None):

@@ -95,10 +95,11 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
     fake.on_http("/hello/", 200, "hi", port=8080)
     fake.on(r"^\{ ln -f ")
     fake.on(r"^: > .*\.keep'?$")
-    fake.on(r"^cd .*releases/hello'? && rm -f --")
     script_lock(fake)
     box = served(fake, open_fake, current="20260106T000000Z-0000000006")
     summary = dp.locked_deploy(box, app, "hello", None, keep=3, pin=True, wait=0)
+    (last,) = fake.ran(r"history.jsonl.tmp")  # pin, prune and history: one round trip
+    assert f"{summary['release']}.keep" in last and "rm -f -- 20260101T000000Z-0000000001.wasm" in last
     assert summary["pinned"] and summary["pruned"] == [f"2026010{i}T000000Z-{i:010d}" for i in (1, 2, 3, 4)]
     (rec,) = history_records(fake)
     assert rec["result"] == "ok" and rec["action"] == "deploy" and rec["sha256"] == app.sha256
@@ -110,13 +111,10 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
 
 
 def test_a_failed_attempt_is_marked_and_recorded(fake, open_fake, built):
-    from tests.fakebox import Reply
     from tiramisu_tasks.errors import RemoteError
 
     app = built()
-    before = "20260101T000000Z-0000000001.wasm\nCURRENT\n"
-    after = before + "20261130T000000Z-abcdefabcd.wasm\n"
-    fake.on(r"^ls -1 .*releases/hello", reply=[Reply(before), Reply(after)])
+    fake.on(r"^ls -1 .*releases/hello", reply=lambda command: listing(fake, 1))
     fake.on_http(
         "/_tiramisu/apps",
         reply=[
@@ -129,9 +127,10 @@ def test_a_failed_attempt_is_marked_and_recorded(fake, open_fake, built):
     script_lock(fake)
     with pytest.raises(RemoteError, match="rejected"):
         dp.locked_deploy(served(fake, open_fake), app, "hello", None, wait=0)
-    assert fake.ran(r"20261130T000000Z-abcdefabcd\.failed")
+    (uploaded,) = [p.rsplit("/", 1)[1][:-5] for p in fake.files if "/releases/hello/" in p]
+    assert fake.ran(rf"{uploaded}\.failed") and not fake.ran(r"20260101T000000Z-0000000001\.failed")
     (rec,) = history_records(fake)
-    assert rec["result"] == "failed" and rec["release"] == "20261130T000000Z-abcdefabcd" and "trap" in rec["error"]
+    assert rec["result"] == "failed" and rec["release"] == uploaded and "trap" in rec["error"]
     assert fake.commands[-1].startswith("if grep -qxF")  # the lock was released
 
 

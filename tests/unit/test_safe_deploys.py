@@ -205,3 +205,19 @@ def test_bad_safe_deploy_flags_are_one_line_exit_2(args, message):
 
     proc = cli("tiramisu", *args)
     assert proc.returncode == 2 and one_line_error(proc).startswith(message), proc.stderr
+
+
+def test_the_attempt_is_told_apart_from_older_uploads_of_the_same_bytes():
+    from tiramisu_tasks.deploy import attempted_releases
+
+    sha = "ab" * 32
+    old, new = plans.release_id(sha, now=1_000_000), plans.release_id(sha, now=1_000_100)
+    other = plans.release_id("cd" * 32, now=1_000_100)
+    assert attempted_releases([new, other, old], sha, since=1_000_050) == [new]
+
+
+def test_chain_runs_in_order_and_stops_at_a_failure(tmp_path):
+    log = tmp_path / "log"
+    ok = commands.chain(f"echo a >> {log}", "", f"cd {tmp_path} && echo b >> {log}")
+    assert sh(ok).returncode == 0 and log.read_text() == "a\nb\n"
+    assert sh(commands.chain("false", f"echo c >> {log}")).returncode != 0 and "c" not in log.read_text()
