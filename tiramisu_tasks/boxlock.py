@@ -193,6 +193,7 @@ class Held:
         self.client = client  # the address the box sees us come from
         self.waited = waited  # seconds spent waiting for another holder (0.0: it was free)
         self.lost = False
+        self.released = False
         self._stop = threading.Event()
         self._thread = None
         if heartbeat_every:
@@ -211,13 +212,32 @@ class Held:
                 self.lost = True
                 self.box.note(f"{self.box.name}: the box's lock was broken by someone else while this change held it")
 
-    def release(self):
-        """Stop the heartbeat and remove the lock if it is still ours (never raises for a lost lock)."""
+    def _stop_heartbeat(self):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    def release(self):
+        """Stop the heartbeat and remove the lock if it is still ours (never raises for a lost lock).
+
+        A no-op after :meth:`run_and_release` already released it.
+        """
+        self._stop_heartbeat()
+        if self.released:
+            return True
         out = self.box.run(cmd.lock_release(self.box.layout, self.token), warn=True, timeout=30).stdout
+        self.released = True
         return out.strip() == "released"
+
+    def run_and_release(self, command):
+        """Run the change's last command and release the lock in the same round trip.
+
+        The lock is released whether ``command`` succeeds or not; its exit
+        status is the result (a failure raises as ``box.run`` does).
+        """
+        self._stop_heartbeat()
+        self.released = True
+        return self.box.run(cmd.then_always(command, cmd.lock_release(self.box.layout, self.token)))
 
 
 def acquire(

@@ -228,6 +228,12 @@ def check_module(layout):
 # ------------------------------------------- release markers / pruning ---
 
 
+def then_always(command, final):
+    """``command`` (in a subshell: even its ``exit`` cannot skip ``final``), then
+    ``final`` whatever happened; the exit status is ``command``'s."""
+    return f"( {command} ); rc=$?; {final}; exit $rc"
+
+
 def chain(*commands):
     """Several commands as one round trip, each only after the previous succeeded (``a && b``)."""
     return " && ".join(f"{{ {c}; }}" for c in commands if c)

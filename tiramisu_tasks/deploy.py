@@ -337,7 +337,8 @@ def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, *
 
     Same return value and errors as :func:`deploy` (the summary gains
     ``pruned`` and ``pinned``). Round trips beyond the deploy's own: one
-    listing, then marks, pruning and the history record in one command.
+    listing, then marks, pruning, the history record and the lock's release
+    in one command (after a success; a failure releases it separately).
     """
     from . import history
 
@@ -379,7 +380,7 @@ def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, *
     record = _history_record(
         lock, "deploy", app, result, started, release=rid, sha256=built.sha256, previous=summary.get("previous")
     )
-    box.run(cmd.chain(*steps, history.append_command(box.layout, record)))
+    lock.run_and_release(cmd.chain(*steps, history.append_command(box.layout, record)))
     return summary
 
 

@@ -98,7 +98,7 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
     script_lock(fake)
     box = served(fake, open_fake, current="20260106T000000Z-0000000006")
     summary = dp.locked_deploy(box, app, "hello", None, keep=3, pin=True, wait=0)
-    (last,) = fake.ran(r"history.jsonl.tmp")  # pin, prune and history: one round trip
+    (last,) = fake.ran(r"history.jsonl.tmp")  # pin, prune, history and the release: one round trip
     assert f"{summary['release']}.keep" in last and "rm -f -- 20260101T000000Z-0000000001.wasm" in last
     assert summary["pinned"] and summary["pruned"] == [f"2026010{i}T000000Z-{i:010d}" for i in (1, 2, 3, 4)]
     (rec,) = history_records(fake)
@@ -106,8 +106,9 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
     assert rec["release"] == summary["release"] and rec["from"] == "10.0.0.9" and rec["previous"].endswith("6")
     order = [i for i, c in enumerate(fake.commands) if "state/lock" in c or "history" in c or "ln -f" in c]
     kinds = ["lock" if "mkdir -m 700" in fake.commands[i] else fake.commands[i][:12] for i in order]
-    assert kinds[0] == "lock" and "released" not in kinds  # lock first
-    assert fake.commands[-1].startswith("if grep -qxF")  # released last
+    assert kinds[0] == "lock"  # lock first
+    assert "history.jsonl.tmp" in fake.commands[-1] and "lock.released-" in fake.commands[-1]  # released with it
+    assert len(fake.ran(r"lock.released-")) == 1
 
 
 def test_a_failed_attempt_is_marked_and_recorded(fake, open_fake, built):

@@ -221,3 +221,10 @@ def test_chain_runs_in_order_and_stops_at_a_failure(tmp_path):
     ok = commands.chain(f"echo a >> {log}", "", f"cd {tmp_path} && echo b >> {log}")
     assert sh(ok).returncode == 0 and log.read_text() == "a\nb\n"
     assert sh(commands.chain("false", f"echo c >> {log}")).returncode != 0 and "c" not in log.read_text()
+
+
+def test_then_always_runs_the_final_step_and_keeps_the_status(tmp_path):
+    log = tmp_path / "log"
+    assert sh(commands.then_always("exit 3", f"echo final >> {log}")).returncode == 3
+    assert sh(commands.then_always("true", f"echo final >> {log}")).returncode == 0
+    assert log.read_text() == "final\nfinal\n"
