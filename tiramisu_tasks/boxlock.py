@@ -194,6 +194,7 @@ class Held:
         self.waited = waited  # seconds spent waiting for another holder (0.0: it was free)
         self.lost = False
         self.released = False
+        self.tidy = False  # set for setup's lock: an env it created and left empty goes again
         self._stop = threading.Event()
         self._thread = None
         if heartbeat_every:
@@ -225,7 +226,7 @@ class Held:
         self._stop_heartbeat()
         if self.released:
             return True
-        out = self.box.run(cmd.lock_release(self.box.layout, self.token), warn=True, timeout=30).stdout
+        out = self.box.run(cmd.lock_release(self.box.layout, self.token, self.tidy), warn=True, timeout=30).stdout
         self.released = True
         return out.strip() == "released"
 
@@ -237,7 +238,7 @@ class Held:
         """
         self._stop_heartbeat()
         self.released = True
-        return self.box.run(cmd.then_always(command, cmd.lock_release(self.box.layout, self.token)))
+        return self.box.run(cmd.then_always(command, cmd.lock_release(self.box.layout, self.token, self.tidy)))
 
 
 def acquire(
@@ -271,7 +272,9 @@ def acquire(
                 f"Tiramisu is not installed on {box.name} ({box.layout.root}): run setup --host {box.name} first"
             )
         if word == cmd.LOCK_ACQUIRED:
-            return Held(box, token, client, waited if announced else 0.0, heartbeat_every)
+            held_lock = Held(box, token, client, waited if announced else 0.0, heartbeat_every)
+            held_lock.tidy = create_env
+            return held_lock
         if waited >= wait:
             raise LockBusy(busy_message(box, holder, waited))
         if not announced:

@@ -314,13 +314,18 @@ def lock_heartbeat(layout, token):
     )
 
 
-def lock_release(layout, token):
-    """Remove the lock if it is still ours (rename away, then delete); prints ``released`` or ``lost``."""
+def lock_release(layout, token, tidy=False):
+    """Remove the lock if it is still ours (rename away, then delete); prints ``released`` or ``lost``.
+
+    ``tidy``: then remove the state folder and the env dir if they are empty
+    (a setup that created the env for its lock and failed leaves nothing).
+    """
     lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
     gone = q(layout.lock_dir + ".released-" + token)
+    tidy_up = f"rmdir {q(layout.state)} {q(layout.root)} 2>/dev/null; " if tidy else ""
     return (
         f"if grep -qxF {q('token=' + token)} {info} 2>/dev/null && mv {lock} {gone}; "
-        f"then rm -rf {gone}; echo released; else echo lost; fi; true"
+        f"then rm -rf {gone}; {tidy_up}echo released; else echo lost; fi; true"
     )
 
 

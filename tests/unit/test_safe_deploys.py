@@ -228,3 +228,14 @@ def test_then_always_runs_the_final_step_and_keeps_the_status(tmp_path):
     assert sh(commands.then_always("exit 3", f"echo final >> {log}")).returncode == 3
     assert sh(commands.then_always("true", f"echo final >> {log}")).returncode == 0
     assert log.read_text() == "final\nfinal\n"
+
+
+def test_setup_lock_leaves_no_empty_env_behind(tmp_path):
+    layout = RemoteLayout(str(tmp_path / "fresh-env"))
+    sh(commands.lock_acquire(layout, info("t1"), create_env=True))
+    assert sh(commands.lock_release(layout, "t1", tidy=True)).stdout.strip() == "released"
+    assert not (tmp_path / "fresh-env").exists()
+    sh(commands.lock_acquire(layout, info("t2"), create_env=True))
+    (tmp_path / "fresh-env" / "VERSION").write_text("x")  # a setup that got somewhere keeps its env
+    sh(commands.lock_release(layout, "t2", tidy=True))
+    assert sorted(p.name for p in (tmp_path / "fresh-env").iterdir()) == ["VERSION"]
