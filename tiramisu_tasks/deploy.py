@@ -13,7 +13,9 @@ the old one. If the server reports an error for the new sha256, the previous
 release is renamed back so the file on disk matches what is serving.
 
 Like :mod:`lifecycle`, each procedure takes a :class:`box.Box`, observes,
-plans with a pure function of :mod:`plans`, and applies the plan.
+plans with a pure function of :mod:`plans`, and applies the plan. The tasks
+run them under the box's lock with a history record (``locked_*`` and
+``*_held`` at the end of this module; see :mod:`boxlock`, :mod:`history`).
 """
 
 import os
@@ -105,11 +107,6 @@ def current_releases(box):
 def release_listing(box, app):
     """(ids newest first, failed ids, pinned ids) of ``app``'s releases, in one round trip."""
     return cmd.parse_release_listing(box.run(cmd.list_releases(box.layout, app)).stdout)
-
-
-def list_releases(box, app):
-    out = box.run(cmd.list_releases(box.layout, app)).stdout.split()
-    return sorted((n[:-5] for n in out if n.endswith(".wasm")), reverse=True)
 
 
 # --------------------------------------------------------------- act ---
