@@ -71,6 +71,8 @@ def fail(exc, host=None):
     if described is None:
         raise exc
     message, code = described
+    for line in getattr(exc, "details", None) or ():  # e.g. a compiler's errors, above the one line
+        sys.stderr.write(f"  {line}\n")
     raise invoke.Exit(f"tiramisu: {message}", code=code)
 
 
@@ -95,6 +97,7 @@ READ_ONLY_TASKS = frozenset(
         "tiramisu_tasks.tasks.apps_build.build_languages",
         "tiramisu_tasks.tasks.lock.status",
         "tiramisu_tasks.tasks.history.history",
+        "tiramisu_tasks.tasks.tls.status",
     }
 )
 

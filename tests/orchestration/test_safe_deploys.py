@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.orchestration.test_deploy import OLD, _resp, apps_json, served
+from tests.orchestration.test_deploy import OLD, _preview_ready, _resp, apps_json, served
 from tiramisu_tasks import boxlock, rollout
 from tiramisu_tasks import deploy as dp
 
@@ -89,6 +89,7 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
         "/_tiramisu/apps",
         reply=[
             _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _preview_ready(app.sha256),
             _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "active"})),
         ],
     )
@@ -120,6 +121,7 @@ def test_a_failed_attempt_is_marked_and_recorded(fake, open_fake, built):
         "/_tiramisu/apps",
         reply=[
             _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _preview_ready(app.sha256),
             _resp(apps_json({"name": "hello", "sha256": OLD, "error": "trap", "failed_sha256": app.sha256})),
         ],
     )

@@ -42,6 +42,12 @@ def _lock_flags(lock_wait):
         "pause": "with --batch: seconds to wait between two batches",
         "max_failed": "with --batch: failed hosts tolerated before the rollout stops (default 0)",
         "keep_partial": "with --batch: when the rollout stops, leave updated hosts on the new release",
+        "health_path": "health check path, checked on the server's preview before the switch "
+        "and through nginx after it (default: health_path setting, else the app's route)",
+        "health_status": "accepted statuses, e.g. 200 or 2xx,301 (default: health_status setting, else any below 500)",
+        "health_body": "text the health check's body must contain (default: health_body setting)",
+        "health_timeout": "seconds per health check request (default: health_timeout setting, 10)",
+        "no_rollback": "keep a release live that fails its check through nginx after the switch",
     },
     positional=["source"],
     types={"pause": SECONDS, "max_failed": IntOption(0, 100000)},
@@ -62,6 +68,11 @@ def deploy(
     pause=None,
     max_failed=None,
     keep_partial=False,
+    health_path=None,
+    health_status=None,
+    health_body=None,
+    health_timeout=None,
+    no_rollback=False,
 ):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
@@ -70,6 +81,7 @@ def deploy(
     spec = parse_batch(batch) if batch is not None else None
     if spec is None and (pause is not None or max_failed is not None or keep_partial):
         raise UsageError("--pause, --max-failed and --keep-partial go with --batch N|P%")
+    health = check_health_flags(health_path, health_status, health_body, health_timeout, no_rollback)
     specs = resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
     app = validate_app_name(name or built.name)
@@ -78,18 +90,33 @@ def deploy(
 
     if spec is not None and not dry:
         _rollout(
-            c, specs, built, app, route, keep, aot, keep_release, flags, spec, pause, max_failed, keep_partial, json
+            c,
+            specs,
+            built,
+            app,
+            route,
+            keep,
+            aot,
+            keep_release,
+            flags,
+            spec,
+            pause,
+            max_failed,
+            keep_partial,
+            json,
+            health,
         )
         return
 
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep, flags)
-        summary = dp.locked_deploy(box, built, app, route, dry, keep, aot=aot, pin=keep_release)
+        summary = dp.locked_deploy(box, built, app, route, dry, keep, aot=aot, pin=keep_release, health=health)
         if not json and not dry:
             if summary["changed"]:
                 rep.out(
                     f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
-                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s)"
+                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s, "
+                    f"health gate passed on the preview in {summary.get('gate_ms', 0):.0f} ms)"
                 )
             else:
                 rep.out(f"{spec.name}: {app} unchanged at {summary['url']}")
@@ -98,7 +125,7 @@ def deploy(
     _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, max_failed, keep_partial, json):
+def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, max_failed, keep_partial, json, health):
     """deploy --batch: :func:`rollout.run_rollout` over real boxes; summary table, exit 1 unless all went well."""
     from invoke import Exit
 
@@ -122,7 +149,9 @@ def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, ma
         open_box,
         list(by_name),
         spec,
-        deploy_one=lambda box, lock: dp.deploy_held(box, lock, built, app, route, keep=keep, aot=aot, pin=pin),
+        deploy_one=lambda box, lock: dp.deploy_held(
+            box, lock, built, app, route, keep=keep, aot=aot, pin=pin, health=health
+        ),
         restore_one=lambda box, lock, previous: dp.restore_held(box, lock, app, previous),
         acquire=lambda box: boxlock.acquire(box, "deploy", app, built.sha256),
         pause=pause or 0,
@@ -134,6 +163,14 @@ def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, ma
         emit_json(result.as_dict())
     if not result.ok:
         raise Exit(f"tiramisu: rollout of {app} failed on: {', '.join(o.host for o in result.failed)}", code=1)
+
+
+def check_health_flags(path, status, body, timeout, no_rollback):
+    """The --health-* flags as deploy's ``health`` dict, each checked before anything is built (UsageError)."""
+    from .. import healthgate as hg
+
+    hg.make_check("/", path, status, body, timeout)
+    return {"path": path, "status": status, "body": body, "timeout": timeout, "rollback": not no_rollback}
 
 
 @task(help={"host": HOST_HELP, "json": "print JSON"})
