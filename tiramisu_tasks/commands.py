@@ -187,19 +187,15 @@ def switch_release(layout, app, rid):
     )
 
 
-def prune_releases(layout, app, keep, protect):
-    """Delete all but the newest ``keep`` releases, never ``protect``."""
-    d = layout.app_releases(app)
-    return (
-        f"cd {q(d)} 2>/dev/null && ls -1 | grep -E '^[0-9TZ]+-[0-9a-f]+\\.wasm$' | sort -r | "
-        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.wasm')} | xargs -r rm -f --; true"
-    )
+def activate_release(layout, app, rid, keep=None):
+    """Switch + rescan in one round trip (inotify normally sees the rename first;
+    the SIGHUP only makes sure).
 
-
-def activate_release(layout, app, rid, keep):
-    """Switch + rescan + prune in one round trip (inotify normally sees the rename
-    first; the SIGHUP only makes sure)."""
-    return f"{switch_release(layout, app, rid)} && {hup_server(layout)} && {prune_releases(layout, app, keep, rid)}"
+    ``keep`` is not used here any more: pruning waits until the deploy has
+    succeeded and is planned by :func:`plans.plan_prune` (it never deletes the
+    live, the previous good or a pinned release; see :func:`delete_releases`).
+    """
+    return f"{switch_release(layout, app, rid)} && {hup_server(layout)}"
 
 
 def rollback_to(layout, app, rid):
@@ -235,6 +231,151 @@ def list_releases(layout, app):
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
     return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'
+
+
+# ------------------------------------------- release markers / pruning ---
+
+
+def then_always(command, final):
+    """``command`` (in a subshell: even its ``exit`` cannot skip ``final``), then
+    ``final`` whatever happened; the exit status is ``command``'s."""
+    return f"( {command} ); rc=$?; {final}; exit $rc"
+
+
+def chain(*commands):
+    """Several commands as one round trip, each only after the previous succeeded (``a && b``)."""
+    return " && ".join(f"{{ {c}; }}" for c in commands if c)
+
+
+RELEASE_MARKS = ("failed", "keep")  # <id>.failed: a failed attempt; <id>.keep: pinned
+
+
+def mark_release(layout, app, rid, mark):
+    """Create the marker file ``<id>.<mark>`` beside the release (``mark``: failed or keep)."""
+    if mark not in RELEASE_MARKS:
+        raise ValueError(f"unknown release mark {mark!r}")
+    return f": > {q(posixpath.join(layout.app_releases(app), f'{rid}.{mark}'))}"
+
+
+def delete_releases(layout, app, rids):
+    """Delete releases (their .wasm and markers); ``rids`` comes from :func:`plans.plan_prune`."""
+    names = [f"{rid}.{ext}" for rid in rids for ext in ("wasm",) + RELEASE_MARKS]
+    if not names:
+        return "true"
+    return f"cd {q(layout.app_releases(app))} && {join(['rm', '-f', '--', *names])}"
+
+
+def parse_release_listing(text):
+    """``ls -1`` of an app's releases folder -> (ids newest first, failed ids, pinned ids)."""
+    names = set((text or "").split())
+    ids = sorted((n[:-5] for n in names if n.endswith(".wasm")), reverse=True)
+    failed = tuple(r for r in ids if f"{r}.failed" in names)
+    pinned = tuple(r for r in ids if f"{r}.keep" in names)
+    return tuple(ids), failed, pinned
+
+
+# ----------------------------------------------------------- box lock ---
+
+LOCK_ACQUIRED, LOCK_HELD, LOCK_FREE, LOCK_NO_ENV = "acquired", "held", "free", "no-env"
+
+
+def _lock_info_path(layout):
+    return posixpath.join(layout.lock_dir, "info")
+
+
+def _heartbeat_age(layout):
+    """sh: prints ``age=SECONDS`` since the lock's info file (or dir) was last touched, by the box's clock."""
+    info, lock = q(_lock_info_path(layout)), q(layout.lock_dir)
+    return (
+        f"m=$(stat -c %Y {info} 2>/dev/null || stat -c %Y {lock} 2>/dev/null || date +%s); "
+        f'echo "age=$(( $(date +%s) - m ))"'
+    )
+
+
+def lock_acquire(layout, info_lines, create_env=False):
+    """One attempt at the box's lock: ``mkdir`` is atomic on every POSIX file system.
+
+    Prints ``acquired`` (the info file written: temp + rename) or ``held``
+    followed by the holder's info lines and ``age=SECONDS`` (heartbeat age);
+    then ``client=ADDRESS`` (where the box sees us come from, $SSH_CLIENT).
+    Without ``create_env`` a missing env dir prints ``no-env`` (a lock
+    must not bring back an env that teardown removed). Fails only when the
+    state folder cannot be made.
+    """
+    info = q(_lock_info_path(layout))
+    lines = " ".join(q(line) for line in info_lines)
+    need = "" if create_env else f"if [ ! -d {q(layout.root)} ]; then echo {LOCK_NO_ENV}; exit 0; fi; "
+    return (
+        f"{need}mkdir -p -m 700 {q(layout.state)} && {{ "
+        f"if mkdir -m 700 {q(layout.lock_dir)} 2>/dev/null; then "
+        f"printf '%s\\n' {lines} > {info}.tmp && mv -f {info}.tmp {info} && echo {LOCK_ACQUIRED}; "
+        f"else echo {LOCK_HELD}; cat {info} 2>/dev/null; {_heartbeat_age(layout)}; fi; "
+        f'echo "client=${{SSH_CLIENT%% *}}"; }}'
+    )
+
+
+def lock_heartbeat(layout, token):
+    """Touch the info file while it is still ours; prints ``ok`` or ``lost`` (never fails)."""
+    info = q(_lock_info_path(layout))
+    return (
+        f"if grep -qxF {q('token=' + token)} {info} 2>/dev/null; then touch {info} && echo ok; else echo lost; fi; true"
+    )
+
+
+def lock_release(layout, token, tidy=False):
+    """Remove the lock if it is still ours (rename away, then delete); prints ``released`` or ``lost``.
+
+    ``tidy``: then remove the state folder and the env dir if they are empty
+    (a setup that created the env for its lock and failed leaves nothing).
+    """
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    gone = q(layout.lock_dir + ".released-" + token)
+    tidy_up = f"rmdir {q(layout.state)} {q(layout.root)} 2>/dev/null; " if tidy else ""
+    return (
+        f"if grep -qxF {q('token=' + token)} {info} 2>/dev/null && mv {lock} {gone}; "
+        f"then rm -rf {gone}; {tidy_up}echo released; else echo lost; fi; true"
+    )
+
+
+def lock_status(layout):
+    """Prints ``free``, or ``held`` + the holder's info lines + ``age=SECONDS``."""
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    return (
+        f"if [ -d {lock} ]; then echo {LOCK_HELD}; cat {info} 2>/dev/null; {_heartbeat_age(layout)}; "
+        f"else echo {LOCK_FREE}; fi"
+    )
+
+
+def lock_break(layout, token):
+    """Break the lock only if it is still the one inspected (``token``; '' = a lock with no info file).
+
+    Prints ``broken``, ``free`` (nobody holds it) or ``changed`` (another
+    holder now: nothing done).
+    """
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    gone = q(layout.lock_dir + ".broken")
+    same = f"grep -qxF {q('token=' + token)} {info} 2>/dev/null" if token else f"[ ! -f {info} ]"
+    return (
+        f"if [ ! -d {lock} ]; then echo {LOCK_FREE}; "
+        f"elif {same} && rm -rf {gone} && mv {lock} {gone}; then rm -rf {gone}; echo broken; "
+        f"else echo changed; fi"
+    )
+
+
+# ------------------------------------------------------------ history ---
+
+HISTORY_MAX_LINES = 10000
+
+
+def history_append(layout, line, max_lines=HISTORY_MAX_LINES):
+    """Append one JSON line to the box's history: the last ``max_lines`` lines are
+    rewritten to a temp file that is renamed over the old one (atomic)."""
+    hist = q(layout.history_file)
+    return (
+        f"mkdir -p -m 700 {q(layout.state)} && "
+        f"{{ tail -n {int(max_lines) - 1} {hist} 2>/dev/null; printf '%s\\n' {q(line)}; }} > {hist}.tmp && "
+        f"chmod 600 {hist}.tmp && mv -f {hist}.tmp {hist}"
+    )
 
 
 # ------------------------------------------------------- health gate ---

@@ -156,6 +156,8 @@ READ_ONLY_TASKS = frozenset(
         "tiramisu_tasks.tasks.sandbox.status",
         "tiramisu_tasks.tasks.toolchain.doctor",
         "tiramisu_tasks.tasks.apps_build.build_languages",
+        "tiramisu_tasks.tasks.lock.status",
+        "tiramisu_tasks.tasks.history.history",
         "tiramisu_tasks.tasks.tls.status",
     }
 )

@@ -4,15 +4,26 @@ Tasks only parse flags, call a procedure of :mod:`tiramisu_tasks.deploy` per
 host and print; the procedures plan and act.
 """
 
+import sys
+
 from .. import deploy as dp
 from .. import lifecycle as lc
 from ..appnames import validate_app_name
 from ..box import connect_box
 from ..connect import resolve_specs
+from ..errors import UsageError
 from ..hostrun import emit_results as _emit
 from ..hostrun import run_on_hosts
+from ..options import SECONDS, IntOption
+from ..rollout import parse_batch, run_rollout, summary_text
 from ..routes import validate_route
-from ..taskkit import HOST_HELP, confirm, note, table, task
+from ..taskkit import HOST_HELP, confirm, emit_json, note, table, task
+
+LOCK_WAIT_HELP = "seconds to wait for another change's lock on the box (default: lock_wait setting, 10)"
+
+
+def _lock_flags(lock_wait):
+    return {"lock_wait": lock_wait} if lock_wait is not None else {}
 
 
 @task(
@@ -25,6 +36,12 @@ from ..taskkit import HOST_HELP, confirm, note, table, task
         "dry": "build and print the plan; change nothing on the box",
         "json": "print a JSON summary",
         "aot": "ship a module precompiled here when the box's Wasmtime accepts it (else the box compiles)",
+        "lock_wait": LOCK_WAIT_HELP,
+        "keep_release": "pin this release: pruning never deletes it",
+        "batch": "rolling deploy over several hosts: N hosts or P% of them per batch (default: all at once)",
+        "pause": "with --batch: seconds to wait between two batches",
+        "max_failed": "with --batch: failed hosts tolerated before the rollout stops (default 0)",
+        "keep_partial": "with --batch: when the rollout stops, leave updated hosts on the new release",
         "health_path": "health check path, checked on the server's preview before the switch "
         "and through nginx after it (default: health_path setting, else the app's route)",
         "health_status": "accepted statuses, e.g. 200 or 2xx,301 (default: health_status setting, else any below 500)",
@@ -33,6 +50,7 @@ from ..taskkit import HOST_HELP, confirm, note, table, task
         "no_rollback": "keep a release live that fails its check through nginx after the switch",
     },
     positional=["source"],
+    types={"pause": SECONDS, "max_failed": IntOption(0, 100000)},
 )
 def deploy(
     c,
@@ -44,6 +62,12 @@ def deploy(
     dry=False,
     json=False,
     aot=False,
+    lock_wait=None,
+    keep_release=False,
+    batch=None,
+    pause=None,
+    max_failed=None,
+    keep_partial=False,
     health_path=None,
     health_status=None,
     health_body=None,
@@ -54,14 +78,39 @@ def deploy(
     from ..apps.build import build_app
 
     route = validate_route(route)
+    spec = parse_batch(batch) if batch is not None else None
+    if spec is None and (pause is not None or max_failed is not None or keep_partial):
+        raise UsageError("--pause, --max-failed and --keep-partial go with --batch N|P%")
     health = check_health_flags(health_path, health_status, health_body, health_timeout, no_rollback)
-    resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
+    specs = resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
     app = validate_app_name(name or built.name)
     note(f"built {app}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
+    flags = _lock_flags(lock_wait)
+
+    if spec is not None and not dry:
+        _rollout(
+            c,
+            specs,
+            built,
+            app,
+            route,
+            keep,
+            aot,
+            keep_release,
+            flags,
+            spec,
+            pause,
+            max_failed,
+            keep_partial,
+            json,
+            health,
+        )
+        return
 
     def one(conn, spec, rep):
-        summary = dp.deploy(connect_box(c, conn, spec, rep), built, app, route, dry, keep, aot=aot, health=health)
+        box = connect_box(c, conn, spec, rep, flags)
+        summary = dp.locked_deploy(box, built, app, route, dry, keep, aot=aot, pin=keep_release, health=health)
         if not json and not dry:
             if summary["changed"]:
                 rep.out(
@@ -74,6 +123,46 @@ def deploy(
         return summary
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, max_failed, keep_partial, json, health):
+    """deploy --batch: :func:`rollout.run_rollout` over real boxes; summary table, exit 1 unless all went well."""
+    from invoke import Exit
+
+    from .. import boxlock
+    from ..connect import connect, host_config
+    from ..hostrun import Reporter
+    from ..inventory import Inventory
+
+    inventory = Inventory.load()
+    by_name = {s.name: s for s in specs}
+    configs = {s.name: host_config(c) for s in specs}  # made here, before any thread (see hostrun)
+
+    def open_box(name):
+        spec_ = by_name[name]
+        rep = Reporter(name, prefixed=True)
+        conn = connect(c, spec_, inventory, notify=rep.note, config=configs[name])
+        return connect_box(c, conn, spec_, rep, flags)
+
+    result = run_rollout(
+        app,
+        open_box,
+        list(by_name),
+        spec,
+        deploy_one=lambda box, lock: dp.deploy_held(
+            box, lock, built, app, route, keep=keep, aot=aot, pin=pin, health=health
+        ),
+        restore_one=lambda box, lock, previous: dp.restore_held(box, lock, app, previous),
+        acquire=lambda box: boxlock.acquire(box, "deploy", app, built.sha256),
+        pause=pause or 0,
+        max_failed=max_failed or 0,
+        keep_partial=keep_partial,
+    )
+    print(summary_text(result), file=sys.stderr, flush=True)  # stderr: --json stdout stays one object
+    if json:
+        emit_json(result.as_dict())
+    if not result.ok:
+        raise Exit(f"tiramisu: rollout of {app} failed on: {', '.join(o.host for o in result.failed)}", code=1)
 
 
 def check_health_flags(path, status, body, timeout, no_rollback):
@@ -119,15 +208,16 @@ def apps(c, host=None, json=False):
         "to": "release id to go back to (default: the one before)",
         "json": "print JSON",
         "dry": "print the plan and change nothing on the box",
+        "lock_wait": LOCK_WAIT_HELP,
     },
     positional=["app"],
 )
-def rollback(c, app, host=None, to=None, json=False, dry=False):
+def rollback(c, app, host=None, to=None, json=False, dry=False, lock_wait=None):
     """Switch an app back to an earlier release (kept in releases/APP/)."""
     validate_app_name(app)
 
     def one(conn, spec, rep):
-        result = dp.rollback(connect_box(c, conn, spec, rep), app, to, dry=dry)
+        result = dp.locked_rollback(connect_box(c, conn, spec, rep, _lock_flags(lock_wait)), app, to, dry=dry)
         if not json and not dry:
             rep.out(f"{spec.name}: {app} rolled back {result['from']} -> {result['to']}")
         return result
@@ -141,10 +231,11 @@ def rollback(c, app, host=None, to=None, json=False, dry=False):
         "host": HOST_HELP,
         "yes": "do not ask (scripts)",
         "dry": "print the plan and change nothing on the box",
+        "lock_wait": LOCK_WAIT_HELP,
     },
     positional=["app"],
 )
-def remove(c, app, host=None, yes=False, dry=False):
+def remove(c, app, host=None, yes=False, dry=False, lock_wait=None):
     """Stop serving an app and delete its releases (its log is kept)."""
     validate_app_name(app)
     if not yes and not dry:
@@ -155,7 +246,7 @@ def remove(c, app, host=None, yes=False, dry=False):
         )
 
     def one(conn, spec, rep):
-        dp.remove(connect_box(c, conn, spec, rep), app, dry=dry)
+        dp.locked_remove(connect_box(c, conn, spec, rep, _lock_flags(lock_wait)), app, dry=dry)
         if not dry:
             rep.out(f"{spec.name}: {app} removed")
 
