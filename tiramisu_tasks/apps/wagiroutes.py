@@ -87,12 +87,13 @@ def parse_pattern(text: str) -> Pattern:
     return Pattern(text, False)
 
 
-def check_route(text) -> Pattern:
+def check_route(text, reserved=True) -> Pattern:
     """A route from a manifest or module map, checked; RouteError says what is wrong.
 
     Must be a string starting with ``/``, with no spaces, ``?`` or ``#``, no
     ``.``/``..`` segments, ``...`` only as the last segment, and not under
-    ``/_tiramisu`` (the server's own admin paths).
+    ``/_tiramisu`` (the server's own admin paths; ``reserved=False`` skips
+    that check, for ``_routes`` sub-routes, which the parent route prefixes).
     """
     if not isinstance(text, str):
         raise RouteError(f'must be a string like "/a" or "/a/...", not {type(text).__name__}')
@@ -108,7 +109,7 @@ def check_route(text) -> Pattern:
     if "//" in pat.base:
         raise RouteError(f"{text!r} has an empty path segment ('//')")
     low = pat.base.lower()
-    if low == RESERVED_PREFIX or low.startswith(RESERVED_PREFIX + "/"):
+    if reserved and (low == RESERVED_PREFIX or low.startswith(RESERVED_PREFIX + "/")):
         raise RouteError(f"{text!r} is under /_tiramisu, which the server keeps for itself")
     return pat
 
@@ -124,8 +125,9 @@ def parse_dynamic_routes(text: str) -> List[tuple]:
     """A ``_routes`` export's output as ``[(Pattern, entrypoint), ...]`` in listed order (pure).
 
     Blank lines are skipped; every other line must be exactly two
-    whitespace-separated fields, the first a route. Empty output is an error,
-    as in WAGI. RouteError names the line.
+    whitespace-separated fields, the first a route (a missing leading ``/`` is
+    added, as WAGI's concatenation does). Empty output is an error, as in WAGI.
+    RouteError names the line.
     """
     if not text.strip():
         raise RouteError("_routes printed nothing")
@@ -136,8 +138,9 @@ def parse_dynamic_routes(text: str) -> List[tuple]:
             continue
         if len(fields) != 2:
             raise RouteError(f"_routes line {n}: expected 'SUBROUTE ENTRYPOINT', got {line.strip()[:80]!r}")
+        route = fields[0] if fields[0].startswith("/") else "/" + fields[0]
         try:
-            pat = check_route(fields[0])
+            pat = check_route(route, reserved=False)
             check_entrypoint(fields[1])
         except RouteError as exc:
             raise RouteError(f"_routes line {n}: {exc}") from None
