@@ -336,7 +336,7 @@ int ts_appmap_parse(const char *text, size_t n, ts_appmap *m, char *err, size_t 
     char *f[6];
     int nf = split_tabs(line, f, 6);
     ts_appmap_route *cur = m->nroutes ? &m->routes[m->nroutes - 1] : NULL;
-    if (strcmp(f[0], "route") == 0 && (nf == 3 || nf == 4)) {
+    if (strcmp(f[0], "route") == 0 && (nf == 4 || nf == 5)) {
       if (m->nroutes >= TS_APPMAP_MAX_ROUTES) {
         snprintf(err, errlen, "line %d: more than %d routes", lineno, TS_APPMAP_MAX_ROUTES);
         return -1;
@@ -347,8 +347,19 @@ int ts_appmap_parse(const char *text, size_t n, ts_appmap *m, char *err, size_t 
         snprintf(err, errlen, "line %d: %s", lineno, why);
         return -1;
       }
-      if (!ts_wentry_name_valid(f[2], strlen(f[2]))) {
-        snprintf(err, errlen, "line %d: invalid entrypoint '%.100s'", lineno, f[2]);
+      size_t mn = strlen(f[2]);
+      int mod_ok = mn > 0 && mn < sizeof r->module && f[2][0] != '.';
+      for (size_t i = 0; mod_ok && i < mn; i++) {
+        char c = f[2][i];
+        mod_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+                 c == '.';
+      }
+      if (!mod_ok) {
+        snprintf(err, errlen, "line %d: invalid module name '%.100s'", lineno, f[2]);
+        return -1;
+      }
+      if (!ts_wentry_name_valid(f[3], strlen(f[3]))) {
+        snprintf(err, errlen, "line %d: invalid entrypoint '%.100s'", lineno, f[3]);
         return -1;
       }
       for (int i = 0; i < m->nroutes; i++)
@@ -356,12 +367,13 @@ int ts_appmap_parse(const char *text, size_t n, ts_appmap *m, char *err, size_t 
           snprintf(err, errlen, "line %d: duplicate route %s", lineno, f[1]);
           return -1;
         }
-      ts_strlcpy(r->entrypoint, f[2], sizeof r->entrypoint);
-      if (nf == 4 && strlen(f[3]) >= sizeof r->argv) {
+      ts_strlcpy(r->module, f[2], sizeof r->module);
+      ts_strlcpy(r->entrypoint, f[3], sizeof r->entrypoint);
+      if (nf == 5 && strlen(f[4]) >= sizeof r->argv) {
         snprintf(err, errlen, "line %d: argv template too long", lineno);
         return -1;
       }
-      ts_strlcpy(r->argv, nf == 4 ? f[3] : "", sizeof r->argv);
+      ts_strlcpy(r->argv, nf == 5 ? f[4] : "", sizeof r->argv);
       r->env_from = m->nenv;
       r->dir_from = m->ndirs;
       m->nroutes++;

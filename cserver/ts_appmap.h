@@ -77,6 +77,7 @@ typedef struct {
 
 typedef struct {
   ts_wpattern pat;
+  char module[65]; /* the module: wasm_modules/<module>.wasm */
   char entrypoint[TS_ENTRY_MAX];
   char argv[TS_WARGV_MAX]; /* "" = WAGI's default */
   int env_from, env_count; /* slice of ts_appmap.env_* for this route */
@@ -103,7 +104,10 @@ typedef struct {
  *   dir GUEST HOST ro|rw                      app-wide until the first route
  *   envfile PATH                              secrets file
  *   limit timeout-ms|memory-mb|max-body N
- *   route PATTERN ENTRYPOINT [ARGV-TEMPLATE]  then env/dir lines for it
+ *   route PATTERN MODULE ENTRYPOINT [ARGV]    then env/dir lines for it
+ *
+ * MODULE names wasm_modules/<MODULE>.wasm (an app name). Paths are absolute
+ * or relative to the env dir (the modules dir's parent).
  *
  * 0, or -1 with err ("line N: ..."). */
 int ts_appmap_parse(const char *text, size_t n, ts_appmap *m, char *err, size_t errlen);

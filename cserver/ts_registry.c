@@ -91,6 +91,8 @@ static ts_app *get_app_locked(const char *name) {
 void ts_version_release(ts_version *v) {
   if (!v) return;
   if (atomic_fetch_sub(&v->refs, 1) == 1) {
+    if (v->pre_files) wasmtime_instance_pre_delete(v->pre_files);
+    free(v->routes_text);
     wasmtime_instance_pre_delete(v->pre);
     wasmtime_module_delete(v->module);
     free(v);
@@ -144,6 +146,34 @@ static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
   }
   close(fd);
   return 0;
+}
+
+/* For app maps: a pre-link with plain WASI (folders), and the module's
+ * `_routes` output, read once per version (WAGI's dynamic sub-routes). */
+static void module_extras(const char *name, ts_version *v) {
+  char err[512];
+  if (ts_engine_prelink_files(g_engine, v->module, &v->pre_files, err, sizeof err)) {
+    v->pre_files = NULL;
+    ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);
+  }
+  const char *argv[1] = {"_routes"};
+  ts_run_input in = {0};
+  in.argv = argv;
+  in.argc = 1;
+  in.stdin_data = "";
+  in.max_output = 1 << 20;
+  in.entrypoint = "_routes";
+  ts_run_output out;
+  memset(&out, 0, sizeof out);
+  ts_run_result r = ts_engine_run(g_engine, v->pre, &in, &out);
+  if (r == TS_RUN_OK) {
+    ts_buf_append(&out.out, "", 1);
+    v->routes_text = ts_buf_steal(&out.out, NULL);
+    ts_log_info("app %s: _routes printed %zu byte(s)", name, v->routes_text ? strlen(v->routes_text) : 0);
+  } else if (!out.no_entrypoint) {
+    ts_log_error("app %s: _routes failed: %s (no sub-routes)", name, out.message);
+  }
+  ts_buf_free(&out.out);
 }
 
 /* (Re)load one app from its file. Runs on the watcher thread (or at startup). */
@@ -222,6 +252,7 @@ static void load_app(const char *name) {
   atomic_init(&v->refs, 1);
   v->module = module;
   v->pre = pre;
+  module_extras(name, v);
   v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
@@ -247,6 +278,7 @@ static int wasm_name(const char *file, char *name) {
 }
 
 static void scan_all(void) {
+  ts_appmaps_scan(g_cfg->modules);
   DIR *d = opendir(g_cfg->modules);
   if (!d) {
     ts_log_error("cannot read modules directory %s: %s", g_cfg->modules, strerror(errno));
@@ -318,6 +350,10 @@ static void *watcher_main(void *arg) {
         continue;
       }
       char name[TS_APP_NAME_MAX + 1];
+      if (ev->len && ts_appmaps_is_map_file(ev->name, name)) {
+        if (!((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))) ts_appmaps_load(g_cfg->modules, name);
+        continue;
+      }
       if (!ev->len || !wasm_name(ev->name, name)) continue;
       /* A regular file being created is loaded on IN_CLOSE_WRITE, not half-written. */
       if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR)) {
@@ -387,11 +423,59 @@ void ts_registry_request_rescan(void) {
   (void)w;
 }
 
+/* The current `_routes` output of a module (g_lock held). */
+static const char *dyn_routes_locked(const char *module, const char **sha) {
+  ts_app *a = find_app_locked(module, strlen(module));
+  if (!a || !a->present || !a->current) return NULL;
+  *sha = a->current->sha256;
+  return a->current->routes_text;
+}
+
+void ts_match_release(ts_match *m) {
+  ts_version_release(m->version);
+  m->version = NULL;
+  if (m->has_map) ts_mapset_release(m->map.set);
+  m->has_map = 0;
+}
+
 int ts_registry_route(const char *path, size_t len, ts_match *m) {
   const ts_route *best = NULL;
   size_t best_len = 0;
   int rc = -1;
+  m->has_map = 0;
   pthread_mutex_lock(&g_lock);
+  if (ts_appmaps_match(path, len, dyn_routes_locked, &m->map)) {
+    /* A map route wins over the routes file and /<app> unless one of those is a longer prefix. */
+    size_t base = strlen(m->map.pat.base);
+    int beaten = 0;
+    for (int i = 0; i < g_nroutes && !beaten; i++)
+      if (ts_route_prefix_match(g_routes[i].prefix, path, len) && strlen(g_routes[i].prefix) > base) beaten = 1;
+    if (len > 1 && path[0] == '/' && !beaten && m->map.pat.wildcard) {
+      size_t seg = 1;
+      while (seg < len && path[seg] != '/') seg++;
+      ts_app *a = find_app_locked(path + 1, seg - 1);
+      if (a && a->present && seg > base && !ts_appmaps_owns_module(path + 1, seg - 1)) beaten = 1;
+    }
+    ts_app *a = beaten ? NULL : find_app_locked(m->map.route.module, strlen(m->map.route.module));
+    if (!beaten) {
+      ts_wpattern_text(&m->map.pat, m->matched_route, sizeof m->matched_route);
+      ts_wpattern_split(&m->map.pat, path, len, m->script_name, sizeof m->script_name, &m->info_off);
+      m->has_map = 1;
+      m->app = a;
+      m->version = a && a->present ? a->current : NULL;
+      if (m->version) atomic_fetch_add(&m->version->refs, 1);
+      rc = !a || !a->present ? -1 : m->version ? 0 : -2;
+      if (!a) m->app = NULL;
+      pthread_mutex_unlock(&g_lock);
+      if (rc != 0) {
+        ts_mapset_release(m->map.set);
+        m->has_map = 0;
+        if (rc == -1) ts_log_warn("map route %s: module %s is not loaded", m->matched_route, m->map.route.module);
+      }
+      return rc;
+    }
+    ts_mapset_release(m->map.set);
+  }
   for (int i = 0; i < g_nroutes; i++) {
     size_t pl = strlen(g_routes[i].prefix);
     if (pl <= best_len && best) break; /* sorted longest first */
@@ -407,7 +491,8 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
     size_t seg = 1;
     while (seg < len && path[seg] != '/') seg++;
     ts_app *a = find_app_locked(path + 1, seg - 1);
-    if (a && a->present && seg > best_len) {
+    /* modules of app maps have no /<module> route of their own */
+    if (a && a->present && seg > best_len && !ts_appmaps_owns_module(path + 1, seg - 1)) {
       app = a;
       snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)seg, path);
       ts_strlcpy(m->matched_route, m->script_name, sizeof m->matched_route);

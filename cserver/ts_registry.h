@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+#include "ts_appmaps.h"
 #include "ts_engine.h"
 #include "ts_metrics.h"
 #include "ts_pool.h"
@@ -24,8 +25,10 @@ typedef struct ts_version {
   wasmtime_module_t *module;
   wasmtime_instance_pre_t *pre;
   char sha256[65];
-  double loaded_at; /* unix seconds */
-  int source;       /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
+  double loaded_at;                   /* unix seconds */
+  int source;                         /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
+  wasmtime_instance_pre_t *pre_files; /* the plain-WASI pre-link, for runs with preopened folders */
+  char *routes_text;                  /* what its `_routes` export printed (NULL: no such export) */
 } ts_version;
 
 typedef struct ts_app {
@@ -51,6 +54,9 @@ typedef struct {
   ts_version *version; /* referenced: release with ts_version_release */
   char script_name[512];
   char matched_route[512];
+  int has_map;     /* an app map route matched: map, info_off and the entry point below apply */
+  ts_maphit map;   /* referenced: ts_match_release drops it with the version */
+  size_t info_off; /* X_RAW_PATH_INFO starts here in the path */
 } ts_match;
 
 int ts_registry_init(ts_engine *engine, const ts_config *cfg, char *err, size_t errlen);
@@ -63,6 +69,8 @@ void ts_registry_request_rescan(void); /* async-signal-safe enough: writes an ev
  * known but has no loaded version (503). */
 int ts_registry_route(const char *path, size_t len, ts_match *m);
 void ts_version_release(ts_version *v);
+/* Drop what a successful ts_registry_route referenced (version and map). */
+void ts_match_release(ts_match *m);
 
 /* For the admin endpoint and metrics. */
 int ts_registry_apps_json(ts_buf *b);

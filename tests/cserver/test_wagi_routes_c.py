@@ -85,7 +85,7 @@ GOOD_MAP = (
     "tiramisu-appmap 1\n# written by deploy\nenv\tGREETING\tHello world\n"
     "dir\t/templates\treleases/a/1/ro/templates\tro\n"
     "envfile\tsecrets/a.env\nlimit\ttimeout-ms\t2000\nlimit\tmemory-mb\t32\n"
-    "route\t/a/...\t_start\nroute\t/a/admin\tadmin\t${SCRIPT_NAME} ${ARGS}\n"
+    "route\t/a/...\ta\t_start\nroute\t/a/admin\ta.admin\tadmin\t${SCRIPT_NAME} ${ARGS}\n"
     "env\tMODE\tadmin\ndir\t/data\tdata/a/data\trw\n"
 )
 
@@ -95,8 +95,8 @@ def test_app_map_parses(runner):
     assert out == [
         ["appenv", "GREETING", "Hello world"],
         ["appdir", "/templates", "releases/a/1/ro/templates", "ro"],
-        ["route", "/a/...", "_start", ""],
-        ["route", "/a/admin", "admin", "${SCRIPT_NAME} ${ARGS}"],
+        ["route", "/a/...", "a", "_start", ""],
+        ["route", "/a/admin", "a.admin", "admin", "${SCRIPT_NAME} ${ARGS}"],
         ["env", "MODE", "admin"],
         ["dir", "/data", "data/a/data", "rw"],
         ["limits", "2000", "32", "0", "secrets/a.env"],
@@ -105,16 +105,17 @@ def test_app_map_parses(runner):
 
 
 BAD_MAPS = [
-    ("no-header", "route\t/a\t_start\n", "line 1: expected 'tiramisu-appmap 1'"),
+    ("no-header", "route\t/a\ta\t_start\n", "line 1: expected 'tiramisu-appmap 1'"),
     ("empty", "", "empty app map"),
     ("no-routes", "tiramisu-appmap 1\n", "no routes"),
-    ("reserved", "tiramisu-appmap 1\nroute\t/_tiramisu/x\t_start\n", "line 2: '/_tiramisu/x' is under /_tiramisu"),
-    ("bad-entry", "tiramisu-appmap 1\nroute\t/a\t9x\n", "line 2: invalid entrypoint"),
-    ("dup", "tiramisu-appmap 1\nroute\t/a\t_start\nroute\t/a\tx\n", "line 3: duplicate route /a"),
-    ("bad-dir", "tiramisu-appmap 1\nroute\t/a\t_start\ndir\trel\tx\tro\n", "line 3: invalid dir entry"),
-    ("bad-limit", "tiramisu-appmap 1\nlimit\tcpu\t3\nroute\t/a\t_start\n", "line 2: invalid limit"),
-    ("unknown", "tiramisu-appmap 1\nmodule\tx\nroute\t/a\t_start\n", "line 2: unknown entry 'module'"),
-    ("bad-env", "tiramisu-appmap 1\nenv\t1X\tv\nroute\t/a\t_start\n", "line 2: invalid env entry"),
+    ("reserved", "tiramisu-appmap 1\nroute\t/_tiramisu/x\ta\t_start\n", "line 2: '/_tiramisu/x' is under /_tiramisu"),
+    ("bad-entry", "tiramisu-appmap 1\nroute\t/a\ta\t9x\n", "line 2: invalid entrypoint"),
+    ("dup", "tiramisu-appmap 1\nroute\t/a\ta\t_start\nroute\t/a\ta\tx\n", "line 3: duplicate route /a"),
+    ("bad-dir", "tiramisu-appmap 1\nroute\t/a\ta\t_start\ndir\trel\tx\tro\n", "line 3: invalid dir entry"),
+    ("bad-limit", "tiramisu-appmap 1\nlimit\tcpu\t3\nroute\t/a\ta\t_start\n", "line 2: invalid limit"),
+    ("unknown", "tiramisu-appmap 1\nmodule\tx\nroute\t/a\ta\t_start\n", "line 2: unknown entry 'module'"),
+    ("bad-module", "tiramisu-appmap 1\nroute\t/a\t../x\t_start\n", "line 2: invalid module name"),
+    ("bad-env", "tiramisu-appmap 1\nenv\t1X\tv\nroute\t/a\ta\t_start\n", "line 2: invalid env entry"),
 ]
 
 

@@ -124,7 +124,7 @@ int main(void) {
         for (int r = 0; r < m.nroutes; r++) {
           char text[TS_WROUTE_MAX + 8];
           ts_wpattern_text(&m.routes[r].pat, text, sizeof text);
-          printf("route\t%s\t%s\t%s\n", text, m.routes[r].entrypoint, m.routes[r].argv);
+          printf("route\t%s\t%s\t%s\t%s\n", text, m.routes[r].module, m.routes[r].entrypoint, m.routes[r].argv);
           for (int i = 0; i < m.routes[r].env_count; i++)
             printf("env\t%s\t%s\n", m.env_name[m.routes[r].env_from + i], m.env_value[m.routes[r].env_from + i]);
           for (int i = 0; i < m.routes[r].dir_count; i++) {
