@@ -227,3 +227,64 @@ def list_releases(layout, app):
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
     return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'
+
+
+# ------------------------------------------------ app manifests and maps ---
+# (tiramisu_tasks/appdeploy.py: releases/<app>/<id>.d bundles, data/<app>/, secrets/<app>.env)
+
+MAP_DUMP_MARK = "==tiramisu-map=="
+SECRETS_MARK = "==tiramisu-secrets=="
+
+
+def dump_app_maps(layout):
+    """Prints ``==tiramisu-map== APP`` then the map, for every wasm_modules/*.map."""
+    return (
+        f'cd {q(layout.modules)} 2>/dev/null && for f in *.map; do [ -f "$f" ] || continue; '
+        f'echo "{MAP_DUMP_MARK} ${{f%.map}}"; cat "$f"; echo; done; true'
+    )
+
+
+def prepare_app_dirs(layout, app):
+    """The app's release folder, the data and secrets folders (0700)."""
+    root = layout.root
+    return join(
+        ["mkdir", "-p", "-m", "700", layout.app_releases(app), f"{root}/data", f"{root}/data/{app}", f"{root}/secrets"]
+    )
+
+
+def unpack_app_release(release_dir, data_dir, seeds, secrets_file=None):
+    """Unpack ``<release_dir>.tar`` into ``release_dir`` (kept if it exists: releases are immutable),
+    create each missing data folder ``data_dir/<seed>`` from the release's ``seed/<seed>`` (or
+    empty) and never touch an existing one, then put the uploaded secrets file in place."""
+    d, t, tar = q(release_dir), q(release_dir + ".tmp"), q(release_dir + ".tar")
+    parts = [
+        f"rm -rf {t} && mkdir -m 700 {t} && tar -xf {tar} -C {t} && rm -f {tar}",
+        f"if [ -e {d} ]; then rm -rf {t}; else mv {t} {d}; fi",
+    ]
+    for name in seeds:
+        dst, src = q(f"{data_dir}/{name}"), q(f"{release_dir}/seed/{name}")
+        tmp = q(f"{data_dir}/.{name}.seeding")
+        parts.append(
+            f"if [ ! -e {dst} ]; then rm -rf {tmp}; if [ -d {src} ]; then cp -R {src} {tmp}; "
+            f"else mkdir -m 700 {tmp}; fi && mv {tmp} {dst}; fi"
+        )
+    if secrets_file:
+        parts.append(
+            f"if [ -f {q(secrets_file + '.new')} ]; then mv -f {q(secrets_file + '.new')} {q(secrets_file)}; fi"
+        )
+    return " && ".join(parts)
+
+
+def install_beside(src, dst):
+    """Put ``src`` at ``dst`` atomically: hard link (or copy) beside it, then rename."""
+    tmp = posixpath.join(posixpath.dirname(dst), f".{posixpath.basename(dst)}.tiramisu-new")
+    return f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && mv -f {q(tmp)} {q(dst)}"
+
+
+def app_env_sources(layout, app):
+    """The app's live map, a mark, then only the NAMES of its secrets (values never leave the box)."""
+    secrets = q(layout.root + "/secrets/" + app + ".env")
+    return (
+        f"cat {q(layout.modules + '/' + app + '.map')} 2>/dev/null; echo {SECRETS_MARK}; "
+        f"sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p' {secrets} 2>/dev/null; true"
+    )

@@ -31,7 +31,10 @@ from ..taskkit import HOST_HELP, confirm, note, table, task
 def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, json=False, aot=False):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
+    from ..apps.manifest import find_app_file
 
+    if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
+        return _deploy_app_folder(c, source, host, name, dry, json)
     route = validate_route(route)
     resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
@@ -151,3 +154,45 @@ def logs(c, app, host=None, lines=50, follow=False):
             rep.out(f"{spec.name}: no log for {app} yet ({path})")
 
     run_on_hosts(c, host, one)
+
+
+def _deploy_app_folder(c, source, host, name, dry, json):
+    """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py)."""
+    from .. import appdeploy
+    from ..apps.build import build_app
+    from ..apps.manifest import read_app
+
+    spec = read_app(source, name)  # a bad manifest or map fails here, before anything is built or sent
+    appdeploy.resolve_secrets(spec)  # a missing secret too (its name only)
+    resolve_specs(c, host)
+    for key, path in list(spec.modules.items()):
+        if path is None:
+            src = spec.folder / spec.build.get("source", ".")
+            built = build_app(src, name=spec.name, language=spec.build.get("language"))
+            note(f"built {spec.name}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
+            spec.modules[key] = built.wasm_path
+
+    def one(conn, spec_, rep):
+        summary = appdeploy.deploy_app(connect_box(c, conn, spec_, rep), spec, dry=dry)
+        if not json and not dry:
+            rep.out(f"{spec_.name}: {spec.name} {summary['release']} live at {summary['url']} ({summary['seconds']}s)")
+        return summary
+
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+@task(help={"app": "the app's name", "host": HOST_HELP, "json": "print JSON"}, positional=["app"])
+def env(c, app, host=None, json=False):
+    """List APP's environment on the box: plain values as deployed, secrets as ***."""
+    from .. import appdeploy
+
+    app = validate_app_name(app)
+
+    def one(conn, spec, rep):
+        result = appdeploy.env_of(connect_box(c, conn, spec, rep), app)
+        if not json:
+            rows = [[e["name"], e["value"], e["route"]] for e in result["env"]]
+            rep.out(table(rows, ["NAME", "VALUE", "ROUTE"]) if rows else f"{spec.name}: {app} has no environment")
+        return result
+
+    _emit(run_on_hosts(c, host, one, quiet=json), json)

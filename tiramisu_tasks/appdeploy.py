@@ -1,0 +1,334 @@
+"""Deploy of an app described by ``tiramisu.toml`` or a WAGI ``modules.toml``.
+
+A release is a bundle, immutable once uploaded::
+
+    releases/<app>/<id>.d/modules/<module>.wasm   every module of the app
+    releases/<app>/<id>.d/ro/<name>/...            read-only volumes
+    releases/<app>/<id>.d/static/...               static files
+    releases/<app>/<id>.d/app.map                  the app map (routes, env, folders)
+    releases/<app>/<id>.d/app.json                 what was deployed (secret names only)
+
+beside it, never inside it::
+
+    secrets/<app>.env          0600, KEY=VALUE, resolved on this machine at deploy time
+    data/<app>/<name>/         writable volumes: seeded on the first deploy only, never
+                               overwritten or deleted by deploy
+
+Going live: each module is renamed into ``wasm_modules/<app>.<module>.wasm``
+(the server compiles it off the request path and reads its ``_routes``), then
+the map into ``wasm_modules/<app>.map`` (the server re-reads it; a map it
+cannot parse is refused and the previous one keeps serving). Deploy then
+checks the manifest's health path through nginx.
+
+Secrets: values are read here (environment or a ``.env`` file outside the
+app), uploaded in the same verified batch as the release, and never printed,
+logged, returned in --json/--dry (``***``) or kept in the release.
+"""
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict
+
+from . import commands as cmd
+from .apps.appspec import AppSpec
+from .errors import RemoteError, UsageError
+from .plans import release_id
+from .transfer import Upload
+
+REDACTED = "***"
+
+
+# ------------------------------------------------------------------ pure ---
+
+
+def parse_env_text(text: str, where: str) -> Dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, ``export``, matching quotes) as a dict (pure).
+
+    UsageError names the file and line, never a value.
+    """
+    out = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not eq or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UsageError(f"{where}:{n}: expected NAME=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def resolve_secrets(spec: AppSpec, environ=None, read_text=None) -> Dict[str, str]:
+    """{name: value} for every secret of ``spec``, read on this machine.
+
+    UsageError names the missing variable or file (exit 2); values never
+    appear in a message. A value may not hold a newline or NUL.
+    """
+    environ = os.environ if environ is None else environ
+    read_text = read_text or (lambda p: Path(p).read_text())
+    files: Dict[str, Dict[str, str]] = {}
+    out = {}
+    for s in spec.secrets:
+        if s.env is not None:
+            if s.env not in environ:
+                raise UsageError(f"secret {s.name}: the environment variable {s.env} is not set on this machine")
+            value = environ[s.env]
+        else:
+            key = str(s.env_file)
+            if key not in files:
+                try:
+                    files[key] = parse_env_text(read_text(s.env_file), key)
+                except OSError as exc:
+                    raise UsageError(f"secret {s.name}: cannot read {s.env_file}: {exc.strerror or exc}") from None
+            if s.key not in files[key]:
+                raise UsageError(f"secret {s.name}: {s.env_file} has no {s.key}")
+            value = files[key][s.key]
+        if "\n" in value or "\x00" in value:
+            raise UsageError(f"secret {s.name}: the value must be one line")
+        out[s.name] = value
+    return out
+
+
+def module_names(spec: AppSpec) -> Dict[str, str]:
+    """{module key: server module name}: ``<app>.<key>`` (a dot: never a Tiramisu app name)."""
+    return {key: f"{spec.name}.{key}" for key in spec.modules}
+
+
+def app_map_text(spec: AppSpec, names: Dict[str, str], release_dir: str, data_dir: str, secrets_file) -> str:
+    """The server's app map for ``spec`` (format: cserver/ts_appmap.h), with absolute box paths (pure)."""
+    lines = ["tiramisu-appmap 1", f"# {spec.name}: written by tiramisu deploy from {spec.source_file.name}"]
+    for k, v in spec.environment.items():
+        lines.append(f"env\t{k}\t{v}")
+    if secrets_file:
+        lines.append(f"envfile\t{secrets_file}")
+
+    def dir_line(v):
+        host = f"{data_dir}/{v.name}" if v.writable else f"{release_dir}/ro/{v.name}"
+        return f"dir\t{v.guest}\t{host}\t{'rw' if v.writable else 'ro'}"
+
+    for v in spec.volumes:
+        lines.append(dir_line(v))
+    lim = spec.limits
+    if lim.timeout_ms:
+        lines.append(f"limit\ttimeout-ms\t{lim.timeout_ms}")
+    if lim.memory_bytes:
+        lines.append(f"limit\tmemory-mb\t{max(1, lim.memory_bytes >> 20)}")
+    if lim.body_bytes:
+        lines.append(f"limit\tmax-body\t{lim.body_bytes}")
+    for r in spec.routes:
+        fields = ["route", r.pattern.text, names[r.module], r.entrypoint] + ([r.argv] if r.argv else [])
+        lines.append("\t".join(fields))
+        for k, v in r.environment.items():
+            lines.append(f"env\t{k}\t{v}")
+        for v in r.volumes:
+            lines.append(dir_line(v))
+    for line in lines:
+        if any(c in line for c in "\n\r\x00") or line.count("\t") > 4:
+            raise UsageError(f"{spec.source_file}: a value holds a tab or newline: {line.split(chr(9))[1][:40]!r}")
+    return "\n".join(lines) + "\n"
+
+
+def route_conflicts(spec: AppSpec, other_maps: Dict[str, str]):
+    """Exact routes of ``spec`` another app's map already claims: [(route, app)] (pure)."""
+    mine = {r.pattern.text for r in spec.routes}
+    out = []
+    for app, text in other_maps.items():
+        if app == spec.name:
+            continue
+        for line in text.splitlines():
+            f = line.split("\t")
+            if len(f) >= 4 and f[0] == "route" and f[1] in mine:
+                out.append((f[1], app))
+    return out
+
+
+def parse_maps_dump(text: str) -> Dict[str, str]:
+    """{app: map text} from :func:`commands.dump_app_maps` output (pure)."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("==tiramisu-map== "):
+            cur = line.split(" ", 1)[1]
+            out[cur] = ""
+        elif cur is not None:
+            out[cur] += line + "\n"
+    return out
+
+
+def env_listing(map_text: str, secret_names) -> list:
+    """[(name, value or '***', where)] for ``tiramisu env`` (pure): plain values as written, secrets redacted."""
+    rows, route = [], "*"
+    for line in map_text.splitlines():
+        f = line.split("\t")
+        if f[0] == "route" and len(f) >= 4:
+            route = f[1]
+        elif f[0] == "env" and len(f) == 3:
+            rows.append((f[1], f[2], route))
+    rows += [(n, REDACTED, "secret") for n in secret_names]
+    return rows
+
+
+# ---------------------------------------------------------------- local ---
+
+
+def collect_modules(spec: AppSpec, workdir: Path, build=None) -> Dict[str, Path]:
+    """{key: local .wasm} for every module: .wat assembled, a missing one built (``build(spec)``)."""
+    import wasmtime
+
+    from .apps.validate import validate_file
+
+    out = {}
+    for key, path in spec.modules.items():
+        if path is None:
+            if build is None:
+                raise UsageError(f"{spec.name}: no module to deploy and no builder")
+            path = Path(build(spec))
+        if path.suffix.lower() == ".wat":
+            dst = workdir / f"{key}.wasm"
+            try:
+                dst.write_bytes(wasmtime.wat2wasm(path.read_text()))
+            except Exception as exc:  # wasmtime raises its own error types
+                raise UsageError(f"{path}: invalid WAT: {str(exc).splitlines()[0]}") from None
+            path = dst
+        validate_file(path)
+        out[key] = path
+    return out
+
+
+def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, tar_path: Path):
+    """The release tarball: modules/, ro/, static/, seed/, app.map, app.json (no secret values)."""
+    summary = spec.redacted()
+    with tarfile.open(tar_path, "w") as tar:
+        for key, p in modules.items():
+            tar.add(str(p), arcname=f"modules/{names[key]}.wasm")
+        for v in spec.all_volumes():
+            if v.source is None:
+                continue
+            tar.add(str(v.source), arcname=f"{'seed' if v.writable else 'ro'}/{v.name}")
+        if spec.static:
+            tar.add(str(spec.static.folder), arcname="static")
+        for name, text in (("app.map", map_text), ("app.json", json.dumps(summary, indent=1) + "\n")):
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size = len(data)
+            info.mode = 0o600
+            info.mtime = int(time.time())
+            import io
+
+            tar.addfile(info, io.BytesIO(data))
+
+
+# ------------------------------------------------------------------ box ---
+
+
+def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
+    """Deploy ``spec`` to one served box; returns the summary (secrets as ``***``).
+
+    Order: resolve secrets and build here (nothing on the box changes if
+    either fails), refuse exact routes another app claims, upload the bundle
+    and secrets in one verified batch, seed missing data folders, switch the
+    modules then the map, check the health path. RemoteError when the server
+    rejects a module or the health check fails (the new map is not installed
+    when a module fails; data is never touched).
+    """
+    from .deploy import require_served, wait_for_app, wait_timeout
+
+    started = time.monotonic()
+    secrets = resolve_secrets(spec, environ)
+    require_served(box)
+    layout = box.layout
+    names = module_names(spec)
+    others = parse_maps_dump(box.run(cmd.dump_app_maps(layout)).stdout)
+    clash = route_conflicts(spec, others)
+    if clash:
+        route, other = clash[0]
+        raise UsageError(f"route {route} is already served by app {other}; remove it there first")
+    workdir = Path(tempfile.mkdtemp(prefix="tiramisu-app-"))
+    try:
+        modules = collect_modules(spec, workdir, build)
+        digest = __import__("hashlib").sha256()
+        for key in sorted(modules):
+            digest.update(modules[key].read_bytes())
+        rid = release_id(digest.hexdigest())
+        release_dir = f"{layout.app_releases(spec.name)}/{rid}.d"
+        data_dir = f"{layout.root}/data/{spec.name}"
+        secrets_file = f"{layout.root}/secrets/{spec.name}.env" if spec.secrets else None
+        map_text = app_map_text(spec, names, release_dir, data_dir, secrets_file)
+        summary = {
+            "host": box.name,
+            "app": spec.name,
+            "kind": spec.kind,
+            "release": rid,
+            "routes": [r.pattern.text for r in spec.routes],
+            "secrets": {k: REDACTED for k in secrets},
+            "dry": dry,
+            "url": box.url(spec.health.path if spec.health else spec.routes[0].pattern.script_name),
+        }
+        box.note(f"{spec.name}: release {rid}, {len(modules)} module(s), {len(spec.routes)} route(s)")
+        if dry:
+            summary["plan"] = spec.redacted()
+            return summary
+        tar_path = workdir / "bundle.tar"
+        write_bundle(spec, modules, names, map_text, tar_path)
+        uploads = [Upload.of(tar_path, f"{release_dir}.tar", "600")]
+        if secrets_file:
+            sec = workdir / "secrets.env"
+            fd = os.open(sec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("".join(f"{k}={v}\n" for k, v in secrets.items()))
+            uploads.append(Upload.of(sec, f"{secrets_file}.new", "600"))
+        box.run(cmd.prepare_app_dirs(layout, spec.name))
+        box.upload(uploads)
+        seeds = [v.name for v in spec.all_volumes() if v.writable]
+        box.run(cmd.unpack_app_release(release_dir, data_dir, seeds, secrets_file))
+        shas = {}
+        for key, p in modules.items():
+            shas[names[key]] = __import__("hashlib").sha256(p.read_bytes()).hexdigest()
+            box.run(cmd.install_beside(f"{release_dir}/modules/{names[key]}.wasm", layout.app_module(names[key])))
+        for module, sha in shas.items():
+            wait_for_app(box, module, sha, wait_timeout(box))
+        box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{spec.name}.map"))
+        box.run(cmd.hup_server(layout))
+        health = spec.health
+        status, text = None, ""
+        if health is not None:
+            deadline = time.monotonic() + 15
+            while True:
+                resp = box.http(box.settings["http_port"], health.path, timeout=30)
+                status, text = resp.status, resp.text
+                ok = status == health.status and (health.body is None or health.body in text)
+                if ok or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if not ok:
+                raise RemoteError(
+                    f"{spec.name} is live but its health check {health.path} answered HTTP {status}"
+                    + (f" without {health.body!r}" if health.body and status == health.status else "")
+                )
+        summary.update(changed=True, status=status, seconds=round(time.monotonic() - started, 2))
+        return summary
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def env_of(box, app):
+    """``tiramisu env``: [{name, value, route}] of a deployed app; secret values are ``***``."""
+    from .deploy import require_served
+
+    require_served(box)
+    out = box.run(cmd.app_env_sources(box.layout, app)).stdout
+    map_text, _, secret_names = out.partition("==tiramisu-secrets==\n")
+    if not map_text.strip():
+        raise UsageError(f"{app} on {box.name} has no app map (deployed without tiramisu.toml or modules.toml)")
+    rows = env_listing(map_text, [n for n in secret_names.split() if n])
+    return {"host": box.name, "app": app, "env": [{"name": n, "value": v, "route": r} for n, v, r in rows]}
