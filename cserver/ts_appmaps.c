@@ -169,9 +169,16 @@ static ts_mapset *load_set(const char *modules_dir, const char *app, char *err, 
       int x = ar->dir_from + i;
       s->preopens[r][d] = (ts_preopen){s->hosts[x], m->dirs[x].guest, m->dirs[x].writable};
     }
-    s->routes[r] = (ts_maproute){
-        ar->module,     ar->argv, (const char *const *)s->env_names[r], (const char *const *)s->env_values[r], k,
-        s->preopens[r], d};
+    s->routes[r] = (ts_maproute){.module = ar->module,
+                                 .argv = ar->argv,
+                                 .env_names = (const char *const *)s->env_names[r],
+                                 .env_values = (const char *const *)s->env_values[r],
+                                 .nenv = k,
+                                 .preopens = s->preopens[r],
+                                 .npreopens = d,
+                                 .timeout_ms = m->timeout_ms,
+                                 .memory_mb = m->memory_mb,
+                                 .max_body = m->max_body};
   }
   return s;
 }

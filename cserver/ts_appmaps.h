@@ -25,6 +25,7 @@ typedef struct {
   size_t nenv;
   const ts_preopen *preopens;
   size_t npreopens;
+  long timeout_ms, memory_mb, max_body; /* the app's limits, 0 = the server's */
 } ts_maproute;
 
 typedef struct {

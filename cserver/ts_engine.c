@@ -772,7 +772,8 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
     return TS_RUN_ERROR;
   }
   wasmtime_context_t *ctx = wasmtime_store_context(store);
-  wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
+  uint64_t mem = in->memory_bytes && in->memory_bytes < e->memory_bytes ? in->memory_bytes : e->memory_bytes;
+  wasmtime_store_limiter(store, (int64_t)mem, -1, -1, -1, -1);
   wasmtime_context_set_epoch_deadline(ctx, ticks);
 
   wasi_config_t *wasi = wasi_config_new();

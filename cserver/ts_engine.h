@@ -97,6 +97,7 @@ typedef struct {
   const char *entrypoint;     /* the export to call; NULL = "_start" */
   const ts_preopen *preopens; /* run with the pre-link from ts_engine_prelink_files */
   size_t npreopens;
+  uint64_t memory_bytes; /* the app's own memory limit; 0 (or over the server's) = the server's */
 } ts_run_input;
 
 typedef struct {

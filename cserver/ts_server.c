@@ -353,8 +353,10 @@ static void guest_run(ts_pool_item *it, void *arg) {
                      .max_output = g_cfg->max_output,
                      .deadline_us = j->t0 + g_cfg->timeout_ms * 1000u};
   const wasmtime_instance_pre_t *pre = j->m.version->pre;
-  if (j->m.has_map) { /* an app map route: its entry point and folders */
+  if (j->m.has_map) { /* an app map route: its entry point, folders and limits */
     in.entrypoint = j->m.map.entrypoint;
+    if (j->m.map.route.timeout_ms > 0) in.deadline_us = j->t0 + (uint64_t)j->m.map.route.timeout_ms * 1000u;
+    if (j->m.map.route.memory_mb > 0) in.memory_bytes = (uint64_t)j->m.map.route.memory_mb << 20;
     if (j->m.map.route.npreopens && j->m.version->pre_files) {
       in.preopens = j->m.map.route.preopens;
       in.npreopens = j->m.map.route.npreopens;
@@ -466,6 +468,12 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
     return 0;
   }
   ts_app *app = m.app;
+  if (m.has_map && m.map.route.max_body > 0 && body_len > (size_t)m.map.route.max_body) {
+    ts_metrics_status(&app->status, 413); /* the app's own body limit (the server's was checked while reading) */
+    send_error(w, c, req, 413, 0);
+    ts_match_release(&m);
+    return 0;
+  }
   atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
   job *j = job_get(w);
   if (!j) {

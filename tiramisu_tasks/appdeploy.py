@@ -4,7 +4,7 @@ A release is a bundle, immutable once uploaded::
 
     releases/<app>/<id>.d/modules/<module>.wasm   every module of the app
     releases/<app>/<id>.d/ro/<name>/...            read-only volumes
-    releases/<app>/<id>.d/static/...               static files
+    releases/<app>/<id>.d/www/<static route>/...   static files (nginx serves them)
     releases/<app>/<id>.d/app.map                  the app map (routes, env, folders)
     releases/<app>/<id>.d/app.json                 what was deployed (secret names only)
 
@@ -139,6 +139,38 @@ def app_map_text(spec: AppSpec, names: Dict[str, str], release_dir: str, data_di
     return "\n".join(lines) + "\n"
 
 
+def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
+    """The nginx include serving ``spec``'s static files from the release (pure).
+
+    ETag and Last-Modified are nginx's defaults for files; Cache-Control as
+    the manifest says; gzip for text types; unknown paths get the SPA fallback
+    file (if any), else the custom 404 page (if any) with status 404.
+    """
+    st = spec.static
+    prefix = st.route.rstrip("/")
+    fallback = f"{prefix}/{st.spa_fallback} " if st.spa_fallback else ""
+    lines = [
+        f"# {spec.name}: static files, written by tiramisu deploy (release {posixpath_basename(release_dir)})",
+        f"location = {prefix} {{ return 301 {prefix}/; }}",
+        f"location ^~ {prefix}/ {{",
+        f"    root {release_dir}/www;",
+        f'    add_header Cache-Control "{st.cache_control}" always;',
+        "    gzip on;",
+        "    gzip_vary on;",
+        "    gzip_min_length 256;",
+        "    gzip_types text/plain text/css text/xml application/javascript application/json image/svg+xml;",
+        f"    try_files $uri {fallback}=404;",
+    ]
+    if st.not_found:
+        lines.append(f"    error_page 404 {prefix}/{st.not_found};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def posixpath_basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def route_conflicts(spec: AppSpec, other_maps: Dict[str, str]):
     """Exact routes of ``spec`` another app's map already claims: [(route, app)] (pure)."""
     mine = {r.pattern.text for r in spec.routes}
@@ -205,8 +237,9 @@ def collect_modules(spec: AppSpec, workdir: Path, build=None) -> Dict[str, Path]
     return out
 
 
-def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, tar_path: Path):
-    """The release tarball: modules/, ro/, static/, seed/, app.map, app.json (no secret values)."""
+def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, tar_path: Path, release_dir: str):
+    """The release tarball: modules/, ro/, seed/, www/<static route>/, app.map, app.json (no secret
+    values) and nginx.conf (the static files' include)."""
     summary = spec.redacted()
     with tarfile.open(tar_path, "w") as tar:
         for key, p in modules.items():
@@ -215,9 +248,11 @@ def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, 
             if v.source is None:
                 continue
             tar.add(str(v.source), arcname=f"{'seed' if v.writable else 'ro'}/{v.name}")
+        files = [("app.map", map_text), ("app.json", json.dumps(summary, indent=1) + "\n")]
         if spec.static:
-            tar.add(str(spec.static.folder), arcname="static")
-        for name, text in (("app.map", map_text), ("app.json", json.dumps(summary, indent=1) + "\n")):
+            tar.add(str(spec.static.folder), arcname="www" + spec.static.route.rstrip("/"))
+            files.append(("nginx.conf", static_nginx_conf(spec, release_dir)))
+        for name, text in files:
             info = tarfile.TarInfo(name)
             data = text.encode()
             info.size = len(data)
@@ -279,7 +314,7 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
             summary["plan"] = spec.redacted()
             return summary
         tar_path = workdir / "bundle.tar"
-        write_bundle(spec, modules, names, map_text, tar_path)
+        write_bundle(spec, modules, names, map_text, tar_path, release_dir)
         uploads = [Upload.of(tar_path, f"{release_dir}.tar", "600")]
         if secrets_file:
             sec = workdir / "secrets.env"
@@ -299,6 +334,11 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
             wait_for_app(box, module, sha, wait_timeout(box))
         box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{spec.name}.map"))
         box.run(cmd.hup_server(layout))
+        if spec.static or others.get(spec.name) is not None:
+            src = f"{release_dir}/nginx.conf" if spec.static else None
+            res = box.run(cmd.apply_app_nginx_conf(layout, spec.name, src), warn=True)
+            if not res.ok:
+                raise RemoteError(f"nginx refused the static files' config of {spec.name}: {res.stdout.strip()[-300:]}")
         health = spec.health
         status, text = None, ""
         if health is not None:

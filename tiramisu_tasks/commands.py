@@ -288,3 +288,18 @@ def app_env_sources(layout, app):
         f"cat {q(layout.modules + '/' + app + '.map')} 2>/dev/null; echo {SECRETS_MARK}; "
         f"sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p' {secrets} 2>/dev/null; true"
     )
+
+
+def apply_app_nginx_conf(layout, app, src):
+    """Put the app's static-files include live (``conf/apps/<app>.conf``; ``src`` None removes it),
+    check nginx's whole config, reload; on a failed check the previous file comes back."""
+    from .services import nginx_reload_command, nginx_test_command
+
+    d = posixpath.join(layout.conf, "apps")
+    dst, old = posixpath.join(d, f"{app}.conf"), posixpath.join(d, f".{app}.conf.previous")
+    put = install_beside(src, dst) if src else remove_file(dst)
+    restore = f"if [ -f {q(old)} ]; then mv -f {q(old)} {q(dst)}; else rm -f {q(dst)}; fi"
+    return (
+        f"mkdir -p -m 700 {q(d)} && rm -f {q(old)} && {{ [ ! -f {q(dst)} ] || cp -p {q(dst)} {q(old)}; }} && {put} && "
+        f"{{ {nginx_test_command(layout)} 2>&1 || {{ {restore}; exit 1; }}; }} && {nginx_reload_command(layout)}"
+    )

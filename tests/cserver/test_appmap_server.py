@@ -137,3 +137,24 @@ def test_bad_map_keeps_the_previous_one_and_removal_unroutes(mapped):
     assert wait_for(srv, "/only", lambda s, b: s == 404)[0] == 404
     # without a map the module is an ordinary app again
     assert srv.get("/demo.main")[0] == 200
+
+
+def test_app_limits(run_server, wasm_guests, tmp_path):
+    mods = tmp_path / "wasm_modules"
+    mods.mkdir()
+    install_module(mods, "lim.loop", wasm_guests["loop"])
+    install_module(mods, "lim.main", wasm_guests["wagimap"])
+    put_map(
+        mods,
+        "lim",
+        "tiramisu-appmap 1\nlimit\ttimeout-ms\t300\nlimit\tmax-body\t10\n"
+        "route\t/spin\tlim.loop\t_start\nroute\t/post\tlim.main\t_start\n",
+    )
+    srv = run_server(modules_dir=mods, timeout_ms=20000)
+    srv.wait_app("lim.loop")
+    srv.wait_app("lim.main")
+    t0 = time.monotonic()
+    assert srv.get("/spin")[0] == 504
+    assert time.monotonic() - t0 < 5  # the app's 300 ms, not the server's 20 s
+    assert srv.get("/post", method="POST", body=b"x" * 10)[0] == 200
+    assert srv.get("/post", method="POST", body=b"x" * 11)[0] == 413

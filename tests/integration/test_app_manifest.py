@@ -151,3 +151,62 @@ def test_manifest_app_env_secret_volumes(served, wagimap_wasm, tmp_path):
     bad = cli("tiramisu", "deploy", app, "--host", "box", env=env)
     assert bad.returncode == 2 and "tiramisu.toml:5: route.path" in one_line_error(bad)
     assert fields(get(url(served, "/gb/"))[1])["GREETING"] == "Hello"
+
+
+EXAMPLES = REPO / "wasm_examples"
+
+
+def request(url_, data=None, headers=None):
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **kw):
+            return None
+
+    req = urllib.request.Request(url_, data=data, headers=headers or {})
+    try:
+        with urllib.request.build_opener(NoRedirect).open(req, timeout=20) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_wagi_map_example(served):
+    proc = cli("tiramisu", "deploy", EXAMPLES / "wagi-map", "--host", "box")
+    assert proc.returncode == 0, proc.stderr
+    assert b"<h1>wagi-map</h1>" in get(url(served, "/"))[1]
+    assert get(url(served, "/hello/x/y")) == (200, b"hello handler\n")
+    assert get(url(served, "/bye")) == (200, b"goodbye handler\n")
+    assert get(url(served, "/api")) == (200, b"main handler (_start)\n")
+    assert get(url(served, "/api/hello")) == (200, b"hello handler\n")
+    assert get(url(served, "/api/goodbye/a/b")) == (200, b"goodbye handler\n")
+    assert get(url(served, "/api/other"))[0] == 404
+    assert get(url(served, "/bye/x"))[0] == 404
+
+
+def test_guestbook_example(served):
+    env = {"GUESTBOOK_ADMIN_TOKEN": SECRET}
+    proc = cli("tiramisu", "deploy", EXAMPLES / "guestbook", "--host", "box", env=env)
+    assert proc.returncode == 0, proc.stderr
+    status, _, body = request(url(served, "/guestbook/"))
+    assert status == 200 and b"Welcome! Leave a note." in body and b"<b>Ada</b>: First!" in body
+    status, headers, _ = request(url(served, "/guestbook/"), data=b"name=Bo&message=hi+%3Cthere%3E")
+    assert status == 303 and headers["Location"] == "/guestbook/"
+    assert b"<b>Bo</b>: hi &lt;there&gt;" in request(url(served, "/guestbook/"))[2]
+    assert request(url(served, "/guestbook/admin"))[0] == 403
+    status, _, body = request(url(served, "/guestbook/admin"), headers={"X-Admin-Token": SECRET})
+    assert status == 200 and json.loads(body) == {"entries": 2}
+    # static files: nginx, with validators, cache policy, gzip, custom 404
+    status, headers, body = request(url(served, "/guestbook/static/style.css"), headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+    assert headers["Cache-Control"] == "public, max-age=600" and "ETag" in headers and "Last-Modified" in headers
+    assert headers.get("Content-Encoding") == "gzip"
+    status, _, _ = request(url(served, "/guestbook/static/style.css"), headers={"If-None-Match": headers["ETag"]})
+    assert status == 304
+    status, _, body = request(url(served, "/guestbook/static/nope.css"))
+    assert status == 404 and b"No such file in the guestbook" in body
+    # redeploy keeps the entries
+    proc = cli("tiramisu", "deploy", EXAMPLES / "guestbook", "--host", "box", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert b"<b>Bo</b>" in request(url(served, "/guestbook/"))[2]
