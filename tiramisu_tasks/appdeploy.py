@@ -139,6 +139,15 @@ def app_map_text(spec: AppSpec, names: Dict[str, str], release_dir: str, data_di
     return "\n".join(lines) + "\n"
 
 
+# nginx.conf has no mime.types include: the static location names the usual ones itself.
+STATIC_TYPES = (
+    "text/html html htm; text/css css; text/plain txt; text/xml xml; application/javascript js mjs; "
+    "application/json json map; application/wasm wasm; image/svg+xml svg; image/png png; image/jpeg jpg jpeg; "
+    "image/gif gif; image/webp webp; image/avif avif; image/x-icon ico; font/woff woff; font/woff2 woff2; "
+    "application/pdf pdf;"
+)
+
+
 def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
     """The nginx include serving ``spec``'s static files from the release (pure).
 
@@ -154,6 +163,8 @@ def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
         f"location = {prefix} {{ return 301 {prefix}/; }}",
         f"location ^~ {prefix}/ {{",
         f"    root {release_dir}/www;",
+        f"    types {{ {STATIC_TYPES} }}",
+        "    default_type application/octet-stream;",
         f'    add_header Cache-Control "{st.cache_control}" always;',
         "    gzip on;",
         "    gzip_vary on;",

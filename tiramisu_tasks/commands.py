@@ -205,7 +205,21 @@ def restore_release(layout, app, previous):
 
 
 def unpublish_app(layout, app):
-    return f"{remove_file(layout.app_module(app))}; {hup_server(layout)}"
+    """Stop serving ``app``: its module, and for manifest/module-map apps its map, their
+    modules (``<app>.<module>.wasm``: Tiramisu app names have no dot) and static files' include."""
+    m = layout.modules
+    conf = posixpath.join(layout.conf, "apps", f"{app}.conf")
+    from .services import nginx_reload_command
+
+    return (
+        f"{remove_file(layout.app_module(app))}; rm -f {q(m + '/' + app + '.map')} {q(m + '/' + app)}.*.wasm; "
+        f"if [ -f {q(conf)} ]; then rm -f {q(conf)} && {nginx_reload_command(layout)}; fi; {hup_server(layout)}"
+    )
+
+
+def purge_app_data(layout, app):
+    """Delete the app's data folders and its secrets file (``remove --purge-data``)."""
+    return join(["rm", "-rf", f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env"])
 
 
 def release_sha256(path):

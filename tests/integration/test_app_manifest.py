@@ -173,6 +173,14 @@ def request(url_, data=None, headers=None):
 
 
 def test_wagi_map_example(served):
+    # "/" is wagi-demo's (first test): a second app may not claim it; nothing changes
+    proc = cli("tiramisu", "deploy", EXAMPLES / "wagi-map", "--host", "box")
+    assert proc.returncode == 2 and "route / is already served by app wagi-demo" in one_line_error(proc)
+    assert get(url(served, "/")) == (200, b"root\n")
+    proc = cli("tiramisu", "remove", "wagi-demo", "--host", "box", "--yes", "--purge-data")
+    assert proc.returncode == 0, proc.stderr
+    assert get(url(served, "/ex"))[0] == 404
+    assert served.ssh("test -e ~/tiramisu-env/data/wagi-demo && echo left; true").stdout.strip() == ""
     proc = cli("tiramisu", "deploy", EXAMPLES / "wagi-map", "--host", "box")
     assert proc.returncode == 0, proc.stderr
     assert b"<h1>wagi-map</h1>" in get(url(served, "/"))[1]
@@ -210,3 +218,9 @@ def test_guestbook_example(served):
     proc = cli("tiramisu", "deploy", EXAMPLES / "guestbook", "--host", "box", env=env)
     assert proc.returncode == 0, proc.stderr
     assert b"<b>Bo</b>" in request(url(served, "/guestbook/"))[2]
+    # remove: routes, static files and map go; the data stays unless --purge-data
+    proc = cli("tiramisu", "remove", "guestbook", "--host", "box", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert request(url(served, "/guestbook/"))[0] == 404
+    assert request(url(served, "/guestbook/static/style.css"))[0] == 404
+    assert "Bo\thi <there>" in served.ssh("cat ~/tiramisu-env/data/guestbook/data/entries.txt").stdout

@@ -132,3 +132,16 @@ def test_install_beside_and_env_sources(tmp_path):
     (tmp_path / "secrets" / "gb.env").write_text("TOKEN=secretvalue\nDB=x\n")
     out = sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout
     assert out == "env\tA\t1\n==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+
+
+def test_static_nginx_conf(tmp_path):
+    folder = tmp_path / "spa"
+    (folder / "dist").mkdir(parents=True)
+    (folder / "dist" / "index.html").write_text("i")
+    (folder / "tiramisu.toml").write_text(
+        '[app]\nname = "spa"\n[static]\nfolder = "dist"\nroute = "/spa/app"\nspa_fallback = "index.html"\n'
+    )
+    conf = ad.static_nginx_conf(parse_manifest(folder / "tiramisu.toml"), "/e/releases/spa/R.d")
+    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
+    assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
+    assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf

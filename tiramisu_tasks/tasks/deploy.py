@@ -113,23 +113,30 @@ def rollback(c, app, host=None, to=None, json=False, dry=False):
         "host": HOST_HELP,
         "yes": "do not ask (scripts)",
         "dry": "print the plan and change nothing on the box",
+        "purge_data": "also delete the app's data folders (data/APP) and secrets (kept otherwise)",
     },
     positional=["app"],
 )
-def remove(c, app, host=None, yes=False, dry=False):
-    """Stop serving an app and delete its releases (its log is kept)."""
+def remove(c, app, host=None, yes=False, dry=False, purge_data=False):
+    """Stop serving an app and delete its releases (its log is kept; its data unless --purge-data)."""
     validate_app_name(app)
     if not yes and not dry:
+        what = " and its releases" + (" AND ITS DATA" if purge_data else "")
         confirm(
-            f"Remove {app} and its releases?",
-            f"remove deletes {app} and its releases: confirm with --yes",
+            f"Remove {app}{what}?",
+            f"remove deletes {app}{what}: confirm with --yes",
             "remove cancelled",
         )
 
     def one(conn, spec, rep):
-        dp.remove(connect_box(c, conn, spec, rep), app, dry=dry)
+        box = connect_box(c, conn, spec, rep)
+        dp.remove(box, app, dry=dry)
+        if purge_data and not dry:
+            from .. import commands as cmd
+
+            box.run(cmd.purge_app_data(box.layout, app))
         if not dry:
-            rep.out(f"{spec.name}: {app} removed")
+            rep.out(f"{spec.name}: {app} removed" + (" with its data" if purge_data else ""))
 
     run_on_hosts(c, host, one)
 
