@@ -1,4 +1,4 @@
-"""On a real host: a WAGI module map and a tiramisu.toml app deployed with `tiramisu deploy DIR`.
+"""On real hosts (x86_64 and aarch64): a WAGI module map and a tiramisu.toml app deployed with `tiramisu deploy DIR`.
 
 The module map runs as WAGI would (exact, wildcard and root routes, entry
 points, `_routes` sub-routes, a volume that is the app's data folder); the
@@ -33,8 +33,9 @@ SECRET = "s3cret-value-9f1c"
 
 
 @pytest.fixture(scope="module")
-def served(x86_host, tmp_path_factory):
-    home = tmp_path_factory.mktemp("appmanifest")
+def served(any_host, tmp_path_factory):
+    x86_host = any_host  # both arches (aarch64 under qemu-user)
+    home = tmp_path_factory.mktemp(f"appmanifest-{any_host.arch}")
     env = {"TIRAMISU_HOME": str(home), "TIRAMISU_INVENTORY": str(home / "tiramisu.yaml")}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
