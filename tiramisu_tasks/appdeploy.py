@@ -248,6 +248,25 @@ def collect_modules(spec: AppSpec, workdir: Path, build=None) -> Dict[str, Path]
     return out
 
 
+def bundle_digest(spec: AppSpec, modules: Dict[str, Path]) -> str:
+    """sha256 over everything a release holds (modules, shipped folders, the manifest's values)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(modules):
+        h.update(key.encode() + b"\0" + modules[key].read_bytes())
+    folders = [v.source for v in spec.all_volumes() if v.source] + ([spec.static.folder] if spec.static else [])
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    h.update(json.dumps(spec.redacted(), sort_keys=True).encode())
+    if spec.static:
+        h.update(repr(spec.static).encode())
+    h.update(repr((spec.health, spec.limits)).encode())
+    return h.hexdigest()
+
+
 def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, tar_path: Path, release_dir: str):
     """The release tarball: modules/, ro/, seed/, www/<static route>/, app.map, app.json (no secret
     values) and nginx.conf (the static files' include)."""
@@ -302,10 +321,7 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
     workdir = Path(tempfile.mkdtemp(prefix="tiramisu-app-"))
     try:
         modules = collect_modules(spec, workdir, build)
-        digest = __import__("hashlib").sha256()
-        for key in sorted(modules):
-            digest.update(modules[key].read_bytes())
-        rid = release_id(digest.hexdigest())
+        rid = release_id(bundle_digest(spec, modules))
         release_dir = f"{layout.app_releases(spec.name)}/{rid}.d"
         data_dir = f"{layout.root}/data/{spec.name}"
         secrets_file = f"{layout.root}/secrets/{spec.name}.env" if spec.secrets else None
@@ -350,6 +366,7 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
             res = box.run(cmd.apply_app_nginx_conf(layout, spec.name, src), warn=True)
             if not res.ok:
                 raise RemoteError(f"nginx refused the static files' config of {spec.name}: {res.stdout.strip()[-300:]}")
+        box.run(cmd.set_current_release(layout, spec.name, rid))
         health = spec.health
         status, text = None, ""
         if health is not None:
@@ -383,3 +400,40 @@ def env_of(box, app):
         raise UsageError(f"{app} on {box.name} has no app map (deployed without tiramisu.toml or modules.toml)")
     rows = env_listing(map_text, [n for n in secret_names.split() if n])
     return {"host": box.name, "app": app, "env": [{"name": n, "value": v, "route": r} for n, v, r in rows]}
+
+
+def app_bundles(box, app):
+    """Release ids of the app's bundles, newest first ([] for a plain module app)."""
+    out = box.run(cmd.list_app_bundles(box.layout, app)).stdout.split()
+    return sorted((n[:-2] for n in out if n.endswith(".d")), reverse=True)
+
+
+def rollback_app(box, app, bundles, to=None, dry=False):
+    """Switch a manifest/module-map app back to an earlier bundle: its modules, then its map, then
+    its static files' include (data and secrets stay as they are). Returns {host, app, from, to}."""
+    from .deploy import current_release, wait_for_app, wait_timeout
+    from .plans import plan_rollback
+
+    layout = box.layout
+    plan = plan_rollback(box.name, app, bundles, current_release(box, app), to)
+    box.note(plan.text())
+    result = {"host": box.name, "app": app, "from": plan.current, "to": plan.target}
+    if dry:
+        return {**result, "dry": True, "plan": plan.as_dict()}
+    release_dir = f"{layout.app_releases(app)}/{plan.target}.d"
+    out = box.run(cmd.switch_bundle_modules(layout, release_dir)).stdout
+    for line in out.splitlines():
+        sha, _, name = line.partition("  ")
+        if name.endswith(".wasm"):
+            wait_for_app(box, name[:-5], sha, wait_timeout(box))
+    box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{app}.map"))
+    box.run(cmd.hup_server(layout))
+    has_static = box.run(cmd.file_exists(f"{release_dir}/nginx.conf"), warn=True).ok
+    live_conf = box.run(cmd.file_exists(f"{layout.conf}/apps/{app}.conf"), warn=True).ok
+    if has_static or live_conf:
+        src = f"{release_dir}/nginx.conf" if has_static else None
+        res = box.run(cmd.apply_app_nginx_conf(layout, app, src), warn=True)
+        if not res.ok:
+            raise RemoteError(f"nginx refused the static files' config of {app}: {res.stdout.strip()[-300:]}")
+    box.run(cmd.set_current_release(layout, app, plan.target))
+    return result

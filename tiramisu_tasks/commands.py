@@ -317,3 +317,25 @@ def apply_app_nginx_conf(layout, app, src):
         f"mkdir -p -m 700 {q(d)} && rm -f {q(old)} && {{ [ ! -f {q(dst)} ] || cp -p {q(dst)} {q(old)}; }} && {put} && "
         f"{{ {nginx_test_command(layout)} 2>&1 || {{ {restore}; exit 1; }}; }} && {nginx_reload_command(layout)}"
     )
+
+
+def set_current_release(layout, app, rid):
+    """releases/<app>/CURRENT = rid (atomically)."""
+    cur = _current_file(layout, app)
+    return f"printf '%s\\n' {q(rid)} > {q(cur)}.new && mv -f {q(cur)}.new {q(cur)}"
+
+
+def list_app_bundles(layout, app):
+    """The app's release bundles (``<id>.d``), one per line."""
+    return f"cd {q(layout.app_releases(app))} 2>/dev/null && ls -1d *.d 2>/dev/null; true"
+
+
+def switch_bundle_modules(layout, release_dir):
+    """Put every module of a bundle live (each renamed into wasm_modules/); prints ``SHA  NAME.wasm`` lines."""
+    d = q(release_dir + "/modules")
+    m = q(layout.modules)
+    return (
+        f'cd {d} && for f in *.wasm; do {{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
+        f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
+        "sha256sum *.wasm"
+    )

@@ -245,7 +245,14 @@ def rollback(box, app, to=None, dry=False):
     UsageError when there is no such release; RemoteError when the server does not activate it.
     """
     require_served(box)
-    plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
+    releases = list_releases(box, app)
+    if not releases:  # an app deployed from tiramisu.toml / modules.toml keeps bundles (appdeploy.py)
+        from .appdeploy import app_bundles, rollback_app
+
+        bundles = app_bundles(box, app)
+        if bundles:
+            return rollback_app(box, app, bundles, to, dry)
+    plan = plan_rollback(box.name, app, releases, current_release(box, app), to)
     box.note(plan.text())
     if dry:
         return {

@@ -141,6 +141,11 @@ def test_manifest_app_env_secret_volumes(served, wagimap_wasm, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert b"read: entry1\n" in get(url(served, "/gb/x?read=/data/log.txt"))[1]
     assert b"read: <h2>v2" in get(url(served, "/gb/x?read=/templates/page.html"))[1]
+    # rollback: the previous bundle's templates again, the data as the app left it
+    back = cli("tiramisu", "rollback", "gb", "--host", "box")
+    assert back.returncode == 0, back.stderr
+    assert b"read: <h1>" in get(url(served, "/gb/x?read=/templates/page.html"))[1]
+    assert b"read: entry1\n" in get(url(served, "/gb/x?read=/data/log.txt"))[1]
     logs = served.ssh("cat ~/tiramisu-env/logs/*.log ~/tiramisu-env/logs/apps/*.log 2>/dev/null; true")
     assert SECRET not in logs.stdout
     perms = served.ssh(
