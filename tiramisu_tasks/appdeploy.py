@@ -296,7 +296,7 @@ def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, 
 # ------------------------------------------------------------------ box ---
 
 
-def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
+def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=None):
     """Deploy ``spec`` to one served box; returns the summary (secrets as ``***``).
 
     Order: resolve secrets and build here (nothing on the box changes if
@@ -383,6 +383,8 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None):
                     f"{spec.name} is live but its health check {health.path} answered HTTP {status}"
                     + (f" without {health.body!r}" if health.body and status == health.status else "")
                 )
+        keep = int(keep or box.settings.get("keep_releases") or 5)
+        box.run(cmd.prune_app_bundles(layout, spec.name, keep, rid))
         summary.update(changed=True, status=status, seconds=round(time.monotonic() - started, 2))
         return summary
     finally:

@@ -339,3 +339,12 @@ def switch_bundle_modules(layout, release_dir):
         f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
         "sha256sum *.wasm"
     )
+
+
+def prune_app_bundles(layout, app, keep, protect):
+    """Delete all but the newest ``keep`` bundles (``<id>.d``), never ``protect``."""
+    d = layout.app_releases(app)
+    return (
+        f"cd {q(d)} 2>/dev/null && ls -1d *.d 2>/dev/null | grep -E '^[0-9TZ]+-[0-9a-f]+\\.d$' | sort -r | "
+        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.d')} | xargs -r rm -rf --; true"
+    )

@@ -145,3 +145,17 @@ def test_static_nginx_conf(tmp_path):
     assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
     assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
+
+
+def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
+    rel = tmp_path / "releases" / "gb"
+    ids = [f"20261130T12000{i}Z-abcdef012{i}" for i in range(5)]
+    for rid in ids:
+        (rel / f"{rid}.d").mkdir(parents=True)
+
+    class L:
+        def app_releases(self, app):
+            return str(tmp_path / "releases" / app)
+
+    assert sh(cmd.prune_app_bundles(L(), "gb", 2, ids[0]), tmp_path).returncode == 0
+    assert sorted(p.name for p in rel.iterdir()) == [f"{ids[0]}.d", f"{ids[3]}.d", f"{ids[4]}.d"]

@@ -34,7 +34,7 @@ def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, js
     from ..apps.manifest import find_app_file
 
     if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
-        return _deploy_app_folder(c, source, host, name, dry, json)
+        return _deploy_app_folder(c, source, host, name, dry, json, keep)
     route = validate_route(route)
     resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
@@ -163,7 +163,7 @@ def logs(c, app, host=None, lines=50, follow=False):
     run_on_hosts(c, host, one)
 
 
-def _deploy_app_folder(c, source, host, name, dry, json):
+def _deploy_app_folder(c, source, host, name, dry, json, keep=None):
     """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py)."""
     from .. import appdeploy
     from ..apps.build import build_app
@@ -180,7 +180,7 @@ def _deploy_app_folder(c, source, host, name, dry, json):
             spec.modules[key] = built.wasm_path
 
     def one(conn, spec_, rep):
-        summary = appdeploy.deploy_app(connect_box(c, conn, spec_, rep), spec, dry=dry)
+        summary = appdeploy.deploy_app(connect_box(c, conn, spec_, rep), spec, dry=dry, keep=keep)
         if not json and not dry:
             rep.out(f"{spec_.name}: {spec.name} {summary['release']} live at {summary['url']} ({summary['seconds']}s)")
         return summary
