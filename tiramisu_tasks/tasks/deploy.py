@@ -9,6 +9,7 @@ from .. import lifecycle as lc
 from ..appnames import validate_app_name
 from ..box import connect_box
 from ..connect import resolve_specs
+from ..errors import UsageError
 from ..hostrun import emit_results as _emit
 from ..hostrun import run_on_hosts
 from ..routes import validate_route
@@ -34,6 +35,10 @@ def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, js
     from ..apps.manifest import find_app_file
 
     if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
+        if route:
+            raise UsageError(
+                f"--route does not apply to {source}: its routes come from its tiramisu.toml or modules.toml"
+            )
         return _deploy_app_folder(c, source, host, name, dry, json, keep)
     route = validate_route(route)
     resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
