@@ -12,6 +12,8 @@ import pytest
 
 from tests.fixtures.server import install_module
 
+from .test_audit import ASAN_ENV, asan_server  # noqa: F401  (the sanitizer build, a session fixture)
+
 
 def put_map(modules, app, text):
     tmp = modules / f".{app}.map.tmp"
@@ -40,8 +42,8 @@ def wait_for(srv, path, want, timeout=10):
         time.sleep(0.05)
 
 
-@pytest.fixture
-def mapped(run_server, wasm_guests, tmp_path):
+@pytest.fixture(params=["plain", "asan"])
+def mapped(request, run_server, wasm_guests, tmp_path):
     env = tmp_path / "env"
     mods = env / "wasm_modules"
     (env / "secrets").mkdir(parents=True)
@@ -66,9 +68,17 @@ def mapped(run_server, wasm_guests, tmp_path):
         "route\t/files/...\tdemo.main\t_start\t${SCRIPT_NAME} --x ${ARGS}\n"
         "dir\t/data\tdata/demo/data\trw\n",
     )
-    srv = run_server(modules_dir=mods)
-    srv.wait_app("demo.main")
-    return srv, env
+    if request.param == "asan":
+        srv = run_server(
+            modules_dir=mods, binary=request.getfixturevalue("asan_server"), env={**os.environ, **ASAN_ENV}
+        )
+    else:
+        srv = run_server(modules_dir=mods)
+    srv.wait_app("demo.main", timeout=60)
+    yield srv, env
+    if request.param == "asan":
+        assert srv.stop() == 0
+        assert "ERROR: AddressSanitizer" not in srv.stderr() and "runtime error" not in srv.stderr(), srv.stderr()
 
 
 def test_exact_wildcard_and_root_routes(mapped):
