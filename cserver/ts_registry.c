@@ -467,10 +467,10 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
       rc = !a || !a->present ? -1 : m->version ? 0 : -2;
       if (!a) m->app = NULL;
       pthread_mutex_unlock(&g_lock);
-      if (rc != 0) {
+      if (rc != 0) { /* log while the map is still referenced, then drop it */
+        if (rc == -1) ts_log_warn("map route %s: module %s is not loaded", m->matched_route, m->map.route.module);
         ts_mapset_release(m->map.set);
         m->has_map = 0;
-        if (rc == -1) ts_log_warn("map route %s: module %s is not loaded", m->matched_route, m->map.route.module);
       }
       return rc;
     }
