@@ -70,8 +70,8 @@ def resolve_specs(c, host=None, inventory=None) -> List[HostSpec]:
         return [spec_for(n, inventory) for n in expand_names(split_host_list(host), inventory)]
     if isinstance(c, fabric.Connection):
         original = c.original_host
-        if original in inventory.hosts:
-            return [spec_for(original, inventory)]
+        if original in inventory.hosts or original in getattr(inventory, "invalid", {}):
+            return [spec_for(original, inventory)]  # an invalid entry raises its problem here
         return [HostSpec(name=original, hostname=c.host, user=c.user, port=c.port, connection=c)]
     known = ", ".join(sorted(inventory.hosts)) or "none yet: tiramisu host.add NAME --hostname H"
     raise UsageError(f"no host given: use --host NAME (or fab -H NAME); inventory hosts: {known}")

@@ -87,6 +87,16 @@ class RemoteLayout:
     def version_file(self):
         return self._p("VERSION")
 
+    @property
+    def tls_dir(self):
+        """Certificates and keys nginx serves (0700, files 0600; tiramisu_tasks/tls.py)."""
+        return self._p("tls")
+
+    @property
+    def acme_challenges(self):
+        """ACME HTTP-01 answers, served at /.well-known/acme-challenge/ on the HTTP port."""
+        return self._p("acme-challenge")
+
     def pid_file(self, service):
         return self._p("run", f"{service}.pid")
 

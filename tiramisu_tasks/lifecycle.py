@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, tls
 from . import commands as cmd
 from .errors import RemoteError, TiramisuError, UnsupportedTarget, UsageError
 from .plans import (
@@ -273,13 +273,18 @@ def setup(box, ship, dry=False, start=True):
             f"pick another with --http-port/--server-port or host.add --set http_port=N"
         )
 
+    # HTTPS (tls.py): the pair is checked or made here before anything is
+    # built or uploaded, and shipped beside the live one before the new config.
+    tls_plan = tls.plan(box)
     shipment = ship(box.target, box.settings["toolchain"], box.settings["nginx_provider"], box.note)
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     # The rendered configs (and VERSION) are staged in a directory removed on
     # the way out, dry run or not.
     with tempfile.TemporaryDirectory(prefix="tiramisu-conf-") as tmp:
         staging = Path(tmp)
-        values = config_values(layout, box.name, box.settings, address=box.address, box_ids=box.report)
+        values = config_values(
+            layout, box.name, box.settings, address=box.address, box_ids=box.report, tls_paths=tls_plan.paths
+        )
         (staging / "nginx.conf").write_text(render_nginx_conf(values))
         (staging / "server.conf").write_text(render_server_conf(values))
         local = dict(
@@ -305,6 +310,8 @@ def setup(box, ship, dry=False, start=True):
         )
 
         box.note(plan.text())
+        for line in tls_plan.notes:
+            box.note(f"{box.name}: {line}")
         summary = {
             "host": box.name,
             "target": box.target.name,
@@ -315,14 +322,36 @@ def setup(box, ship, dry=False, start=True):
             "actions": dict(plan.actions),
             "dry": dry,
         }
+        if tls_plan.mode != "off":
+            summary["tls"] = tls_plan.as_dict()
+            summary["https_url"] = tls_url(box)
         if dry:
             summary["plan"] = plan.as_dict()
             return summary
+        tls.ship(box, tls_plan)
+        # A reload only signals nginx: with HTTPS, wait until the old workers (old certificate) are gone.
+        workers = tls.worker_pids(box) if tls_plan.mode != "off" and box.report["env_exists"] else set()
         done, health = apply_setup(box, plan, staging)
+        if done.get("nginx") == "reload":
+            tls.wait_workers_replaced(box, workers)
+        # tls=acme: the first certificate (or a due renewal) once nginx serves the challenge folder.
+        issued = tls.after_setup(box, tls_plan, started=start)
+        if issued:
+            summary["tls"]["obtained"] = issued
         summary.update(
             done=done, health=health, seconds=round(time.monotonic() - started, 2), total_bytes=plan.total_bytes
         )
         return summary
+
+
+def tls_url(box, path="/"):
+    """The box's HTTPS address (the first domain, else the address; ``tls_public_port``, else ``https_port``)."""
+    from .tlsfiles import parse_domains
+
+    domains = parse_domains(box.settings.get("domains"))
+    port = int(box.settings.get("tls_public_port") or box.settings.get("https_port") or 8443)
+    host = domains[0] if domains else box.address
+    return f"https://{host}{'' if port == 443 else f':{port}'}{path}"
 
 
 def apply_setup(box, plan, staging):

@@ -9,7 +9,9 @@ from invoke import Collection
 from .config import DEFAULTS
 from .tasks import apps_build, demo, deploy, host, lifecycle, sandbox, server
 from .tasks import artifacts as artifacts_tasks
+from .tasks import init as init_tasks
 from .tasks import nginx as nginx_tasks
+from .tasks import tls as tls_tasks
 from .tasks import toolchain as toolchain_tasks
 
 ns = Collection()
@@ -29,8 +31,10 @@ ns.add_collection(server.ns)
 ns.add_collection(nginx_tasks.ns)
 ns.add_collection(toolchain_tasks.ns)
 ns.add_collection(artifacts_tasks.ns)
+ns.add_collection(tls_tasks.ns)
 ns.add_task(apps_build.build)
 ns.add_task(apps_build.build_languages)
+ns.add_task(init_tasks.init)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime
 # flags override them in that order (see tiramisu_tasks/config.py).

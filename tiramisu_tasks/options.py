@@ -260,7 +260,65 @@ SETTINGS = (
         "toolchain docker: base of its build image (default debian:bookworm)",
         scope="config",
     ),
+    # deploy's health gate (healthgate.py); the --health-* flags beat these
+    Setting(
+        "health_path",
+        TextOption("a path such as /hello/ping"),
+        None,
+        "deploy health check path (default: the app's route)",
+    ),
+    Setting(
+        "health_status",
+        TextOption("statuses such as 200 or 2xx,301"),
+        None,
+        "deploy health check: accepted statuses (default: any below 500)",
+    ),
+    Setting("health_body", TextOption("text"), None, "deploy health check: text the body must contain"),
+    Setting("health_timeout", IntOption(1, 600, unit="seconds"), 10, "deploy health check: seconds per request"),
 )
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+# HTTPS (issue 14; tiramisu_tasks/tls.py). nginx serves it; certificates are
+# made, checked or obtained on this machine and shipped by setup.
+TLS_SETTINGS = (
+    Setting(
+        "tls",
+        ChoiceOption(("off", "self-signed", "files", "acme")),
+        "off",
+        "HTTPS: off, self-signed (made here), files (tls_cert/tls_key), acme (obtained here)",
+        nginx="listen ... ssl",
+    ),
+    Setting("https_port", PORT, 8443, "HTTPS port on the box (when tls is not off)", nginx="listen ssl"),
+    Setting(
+        "tls_public_port",
+        PORT,
+        None,
+        "HTTPS port clients use, e.g. 443 forwarded to https_port; redirects go there (default https_port)",
+    ),
+    Setting("tls_redirect", BoolOption(), False, "redirect plain HTTP to HTTPS (ACME challenges excepted)"),
+    Setting("hsts", BoolOption(), False, "send Strict-Transport-Security (1 year) over HTTPS", nginx="add_header"),
+    Setting("tls_cert", TextOption("a local PEM file"), None, "tls=files: certificate chain (leaf first)"),
+    Setting("tls_key", TextOption("a local PEM file"), None, "tls=files: the certificate's private key"),
+    Setting(
+        "domains",
+        TextOption("comma list of DNS names"),
+        None,
+        "DNS names of the box: nginx server_name, certificate names",
+        nginx="server_name",
+    ),
+    Setting("acme_directory", TextOption("an ACME directory URL"), LETS_ENCRYPT, "tls=acme: the CA's directory"),
+    Setting("acme_ca_bundle", TextOption("a local PEM file"), None, "tls=acme: TLS root of a private ACME server"),
+    Setting("acme_email", TextOption("an e-mail address"), None, "tls=acme: account contact (optional)"),
+    Setting(
+        "rate_limit",
+        IntOption(0, 1_000_000, unit="requests/s"),
+        0,
+        "requests per second per client address, bursts of twice that (0 = no limit; over it -> 429)",
+        nginx="limit_req",
+    ),
+)
+SETTINGS = SETTINGS + TLS_SETTINGS
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 SETTING_TYPES = {s.name: s.kind for s in SETTINGS}
 

@@ -96,12 +96,14 @@ def nginx_limits(nofile_hard):
     return {"nginx_connections": connections, "nginx_rlimit_nofile": rlimit}
 
 
-def config_values(layout, host_name, settings, address=None, box_ids=None):
+def config_values(layout, host_name, settings, address=None, box_ids=None, tls_paths=None):
     """Template values from resolved settings (pure).
 
     ``address``: how this machine reaches the box (the default server name);
     ``box_ids``: the probe's report (``uid``/``user``/``group`` of the SSH
-    user, ``nofile_hard``: its hard open-file limit).
+    user, ``nofile_hard``: its hard open-file limit); ``tls_paths``: the
+    certificate and key on the box, ``{"cert": path, "key": path}``, when
+    ``tls`` is not off (see :func:`tls_values`).
     """
     settings = typed_settings(settings)
     header_limit = max_response_header(settings)
@@ -126,6 +128,7 @@ def config_values(layout, host_name, settings, address=None, box_ids=None):
         "x_accel_headers": X_ACCEL_HEADERS,
         "max_response_header": header_limit,
         **proxy_buffers(header_limit),
+        **tls_values(layout, settings, name, tls_paths),
     }
 
 
@@ -221,3 +224,55 @@ def validate_nginx_conf(text):
         first = errors[0]
         raise UsageError(f"rendered nginx.conf is invalid: {first.get('error')} (line {first.get('line')})")
     return result
+
+
+# Mozilla's "intermediate" list: forward secrecy and AEAD only (TLS 1.3 suites
+# are OpenSSL's defaults and not set by ssl_ciphers).
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+
+def tls_values(layout, settings, name, tls_paths):
+    """The HTTPS, domain and public-face template values (pure; settings already typed).
+
+    ``name``: the primary server name (:func:`server_name`); the ``domains``
+    follow it in ``server_name``. UsageError when tls is on without
+    ``tls_paths`` or when https_port equals another port.
+    """
+    from .tlsfiles import parse_domains
+
+    mode = settings.get("tls") or "off"
+    domains = parse_domains(settings.get("domains"))
+    names = [name] + [d for d in domains if d != name]
+    for bad in domains:
+        if set(bad) & _SERVER_NAME_BAD:
+            raise UsageError(f"domains: {bad!r} cannot be a server name")
+    https_port = int(settings.get("https_port") or 8443)
+    public = settings.get("tls_public_port") or https_port
+    values = {
+        "server_names": names,
+        "tls": mode if mode != "off" else None,
+        "acme": mode == "acme",
+        "acme_challenges": layout.acme_challenges,
+        "https_port": https_port,
+        "https_port_suffix": "" if int(public) == 443 else f":{int(public)}",
+        "tls_redirect": bool(settings.get("tls_redirect")),
+        "hsts": bool(settings.get("hsts")),
+        "tls_ciphers": TLS_CIPHERS,
+        "tls_cert": None,
+        "tls_key": None,
+        "rate_limit": int(settings.get("rate_limit") or 0),
+    }
+    if mode == "off":
+        return values
+    taken = {"http_port": int(settings["http_port"]), "server_port": int(settings["server_port"])}
+    for key, port in taken.items():
+        if port == https_port:
+            raise UsageError(f"https_port and {key} are both {port}: they must differ")
+    if not tls_paths:
+        raise UsageError(f"tls={mode} but no certificate to serve (a bug: tls.prepare makes one)")
+    values.update(tls_cert=tls_paths["cert"], tls_key=tls_paths["key"])
+    return values

@@ -71,6 +71,8 @@ def fail(exc, host=None):
     if described is None:
         raise exc
     message, code = described
+    for line in getattr(exc, "details", None) or ():  # e.g. a compiler's errors, above the one line
+        sys.stderr.write(f"  {line}\n")
     raise invoke.Exit(f"tiramisu: {message}", code=code)
 
 
@@ -93,6 +95,7 @@ READ_ONLY_TASKS = frozenset(
         "tiramisu_tasks.tasks.sandbox.status",
         "tiramisu_tasks.tasks.toolchain.doctor",
         "tiramisu_tasks.tasks.apps_build.build_languages",
+        "tiramisu_tasks.tasks.tls.status",
     }
 )
 
@@ -115,6 +118,23 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
         raise UsageError(
             f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; run it without --dry"
         )
+
+
+class TiramisuTask(fabric.Task):
+    """Invoke's task with one fix to automatic short flags: Invoke takes the
+    first character of the long name not yet taken, which can be the ``-`` of
+    ``health-timeout`` (shown as ``--``, unusable); we take a letter or digit."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        names = opts["names"]
+        if len(names) > 1 and not names[1].isalnum():
+            names.pop()
+            for char in names[0]:
+                if char.isalnum() and char not in taken_names:
+                    names.append(char)
+                    break
+        return opts
 
 
 def task(*args, types=None, **kwargs):
@@ -166,7 +186,7 @@ def task(*args, types=None, **kwargs):
         helps = dict(kwargs.get("help") or {})
         for name, kind in typed.items():
             helps[name] = helps.get(name, "") + options.help_suffix(kind)
-        made = fabric.task(*args, **{**kwargs, "help": helps})(body)
+        made = fabric.task(*args, **{"klass": TiramisuTask, **kwargs, "help": helps})(body)
         made.option_types = dict(typed)  # for tests and docs
         made.original_help = dict(helps)  # Invoke pops help texts as it builds its parser
         holder["task"] = made

@@ -59,6 +59,8 @@ def test_ssh_config_alias_works_for_every_front_end(x86_host, tmp_inventory, tmp
 
 
 def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
+    key = tmp_inventory.parent / "id_pi"  # host.add checks that the key file exists
+    key.write_text("(a key file)\n")
     add = cli(
         "tiramisu",
         "host.add",
@@ -70,7 +72,7 @@ def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
         "--port",
         "2222",
         "--key",
-        "~/.ssh/id_pi",
+        key,
         "--group",
         "lab",
         "--set",
@@ -86,7 +88,7 @@ def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
         "192.0.2.10",
         "pi",
         2222,
-        "~/.ssh/id_pi",
+        str(key),
         ["lab"],
         {"http_port": 8081},
     )

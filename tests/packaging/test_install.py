@@ -98,6 +98,14 @@ def test_installed_package_builds_the_server_and_runs_the_demo(kind, artifacts, 
     helped = tiramisu("--help")
     assert helped.returncode == 0 and "server.build" in helped.stdout and "demo" in helped.stdout, helped.stderr
 
+    # tiramisu init from the package's starters; the WAT one builds with the installed wasmtime alone
+    for lang in ("wat", "c"):
+        made = tiramisu("init", f"starter-{lang}", "--lang", lang)
+        assert made.returncode == 0, made.stderr
+        assert (work / f"starter-{lang}" / "tiramisu.toml").is_file()
+    app = tiramisu("build", "starter-wat", "--json", timeout=900)
+    assert app.returncode == 0 and json.loads(app.stdout)["name"] == "starter-wat", app.stderr[-2000:]
+
     built = tiramisu("server.build", "--json", timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]
     server = json.loads(built.stdout)

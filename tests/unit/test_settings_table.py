@@ -94,16 +94,17 @@ def test_inventory_settings_and_defaults_are_checked(tmp_path):
     loaded = inv.Inventory.load(path)
     assert loaded.defaults == {"request_timeout_ms": 1500, "workers": 3, "accept_new_host_keys": True}
     assert loaded.require("pi").settings == {"memory_limit_mb": 64, "guest_threads": "auto"}
-    for text, message in [
-        ("defaults: {workers: lots}\n", r"defaults: workers: expected an integer 1-256"),
-        ("defaults: {nope: 1}\n", r"unknown setting\(s\) nope"),
-        ("hosts: {pi: {hostname: h, settings: {app_queue: x}}}\n", r"'pi' app_queue: expected an integer"),
-        ("hosts: {pi: {hostname: h, settings: {accept_new_host_keys: true}}}\n", r"unknown setting"),
-        ("defaults: {docker_base_image: x}\n", r"unknown setting"),  # a config-file setting
+    for text, message, where in [
+        ("defaults: {workers: lots}\n", r"defaults: workers: expected an integer 1-256", "defaults"),
+        ("defaults: {nope: 1}\n", r"unknown setting\(s\) nope", "defaults"),
+        ("hosts: {pi: {hostname: h, settings: {app_queue: x}}}\n", r"'pi' app_queue: expected an integer", "pi"),
+        ("hosts: {pi: {hostname: h, settings: {accept_new_host_keys: true}}}\n", r"unknown setting", "pi"),
+        ("defaults: {docker_base_image: x}\n", r"unknown setting", "defaults"),  # a config-file setting
     ]:
         path.write_text(text)
+        loaded = inv.Inventory.load(path)  # a bad part is kept aside, reported where it is used
         with pytest.raises(InventoryError, match=message):
-            inv.Inventory.load(path)
+            loaded.checked_defaults() if where == "defaults" else loaded.require(where)
 
 
 def _ctx(section=None):
@@ -242,3 +243,20 @@ def test_readme_reference_lists_every_setting_once():
         line = next(text for text in section.splitlines() if text.startswith(f"| `{row.name}` |"))
         if row.server:
             assert f"`{row.server}`" in line, row.name
+
+
+def test_the_environment_reaches_a_task_run_between_defaults_and_config_files(tmp_path, monkeypatch):
+    path = tmp_path / "tiramisu.yaml"
+    path.write_text("defaults: {workers: 3}\nhosts:\n  pi: {hostname: 10.0.0.5, settings: {memory_limit_mb: 64}}\n")
+    monkeypatch.setenv("TIRAMISU_INVENTORY", str(path))
+    monkeypatch.setenv("TIRAMISU_HTTP_PORT", "8081")  # beats the config file
+    monkeypatch.setenv("TIRAMISU_WORKERS", "5")  # loses to defaults:
+    monkeypatch.setenv("FABRIC_TIRAMISU_MEMORY_LIMIT_MB", "96")  # loses to the host's settings
+    monkeypatch.setenv("INVOKE_TIRAMISU_APP_QUEUE", "32")  # an older spelling, read whatever the front end
+    spec = spec_for("pi", inv.Inventory.load(path))
+    got = resolve_settings(_ctx({"http_port": 8070, "app_queue": 16}), spec, {})
+    assert (got["http_port"], got["workers"], got["memory_limit_mb"], got["app_queue"]) == (8081, 3, 64, 32)
+    assert resolve_settings(_ctx(), spec, {"http_port": 8090})["http_port"] == 8090
+    monkeypatch.setenv("TIRAMISU_HTTP_PORT", "eighty")
+    with pytest.raises(UsageError, match="TIRAMISU_HTTP_PORT: expected an integer 1-65535, got 'eighty'"):
+        config.setting(_ctx(), "http_port")

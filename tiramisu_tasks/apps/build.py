@@ -13,6 +13,7 @@ between builds. An flock on that dir serialises concurrent builds of one project
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,8 @@ from ..fileops import copy_atomic
 from ..paths import cache_dir
 from . import builders as B
 from .detect import LANGUAGES, Detection, detect, list_source_files
-from .toolrun import locked, run_step
+from .starter import manifest_name
+from .toolrun import BuildFailed, locked, run_step
 from .validate import validate_file
 
 # Bump when build flags change in a way the toolchain identity does not show.
@@ -142,6 +144,51 @@ def copy_sources(root, files, dest):
         shutil.copy2(root / rel, target)
 
 
+def user_path_display(root, cwd=None):
+    """How the user's project dir is shown in compiler messages (pure given ``cwd``):
+    relative to the current directory when inside it (``app``, ``.``), else absolute."""
+    root = Path(root)
+    cwd = Path(cwd or Path.cwd())
+    try:
+        rel = root.resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return str(root.resolve())
+    return str(rel) if str(rel) != "." else "."
+
+
+# A diagnostic that names a file relative to the compiler's working directory (the
+# copy): ``main.zig:4:5: error`` (zig), ``  --> src/main.rs:2:5`` (cargo).
+_RELATIVE_LOCATION = re.compile(r"^(\s*(?:--> )?)([^\s:/][^\s:]*):(?=\d)")
+
+
+def path_fixer(work, shown, root=None):
+    """``fix(text)``: the scratch copy's paths in compiler output replaced by the user's (pure).
+
+    ``work``: the scratch copy the compiler saw (absolute and resolved spellings
+    are both replaced); ``shown``: the user's dir as :func:`user_path_display`
+    gives it; ``root``: the user's dir, to decide whether a location relative to
+    the copy (``main.zig:4:5``, cargo's ``--> src/main.rs:2:5``) names one of its files.
+    """
+    prefixes = sorted({str(work).rstrip("/") + "/", str(Path(work).resolve()).rstrip("/") + "/"}, key=len, reverse=True)
+    lead = "" if shown == "." else shown.rstrip("/") + "/"
+
+    def fix(text):
+        for prefix in prefixes:
+            text = text.replace(prefix, lead)
+            text = text.replace(prefix.rstrip("/"), shown)
+        if lead and root is not None:
+            lines = []
+            for line in text.split("\n"):
+                m = _RELATIVE_LOCATION.match(line)
+                if m and (Path(root) / m.group(2)).is_file():
+                    line = m.group(1) + lead + line[m.end(1) :]
+                lines.append(line)
+            text = "\n".join(lines)
+        return text
+
+    return fix
+
+
 def build_app(
     source,
     out_dir=None,
@@ -155,6 +202,8 @@ def build_app(
     started = time.monotonic()
     progress = progress or (lambda msg: None)
     det = detect(source, language)
+    if not name and not det.single_file:
+        name = manifest_name(det.root)  # tiramisu.toml's `name`, the one key read from it today
     name = check_name(name) if name else default_name(det)
     builder = choose_builder(det.language, toolchain)
     identity = builder.identity()
@@ -185,7 +234,11 @@ def build_app(
             progress=progress,
             cache_root=cache_root,
         )
-        builder.build(ctx)
+        try:
+            builder.build(ctx)
+        except BuildFailed as exc:
+            # The compiler saw the scratch copy; the user edits the original.
+            raise exc.rewrite(path_fixer(work, user_path_display(det.root), det.root)) from None
         if not out.is_file():
             raise BuildError(f"{builder.title}: the build produced no module")
         info = validate_file(out)

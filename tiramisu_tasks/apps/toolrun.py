@@ -2,8 +2,10 @@
 
 A :class:`Step` is data (argv, cwd, environment changes); :func:`run_step`
 executes it and turns every failure into a :class:`BuildFailed` whose message is
-one line (the first error the tool printed) and whose ``log`` keeps the whole
-output for the task to show.
+one line (the first error the tool printed, and how many more there are), whose
+``details`` are the compiler's error lines (every one, up to
+:data:`DETAIL_LINES` lines with their context) for the task to print above that
+line, and whose ``log`` keeps the whole output.
 """
 
 import fcntl
@@ -19,14 +21,20 @@ from ..errors import BuildError, ToolMissing
 from ..subproc import merged_env, run_local  # noqa: F401 - merged_env: tests use it from here
 
 DEFAULT_TIMEOUT = 1800  # a cold cargo build with dependencies on 2 cores
+DETAIL_LINES = 40  # compiler output shown above the one-line error
 
 
 class BuildFailed(BuildError):
-    """A compiler exited non-zero. ``log`` holds its full output."""
+    """A compiler exited non-zero. ``log`` holds its full output; ``details`` the lines to show (list of str)."""
 
-    def __init__(self, message, log=""):
+    def __init__(self, message, log="", details=None):
         super().__init__(message)
         self.log = log
+        self.details = list(details) if details is not None else error_excerpt(log)
+
+    def rewrite(self, fix):
+        """The same failure with ``fix(text) -> text`` applied to the message, the details and the log."""
+        return BuildFailed(fix(self.message), fix(self.log), [fix(line) for line in self.details])
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,35 @@ def first_error_line(output):
     return lines[-1][:300] if lines else "no output"
 
 
+def _clean_lines(output):
+    return [_ANSI.sub("", ln).rstrip() for ln in (output or "").splitlines()]
+
+
+def count_errors(output):
+    """How many diagnostics of the output are errors (``file:line:col: error: ...``, ``error[E0425]: ...``)."""
+    return sum(1 for ln in _clean_lines(output) if _DIAGNOSTIC_ERROR.search(ln))
+
+
+_DIAGNOSTIC_ERROR = re.compile(r"(^|: )(fatal )?error(\[[A-Z0-9]+\])?: ", re.I)
+
+
+def error_excerpt(output, limit=DETAIL_LINES):
+    """The part of a compiler's output a user needs (pure): from the first error line on,
+    every line (so every error with its source line and caret), at most ``limit`` lines,
+    and a last line saying how many were left out. No error line: the last ``limit`` lines."""
+    lines = _clean_lines(output)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    start = next((i for i, ln in enumerate(lines) if _ERROR_LINE.search(ln)), None)
+    if start is None:
+        return lines[-limit:]
+    shown = lines[start:]
+    if len(shown) > limit:
+        left = len(shown) - limit
+        shown = shown[:limit] + [f"... ({left} more line{'s' if left != 1 else ''} of compiler output)"]
+    return shown
+
+
 def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
     """Run one step; returns its combined output (stdout then stderr)."""
     if progress:
@@ -70,9 +107,11 @@ def run_step(step, timeout=DEFAULT_TIMEOUT, progress=None):
     out, err = proc.stdout, proc.stderr
     if proc.returncode != 0:
         log = "\n".join(x for x in (out.strip(), err.strip()) if x)
+        errors = count_errors(log)
+        more = f" (and {errors - 1} more error{'s' if errors > 2 else ''}, shown above)" if errors > 1 else ""
         raise BuildFailed(
             f"{step.label or Path(str(step.argv[0])).name}: {step.what} failed (exit {proc.returncode}): "
-            f"{first_error_line(err or out)}",
+            f"{first_error_line(err or out)}{more}",
             log,
         )
     return out + err

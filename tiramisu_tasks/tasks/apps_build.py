@@ -6,11 +6,8 @@ tiramisu build-languages              # which toolchains work on this machine
 """
 
 from ..apps.build import build_app, languages_report
-from ..apps.toolrun import BuildFailed
 from ..taskkit import emit_json, note, table, task
 from ..taskkit import out as say
-
-LOG_TAIL_LINES = 40
 
 
 def _human_size(n):
@@ -34,13 +31,9 @@ def _human_size(n):
 )
 def build(c, source, out=None, name=None, lang=None, toolchain=None, json=False):
     """Build an app into a WASI preview 1 command module, validated before any upload."""
-    try:
-        result = build_app(source, out_dir=out, name=name, language=lang, toolchain=toolchain, progress=note)
-    except BuildFailed as exc:
-        lines = exc.log.strip().splitlines()
-        if lines:
-            note("\n".join(lines[-LOG_TAIL_LINES:]))
-        raise
+    # A compiler's errors (BuildFailed.details: every error line, bounded) are
+    # printed above the one-line error by the task decorator.
+    result = build_app(source, out_dir=out, name=name, language=lang, toolchain=toolchain, progress=note)
     if json:
         emit_json(result.as_dict())
         return

