@@ -341,3 +341,14 @@ def test_key_lines_tracks_arrays_and_multiline_values():
     assert lines[(("module",), 1, "route")] == 8
     assert lines[(("module",), 1, "environment")] == 9
     assert tables[(("module",), 1)] == 7
+
+
+def test_the_init_stub_form_is_read(tmp_path):
+    folder = write(tmp_path / "stub", {"main.wat": WAT})
+    (folder / "tiramisu.toml").write_text('# made by tiramisu init\nname = "stub-app"\nlanguage = "wat"\n')
+    spec = parse_manifest(folder / "tiramisu.toml")
+    assert (spec.name, spec.build, spec.routes_declared) == ("stub-app", {"language": "wat"}, False)
+    assert [r.pattern.text for r in spec.routes] == ["/stub-app/..."]
+    (folder / "tiramisu.toml").write_text('name = "a"\n[app]\nname = "b"\n')
+    with pytest.raises(UsageError, match=r"tiramisu.toml:1: name: differs from \[app\] name"):
+        parse_manifest(folder / "tiramisu.toml")

@@ -127,6 +127,7 @@ class AppSpec:
     health: Optional[Health] = None
     limits: Limits = field(default_factory=Limits)
     build: Dict[str, str] = field(default_factory=dict)
+    routes_declared: bool = True  # False: the default "/<name>/..." (a manifest without [[route]])
 
     def all_volumes(self) -> List[Volume]:
         """Every distinct volume (app-wide and per-route), by guest path."""

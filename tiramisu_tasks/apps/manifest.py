@@ -82,6 +82,8 @@ from .wagiroutes import RouteError, check_argv_template, check_entrypoint, check
 
 MANIFEST_FILE = "tiramisu.toml"
 TOP_KEYS = {"app", "build", "route", "environment", "secrets", "volume", "static", "health", "limits"}
+# The stub `tiramisu init` writes has these two at the top: the same as [app] name and [build] language.
+STUB_KEYS = {"name", "language"}
 APP_KEYS = {"name", "description"}
 BUILD_KEYS = {"language", "source", "module"}
 ROUTE_KEYS = {"path", "entrypoint", "argv", "environment"}
@@ -168,15 +170,27 @@ def parse_manifest(path, name: Optional[str] = None) -> AppSpec:
     """
     src = load_toml(path)
     folder = Path(path).resolve().parent
-    unknown_keys(src, (), src.data, TOP_KEYS)
-    app = _table(src, "app", APP_KEYS)
+    unknown_keys(src, (), src.data, TOP_KEYS | STUB_KEYS)
+    app = dict(_table(src, "app", APP_KEYS))
+    for stub, table, key in (("name", app, "name"), ("language", None, "language")):
+        if stub in src.data:
+            if not isinstance(src.data[stub], str):
+                raise src.error((), stub, "must be a string")
+            if table is not None:
+                if table.get(key, src.data[stub]) != src.data[stub]:
+                    raise src.error((), stub, f"differs from [app] {key}")
+                table[key] = src.data[stub]
     if name is None:
         name = app.get("name")
         if name is not None and (not isinstance(name, str) or not is_app_name(name)):
             raise src.error(("app",), "name", f"invalid app name {name!r}: use a-z, 0-9, '_' or '-'")
         name = name or sanitize_app_name(folder.name) or "app"
 
-    build = _table(src, "build", BUILD_KEYS)
+    build = dict(_table(src, "build", BUILD_KEYS))
+    if "language" in src.data:
+        if build.get("language", src.data["language"]) != src.data["language"]:
+            raise src.error((), "language", "differs from [build] language")
+        build["language"] = src.data["language"]
     build_out = {}
     modules = {}
     for k in ("language", "source"):
@@ -301,6 +315,7 @@ def parse_manifest(path, name: Optional[str] = None) -> AppSpec:
         name, "manifest", folder, src.path, routes, modules, environment, secrets, volumes, static, health, limits
     )
     spec.build = build_out
+    spec.routes_declared = bool(src.data.get("route"))
     return spec
 
 

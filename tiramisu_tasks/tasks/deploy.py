@@ -56,11 +56,7 @@ def deploy(
     from ..apps.manifest import find_app_file
 
     if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
-        if route:
-            raise UsageError(
-                f"--route does not apply to {source}: its routes come from its tiramisu.toml or modules.toml"
-            )
-        return _deploy_app_folder(c, source, host, name, dry, json, keep)
+        return _deploy_app_folder(c, source, host, name, dry, json, keep, validate_route(route))
     route = validate_route(route)
     health = check_health_flags(health_path, health_status, health_body, health_timeout, no_rollback)
     resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
@@ -199,13 +195,24 @@ def logs(c, app, host=None, lines=50, follow=False):
     run_on_hosts(c, host, one)
 
 
-def _deploy_app_folder(c, source, host, name, dry, json, keep=None):
-    """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py)."""
+def _deploy_app_folder(c, source, host, name, dry, json, keep=None, route=None):
+    """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py).
+
+    ``--route P`` adds the wildcard route ``P/...`` to a manifest that declares
+    no [[route]] (the `tiramisu init` stub); with declared routes it is refused.
+    """
     from .. import appdeploy
+    from ..apps.appspec import RouteSpec
     from ..apps.build import build_app
     from ..apps.manifest import read_app
+    from ..apps.wagiroutes import parse_pattern
 
     spec = read_app(source, name)  # a bad manifest or map fails here, before anything is built or sent
+    if route:
+        if spec.routes_declared or spec.kind != "manifest":
+            raise UsageError(f"--route does not apply to {source}: its routes come from its {spec.source_file.name}")
+        pattern = parse_pattern("/..." if route == "/" else route.rstrip("/") + "/...")
+        spec.routes.append(RouteSpec(pattern, spec.routes[0].module))
     appdeploy.resolve_secrets(spec)  # a missing secret too (its name only)
     resolve_specs(c, host)
     for key, path in list(spec.modules.items()):
