@@ -366,6 +366,8 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
             res = box.run(cmd.apply_app_nginx_conf(layout, spec.name, src), warn=True)
             if not res.ok:
                 raise RemoteError(f"nginx refused the static files' config of {spec.name}: {res.stdout.strip()[-300:]}")
+            if spec.static:
+                _wait_static(box, spec)
         box.run(cmd.set_current_release(layout, spec.name, rid))
         health = spec.health
         status, text = None, ""
@@ -402,6 +404,19 @@ def env_of(box, app):
         raise UsageError(f"{app} on {box.name} has no app map (deployed without tiramisu.toml or modules.toml)")
     rows = env_listing(map_text, [n for n in secret_names.split() if n])
     return {"host": box.name, "app": app, "env": [{"name": n, "value": v, "route": r} for n, v, r in rows]}
+
+
+def _wait_static(box, spec, timeout=10.0):
+    """After ``nginx -s reload`` (asynchronous), until nginx's new workers serve a static file."""
+    files = sorted(p for p in spec.static.folder.rglob("*") if p.is_file())
+    if not files:
+        return
+    path = spec.static.route.rstrip("/") + "/" + str(files[0].relative_to(spec.static.folder))
+    deadline = time.monotonic() + timeout
+    while box.http(box.settings["http_port"], path, timeout=10).status != 200:
+        if time.monotonic() > deadline:
+            raise RemoteError(f"nginx does not serve {path} of {spec.name} after its reload")
+        time.sleep(0.1)
 
 
 def app_bundles(box, app):

@@ -50,6 +50,7 @@ def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec):
 
     fake.on_http("/_tiramisu/apps", reply=lambda _port, _path: apps(*_live(fake)))
     fake.on_http("/gb/", 200, "ok page", port=8080)
+    fake.on_http("/gb/static/a.css", 200, "body{}", port=8080)
     summary = ad.deploy_app(box, spec, environ={"GB_T": SECRET})
     assert summary["secrets"] == {"TOKEN": "***"} and SECRET not in json.dumps(summary)
     assert all(SECRET not in c for c in fake.commands)
