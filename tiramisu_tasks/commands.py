@@ -209,7 +209,21 @@ def restore_release(layout, app, previous):
 
 
 def unpublish_app(layout, app):
-    return f"{remove_file(layout.app_module(app))}; {hup_server(layout)}"
+    """Stop serving ``app``: its module, and for manifest/module-map apps its map, their
+    modules (``<app>.<module>.wasm``: Tiramisu app names have no dot) and static files' include."""
+    m = layout.modules
+    conf = posixpath.join(layout.conf, "apps", f"{app}.conf")
+    from .services import nginx_reload_command
+
+    return (
+        f"{remove_file(layout.app_module(app))}; rm -f {q(m + '/' + app + '.map')} {q(m + '/' + app)}.*.wasm; "
+        f"if [ -f {q(conf)} ]; then rm -f {q(conf)} && {nginx_reload_command(layout)}; fi; {hup_server(layout)}"
+    )
+
+
+def purge_app_data(layout, app):
+    """Delete the app's data folders and its secrets file (``remove --purge-data``)."""
+    return join(["rm", "-rf", f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env"])
 
 
 def release_sha256(path):
@@ -375,6 +389,113 @@ def history_append(layout, line, max_lines=HISTORY_MAX_LINES):
         f"mkdir -p -m 700 {q(layout.state)} && "
         f"{{ tail -n {int(max_lines) - 1} {hist} 2>/dev/null; printf '%s\\n' {q(line)}; }} > {hist}.tmp && "
         f"chmod 600 {hist}.tmp && mv -f {hist}.tmp {hist}"
+    )
+
+
+# ------------------------------------------------ app manifests and maps ---
+# (tiramisu_tasks/appdeploy.py: releases/<app>/<id>.d bundles, data/<app>/, secrets/<app>.env)
+
+MAP_DUMP_MARK = "==tiramisu-map=="
+SECRETS_MARK = "==tiramisu-secrets=="
+
+
+def dump_app_maps(layout):
+    """Prints ``==tiramisu-map== APP`` then the map, for every wasm_modules/*.map."""
+    return (
+        f'cd {q(layout.modules)} 2>/dev/null && for f in *.map; do [ -f "$f" ] || continue; '
+        f'echo "{MAP_DUMP_MARK} ${{f%.map}}"; cat "$f"; echo; done; true'
+    )
+
+
+def prepare_app_dirs(layout, app):
+    """The app's release folder, the data and secrets folders (0700)."""
+    root = layout.root
+    return join(
+        ["mkdir", "-p", "-m", "700", layout.app_releases(app), f"{root}/data", f"{root}/data/{app}", f"{root}/secrets"]
+    )
+
+
+def unpack_app_release(release_dir, data_dir, seeds, secrets_file=None):
+    """Unpack ``<release_dir>.tar`` into ``release_dir`` (kept if it exists: releases are immutable),
+    create each missing data folder ``data_dir/<seed>`` from the release's ``seed/<seed>`` (or
+    empty) and never touch an existing one, then put the uploaded secrets file in place."""
+    d, t, tar = q(release_dir), q(release_dir + ".tmp"), q(release_dir + ".tar")
+    parts = [
+        f"rm -rf {t} && mkdir -m 700 {t} && tar -xf {tar} -C {t} && rm -f {tar}",
+        f"if [ -e {d} ]; then rm -rf {t}; else mv {t} {d}; fi",
+    ]
+    for name in seeds:
+        dst, src = q(f"{data_dir}/{name}"), q(f"{release_dir}/seed/{name}")
+        tmp = q(f"{data_dir}/.{name}.seeding")
+        parts.append(
+            f"if [ ! -e {dst} ]; then rm -rf {tmp}; if [ -d {src} ]; then cp -R {src} {tmp}; "
+            f"else mkdir -m 700 {tmp}; fi && mv {tmp} {dst}; fi"
+        )
+    if secrets_file:
+        parts.append(
+            f"if [ -f {q(secrets_file + '.new')} ]; then mv -f {q(secrets_file + '.new')} {q(secrets_file)}; fi"
+        )
+    return " && ".join(parts)
+
+
+def install_beside(src, dst):
+    """Put ``src`` at ``dst`` atomically: hard link (or copy) beside it, then rename."""
+    tmp = posixpath.join(posixpath.dirname(dst), f".{posixpath.basename(dst)}.tiramisu-new")
+    return f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && mv -f {q(tmp)} {q(dst)}"
+
+
+def app_env_sources(layout, app):
+    """The app's live map, a mark, then only the NAMES of its secrets (values never leave the box)."""
+    secrets = q(layout.root + "/secrets/" + app + ".env")
+    return (
+        f"cat {q(layout.modules + '/' + app + '.map')} 2>/dev/null; echo {SECRETS_MARK}; "
+        f"sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p' {secrets} 2>/dev/null; true"
+    )
+
+
+def apply_app_nginx_conf(layout, app, src):
+    """Put the app's static-files include live (``conf/apps/<app>.conf``; ``src`` None removes it),
+    check nginx's whole config, reload; on a failed check the previous file comes back."""
+    from .services import nginx_reload_command, nginx_test_command
+
+    d = posixpath.join(layout.conf, "apps")
+    dst, old = posixpath.join(d, f"{app}.conf"), posixpath.join(d, f".{app}.conf.previous")
+    put = install_beside(src, dst) if src else remove_file(dst)
+    restore = f"if [ -f {q(old)} ]; then mv -f {q(old)} {q(dst)}; else rm -f {q(dst)}; fi"
+    return (
+        f"mkdir -p -m 700 {q(d)} && rm -f {q(old)} && {{ [ ! -f {q(dst)} ] || cp -p {q(dst)} {q(old)}; }} && {put} && "
+        f"{{ {nginx_test_command(layout)} 2>&1 || {{ {restore}; exit 1; }}; }} && {nginx_reload_command(layout)}"
+    )
+
+
+def set_current_release(layout, app, rid):
+    """releases/<app>/CURRENT = rid (atomically)."""
+    cur = _current_file(layout, app)
+    return f"printf '%s\\n' {q(rid)} > {q(cur)}.new && mv -f {q(cur)}.new {q(cur)}"
+
+
+def list_app_bundles(layout, app):
+    """The app's release bundles (``<id>.d``), one per line."""
+    return f"cd {q(layout.app_releases(app))} 2>/dev/null && ls -1d *.d 2>/dev/null; true"
+
+
+def switch_bundle_modules(layout, release_dir):
+    """Put every module of a bundle live (each renamed into wasm_modules/); prints ``SHA  NAME.wasm`` lines."""
+    d = q(release_dir + "/modules")
+    m = q(layout.modules)
+    return (
+        f'cd {d} && for f in *.wasm; do {{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
+        f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
+        "sha256sum *.wasm"
+    )
+
+
+def prune_app_bundles(layout, app, keep, protect):
+    """Delete all but the newest ``keep`` bundles (``<id>.d``), never ``protect``."""
+    d = layout.app_releases(app)
+    return (
+        f"cd {q(d)} 2>/dev/null && ls -1d *.d 2>/dev/null | grep -E '^[0-9TZ]+-[0-9a-f]+\\.d$' | sort -r | "
+        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.d')} | xargs -r rm -rf --; true"
     )
 
 

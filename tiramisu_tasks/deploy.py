@@ -412,6 +412,12 @@ def rollback(box, app, to=None, dry=False):
     """
     require_served(box)
     ids, failed, _ = release_listing(box, app)
+    if not ids:  # an app deployed from tiramisu.toml / modules.toml keeps bundles (appdeploy.py)
+        from .appdeploy import app_bundles, rollback_app
+
+        bundles = app_bundles(box, app)
+        if bundles:
+            return rollback_app(box, app, bundles, to, dry)
     plan = plan_rollback(box.name, app, list(ids), current_release(box, app), to, failed)
     box.show_plan(plan.text(), dry)
     if dry:
@@ -583,8 +589,9 @@ def locked_rollback(box, app, to=None, dry=False, wait=None):
         return rollback_held(box, lock, app, to)
 
 
-def locked_remove(box, app, dry=False, wait=None):
-    """:func:`remove` under the box's lock, recorded in its history (``dry``: no lock)."""
+def locked_remove(box, app, dry=False, wait=None, purge_data=False):
+    """:func:`remove` under the box's lock, recorded in its history (``dry``: no lock);
+    ``purge_data`` also deletes the app's data folders and secrets (appdeploy)."""
     from . import boxlock
 
     if dry:
@@ -594,6 +601,8 @@ def locked_remove(box, app, dry=False, wait=None):
         previous = current_release(box, app)
         try:
             result = remove(box, app)
+            if purge_data:
+                box.run(cmd.purge_app_data(box.layout, app))
         except Exception as exc:
             _record_failure(box, lock, "remove", app, started, exc, previous=previous)
             raise

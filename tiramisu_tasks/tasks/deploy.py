@@ -6,6 +6,7 @@ host and print; the procedures plan and act.
 
 import sys
 
+from .. import boxlock
 from .. import deploy as dp
 from .. import lifecycle as lc
 from ..appnames import validate_app_name
@@ -76,7 +77,10 @@ def deploy(
 ):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
+    from ..apps.manifest import find_app_file
 
+    if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
+        return _deploy_app_folder(c, source, host, name, dry, json, keep, validate_route(route), lock_wait)
     route = validate_route(route)
     spec = parse_batch(batch) if batch is not None else None
     if spec is None and (pause is not None or max_failed is not None or keep_partial):
@@ -232,23 +236,26 @@ def rollback(c, app, host=None, to=None, json=False, dry=False, lock_wait=None):
         "yes": "do not ask (scripts)",
         "dry": "print the plan and change nothing on the box",
         "lock_wait": LOCK_WAIT_HELP,
+        "purge_data": "also delete the app's data folders (data/APP) and secrets (kept otherwise)",
     },
     positional=["app"],
 )
-def remove(c, app, host=None, yes=False, dry=False, lock_wait=None):
-    """Stop serving an app and delete its releases (its log is kept)."""
+def remove(c, app, host=None, yes=False, dry=False, lock_wait=None, purge_data=False):
+    """Stop serving an app and delete its releases (its log is kept; its data unless --purge-data)."""
     validate_app_name(app)
     if not yes and not dry:
+        what = " and its releases" + (" AND ITS DATA" if purge_data else "")
         confirm(
-            f"Remove {app} and its releases?",
-            f"remove deletes {app} and its releases: confirm with --yes",
+            f"Remove {app}{what}?",
+            f"remove deletes {app}{what}: confirm with --yes",
             "remove cancelled",
         )
 
     def one(conn, spec, rep):
-        dp.locked_remove(connect_box(c, conn, spec, rep, _lock_flags(lock_wait)), app, dry=dry)
+        box = connect_box(c, conn, spec, rep, _lock_flags(lock_wait))
+        dp.locked_remove(box, app, dry=dry, purge_data=purge_data)
         if not dry:
-            rep.out(f"{spec.name}: {app} removed")
+            rep.out(f"{spec.name}: {app} removed" + (" with its data" if purge_data else ""))
 
     run_on_hosts(c, host, one)
 
@@ -273,3 +280,61 @@ def logs(c, app, host=None, lines=50, follow=False):
             rep.out(f"{spec.name}: no log for {app} yet ({path})")
 
     run_on_hosts(c, host, one, interrupt_ok=follow)
+
+
+def _deploy_app_folder(c, source, host, name, dry, json, keep=None, route=None, lock_wait=None):
+    """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py).
+
+    ``--route P`` adds the wildcard route ``P/...`` to a manifest that declares
+    no [[route]] (the `tiramisu init` stub); with declared routes it is refused.
+    """
+    from .. import appdeploy
+    from ..apps.appspec import RouteSpec
+    from ..apps.build import build_app
+    from ..apps.manifest import read_app
+    from ..apps.wagiroutes import parse_pattern
+
+    spec = read_app(source, name)  # a bad manifest or map fails here, before anything is built or sent
+    if route:
+        if spec.routes_declared or spec.kind != "manifest":
+            raise UsageError(f"--route does not apply to {source}: its routes come from its {spec.source_file.name}")
+        pattern = parse_pattern("/..." if route == "/" else route.rstrip("/") + "/...")
+        spec.routes.append(RouteSpec(pattern, spec.routes[0].module))
+    appdeploy.resolve_secrets(spec)  # a missing secret too (its name only)
+    resolve_specs(c, host)
+    for key, path in list(spec.modules.items()):
+        if path is None:
+            src = spec.folder / spec.build.get("source", ".")
+            built = build_app(src, name=spec.name, language=spec.build.get("language"))
+            note(f"built {spec.name}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
+            spec.modules[key] = built.wasm_path
+
+    def one(conn, spec_, rep):
+        box = connect_box(c, conn, spec_, rep, _lock_flags(lock_wait))
+        if dry:
+            summary = appdeploy.deploy_app(box, spec, dry=True, keep=keep)
+        else:
+            with boxlock.held(box, "deploy", spec.name):  # one change at a time on the box
+                summary = appdeploy.deploy_app(box, spec, dry=False, keep=keep)
+        if not json and not dry:
+            rep.out(f"{spec_.name}: {spec.name} {summary['release']} live at {summary['url']} ({summary['seconds']}s)")
+        return summary
+
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+@task(help={"app": "the app's name", "host": HOST_HELP, "json": "print JSON"}, positional=["app"])
+def env(c, app, host=None, json=False):
+    """List APP's environment on the box: plain values as deployed, secrets as ***."""
+    from .. import appdeploy
+
+    app = validate_app_name(app)
+
+    def one(conn, spec, rep):
+        result = appdeploy.env_of(connect_box(c, conn, spec, rep), app)
+        if not json:
+            rows = [[e["name"], e["value"], e["route"]] for e in result["env"]]
+            rep.out(table(rows, ["NAME", "VALUE", "ROUTE"]) if rows else f"{spec.name}: {app} has no environment")
+        return result
+
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
