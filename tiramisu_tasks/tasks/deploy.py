@@ -115,6 +115,8 @@ def deploy(
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep, flags)
         summary = dp.locked_deploy(box, built, app, route, dry, keep, aot=aot, pin=keep_release, health=health)
+        if not dry:
+            summary["tls_renewal"] = _renew_certificate(box, rep)
         if not json and not dry:
             if summary["changed"]:
                 rep.out(
@@ -127,6 +129,27 @@ def deploy(
         return summary
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+def _renew_certificate(box, rep):
+    """tls=acme: renew a due certificate after the deploy (under the box's lock); a
+    failure is reported and the deploy still counts (the old certificate keeps serving).
+    Returns None, {"renewed": ...} or {"error": ...} for the JSON summary."""
+    from .. import tls
+    from ..errors import TiramisuError
+
+    if str(box.settings.get("tls") or "off") != "acme":  # no lock, no round trip for the usual case
+        return None
+    try:
+        with boxlock.held(box, "tls.renew"):
+            result = tls.renew_if_due(box)
+    except TiramisuError as exc:
+        rep.note(f"{box.name}: certificate renewal failed, the current certificate keeps serving: {exc.message}")
+        return {"renewed": False, "error": exc.message}
+    if result is None:
+        return None
+    rep.note(f"{box.name}: certificate renewed ({result['reason']})")
+    return {"renewed": True, "reason": result["reason"]}
 
 
 def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, max_failed, keep_partial, json, health):
