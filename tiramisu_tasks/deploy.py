@@ -574,7 +574,7 @@ def rollback_held(box, lock, app, to=None, action="rollback"):
         _record_failure(box, lock, action, app, started, exc, release=to)
         raise
     _record(
-        box, lock, action, app, "ok", started, release=result["to"], sha256=result["sha256"], previous=result["from"]
+        box, lock, action, app, "ok", started, release=result["to"], sha256=result.get("sha256"), previous=result["from"]
     )
     return result
 

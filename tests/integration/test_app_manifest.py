@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, cli, one_line_error
+from tests.helpers import REPO, cli, host_result, one_line_error
 from tests.integration.test_lifecycle import get
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_wagi_module_map_deploys_unchanged(served, wagimap_wasm, tmp_path):
     )
     proc = cli("tiramisu", "deploy", app, "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = host_result(proc)
     assert summary["app"] == "wagi-demo" and summary["kind"] == "modulemap"
     assert get(url(served, "/")) == (200, b"root\n")
     f = fields(get(url(served, "/ex"))[1])
@@ -133,7 +133,7 @@ def test_manifest_app_env_secret_volumes(served, wagimap_wasm, tmp_path):
     assert b"write: ok" in get(url(served, "/gb/x?write=entry1"))[1]
     listing = cli("tiramisu", "env", "gb", "--host", "box", "--json")
     assert listing.returncode == 0, listing.stderr
-    rows = {e["name"]: e["value"] for e in json.loads(listing.stdout)["env"]}
+    rows = {e["name"]: e["value"] for e in host_result(listing)["env"]}
     assert rows == {"GREETING": "Hello", "MODE": "admin", "ADMIN_TOKEN": "***"}
     # redeploy: the data folder keeps what the app wrote
     (app / "templates" / "page.html").write_text("<h2>v2</h2>\n")
