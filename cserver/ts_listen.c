@@ -65,8 +65,8 @@ int ts_listen_open_unix(const ts_config *cfg, unsigned long *ino, char *err, siz
     snprintf(err, errlen, "socket: %s", strerror(errno));
     return -1;
   }
-  unlink(tmp.sun_path); /* left by a killed server with the same pid */
-  mode_t old = umask(077);
+  unlink(tmp.sun_path);     /* left by a killed server with the same pid */
+  mode_t old = umask(0177); /* srw------- */
   int bad = bind(fd, (struct sockaddr *)&tmp, sizeof tmp) != 0;
   umask(old);
   struct stat st;
