@@ -29,6 +29,7 @@ import hashlib
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -104,6 +105,9 @@ def compress_file(src, dst, codec):
             shutil.copyfileobj(fin, out, 1 << 20)
 
 
+_WIRE_LOCK = threading.Lock()
+
+
 def wire_copy(upload, codec, cache_root=None):
     """Path of ``upload``'s file compressed with ``codec``, made once and kept in ``<cache>/wire/``.
 
@@ -117,16 +121,19 @@ def wire_copy(upload, codec, cache_root=None):
     level = {"zstd": ZSTD_LEVEL, "xz": XZ_PRESET, "gzip": GZIP_LEVEL}[codec]
     folder = os.path.join(str(cache_root or cache_dir()), "wire")
     path = os.path.join(folder, f"{upload.sha256}.{level}.{suffix}")
-    if os.path.exists(path):
-        return path
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        compress_file(upload.local, tmp, codec)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Hosts of a group are set up by threads of one process: the first one
+    # compresses, the others wait for it and reuse its copy.
+    with _WIRE_LOCK:
+        if os.path.exists(path):
+            return path
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"  # unique across processes; the lock covers threads
+        try:
+            compress_file(upload.local, tmp, codec)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
