@@ -64,6 +64,7 @@ def main(argv=None):
     ap.add_argument("--cli", default=str(BIN / "tiramisu"), help="the tiramisu executable to measure")
     ap.add_argument("--rate", default="8mbit", help="tc rate of the shaped link (8mbit = 1 MB/s)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--fleet", type=int, default=0, help="also: setup of N fresh hosts in one group (0: skip)")
     args = ap.parse_args(argv)
 
     import testhosts
@@ -93,6 +94,26 @@ def main(argv=None):
             bk.note(f"  {result[key]}")
             host.stop()
             hosts.remove(host)
+        if args.fleet:
+            for i in range(args.fleet):
+                host = testhosts.start_host("x86_64", name=f"shipf{i}")
+                hosts.append(host)
+                host.register(inv, f"f{i}", groups=["fleet"])
+            bk.note(f"setup of {args.fleet} fresh hosts in one group")
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                [args.cli, "setup", "--host", "fleet", "--json"], env=env, capture_output=True, text=True, timeout=1800
+            )
+            took = time.monotonic() - t0
+            if proc.returncode != 0:
+                raise SystemExit(f"bench: fleet setup failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+            per_host = json.loads(proc.stdout)
+            result["fleet"] = {
+                "hosts": args.fleet,
+                "s": round(took, 2),
+                "sent_bytes": sum(h.get("sent_bytes", h.get("uploaded_bytes")) for h in per_host),
+            }
+            bk.note(f"  {result['fleet']}")
     finally:
         for host in hosts:
             host.stop()
