@@ -319,6 +319,7 @@ def setup(box, ship, dry=False, start=True):
             "url": box.url("/"),
             "uploaded": plan.uploaded,
             "uploaded_bytes": plan.upload_bytes,
+            "sent_bytes": 0,  # set after the uploads (a dry run sends nothing)
             "actions": dict(plan.actions),
             "dry": dry,
         }

@@ -49,5 +49,11 @@ def test_setup_with_upstream_unix_serves_through_nginx_and_back_to_tcp(which, re
         assert get(f"http://{host.hostname}:8080/uds/") == (200, b"hello over a unix socket\n")
         conf = host.ssh("cat ~/tiramisu-env/conf/nginx.conf").stdout
         assert "server 127.0.0.1:9000;" in conf
+
+        # and onto the socket again on an installed box: the server restarts before nginx reloads
+        host.register(tmp_inventory, "box", settings={"upstream": "unix"})
+        to_unix = _setup()
+        assert to_unix["done"].get("server") == "restart" and to_unix["done"].get("nginx") == "reload"
+        assert get(f"http://{host.hostname}:8080/uds/") == (200, b"hello over a unix socket\n")
     finally:
         cli("tiramisu", "teardown", "--host", "box", "--yes")
