@@ -59,7 +59,11 @@ def cli(env, *args, timeout=900):
 def must(proc, what):
     if proc.returncode != 0:
         raise SystemExit(f"bench: {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else proc.stdout
+    if not proc.stdout.strip().startswith(("{", "[")):
+        return proc.stdout
+    doc = json.loads(proc.stdout)
+    # the CLI contract's envelope: one host's object under "hosts"
+    return doc["hosts"][0] if isinstance(doc, dict) and len(doc.get("hosts") or []) == 1 else doc
 
 
 def text_module(text):

@@ -135,7 +135,8 @@ def start_custom_server(procs, server_dir, env_root, port, modules):
         Path(d).mkdir(parents=True, exist_ok=True)
     for name, path in modules.items():
         Path(layout.modules, f"{name}.wasm").write_bytes(Path(path).read_bytes())
-    values = config_values(layout, "bench", settings(server_port=port, http_port=0))
+    # server.conf only: nginx is rendered separately, so any valid http_port will do
+    values = config_values(layout, "bench", settings(server_port=port, http_port=port + 1))
     conf = Path(layout.conf, "server.conf")
     conf.write_text(render_server_conf(values))
     proc = procs.start([server_dir / "bin" / "custom_server", "--config", conf], env_root / "stderr.log")

@@ -70,7 +70,9 @@ void ts_config_help(const char *prog) {
          "the config file's directory); relative paths in flags to the working directory.\n"
          "Signals: SIGTERM/SIGINT drain and exit 0, SIGHUP rescans modules and routes,\n"
          "SIGUSR1 reopens logs. Admin: GET /_tiramisu/health, /_tiramisu/apps,\n"
-         "/_tiramisu/metrics (answered to loopback clients only).\n");
+         "/_tiramisu/metrics (answered to loopback clients only). A module in\n"
+         "<modules>/.preview/<app>.wasm is served only at /_tiramisu/preview/<app>/PATH\n"
+         "(loopback, unproxied), as the live app would serve PATH.\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out) {

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_component.h"
 #include "ts_log.h"
 #include "ts_metrics.h"
 #include "ts_sha256.h"
@@ -420,6 +421,16 @@ static uint32_t pool_slots(const ts_config *cfg) {
   return (uint32_t)n + 2;
 }
 
+/* A component instance takes several pool entries: one adapted from a
+ * preview 1 module has 4 core instances (the module, the WASI adapter and two
+ * glue modules), 1 linear memory and 2 tables; componentize-py's has 14 core
+ * modules. Each guest slot gets room for one such component (a core module
+ * uses one of each). Core instance and table entries cost little; memories
+ * reserve address space, so fewer of them. */
+#define CORE_PER_SLOT 16u
+#define MEMORIES_PER_SLOT 4u
+#define TABLES_PER_SLOT 16u
+
 #define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
 #define GUARD_DEFAULT (32ull << 20)
 #define KEEP_RESIDENT (64u << 10)
@@ -450,7 +461,7 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
   s->memory_bytes = cfg->memory_mb << 20;
   s->keep_resident = KEEP_RESIDENT;
   s->slots = pool_slots(cfg);
-  uint64_t need = (uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
+  uint64_t need = (uint64_t)s->slots * MEMORIES_PER_SLOT * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
   if (cfg->pooling == TS_POOLING_ON) s->pooling = 1;
   else if (cfg->pooling == TS_POOLING_AUTO) s->pooling = address_space_allows(need);
   char base[96];
@@ -491,7 +502,8 @@ void ts_engine_settings_json(const ts_engine_settings *s, const char *cache_dir,
                   ",\"pooling\":{\"total_core_instances\":%u,\"total_memories\":%u,\"total_tables\":%u,"
                   "\"total_stacks\":%u,\"total_gc_heaps\":%u,\"max_memory_size\":%llu,"
                   "\"max_unused_warm_slots\":%u}",
-                  s->slots, s->slots, s->slots, s->slots, s->slots, (unsigned long long)s->memory_bytes, s->slots);
+                  s->slots * CORE_PER_SLOT, s->slots * MEMORIES_PER_SLOT, s->slots * TABLES_PER_SLOT, s->slots,
+                  s->slots, (unsigned long long)s->memory_bytes, s->slots);
   } else {
     ts_buf_printf(b, ",\"memory_reservation\":%llu,\"memory_guard_size\":%llu,\"memory_reservation_for_growth\":%llu",
                   (unsigned long long)s->reservation, (unsigned long long)s->guard, (unsigned long long)s->growth);
@@ -513,10 +525,12 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
   e->memory_bytes = s->memory_bytes;
   int pooling = s->pooling;
   if (cfg->pooling == TS_POOLING_AUTO && !pooling)
-    ts_log_warn("address space too small for the pooling allocator (%llu GiB needed): using "
-                "on-demand allocation with %llu MiB memory reservations",
-                (unsigned long long)(((uint64_t)s->slots * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2) >> 30),
-                (unsigned long long)(s->reservation >> 20));
+    ts_log_warn(
+        "address space too small for the pooling allocator (%llu GiB needed): using "
+        "on-demand allocation with %llu MiB memory reservations",
+        (unsigned long long)(((uint64_t)s->slots * MEMORIES_PER_SLOT * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2) >>
+                             30),
+        (unsigned long long)(s->reservation >> 20));
 
   wasm_config_t *c = wasm_config_new();
   if (!c) {
@@ -529,9 +543,9 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
   wasmtime_config_wasm_threads_set(c, s->wasm_threads);
   if (pooling) {
     wasmtime_pooling_allocation_config_t *pc = wasmtime_pooling_allocation_config_new();
-    wasmtime_pooling_allocation_config_total_core_instances_set(pc, s->slots);
-    wasmtime_pooling_allocation_config_total_memories_set(pc, s->slots);
-    wasmtime_pooling_allocation_config_total_tables_set(pc, s->slots);
+    wasmtime_pooling_allocation_config_total_core_instances_set(pc, s->slots * CORE_PER_SLOT);
+    wasmtime_pooling_allocation_config_total_memories_set(pc, s->slots * MEMORIES_PER_SLOT);
+    wasmtime_pooling_allocation_config_total_tables_set(pc, s->slots * TABLES_PER_SLOT);
     wasmtime_pooling_allocation_config_total_stacks_set(pc, s->slots);
     wasmtime_pooling_allocation_config_total_gc_heaps_set(pc, s->slots);
     wasmtime_pooling_allocation_config_max_memory_size_set(pc, (size_t)s->memory_bytes);
@@ -569,10 +583,11 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     snprintf(err, errlen, "wasmtime: cannot define the stdio functions: %s", msg);
     return -1;
   }
-  return 0;
+  return ts_component_linker_init(e, err, errlen);
 }
 
 void ts_engine_free(ts_engine *e) {
+  ts_component_linker_free(e);
   if (e->linker) wasmtime_linker_delete(e->linker);
   if (e->engine) wasm_engine_delete(e->engine);
   e->linker = NULL;
@@ -585,9 +600,16 @@ static void cache_path(const ts_engine *e, const char *sha, char *out, size_t n)
   snprintf(out, n, "%s/%s-%s.cwasm", e->cache_dir, sha, e->settings.hash);
 }
 
-static void cache_store(const ts_engine *e, wasmtime_module_t *m, const char *path) {
+/* Compiled code of either kind: a core module or a component. */
+typedef struct {
+  wasmtime_module_t *module;
+  wasmtime_component_t *component;
+} compiled;
+
+static void cache_store(const ts_engine *e, compiled m, const char *path) {
   wasm_byte_vec_t bytes = {0, NULL};
-  wasmtime_error_t *werr = wasmtime_module_serialize(m, &bytes);
+  wasmtime_error_t *werr =
+      m.component ? wasmtime_component_serialize(m.component, &bytes) : wasmtime_module_serialize(m.module, &bytes);
   if (werr) {
     char msg[256];
     ts_wt_error_text(werr, msg, sizeof msg);
@@ -622,20 +644,24 @@ const char *ts_load_source_name(int source) {
 
 /* NULL with the reason in why when Wasmtime refuses the file (another
  * version, other engine settings, CPU features the host lacks, damage). */
-static wasmtime_module_t *deserialize(ts_engine *e, const char *path, char *why, size_t n) {
-  wasmtime_module_t *m = NULL;
-  wasmtime_error_t *werr = wasmtime_module_deserialize_file(e->engine, path, &m);
+static int loaded(compiled m) { return m.module || m.component; }
+
+static compiled deserialize(ts_engine *e, int component, const char *path, char *why, size_t n) {
+  compiled m = {NULL, NULL};
+  wasmtime_error_t *werr = component ? wasmtime_component_deserialize_file(e->engine, path, &m.component)
+                                     : wasmtime_module_deserialize_file(e->engine, path, &m.module);
   if (werr) {
     ts_wt_error_text(werr, why, n);
-    return NULL;
+    m.module = NULL;
+    m.component = NULL;
   }
   return m;
 }
 
-static wasmtime_module_t *try_precompiled(ts_engine *e, const char *sha, const char *path) {
+static compiled try_precompiled(ts_engine *e, int component, const char *sha, const char *path) {
   char why[900];
-  wasmtime_module_t *m = deserialize(e, path, why, sizeof why);
-  if (m) {
+  compiled m = deserialize(e, component, path, why, sizeof why);
+  if (loaded(m)) {
     atomic_fetch_add(&g_metrics.precompiled_used_total, 1);
   } else {
     atomic_fetch_add(&g_metrics.precompiled_refused_total, 1);
@@ -645,22 +671,31 @@ static wasmtime_module_t *try_precompiled(ts_engine *e, const char *sha, const c
 }
 
 int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha, const char *precompiled,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err, size_t errlen) {
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, ts_component **component, int *source,
+                   char *err, size_t errlen) {
   char own[TS_PATH_MAX + 128], shipped[TS_PATH_MAX + 128], msg[900];
-  wasmtime_module_t *m = NULL;
+  compiled m = {NULL, NULL};
   wasmtime_error_t *werr;
   int cache = e->cache_dir[0] != 0;
+  int is_comp = ts_is_component(wasm, len);
   *source = TS_LOAD_COMPILED;
+  *module = NULL;
+  *pre = NULL;
+  if (component) *component = NULL;
+  if (is_comp && !component) {
+    snprintf(err, errlen, "a WASI 0.2 component, where only a core module is accepted");
+    return -1;
+  }
   own[0] = shipped[0] = 0;
   if (cache) {
     cache_path(e, sha, own, sizeof own);
     snprintf(shipped, sizeof shipped, "%s/%s.cwasm", e->cache_dir, sha);
   }
   /* An explicit file (--check-module --precompiled) is what is being checked: try it first. */
-  if (precompiled && (m = try_precompiled(e, sha, precompiled))) *source = TS_LOAD_PRECOMPILED;
-  if (!m && cache && access(own, R_OK) == 0) {
-    m = deserialize(e, own, msg, sizeof msg);
-    if (!m) { /* incompatible or damaged entry: recompile and replace it */
+  if (precompiled && loaded(m = try_precompiled(e, is_comp, sha, precompiled))) *source = TS_LOAD_PRECOMPILED;
+  if (!loaded(m) && cache && access(own, R_OK) == 0) {
+    m = deserialize(e, is_comp, own, msg, sizeof msg);
+    if (!loaded(m)) { /* incompatible or damaged entry: recompile and replace it */
       ts_log_warn("ignoring cached module %s: %s", own, msg);
     } else {
       *source = TS_LOAD_CACHE;
@@ -668,24 +703,35 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
     }
   }
   int shipped_present = !precompiled && cache && access(shipped, R_OK) == 0;
-  if (!m && shipped_present && (m = try_precompiled(e, sha, shipped))) *source = TS_LOAD_PRECOMPILED;
-  if (!m) {
+  if (!loaded(m) && shipped_present && loaded(m = try_precompiled(e, is_comp, sha, shipped)))
+    *source = TS_LOAD_PRECOMPILED;
+  if (!loaded(m)) {
     atomic_fetch_add(&g_metrics.compiles_total, 1);
-    werr = wasmtime_module_new(e->engine, wasm, len, &m);
+    werr = is_comp ? wasmtime_component_new(e->engine, wasm, len, &m.component)
+                   : wasmtime_module_new(e->engine, wasm, len, &m.module);
     if (werr) {
       ts_wt_error_text(werr, msg, sizeof msg);
       snprintf(err, errlen, "compile failed: %s", msg);
       return -1;
     }
   }
-  werr = wasmtime_linker_instantiate_pre(e->linker, m, pre);
-  if (werr) {
-    ts_wt_error_text(werr, msg, sizeof msg);
-    snprintf(err, errlen, "link failed: %s", msg);
-    wasmtime_module_delete(m);
-    return -1;
+  if (is_comp) {
+    /* Serialized before prepare takes the component (and frees it on failure). */
+    if (cache && *source == TS_LOAD_COMPILED) cache_store(e, m, own);
+    if (ts_component_prepare(e, m.component, component, err, errlen)) {
+      if (cache && *source == TS_LOAD_COMPILED) unlink(own);
+      return -1;
+    }
+  } else {
+    werr = wasmtime_linker_instantiate_pre(e->linker, m.module, pre);
+    if (werr) {
+      ts_wt_error_text(werr, msg, sizeof msg);
+      snprintf(err, errlen, "link failed: %s", msg);
+      wasmtime_module_delete(m.module);
+      return -1;
+    }
+    if (cache && *source == TS_LOAD_COMPILED) cache_store(e, m, own);
   }
-  if (cache && *source == TS_LOAD_COMPILED) cache_store(e, m, own);
   /* A shipped file that was used becomes the cache entry (a rename: no second
    * write); one that was refused or is shadowed by the entry is dropped. An
    * explicit --precompiled file is never touched: deploy still owns it. */
@@ -696,7 +742,7 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
       unlink(shipped);
     }
   }
-  *module = m;
+  *module = m.module;
   return 0;
 }
 

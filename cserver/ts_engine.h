@@ -32,7 +32,8 @@ typedef struct {
 typedef struct {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;
-  int pooling; /* 1 when the pooling allocator is in use */
+  wasmtime_component_linker_t *component_linker; /* WASI 0.2 components (ts_component.c) */
+  int pooling;                                   /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
@@ -63,8 +64,13 @@ const char *ts_load_source_name(int source);
  * refuses a precompiled module built by another version or with other engine
  * settings or CPU features: that is logged and the module compiled instead.
  * *source is TS_LOAD_*. */
+struct ts_component;
+/* A component (ts_is_component) goes the same way (cache, precompiled,
+ * compile) into *component, with *module and *pre NULL; a module leaves
+ * *component NULL. component may be NULL: components are then refused. */
 int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sha256_hex, const char *precompiled,
-                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, int *source, char *err, size_t errlen);
+                   wasmtime_module_t **module, wasmtime_instance_pre_t **pre, struct ts_component **component,
+                   int *source, char *err, size_t errlen);
 
 typedef enum {
   TS_RUN_OK = 0,

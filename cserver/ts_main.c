@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ts_version.h"
+#include "ts_component.h"
 #include "ts_conf.h"
 #include "ts_engine.h"
 #include "ts_log.h"
@@ -91,18 +92,19 @@ static int check_module(const ts_config *cfg) {
   ts_sha256_hex(b.p ? b.p : "", b.n, sha);
   wasmtime_module_t *m;
   wasmtime_instance_pre_t *pre;
+  ts_component *component;
   int source;
   if (cfg->precompiled[0] && access(cfg->precompiled, R_OK) != 0) {
     printf("%s: cannot open: %s\n", cfg->precompiled, strerror(errno));
     return 1;
   }
   if (ts_engine_load(&g_engine, (const uint8_t *)(b.p ? b.p : ""), b.n, sha,
-                     cfg->precompiled[0] ? cfg->precompiled : NULL, &m, &pre, &source, err, sizeof err)) {
+                     cfg->precompiled[0] ? cfg->precompiled : NULL, &m, &pre, &component, &source, err, sizeof err)) {
     printf("%s: %s\n", cfg->check_module, err);
     return 1;
   }
   /* "ok <sha256>" first (deploy's contract), then how the code was obtained. */
-  printf("ok %s %s\n", sha, ts_load_source_name(source));
+  printf("ok %s %s%s\n", sha, ts_load_source_name(source), component ? " component" : "");
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_component.h"
 #include "ts_log.h"
 #include "ts_sha256.h"
 
@@ -29,6 +30,8 @@ static int g_napps;
 static ts_route g_routes[MAX_ROUTES];
 static int g_nroutes;
 static int g_inotify = -1, g_wd = -1, g_event = -1;
+static int g_wd_preview = -1;                /* watch on <modules>/.preview */
+static char g_preview_dir[TS_PATH_MAX + 16]; /* "" when previews are unavailable */
 static _Atomic int g_stop;
 static pthread_t g_thread;
 static int g_thread_started;
@@ -91,8 +94,9 @@ static ts_app *get_app_locked(const char *name) {
 void ts_version_release(ts_version *v) {
   if (!v) return;
   if (atomic_fetch_sub(&v->refs, 1) == 1) {
-    wasmtime_instance_pre_delete(v->pre);
-    wasmtime_module_delete(v->module);
+    if (v->pre) wasmtime_instance_pre_delete(v->pre);
+    if (v->module) wasmtime_module_delete(v->module);
+    ts_component_free(v->component);
     free(v);
   }
 }
@@ -146,6 +150,23 @@ static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
   return 0;
 }
 
+/* Make v (one reference, ours) the app's live version. */
+static void install_version(ts_app *a, ts_version *v, const char *sha, uint64_t took_us, int from_preview) {
+  pthread_mutex_lock(&g_lock);
+  ts_version *old = a->current;
+  a->current = v;
+  strcpy(a->state, strcmp(a->file_sha256, sha) == 0 ? "active" : "loading");
+  set_error_locked(a, NULL);
+  pthread_mutex_unlock(&g_lock);
+  if (old) atomic_fetch_add(&g_metrics.swaps_total, 1);
+  if (from_preview)
+    ts_log_info("app %s: %s %.12s (the preview's compiled module)", a->name, old ? "swapped in" : "loaded", sha);
+  else
+    ts_log_info("app %s: %s %.12s (%s in %.1f ms)", a->name, old ? "swapped in" : "loaded", sha,
+                ts_load_source_name(v->source), (double)took_us / 1000.0);
+  ts_version_release(old);
+}
+
 /* (Re)load one app from its file. Runs on the watcher thread (or at startup). */
 static void load_app(const char *name) {
   char path[TS_PATH_MAX + 128], err[1024];
@@ -192,12 +213,25 @@ static void load_app(const char *name) {
     return;
   }
 
+  /* Promoting a release that passed its preview: the preview's compiled
+   * version becomes the live one, nothing is compiled or read again. */
+  pthread_mutex_lock(&g_lock);
+  ts_version *promoted = a->preview.current && strcmp(a->preview.current->sha256, sha) == 0 ? a->preview.current : NULL;
+  if (promoted) atomic_fetch_add(&promoted->refs, 1);
+  pthread_mutex_unlock(&g_lock);
+  if (promoted) {
+    ts_buf_free(&bytes);
+    install_version(a, promoted, sha, 0, 1);
+    return;
+  }
+
   uint64_t t0 = ts_now_us();
   wasmtime_module_t *module = NULL;
   wasmtime_instance_pre_t *pre = NULL;
+  ts_component *component = NULL;
   int source = TS_LOAD_COMPILED;
-  int rc =
-      ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err, sizeof err);
+  int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &component, &source,
+                          err, sizeof err);
   ts_buf_free(&bytes);
   uint64_t took = ts_now_us() - t0;
   if (rc) {
@@ -215,26 +249,194 @@ static void load_app(const char *name) {
   }
   ts_version *v = calloc(1, sizeof *v);
   if (!v) {
-    wasmtime_instance_pre_delete(pre);
-    wasmtime_module_delete(module);
+    if (pre) wasmtime_instance_pre_delete(pre);
+    if (module) wasmtime_module_delete(module);
+    ts_component_free(component);
     return;
   }
   atomic_init(&v->refs, 1);
   v->module = module;
   v->pre = pre;
+  v->component = component;
   v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
+  install_version(a, v, sha, took, 0);
+}
+
+/* ------------------------------------------------------------ previews --- */
+
+static void set_preview_error_locked(ts_preview *pv, const char *msg) {
+  free(pv->error);
+  pv->error = msg ? strdup(msg) : NULL;
+}
+
+static void remove_preview(const char *name) {
   pthread_mutex_lock(&g_lock);
-  ts_version *old = a->current;
-  a->current = v;
-  strcpy(a->state, strcmp(a->file_sha256, sha) == 0 ? "active" : "loading");
-  set_error_locked(a, NULL);
+  ts_app *a = find_app_locked(name, strlen(name));
+  ts_version *old = NULL;
+  ts_route *routes = NULL;
+  int was = a && a->preview.present;
+  if (was) {
+    ts_preview *pv = &a->preview;
+    old = pv->current;
+    routes = pv->routes;
+    pv->current = NULL;
+    pv->routes = NULL;
+    pv->nroutes = 0;
+    pv->present = 0;
+    pv->file_sha256[0] = 0;
+    pv->ino = 0;
+    strcpy(pv->state, "removed");
+    set_preview_error_locked(pv, NULL);
+  }
   pthread_mutex_unlock(&g_lock);
-  if (old) atomic_fetch_add(&g_metrics.swaps_total, 1);
-  ts_log_info("app %s: %s %.12s (%s in %.1f ms)", name, old ? "swapped in" : "loaded", sha, ts_load_source_name(source),
-              (double)took / 1000.0);
+  if (was) ts_log_info("app %s: preview removed", name);
   ts_version_release(old);
+  free(routes);
+}
+
+/* The preview's routes file: a table, or NULL (none: the live routes apply). */
+static ts_route *read_preview_routes(const char *name, int *count, char *err, size_t errlen) {
+  char path[TS_PATH_MAX + 128];
+  snprintf(path, sizeof path, "%s/%s.routes", g_preview_dir, name);
+  *count = 0;
+  err[0] = 0;
+  ts_buf text = {0};
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  char chunk[4096];
+  ssize_t r;
+  while ((r = read(fd, chunk, sizeof chunk)) > 0)
+    if (text.n + (size_t)r > (1u << 20) || ts_buf_append(&text, chunk, (size_t)r)) break;
+  close(fd);
+  ts_buf_append(&text, "", 1);
+  ts_route *tab = calloc(MAX_ROUTES, sizeof *tab);
+  int n = tab ? ts_routes_parse(text.p ? text.p : "", tab, MAX_ROUTES, err, errlen) : -1;
+  ts_buf_free(&text);
+  if (n < 0) {
+    if (!tab) snprintf(err, errlen, "out of memory");
+    free(tab);
+    return NULL;
+  }
+  *count = n;
+  return tab;
+}
+
+/* (Re)load an app's preview from <modules>/.preview/<name>.wasm (watcher thread). */
+static void load_preview(const char *name) {
+  char path[TS_PATH_MAX + 128], err[1024], rerr[256];
+  struct stat st;
+  if (!g_preview_dir[0]) return;
+  snprintf(path, sizeof path, "%s/%s.wasm", g_preview_dir, name);
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    remove_preview(name);
+    return;
+  }
+  int nroutes = 0;
+  ts_route *routes = read_preview_routes(name, &nroutes, rerr, sizeof rerr);
+  pthread_mutex_lock(&g_lock);
+  ts_app *a = get_app_locked(name);
+  if (!a) {
+    pthread_mutex_unlock(&g_lock);
+    free(routes);
+    return;
+  }
+  ts_preview *pv = &a->preview;
+  ts_route *old_routes = pv->routes;
+  pv->routes = routes;
+  pv->nroutes = nroutes;
+  int unchanged = pv->present && pv->dev == st.st_dev && pv->ino == st.st_ino && pv->size == st.st_size &&
+                  pv->mtime.tv_sec == st.st_mtim.tv_sec && pv->mtime.tv_nsec == st.st_mtim.tv_nsec;
+  pthread_mutex_unlock(&g_lock);
+  free(old_routes);
+  if (rerr[0]) ts_log_error("app %s: preview routes: %s (the live routes apply)", name, rerr);
+  if (unchanged) return;
+  if (!a->log) a->log = ts_log_app(name);
+
+  ts_buf bytes = {0};
+  if (read_file(path, &bytes, err, sizeof err)) {
+    if (errno == ENOENT) remove_preview(name);
+    else ts_log_error("app %s: preview: %s", name, err);
+    ts_buf_free(&bytes);
+    return;
+  }
+  char sha[65];
+  ts_sha256_hex(bytes.p ? bytes.p : "", bytes.n, sha);
+  pthread_mutex_lock(&g_lock);
+  int same = pv->current && strcmp(pv->current->sha256, sha) == 0;
+  int same_failed = strcmp(pv->state, "failed") == 0 && strcmp(pv->file_sha256, sha) == 0;
+  /* The live version already has this content: share it. */
+  ts_version *shared = !same && a->current && strcmp(a->current->sha256, sha) == 0 ? a->current : NULL;
+  if (shared) atomic_fetch_add(&shared->refs, 1);
+  pv->dev = st.st_dev, pv->ino = st.st_ino, pv->size = st.st_size, pv->mtime = st.st_mtim;
+  pv->present = 1;
+  ts_strlcpy(pv->file_sha256, sha, sizeof pv->file_sha256);
+  if (same) {
+    strcpy(pv->state, "active");
+    set_preview_error_locked(pv, NULL);
+  } else if (!same_failed) {
+    strcpy(pv->state, "loading");
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (same || same_failed) {
+    ts_buf_free(&bytes);
+    return;
+  }
+  ts_version *v = shared;
+  uint64_t t0 = ts_now_us();
+  if (!v) {
+    wasmtime_module_t *module = NULL;
+    wasmtime_instance_pre_t *pre = NULL;
+    int source = TS_LOAD_COMPILED;
+    int rc =
+        ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err, sizeof err);
+    if (rc) {
+      ts_buf_free(&bytes);
+      atomic_fetch_add(&g_metrics.compile_errors_total, 1);
+      pthread_mutex_lock(&g_lock);
+      if (strcmp(pv->file_sha256, sha) == 0) {
+        strcpy(pv->state, "failed");
+        set_preview_error_locked(pv, err);
+      }
+      pthread_mutex_unlock(&g_lock);
+      ts_log_error("app %s: preview %.12s rejected: %s", name, sha, err);
+      return;
+    }
+    v = calloc(1, sizeof *v);
+    if (!v) {
+      ts_buf_free(&bytes);
+      wasmtime_instance_pre_delete(pre);
+      wasmtime_module_delete(module);
+      return;
+    }
+    atomic_init(&v->refs, 1);
+    v->module = module;
+    v->pre = pre;
+    v->source = source;
+    v->loaded_at = ts_wall_time();
+    ts_strlcpy(v->sha256, sha, sizeof v->sha256);
+  }
+  ts_buf_free(&bytes);
+  pthread_mutex_lock(&g_lock);
+  ts_version *old = pv->current;
+  pv->current = v;
+  strcpy(pv->state, strcmp(pv->file_sha256, sha) == 0 ? "active" : "loading");
+  set_preview_error_locked(pv, NULL);
+  pthread_mutex_unlock(&g_lock);
+  ts_log_info("app %s: preview %.12s ready (%s in %.1f ms)", name, sha,
+              shared ? "the live module" : ts_load_source_name(v->source), (double)(ts_now_us() - t0) / 1000.0);
+  ts_version_release(old);
+}
+
+/* "<app>.routes" in the preview folder: the app's name, or 0. */
+static int routes_name(const char *file, char *name) {
+  size_t n = strlen(file);
+  if (n < 8 || strcmp(file + n - 7, ".routes") != 0) return 0;
+  if (!ts_app_name_valid(file, n - 7)) return 0;
+  memcpy(name, file, n - 7);
+  name[n - 7] = 0;
+  return 1;
 }
 
 static int wasm_name(const char *file, char *name) {
@@ -244,6 +446,30 @@ static int wasm_name(const char *file, char *name) {
   memcpy(name, file, n - 5);
   name[n - 5] = 0;
   return 1;
+}
+
+static void scan_previews(void) {
+  if (!g_preview_dir[0]) return;
+  DIR *d = opendir(g_preview_dir);
+  char name[TS_APP_NAME_MAX + 1];
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)))
+      if (wasm_name(de->d_name, name)) load_preview(name);
+    closedir(d);
+  }
+  char gone[64][TS_APP_NAME_MAX + 1];
+  int ngone = 0;
+  pthread_mutex_lock(&g_lock);
+  for (int i = 0; i < g_napps && ngone < 64; i++) {
+    char path[TS_PATH_MAX + 128];
+    struct stat st;
+    if (!g_apps[i]->preview.present) continue;
+    snprintf(path, sizeof path, "%s/%s.wasm", g_preview_dir, g_apps[i]->name);
+    if (stat(path, &st) != 0) ts_strlcpy(gone[ngone++], g_apps[i]->name, TS_APP_NAME_MAX + 1);
+  }
+  pthread_mutex_unlock(&g_lock);
+  for (int i = 0; i < ngone; i++) remove_preview(gone[i]);
 }
 
 static void scan_all(void) {
@@ -270,6 +496,7 @@ static void scan_all(void) {
   }
   pthread_mutex_unlock(&g_lock);
   for (int i = 0; i < ngone; i++) remove_app(gone[i]);
+  scan_previews();
 }
 
 static void add_watch(void) {
@@ -277,6 +504,21 @@ static void add_watch(void) {
                            IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB |
                                IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
   if (g_wd < 0) ts_log_error("cannot watch %s: %s (retrying)", g_cfg->modules, strerror(errno));
+}
+
+/* The preview folder: created when missing (it lives inside the modules
+ * folder, which we may write), then watched like the modules folder. */
+static void add_preview_watch(void) {
+  if (!g_preview_dir[0]) return;
+  if (mkdir(g_preview_dir, 0700) != 0 && errno != EEXIST) {
+    ts_log_warn("cannot create %s: %s (no previews)", g_preview_dir, strerror(errno));
+    g_preview_dir[0] = 0;
+    return;
+  }
+  g_wd_preview = inotify_add_watch(g_inotify, g_preview_dir,
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB |
+                                       IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+  if (g_wd_preview < 0) ts_log_error("cannot watch %s: %s (retrying)", g_preview_dir, strerror(errno));
 }
 
 static void *watcher_main(void *arg) {
@@ -289,6 +531,10 @@ static void *watcher_main(void *arg) {
     if (g_wd < 0) { /* directory was gone or replaced: watch again and catch up */
       add_watch();
       if (g_wd >= 0) scan_all();
+    }
+    if (g_wd >= 0 && g_wd_preview < 0 && g_preview_dir[0]) {
+      add_preview_watch();
+      if (g_wd_preview >= 0) scan_previews();
     }
     if (r <= 0) continue;
     if (pfd[1].revents & POLLIN) {
@@ -305,6 +551,7 @@ static void *watcher_main(void *arg) {
     if (n <= 0) continue;
     /* Collect distinct names first: one rename produces several events. */
     char names[64][TS_APP_NAME_MAX + 1];
+    int previews[64];
     int nn = 0, rescan = 0;
     for (char *p = buf; p < buf + n;) {
       struct inotify_event *ev = (struct inotify_event *)p;
@@ -315,26 +562,41 @@ static void *watcher_main(void *arg) {
           inotify_rm_watch(g_inotify, g_wd);
           g_wd = -1;
         }
+        if (ev->wd == g_wd_preview) {
+          inotify_rm_watch(g_inotify, g_wd_preview);
+          g_wd_preview = -1;
+        }
         continue;
       }
+      int preview = g_wd_preview >= 0 && ev->wd == g_wd_preview;
       char name[TS_APP_NAME_MAX + 1];
-      if (!ev->len || !wasm_name(ev->name, name)) continue;
+      if (!ev->len) continue;
+      /* In the preview folder "<app>.routes" counts too: it is re-read
+       * whenever that preview is loaded. */
+      if (!wasm_name(ev->name, name) && !(preview && routes_name(ev->name, name))) continue;
       /* A regular file being created is loaded on IN_CLOSE_WRITE, not half-written. */
       if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR)) {
         char path[TS_PATH_MAX + 128];
         struct stat st;
-        snprintf(path, sizeof path, "%s/%s", g_cfg->modules, ev->name);
+        snprintf(path, sizeof path, "%s/%s", preview ? g_preview_dir : g_cfg->modules, ev->name);
         if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
       }
       int dup = 0;
       for (int i = 0; i < nn; i++)
-        if (strcmp(names[i], name) == 0) dup = 1;
-      if (!dup && nn < 64) ts_strlcpy(names[nn++], name, sizeof names[0]);
-      else if (!dup) rescan = 1;
+        if (previews[i] == preview && strcmp(names[i], name) == 0) dup = 1;
+      if (!dup && nn < 64) {
+        previews[nn] = preview;
+        ts_strlcpy(names[nn++], name, sizeof names[0]);
+      } else if (!dup) rescan = 1;
     }
     if (rescan) scan_all();
-    else
-      for (int i = 0; i < nn; i++) load_app(names[i]);
+    else {
+      /* Live modules first: a preview moved into place is promoted before its slot goes. */
+      for (int i = 0; i < nn; i++)
+        if (!previews[i]) load_app(names[i]);
+      for (int i = 0; i < nn; i++)
+        if (previews[i]) load_preview(names[i]);
+    }
   }
   return NULL;
 }
@@ -364,6 +626,9 @@ int ts_registry_init(ts_engine *engine, const ts_config *cfg, char *err, size_t 
     return -1;
   }
   add_watch();
+  if (snprintf(g_preview_dir, sizeof g_preview_dir, "%s/.preview", cfg->modules) >= (int)sizeof g_preview_dir)
+    g_preview_dir[0] = 0;
+  add_preview_watch();
   return 0;
 }
 
@@ -387,27 +652,26 @@ void ts_registry_request_rescan(void) {
   (void)w;
 }
 
-int ts_registry_route(const char *path, size_t len, ts_match *m) {
+/* Which app a path reaches with this routes table (sorted longest first) and
+ * the implicit /<app> routes; fills script_name and matched_route. `extra` is
+ * an app that counts as present for its implicit route (a preview's own). */
+static ts_app *resolve_locked(const ts_route *routes, int nroutes, const char *path, size_t len, const ts_app *extra,
+                              ts_match *m) {
   const ts_route *best = NULL;
   size_t best_len = 0;
-  int rc = -1;
-  pthread_mutex_lock(&g_lock);
-  for (int i = 0; i < g_nroutes; i++) {
-    size_t pl = strlen(g_routes[i].prefix);
-    if (pl <= best_len && best) break; /* sorted longest first */
-    if (ts_route_prefix_match(g_routes[i].prefix, path, len)) {
-      best = &g_routes[i];
-      best_len = pl;
+  for (int i = 0; i < nroutes; i++) {
+    if (ts_route_prefix_match(routes[i].prefix, path, len)) { /* the first match is the longest */
+      best = &routes[i];
+      best_len = strlen(routes[i].prefix);
       break;
     }
   }
-  /* implicit route: /<app> */
   ts_app *app = NULL;
   if (len > 1 && path[0] == '/') {
     size_t seg = 1;
     while (seg < len && path[seg] != '/') seg++;
     ts_app *a = find_app_locked(path + 1, seg - 1);
-    if (a && a->present && seg > best_len) {
+    if (a && (a->present || a == extra) && seg > best_len) {
       app = a;
       snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)seg, path);
       ts_strlcpy(m->matched_route, m->script_name, sizeof m->matched_route);
@@ -415,12 +679,21 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
   }
   if (!app && best) {
     app = find_app_locked(best->app, strlen(best->app));
-    if (app && !app->present) app = NULL;
+    if (app && !app->present && app != extra) app = NULL;
     size_t pl = strlen(best->prefix);
     while (pl && best->prefix[pl - 1] == '/') pl--; /* SCRIPT_NAME has no trailing slash */
     snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)pl, best->prefix);
     ts_strlcpy(m->matched_route, best->prefix, sizeof m->matched_route);
   }
+  return app;
+}
+
+int ts_registry_route(const char *path, size_t len, ts_match *m) {
+  int rc = -1;
+  m->preview = 0;
+  m->preview_strip = 0;
+  pthread_mutex_lock(&g_lock);
+  ts_app *app = resolve_locked(g_routes, g_nroutes, path, len, NULL, m);
   if (app) {
     m->app = app;
     m->version = app->current;
@@ -429,6 +702,38 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
       rc = 0;
     } else {
       rc = -2;
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+  return rc;
+}
+
+int ts_registry_route_preview(const char *path, size_t len, ts_match *m) {
+  size_t pl = strlen(TS_PREVIEW_PREFIX);
+  if (len <= pl || memcmp(path, TS_PREVIEW_PREFIX, pl) != 0) return -1;
+  size_t seg = pl;
+  while (seg < len && path[seg] != '/') seg++;
+  const char *name = path + pl, *rest = path + seg;
+  size_t nlen = seg - pl, rlen = len - seg;
+  if (!rlen) rest = "/", rlen = 1; /* /_tiramisu/preview/<app> is the path "/" */
+  int rc = -1;
+  m->preview = 1;
+  m->preview_strip = seg;
+  pthread_mutex_lock(&g_lock);
+  ts_app *own = find_app_locked(name, nlen);
+  if (own && own->preview.present) {
+    const ts_preview *pv = &own->preview;
+    ts_app *app = pv->routes ? resolve_locked(pv->routes, pv->nroutes, rest, rlen, own, m)
+                             : resolve_locked(g_routes, g_nroutes, rest, rlen, own, m);
+    if (app == own) { /* any other app: 404, as the live server would not run this one */
+      m->app = own;
+      m->version = pv->current;
+      if (m->version) {
+        atomic_fetch_add(&m->version->refs, 1);
+        rc = 0;
+      } else {
+        rc = -2;
+      }
     }
   }
   pthread_mutex_unlock(&g_lock);
@@ -474,6 +779,7 @@ int ts_registry_apps_json(ts_buf *b) {
                     a->current->source == TS_LOAD_CACHE         ? "cache"
                     : a->current->source == TS_LOAD_PRECOMPILED ? "precompiled"
                                                                 : "compiled");
+      ts_buf_printf(b, ",\"kind\":\"%s\"", a->current->component ? "component" : "module");
     } else {
       ts_buf_puts(b, "null,\"loaded_at_unix\":null,\"from_cache\":false,\"code\":null");
     }
@@ -485,6 +791,43 @@ int ts_registry_apps_json(ts_buf *b) {
     ts_buf_printf(b, ",\"requests\":%llu,\"queued\":%d,\"running\":%d,\"rejected\":%llu}",
                   (unsigned long long)atomic_load(&a->requests), atomic_load(&a->pool.queued_now),
                   atomic_load(&a->pool.running_now), (unsigned long long)atomic_load(&a->pool.rejected_total));
+  }
+  ts_buf_puts(b, "],\"previews\":[");
+  first = 1;
+  for (int i = 0; i < g_napps; i++) {
+    const ts_preview *pv = &g_apps[i]->preview;
+    if (!pv->present) continue;
+    if (!first) ts_buf_puts(b, ",");
+    first = 0;
+    ts_buf_puts(b, "{\"name\":");
+    json_str(b, g_apps[i]->name);
+    ts_buf_puts(b, ",\"path\":");
+    char p[TS_APP_NAME_MAX + 32];
+    snprintf(p, sizeof p, "%s%s/", TS_PREVIEW_PREFIX, g_apps[i]->name);
+    json_str(b, p);
+    ts_buf_puts(b, ",\"sha256\":");
+    if (pv->current) json_str(b, pv->current->sha256);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"file_sha256\":");
+    json_str(b, pv->file_sha256);
+    ts_buf_puts(b, ",\"failed_sha256\":");
+    if (strcmp(pv->state, "failed") == 0) json_str(b, pv->file_sha256);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"state\":");
+    json_str(b, pv->state);
+    ts_buf_puts(b, ",\"error\":");
+    if (pv->error) json_str(b, pv->error);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"own_routes\":"); /* routes from <app>.routes, or null: the live ones */
+    if (pv->routes) ts_buf_printf(b, "%d", pv->nroutes);
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, ",\"code\":");
+    if (pv->current)
+      json_str(b, pv->current->source == TS_LOAD_CACHE         ? "cache"
+                  : pv->current->source == TS_LOAD_PRECOMPILED ? "precompiled"
+                                                               : "compiled");
+    else ts_buf_puts(b, "null");
+    ts_buf_puts(b, "}");
   }
   ts_buf_puts(b, "],\"routes\":[");
   for (int i = 0; i < g_nroutes; i++) {

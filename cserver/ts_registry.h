@@ -23,10 +23,30 @@ typedef struct ts_version {
   _Atomic int refs;
   wasmtime_module_t *module;
   wasmtime_instance_pre_t *pre;
+  struct ts_component *component; /* a WASI 0.2 command component (then module and pre are NULL) */
   char sha256[65];
   double loaded_at; /* unix seconds */
   int source;       /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
 } ts_version;
+
+/* A release under test: <modules>/.preview/<app>.wasm, compiled like the live
+ * module but served only under /_tiramisu/preview/<app>/... to loopback
+ * clients that no proxy forwarded (nginx never proxies /_tiramisu/). An
+ * optional <modules>/.preview/<app>.routes ("PREFIX APP" lines, the routes
+ * file the deploy will write) replaces the live routes for its requests. */
+typedef struct ts_preview {
+  ts_version *current;  /* NULL until compiled */
+  int present;          /* the preview file exists */
+  char state[16];       /* active | failed | loading | removed */
+  char *error;          /* compile error (malloc'd) or NULL */
+  char file_sha256[65]; /* content last seen on disk */
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  ts_route *routes; /* malloc'd table from <app>.routes, or NULL: the live routes */
+  int nroutes;
+} ts_preview;
 
 typedef struct ts_app {
   char name[TS_APP_NAME_MAX + 1];
@@ -44,6 +64,7 @@ typedef struct ts_app {
   _Atomic uint64_t requests;
   ts_status_counts status;
   ts_pool_app pool; /* its queue and running guests in the guest pool */
+  ts_preview preview;
 } ts_app;
 
 typedef struct {
@@ -51,6 +72,8 @@ typedef struct {
   ts_version *version; /* referenced: release with ts_version_release */
   char script_name[512];
   char matched_route[512];
+  int preview;          /* 1: the app's preview version (m->version) */
+  size_t preview_strip; /* bytes of /_tiramisu/preview/<app> before the routed path */
 } ts_match;
 
 int ts_registry_init(ts_engine *engine, const ts_config *cfg, char *err, size_t errlen);
@@ -63,6 +86,13 @@ void ts_registry_request_rescan(void); /* async-signal-safe enough: writes an ev
  * known but has no loaded version (503). */
 int ts_registry_route(const char *path, size_t len, ts_match *m);
 void ts_version_release(ts_version *v);
+/* The preview of an app: path is the whole target path, starting with
+ * TS_PREVIEW_PREFIX. The rest after /_tiramisu/preview/<app> is routed as the
+ * live server would route it (with the preview's routes when it has them); it
+ * must reach <app>. Same return codes as ts_registry_route; m->version is the
+ * preview's version. */
+#define TS_PREVIEW_PREFIX "/_tiramisu/preview/"
+int ts_registry_route_preview(const char *path, size_t len, ts_match *m);
 
 /* For the admin endpoint and metrics. */
 int ts_registry_apps_json(ts_buf *b);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_component.h"
 #include "ts_conn.h"
 #include "ts_http.h"
 #include "ts_listen.h"
@@ -256,15 +257,19 @@ static const char *run_result_name(ts_run_result r) {
   }
 }
 
+/* Admin and previews are for the box itself: never for remote peers, nor for
+ * requests a local proxy forwarded (nginx adds these headers when told to). */
+static int box_local(const conn *c, const ts_request *req) {
+  int proxied = ts_http_find_header(req, "x-forwarded-for") || ts_http_find_header(req, "x-real-ip") ||
+                ts_http_find_header(req, "forwarded");
+  return c->peer_loopback && !proxied;
+}
+
 static void handle_admin(worker *w, conn *c, const ts_request *req, uint64_t t0) {
   ts_buf b = {0};
   const char *ctype = "text/plain";
   int status;
-  /* Admin is for the box itself: never for remote peers, nor for requests a
-   * local proxy forwarded (nginx adds these headers when told to). */
-  int proxied = ts_http_find_header(req, "x-forwarded-for") || ts_http_find_header(req, "x-real-ip") ||
-                ts_http_find_header(req, "forwarded");
-  if (!c->peer_loopback || proxied) {
+  if (!box_local(c, req)) {
     ts_buf_puts(&b, "404 Not Found\n");
     status = 404;
   } else {
@@ -356,7 +361,8 @@ static void guest_run(ts_pool_item *it, void *arg) {
   ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values,     j->env.envc,
                      j->body,     j->body_len, app->log,     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
   memset(&j->out, 0, sizeof j->out);
-  j->res = ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
+  j->res = j->m.version->component ? ts_component_run(g_engine, j->m.version->component, &in, &j->out)
+                                   : ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
   post_done(j);
 }
 
@@ -376,7 +382,9 @@ static void finish_request(worker *w, conn *c, job *j) {
   static const ts_header busy_hdrs[2] = {{{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}},
                                          {{"Retry-After", 11}, {"1", 1}}};
   const ts_header *hdrs = &ct_text;
-  char errbody[128], method[64], target[512];
+  char errbody[128], method[64], target[512], who[TS_APP_NAME_MAX + 16];
+  /* A preview's requests are logged and counted apart from the live app's. */
+  snprintf(who, sizeof who, "%s%s", j->m.preview ? "preview:" : "", app->name);
   ts_log_escape(method, sizeof method, j->method.p, j->method.n);
   ts_log_escape(target, sizeof target, j->target.p, j->target.n);
 
@@ -390,7 +398,7 @@ static void finish_request(worker *w, conn *c, job *j) {
                   g_pool.app_queue);
   } else if (j->build_failed) {
     status = 500;
-    ts_log_error("app %s: out of memory building the environment", app->name);
+    ts_log_error("app %s: out of memory building the environment", who);
   } else if (j->res == TS_RUN_OK) {
     ts_cgi_response cr;
     if (ts_cgi_parse(j->out.out.p ? j->out.out.p : "", j->out.out.n, &cr, w->out_hdrs, MAX_OUT_HEADERS,
@@ -405,16 +413,16 @@ static void finish_request(worker *w, conn *c, job *j) {
     } else {
       status = 500;
       if (cr.over_head_limit)
-        ts_log_error("app %s: %s %s: %s (max-response-header = %llu bytes)", app->name, method, target, cr.error,
+        ts_log_error("app %s: %s %s: %s (max-response-header = %llu bytes)", who, method, target, cr.error,
                      (unsigned long long)g_cfg->max_response_header);
-      else ts_log_error("app %s: %s %s: %s", app->name, method, target, cr.error);
+      else ts_log_error("app %s: %s %s: %s", who, method, target, cr.error);
     }
   } else {
     ts_run_result res = j->res;
     status = res == TS_RUN_TIMEOUT ? 504 : 500;
     if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
     if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
-    ts_log_error("app %s: %s %s failed (%s): %s", app->name, method, target, run_result_name(res), j->out.message);
+    ts_log_error("app %s: %s %s failed (%s): %s", who, method, target, run_result_name(res), j->out.message);
   }
   if (!out_owner) {
     int n = snprintf(errbody, sizeof errbody, "%d %s\n", status, ts_http_reason(status));
@@ -430,37 +438,47 @@ static void finish_request(worker *w, conn *c, job *j) {
   }
   uint64_t took = ts_now_us() - j->t0;
   queue_response(w, c, j->minor, status, reason, hdrs, nh, out_owner, out_body, out_len, ts_str_eq(j->method, "HEAD"));
-  ts_metrics_status(&app->status, status);
+  ts_metrics_status(j->m.preview ? &g_metrics.other : &app->status, status);
   ts_metrics_latency(took);
   ts_request req = {0};
   req.method = j->method;
   req.target = j->target;
   req.minor = j->minor;
-  access_log(w, c, &req, status, out_len, took, app->name);
+  access_log(w, c, &req, status, out_len, took, who);
 }
 
 /* Answer a request: admin and routing errors right here, guests on the pool.
  * Returns 1 when a job now owns the request (the connection waits for it). */
 static int handle_request(worker *w, conn *c, const ts_request *req, const char *body, size_t body_len, size_t end) {
   uint64_t t0 = ts_now_us();
-  if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
-      (req->path.n == 10 || req->path.p[10] == '/')) {
+  ts_match m;
+  int r;
+  size_t pl = strlen(TS_PREVIEW_PREFIX);
+  if (req->path.n > pl && memcmp(req->path.p, TS_PREVIEW_PREFIX, pl) == 0) {
+    /* A release under test: run like the live app, counted apart from it. */
+    r = box_local(c, req) ? ts_registry_route_preview(req->path.p, req->path.n, &m) : -1;
+    if (r != 0) {
+      send_error(w, c, req, r == -2 ? 503 : 404, 0);
+      return 0;
+    }
+  } else if (req->path.n >= 10 && memcmp(req->path.p, "/_tiramisu", 10) == 0 &&
+             (req->path.n == 10 || req->path.p[10] == '/')) {
     handle_admin(w, c, req, t0);
     return 0;
-  }
-  ts_match m;
-  int r = ts_registry_route(req->path.p, req->path.n, &m);
-  if (r == -1) {
-    send_error(w, c, req, 404, 0);
-    return 0;
-  }
-  if (r == -2) {
-    ts_metrics_status(&m.app->status, 503);
-    send_error(w, c, req, 503, 0);
-    return 0;
+  } else {
+    r = ts_registry_route(req->path.p, req->path.n, &m);
+    if (r == -1) {
+      send_error(w, c, req, 404, 0);
+      return 0;
+    }
+    if (r == -2) {
+      ts_metrics_status(&m.app->status, 503);
+      send_error(w, c, req, 503, 0);
+      return 0;
+    }
   }
   ts_app *app = m.app;
-  atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
+  if (!m.preview) atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
   job *j = job_get(w);
   if (!j) {
     ts_log_error("app %s: out of memory for a request", app->name);
@@ -486,6 +504,9 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   ts_wagi_request wr = {0};
   wr.method = req->method;
   wr.path = req->path;
+  if (m.preview) /* what follows /_tiramisu/preview/<app>: the path the live app would see */
+    wr.path = req->path.n > m.preview_strip ? (ts_str){req->path.p + m.preview_strip, req->path.n - m.preview_strip}
+                                            : (ts_str){"/", 1};
   wr.query = req->query;
   wr.script_name = (ts_str){j->m.script_name, strlen(j->m.script_name)};
   wr.matched_route = (ts_str){j->m.matched_route, strlen(j->m.matched_route)};

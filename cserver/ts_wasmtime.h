@@ -214,5 +214,59 @@ TS_WT_API void wasi_config_set_stdin_bytes(wasi_config_t *config, wasm_byte_vec_
 TS_WT_API void wasi_config_set_stdout_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
 TS_WT_API void wasi_config_set_stderr_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
 
+/* ---- WASI 0.2 components (ts_component.c) ----
+ * The layouts are the pinned release's (its _bindings.py): a component func
+ * is 32 bytes there (one private pointer more than older headers), a value
+ * 32 (kind, then a 24-byte union at offset 8). We only read `result` values. */
+typedef struct wasmtime_component_t wasmtime_component_t;
+typedef struct wasmtime_component_linker_t wasmtime_component_linker_t;
+typedef struct wasmtime_component_export_index_t wasmtime_component_export_index_t;
+
+typedef struct wasmtime_component_instance_t {
+  uint64_t store_id;
+  uint32_t private_;
+} wasmtime_component_instance_t;
+
+typedef struct wasmtime_component_func_t {
+  struct {
+    uint64_t store_id;
+    uint32_t private1_;
+  } anon_;
+  uint32_t private2_;
+  void *private3_;
+} wasmtime_component_func_t;
+
+#define WASMTIME_COMPONENT_RESULT 19
+typedef struct wasmtime_component_val_t {
+  uint8_t kind;
+  union {
+    struct {
+      bool is_ok;
+      void *val;
+    } result;
+    uint64_t opaque_[3];
+  } of;
+} wasmtime_component_val_t;
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(sizeof(wasmtime_component_instance_t) == 16, "wasmtime_component_instance_t layout");
+_Static_assert(sizeof(wasmtime_component_func_t) == 32, "wasmtime_component_func_t layout");
+_Static_assert(sizeof(wasmtime_component_val_t) == 32, "wasmtime_component_val_t layout");
+#endif
+
+TS_WT_API wasmtime_error_t *wasmtime_component_new(wasm_engine_t *engine, const uint8_t *buf, size_t len, wasmtime_component_t **component_out);
+TS_WT_API wasmtime_error_t *wasmtime_component_serialize(wasmtime_component_t *component, wasm_byte_vec_t *ret);
+TS_WT_API wasmtime_error_t *wasmtime_component_deserialize_file(wasm_engine_t *engine, const char *path, wasmtime_component_t **component_out);
+TS_WT_API void wasmtime_component_delete(wasmtime_component_t *component);
+TS_WT_API wasmtime_component_export_index_t *wasmtime_component_get_export_index(wasmtime_component_t *component, wasmtime_component_export_index_t *instance_export_index, const char *name, size_t name_len);
+TS_WT_API void wasmtime_component_export_index_delete(wasmtime_component_export_index_t *export_index);
+TS_WT_API wasmtime_component_linker_t *wasmtime_component_linker_new(wasm_engine_t *engine);
+TS_WT_API void wasmtime_component_linker_delete(wasmtime_component_linker_t *linker);
+TS_WT_API wasmtime_error_t *wasmtime_component_linker_add_wasip2(wasmtime_component_linker_t *linker);
+TS_WT_API wasmtime_error_t *wasmtime_component_linker_instantiate(wasmtime_component_linker_t *linker, wasmtime_context_t *context, wasmtime_component_t *component, wasmtime_component_instance_t *instance_out);
+TS_WT_API bool wasmtime_component_instance_get_func(wasmtime_component_instance_t *instance, wasmtime_context_t *context, wasmtime_component_export_index_t *export_index, wasmtime_component_func_t *func_out);
+TS_WT_API wasmtime_error_t *wasmtime_component_func_call(wasmtime_component_func_t *func, wasmtime_context_t *context, wasmtime_component_val_t *args, size_t args_size, wasmtime_component_val_t *results, size_t results_size);
+TS_WT_API void wasmtime_component_val_delete(wasmtime_component_val_t *value);
+
 /* clang-format on */
 #endif

@@ -38,3 +38,25 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def json_document(proc):
+    """stdout as the one JSON document every ``--json`` run prints (README "CLI contract")."""
+    import json
+
+    doc = json.loads(proc.stdout)  # raises on anything but exactly one document
+    assert isinstance(doc, dict) and doc["schema"].startswith("tiramisu.") and doc["schema"].endswith("/1"), doc
+    assert doc["ok"] is (doc["exit_code"] == 0) and doc["exit_code"] == proc.returncode, (doc, proc.returncode)
+    return doc
+
+
+def host_results(proc):
+    """The ``hosts`` list of a per-host task's ``--json`` document."""
+    return json_document(proc)["hosts"]
+
+
+def host_result(proc):
+    """The one host's object of a per-host task's ``--json`` document."""
+    hosts = host_results(proc)
+    assert len(hosts) == 1, hosts
+    return hosts[0]

@@ -313,8 +313,14 @@ def serialize_module(wasm_bytes, settings, isa_flags=()):
     """Compile with an engine configured from ``settings``; the serialized bytes."""
     import wasmtime
 
+    from .apps.component import is_component
+
     engine = wasmtime.Engine(engine_config(settings, isa_flags))
     try:
+        if is_component(wasm_bytes):  # a WASI 0.2 component: the server loads it the same way
+            from wasmtime import component as wc
+
+            return bytes(wc.Component(engine, bytes(wasm_bytes)).serialize())
         return bytes(wasmtime.Module(engine, wasm_bytes).serialize())
     except wasmtime.WasmtimeError as exc:
         raise AotUnavailable(f"local Wasmtime cannot compile the module: {str(exc).splitlines()[0]}") from exc

@@ -33,13 +33,15 @@ from .layout import RemoteLayout
 class SshBox:
     """The three effects on a real box, over one Fabric Connection."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, stream=None):
         self.conn = conn
         self.host = conn.host
+        self.stream = stream  # where echoed output goes (hostrun.LabelledStream); None: stdout
 
     def run(self, command, warn=False, timeout=None, echo=False):
         if echo:
-            return self.conn.run(command, pty=False, hide=False, warn=True, in_stream=False)
+            streams = {"out_stream": self.stream, "err_stream": self.stream} if self.stream is not None else {}
+            return self.conn.run(command, pty=False, hide=False, warn=True, in_stream=False, **streams)
         from .remote import run
 
         return run(self.conn, command, warn=warn, timeout=timeout)
@@ -83,6 +85,14 @@ class Box:
 
     def note(self, *parts):
         self.rep.note(*parts)
+
+    def show_plan(self, text, dry):
+        """A plan: the output of a dry run (stdout), progress otherwise (stderr)."""
+        show = getattr(self.rep, "plan", None)
+        if show is None:
+            self.rep.note(text)
+        else:
+            show(text, dry)
 
     # the three effects, with this box's root and reporter filled in
     def run(self, command, warn=False, timeout=None, echo=False):
@@ -159,4 +169,5 @@ def check_ports_differ(settings):
 def connect_box(c, conn, spec, rep, flags=None, **kw):
     """The task layer's way in: settings for this host, then :func:`open_box` over SSH."""
     flags = flags or {}
-    return open_box(SshBox(conn), spec, rep, resolve_settings(c, spec, flags), flags, **kw)
+    stream = rep.stream() if hasattr(rep, "stream") else None
+    return open_box(SshBox(conn, stream), spec, rep, resolve_settings(c, spec, flags), flags, **kw)

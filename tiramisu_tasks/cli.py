@@ -2,9 +2,9 @@
 
 Two things stock ``fab`` does not do:
 
-* ``-H NAME`` where NAME is an inventory host or group: the executor expands
-  groups, and tasks resolve inventory names themselves (so ``fab -H`` gets the
-  same behaviour through the task-level resolver in :mod:`connect`).
+* ``-H a,b`` means ``--host a,b`` (:class:`TiramisuExecutor`): inventory
+  names, groups, aliases and ``user@host:port``, resolved by the task and run
+  in parallel (fabfile/ makes ``fab`` use the same executor).
 * project config: a Program built with ``namespace=`` does not look for
   invoke.yaml/fabric.yaml beside the tasks, so ``update_config`` loads the
   current directory's project config before Fabric reads ``ssh_config_path``.
@@ -13,6 +13,7 @@ Two things stock ``fab`` does not do:
 import os
 import re
 
+import invoke
 from fabric import Config, Executor
 from fabric.main import Fab
 from invoke.exceptions import Exit, ParseError
@@ -22,20 +23,61 @@ from .namespace import ns
 
 
 class TiramisuExecutor(Executor):
-    def normalize_hosts(self, hosts):
-        from .inventory import Inventory
+    """``-H a,b`` is ``--host a,b``: each task runs once, with the whole list.
 
+    Fabric's own Executor runs a task once per ``-H`` host, one after another,
+    each with a Connection it built from the bare string (no groups, no
+    inventory, no summary). Here the list goes to the task's hosts parameter
+    instead, so the task's resolver and parallel runner (:mod:`hostrun`) see
+    it exactly as they see ``--host``. Both given: a usage error unless they
+    name the same hosts. Used by ``tiramisu`` and by ``fab`` (fabfile/ sets
+    it); ``inv`` has no ``-H`` of its own, but every task's ``--host`` answers
+    to ``-H`` too (:class:`taskkit.TiramisuTask`).
+    """
+
+    def expand_calls(self, calls, apply_hosts=True):
+        hosts = core_hosts(self.core) if apply_hosts else None
+        if not hosts:
+            return invoke.Executor.expand_calls(self, calls)
         expanded = []
-        try:
-            groups = Inventory.load().groups()
-        except Exception:  # a broken inventory is reported by the task itself
-            groups = {}
-        for value in hosts or []:
-            if isinstance(value, str) and value in groups:
-                expanded.extend(groups[value])
-            else:
-                expanded.append(value)
-        return super().normalize_hosts(expanded)
+        for call in calls:
+            if isinstance(call, invoke.Task):
+                call = invoke.Call(task=call)
+            expanded.extend(invoke.Executor.expand_calls(self, call.pre))
+            expanded.append(call_with_hosts(call, hosts))
+            expanded.extend(invoke.Executor.expand_calls(self, call.post))
+        if self.core.remainder:
+            raise Exit("tiramisu: -H HOST -- COMMAND is not supported: run commands with ssh", code=2)
+        return expanded
+
+
+def core_hosts(core):
+    """The core ``-H``/``--hosts`` value, or None (``inv`` has no such flag)."""
+    try:
+        return core[0].args.hosts.value
+    except (AttributeError, KeyError, IndexError):
+        return None
+
+
+def call_with_hosts(call, hosts):
+    """``call`` with ``hosts`` (the ``-H`` text) as its hosts argument; Exit 2 when
+    the task acts on no host or ``--host`` names other hosts."""
+    import inspect
+
+    from .connect import split_host_list
+    from .taskkit import host_parameter
+
+    body = call.task.body
+    name = getattr(call.task, "cli_name", call.task.name)
+    param = host_parameter(f"{body.__module__}.{body.__name__}", inspect.signature(body).parameters)
+    if param is None:
+        raise Exit(f"tiramisu: {name} acts on no host: drop -H", code=2)
+    given = call.kwargs.get(param)
+    if given and set(split_host_list(given)) != set(split_host_list(hosts)):
+        flag = "--host" if param == "host" else param.upper()
+        raise Exit(f"tiramisu: -H {hosts} and {flag} {given} name different hosts: give one of them", code=2)
+    call.kwargs = {**call.kwargs, param: hosts}
+    return call
 
 
 def usage_message(text):

@@ -67,7 +67,15 @@ def read_file(path):
 
 
 def tail(paths, lines, follow=False):
-    return join(["tail", "-n", str(int(lines))] + (["-F"] if follow else []) + list(paths))
+    """``tail -n LINES PATHS``; ``follow``: ``tail -F`` that ends when our side of
+    the session does. sshd leaves a command without a terminal running when the
+    connection closes (Ctrl-C here), so the tail runs in the background and is
+    killed once stdin reaches end of file, which closing the connection causes
+    (the caller must leave the command's stdin open: no input is sent)."""
+    command = join(["tail", "-n", str(int(lines))] + (["-F"] if follow else []) + list(paths))
+    if not follow:
+        return command
+    return f"{command} & t=$!; cat >/dev/null; kill $t 2>/dev/null; wait $t 2>/dev/null; true"
 
 
 def process_alive(pid):
@@ -227,6 +235,101 @@ def list_releases(layout, app):
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
     return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'
+
+
+# ------------------------------------------------------- health gate ---
+
+GATE_MARK = "---tiramisu-gate---"
+
+
+def preview_dir(layout):
+    """The server's preview slot folder (custom_server watches it beside wasm_modules/)."""
+    return posixpath.join(layout.modules, ".preview")
+
+
+def preview_routes_upload(layout, app, rid):
+    """Where deploy uploads the routes file a preview should route with (moved into the slot)."""
+    return posixpath.join(layout.app_releases(app), f"{rid}.routes")
+
+
+def failed_marker(layout, app, rid):
+    """``releases/<app>/<id>.failed``: the release failed its health check (pruned first)."""
+    return posixpath.join(layout.app_releases(app), f"{rid}.failed")
+
+
+def _log_size(path):
+    return f"$(wc -c < {q(path)} 2>/dev/null || echo 0)"
+
+
+def place_preview(layout, app, rid, with_routes):
+    """Put release ``rid`` in the app's preview slot (routes file first, then the module, each by
+    rename) and print ``GATE_MARK <app log bytes> <server log bytes>`` (where the check's log lines start)."""
+    pdir = preview_dir(layout)
+    src = layout.release(app, rid)
+    tmp = posixpath.join(pdir, f".{app}.wasm.tiramisu-new")
+    routes = posixpath.join(pdir, f"{app}.routes")
+    routes_step = (
+        join(["mv", "-f", preview_routes_upload(layout, app, rid), routes]) if with_routes else remove_file(routes)
+    )
+    return (
+        f"mkdir -p -m 700 {q(pdir)} && "
+        f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && {routes_step} && "
+        f"mv -f {q(tmp)} {q(posixpath.join(pdir, f'{app}.wasm'))} && "
+        f"echo {GATE_MARK} {_log_size(layout.app_log(app))} {_log_size(layout.log_file('server.log'))}"
+    )
+
+
+def parse_log_offsets(text):
+    """(app log bytes, server log bytes) from :func:`place_preview`'s output; (0, 0) when absent."""
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == GATE_MARK and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
+    return 0, 0
+
+
+def remove_preview(layout, app):
+    """Empty the app's preview slot (never fails)."""
+    pdir = preview_dir(layout)
+    return f"{join(['rm', '-f', posixpath.join(pdir, f'{app}.wasm'), posixpath.join(pdir, f'{app}.routes')])}; true"
+
+
+def _log_since(path, offset, lines):
+    # A log rotated since the offset was taken is shown from its start.
+    return (
+        f's={_log_size(path)}; o={int(offset)}; [ "$s" -lt "$o" ] && o=0; '
+        f"tail -c +$((o + 1)) {q(path)} 2>/dev/null | tail -n {int(lines)}"
+    )
+
+
+def gate_evidence(layout, app, app_offset, server_offset, lines=40):
+    """The app log (guest stderr) and the server log written since the offsets, the server's
+    lines about ``app`` only; parts separated by ``GATE_MARK`` lines (never fails)."""
+    server = layout.log_file("server.log")
+    return (
+        f"{_log_since(layout.app_log(app), app_offset, lines)}; echo {GATE_MARK}; "
+        f"{_log_since(server, server_offset, 400)} | grep -F -e {q(f'app {app}:')} -e {q(f'app preview:{app}:')} "
+        f"| tail -n {int(lines)}; true"
+    )
+
+
+def parse_gate_evidence(text):
+    """(guest stderr text, server log text) from :func:`gate_evidence`'s output."""
+    guest, _, server = (text or "").partition(GATE_MARK + "\n")
+    return guest, server
+
+
+def mark_failed(layout, app, rid, reason):
+    """Write ``<id>.failed`` (one line: the reason) and empty the preview slot."""
+    marker = failed_marker(layout, app, rid)
+    line = " ".join(str(reason).split())[:500]
+    return f"printf '%s\\n' {q(line)} > {q(marker)}; {remove_preview(layout, app)}"
+
+
+def activate_previewed(layout, app, rid, keep):
+    """:func:`activate_release`, then the preview slot emptied (the server has promoted its module by then
+    or compiles it from its cache)."""
+    return f"{activate_release(layout, app, rid, keep)} && {remove_preview(layout, app)}"
 
 
 # ---------------------------------------------------------------- tls ---

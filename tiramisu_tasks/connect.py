@@ -2,11 +2,12 @@
 
 One resolver serves the three front ends:
 
-* ``inv TASK --host X`` / ``tiramisu TASK --host X``: ``c`` is a Context and X
-  is a comma list of inventory names, group names, ~/.ssh/config aliases or
-  ``user@host:port`` strings;
-* ``fab -H X TASK`` / ``tiramisu -H X TASK``: ``c`` is a Connection built by
-  Fabric from X; when X is an inventory name we rebuild it from the inventory.
+* ``TASK --host X``, ``TASK -H X`` and ``fab -H X TASK`` / ``tiramisu -H X
+  TASK`` (cli.TiramisuExecutor passes X on as ``--host``): ``c`` is a Context
+  and X a comma list of inventory names, group names, ~/.ssh/config aliases
+  or ``user@host:port`` strings, checked before anything connects;
+* a task called from Python with a fabric Connection as ``c`` and no host
+  list acts on that Connection (an inventory name is rebuilt from the inventory).
 
 Every Connection gets Tiramisu's host-key policy (see :mod:`hostkeys`).
 """
@@ -63,11 +64,20 @@ def spec_for(name, inventory):
     return HostSpec(name=name, hostname=name)
 
 
-def resolve_specs(c, host=None, inventory=None) -> List[HostSpec]:
-    """The hosts a task should act on, from ``--host`` or ``fab -H``."""
+def resolve_specs(c, host=None, inventory=None, resolvable=None) -> List[HostSpec]:
+    """The hosts a task should act on, from ``--host``/``-H`` (the same comma list).
+
+    Raises UsageError (exit 2, before anything connects) for a name that is
+    neither an inventory host, a group, an ssh_config alias nor a host name
+    this machine resolves (``resolvable(hostname)``: DNS/hosts lookup).
+    """
     inventory = inventory or Inventory.load()
     if host:
-        return [spec_for(n, inventory) for n in expand_names(split_host_list(host), inventory)]
+        specs = [spec_for(n, inventory) for n in expand_names(split_host_list(host), inventory)]
+        unknown = [s.name for s in specs if s.entry is None and not known_address(s.name, c, resolvable)]
+        if unknown:
+            raise UsageError(unknown_hosts_message(unknown, inventory))
+        return specs
     if isinstance(c, fabric.Connection):
         original = c.original_host
         if original in inventory.hosts or original in getattr(inventory, "invalid", {}):
@@ -75,6 +85,63 @@ def resolve_specs(c, host=None, inventory=None) -> List[HostSpec]:
         return [HostSpec(name=original, hostname=c.host, user=c.user, port=c.port, connection=c)]
     known = ", ".join(sorted(inventory.hosts)) or "none yet: tiramisu host.add NAME --hostname H"
     raise UsageError(f"no host given: use --host NAME (or fab -H NAME); inventory hosts: {known}")
+
+
+def host_part(text):
+    """``user@host:port`` → ``host`` (pure; brackets of ``[::1]:22`` removed)."""
+    text = text.rsplit("@", 1)[-1]
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    if text.count(":") == 1:
+        return text.split(":", 1)[0]
+    return text
+
+
+def ssh_alias(name, patterns):
+    """Whether ``name`` matches a ``Host`` pattern of ~/.ssh/config other than
+    ``*`` (pure; ``patterns`` as paramiko's ``SSHConfig.get_hostnames()``)."""
+    from fnmatch import fnmatch
+
+    return any(p != "*" and not p.startswith("!") and fnmatch(name, p) for p in patterns)
+
+
+def resolves(hostname):
+    """Whether this machine can turn ``hostname`` into an address (hosts file, DNS)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(hostname, None)
+        return True
+    except (socket.gaierror, UnicodeError):
+        return False
+
+
+def known_address(name, c=None, resolvable=None):
+    """A host string that is not an inventory name: an ssh alias or a resolvable name."""
+    hostname = host_part(name)
+    patterns = set()
+    ssh_config = getattr(getattr(c, "config", None), "base_ssh_config", None)
+    if ssh_config is None:
+        try:
+            ssh_config = host_config(c).base_ssh_config
+        except Exception:  # noqa: BLE001 - an unreadable ssh config only loses aliases
+            ssh_config = None
+    if ssh_config is not None:
+        patterns = ssh_config.get_hostnames()
+    if ssh_alias(hostname, patterns):
+        return True
+    return (resolvable or resolves)(hostname)
+
+
+def unknown_hosts_message(names, inventory):
+    """The one line for mistyped host names (pure): what they are not, and what is known."""
+    hosts = ", ".join(sorted(inventory.hosts)) or "none yet (tiramisu host.add NAME --hostname H)"
+    groups = ", ".join(sorted(inventory.groups()))
+    what = f"unknown host {names[0]!r}" if len(names) == 1 else "unknown hosts " + ", ".join(map(repr, names))
+    return (
+        f"{what}: not an inventory host, group or ssh_config alias, and it does not resolve; "
+        f"inventory hosts: {hosts}" + (f"; groups: {groups}" if groups else "")
+    )
 
 
 def connect(c, spec: HostSpec, inventory=None, accept_new=None, notify=None, config=None):

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from . import commands as cmd
+from . import healthgate as hg
 from .errors import DiskFullError, RemoteError, TiramisuError, UsageError
 from .plans import plan_deploy, plan_remove, plan_rollback
 from .polling import poll_until
@@ -126,13 +127,19 @@ def _serving(sha):
     return f"the previous version ({sha[:12]}) keeps serving" if sha else "nothing was switched live"
 
 
-def deploy(box, built, app, route, dry=False, keep=None, aot=False):
+def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None):
     """Deploy one built module (:class:`apps.build.BuildResult`) to one served box; returns the summary.
 
-    Raises UsageError when the box is not set up or served, DiskFullError /
-    RemoteError when the upload or the box's check fails (nothing switched),
-    RemoteError when the server rejects the module (the previous release is
-    restored first) or the live app answers 5xx.
+    ``health``: {path, status, body, timeout, rollback} from flags (None/missing
+    entries: the box's health_* settings, then the defaults of :mod:`healthgate`).
+
+    Raises UsageError when the box is not set up or served or a health option
+    is bad, DiskFullError / RemoteError when the upload or the box's check
+    fails (nothing switched), RemoteError when the release fails its health
+    check on the server's preview slot (nothing switched; the release is
+    marked ``<id>.failed``), when the server rejects the module (the previous
+    release is restored first) or when the live check through nginx fails
+    (the previous release is restored unless ``health["rollback"]`` is False).
     """
     started = time.monotonic()
     require_served(box)
@@ -141,21 +148,48 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False):
     live = server_apps(box).get(app)
     previous, routes_text = cmd.parse_prepare(box.run(cmd.prepare_release(layout, app)).stdout)
     plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
+    gate = gate_plan(box, plan, health, routes_text)
     summary = {"host": box.name, "app": app, "sha256": built.sha256, "url": box.url(plan.path), "dry": dry}
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if not plan.changed:
         summary.update(changed=False, release=previous)
         return summary
+    box.note(gate.text())
     if dry:
-        summary.update(changed=True, release=plan.release, plan=plan.as_dict())
+        summary.update(changed=True, release=plan.release, plan=plan.as_dict(), gate=gate.as_dict())
         return summary
-    return apply_deploy(box, plan, built, aot, summary, started)
+    return apply_deploy(box, plan, built, aot, summary, started, gate)
 
 
-def apply_deploy(box, plan, built, aot, summary, started):
-    """Upload, check, switch, wait for the server, restore on failure, route, request (see :func:`deploy`)."""
+def gate_plan(box, plan, health=None, routes_text=None):
+    """The :class:`healthgate.GatePlan` of a deploy plan: flags beat the box's health_* settings."""
+    health = health or {}
+
+    def pick(key):
+        value = health.get(key)
+        return value if value not in (None, "") else box.settings.get(f"health_{key}")
+
+    check = hg.make_check(plan.path, pick("path"), pick("status"), pick("body"), pick("timeout"))
+    rollback = health.get("rollback")
+    return hg.plan_gate(
+        plan.app,
+        plan.release,
+        check,
+        plan.previous,
+        True if rollback is None else rollback,
+        routes_text if plan.routes is not None else None,
+    )
+
+
+def apply_deploy(box, plan, built, aot, summary, started, gate=None):
+    """Upload, check, preview + health check, switch, wait, route, check through nginx (see :func:`deploy`)."""
     layout, app, rid = box.layout, plan.app, plan.release
+    gate = gate or gate_plan(box, plan)
     uploads = [Upload.of(built.wasm_path, layout.release(app, rid), "600")]
+    routes_tmp = None
+    if plan.routes is not None:  # the preview routes as the live server will once the deploy writes them
+        routes_tmp = _text_file(plan.routes)
+        uploads.append(Upload.of(routes_tmp, cmd.preview_routes_upload(layout, app, rid), "600"))
     check = cmd.check_module(layout)
     if aot:
         shipment = _aot_shipment(box, built)
@@ -173,8 +207,14 @@ def apply_deploy(box, plan, built, aot, summary, started):
             f"{app} was not deployed (the box's server cannot load it): "
             f"{exc.message.split(': ', 1)[-1]}; {_serving(plan.live_sha256)}"
         ) from None
+    finally:
+        if routes_tmp:
+            os.unlink(routes_tmp)
+    t_gate = time.monotonic()
+    offsets, preview = preview_check(box, plan, gate, built.sha256)
+    gate_s = time.monotonic() - t_gate
     t_switch = time.monotonic()
-    box.run(cmd.activate_release(layout, app, rid, plan.keep))
+    box.run(cmd.activate_previewed(layout, app, rid, plan.keep))
     try:
         record = wait_for_app(box, app, built.sha256, wait_timeout(box))
     except RemoteError as exc:
@@ -183,21 +223,142 @@ def apply_deploy(box, plan, built, aot, summary, started):
     swap_ms = (time.monotonic() - t_switch) * 1000
     if plan.routes is not None:
         write_routes(box, plan.routes)
-    resp = box.http(box.settings["http_port"], plan.path, timeout=30)
+    live = run_check(box, box.settings["http_port"], gate.live, gate.check)
     summary.update(
         changed=True,
         release=rid,
         previous=plan.previous,
-        status=resp.status,
-        latency_ms=round(resp.seconds * 1000, 1),
+        status=live.status,
+        latency_ms=round(live.seconds * 1000, 1),
         swap_ms=round(swap_ms, 1),
+        gate_ms=round(gate_s * 1000, 1),
+        health={"preview": preview.as_dict(), "live": live.as_dict(), "check": gate.check.as_dict()},
         seconds=round(time.monotonic() - started, 2),
         state=record.get("state"),
         code=record.get("code"),
+        kind=record.get("kind", "module"),
     )
-    if resp.status >= 500:
-        raise RemoteError(f"{app} is live but answered HTTP {resp.status} at {plan.path}: {resp.text.strip()[:200]}")
+    if not live.ok:
+        live_check_failed(box, plan, gate, live, offsets)
     return summary
+
+
+def _text_file(text):
+    fd, path = tempfile.mkstemp(prefix="tiramisu-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def run_check(box, port, path, check):
+    """One GET of ``path`` on the box's loopback ``port``, judged by ``check`` (:class:`healthgate.Verdict`)."""
+    t0 = time.monotonic()
+    try:
+        resp = box.http(port, path, timeout=check.timeout)
+    except TiramisuError as exc:
+        return hg.evaluate(check, None, None, time.monotonic() - t0, error=exc.message)
+    return hg.evaluate(check, resp.status, resp.text, resp.seconds or (time.monotonic() - t0))
+
+
+def server_previews(box):
+    """{name: preview record} from /_tiramisu/apps; None when the server has no preview slot (older server)."""
+    resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
+    if resp.status != 200:
+        raise RemoteError(f"server admin API answered HTTP {resp.status}")
+    data = resp.json()
+    if not isinstance(data, dict) or "previews" not in data:
+        return None
+    return {p["name"]: p for p in data["previews"]}
+
+
+def wait_for_preview(box, app, sha256, timeout):
+    """Until the server's preview slot of ``app`` holds sha256 compiled (its record).
+
+    RemoteError when the server rejects it (the record's error), has no preview
+    slot (a server older than the health gate), or within ``timeout`` seconds
+    does not report it.
+    """
+    seen = {"last": None}
+
+    def ready():
+        try:
+            previews = server_previews(box)
+        except TiramisuError:
+            return None
+        if previews is None:
+            raise RemoteError(
+                f"the server on {box.name} has no preview slot (older than the health gate): "
+                f"run setup --host {box.name} to update it"
+            )
+        last = seen["last"] = previews.get(app)
+        if last and last.get("file_sha256") == sha256:
+            if last.get("state") == "active" and last.get("sha256") == sha256:
+                return last
+            if last.get("state") == "failed":
+                raise RemoteError(f"the server rejected the new {app} module: {last.get('error')}")
+        return None
+
+    def too_late():
+        last = seen["last"]
+        state = f"{last.get('state')} {str(last.get('file_sha256'))[:12]}" if last else "not listed"
+        return RemoteError(
+            f"the server did not compile the {app} preview {sha256[:12]} within {timeout:.0f}s ({state})"
+        )
+
+    return poll_until(ready, timeout, interval=0.02, on_timeout=too_late)
+
+
+def preview_check(box, plan, gate, sha256):
+    """Place the release in the preview slot, wait for the server, run the check over loopback.
+
+    Returns ((app log offset, server log offset), verdict) when it passes; on
+    failure marks the release failed, empties the slot and raises RemoteError
+    with the answer, the guest's stderr and the server's lines about the app.
+    """
+    layout, app, rid = box.layout, plan.app, plan.release
+    out = box.run(cmd.place_preview(layout, app, rid, plan.routes is not None)).stdout
+    offsets = cmd.parse_log_offsets(out)
+    try:
+        wait_for_preview(box, app, sha256, wait_timeout(box))
+    except RemoteError as exc:
+        box.run(cmd.mark_failed(layout, app, rid, exc.message), warn=True)
+        raise RemoteError(f"{exc.message}; {_serving(plan.live_sha256)}") from None
+    verdict = run_check(box, box.settings["server_port"], gate.preview, gate.check)
+    if verdict.ok:
+        return offsets, verdict
+    show_evidence(box, app, verdict, offsets)
+    message = hg.preview_failure_message(app, rid, gate.check, verdict, plan.live_sha256)
+    box.run(cmd.mark_failed(layout, app, rid, message), warn=True)
+    raise RemoteError(message)
+
+
+def show_evidence(box, app, verdict, offsets):
+    """Print (as notes, on stderr) the failing answer's first body lines, the guest's stderr and the
+    server's lines about the app since ``offsets``; returns those lines."""
+    text = box.run(cmd.gate_evidence(box.layout, app, *offsets), warn=True).stdout
+    guest, server = cmd.parse_gate_evidence(text)
+    lines = hg.evidence_lines(verdict, guest, server)
+    for line in lines:
+        box.note(line)
+    return lines
+
+
+def live_check_failed(box, plan, gate, verdict, offsets):
+    """After the switch the check through nginx failed: restore the previous release (unless
+    --no-rollback), mark the release failed and raise RemoteError saying which."""
+    layout, app, rid = box.layout, plan.app, plan.release
+    show_evidence(box, app, verdict, offsets)
+    restored = False
+    if gate.rollback:
+        box.run(cmd.restore_release(layout, app, plan.previous), warn=True)
+        if gate.routes_before is not None:
+            write_routes(box, gate.routes_before)
+        if plan.live_sha256:
+            wait_for_app(box, app, plan.live_sha256, wait_timeout(box))
+        restored = True
+    message = hg.live_failure_message(app, rid, gate.check, verdict, restored, plan.previous)
+    box.run(cmd.mark_failed(layout, app, rid, message), warn=True)
+    raise RemoteError(message)
 
 
 def _aot_shipment(box, built):
@@ -216,7 +377,9 @@ def _aot_shipment(box, built):
 
 
 def apps(box):
-    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests}]}."""
+    """{host, apps: [{name, routes, sha256, release, loaded_at, state, error, requests, kind}]}.
+
+    kind: "module" (WASI preview 1) or "component" (WASI 0.2), None while nothing is loaded."""
     require_served(box)
     served = server_apps(box)
     routes_text = read_text(box, box.layout.routes_file)
@@ -234,6 +397,7 @@ def apps(box):
                 "state": a.get("state"),
                 "error": a.get("error"),
                 "requests": a.get("requests"),
+                "kind": a.get("kind"),
             }
         )
     return {"host": box.name, "apps": out}
@@ -246,7 +410,7 @@ def rollback(box, app, to=None, dry=False):
     """
     require_served(box)
     plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if dry:
         return {
             "host": box.name,
@@ -269,7 +433,7 @@ def remove(box, app, dry=False, timeout=30):
     """
     require_served(box)
     plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     if dry:
         return {"host": box.name, "app": app, "dry": True, "plan": plan.as_dict()}
     if plan.routes is not None:

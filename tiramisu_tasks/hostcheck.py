@@ -9,14 +9,14 @@ from . import inventory as invmod
 from .box import SshBox
 from .config import setting
 from .errors import UnsupportedTarget
-from .hostrun import emit_results, run_on_hosts
+from .hostrun import finish, run_on_hosts
 from .probe import probe, unsupported_message
 
 
 def check_hosts(c, name, json, refresh, accept_new):
     """host.check on one host or many: probe, store the facts, print; returns [HostResult].
 
-    Raises UnsupportedTarget (exit 3) when a box is not supported, after
+    A box that is not supported fails (exit 3 alone, 1 among several), after
     every report was printed.
     """
 
@@ -36,11 +36,11 @@ def check_hosts(c, name, json, refresh, accept_new):
             rep.out(format_report(report))
         return report
 
-    results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=json)
-    emit_results(results, json)
-    unsupported = [r.value for r in results if r.ok and not r.value["supported"]]
-    if unsupported:
-        raise UnsupportedTarget("; ".join(f"{rep['host']}: {unsupported_message(rep)}" for rep in unsupported))
+    results = run_on_hosts(c, name, one, accept_new=accept_new or None, quiet=True, json=json)
+    for r in results:
+        if r.ok and not r.value["supported"]:
+            r.fail(unsupported_message(r.value), code=UnsupportedTarget.code)
+    finish(results, json)
     return results
 
 

@@ -309,7 +309,7 @@ def setup(box, ship, dry=False, start=True):
             shipment.describe,
         )
 
-        box.note(plan.text())
+        box.show_plan(plan.text(), dry)
         for line in tls_plan.notes:
             box.note(f"{box.name}: {line}")
         summary = {
@@ -424,7 +424,7 @@ def teardown(box, dry=False):
     if not plan.exists:
         return {"host": box.name, "removed": False, "env_dir": root}
     if dry:
-        box.note(plan.text())
+        box.show_plan(plan.text(), dry)
         return {"host": box.name, "removed": False, "env_dir": root, "dry": True, "plan": plan.as_dict()}
     stopped = {name: stop_service(box, name) for name in plan.stop}
     if plan.remove_boot_line:

@@ -274,6 +274,21 @@ SETTINGS = (
         "toolchain docker: base of its build image (default debian:bookworm)",
         scope="config",
     ),
+    # deploy's health gate (healthgate.py); the --health-* flags beat these
+    Setting(
+        "health_path",
+        TextOption("a path such as /hello/ping"),
+        None,
+        "deploy health check path (default: the app's route)",
+    ),
+    Setting(
+        "health_status",
+        TextOption("statuses such as 200 or 2xx,301"),
+        None,
+        "deploy health check: accepted statuses (default: any below 500)",
+    ),
+    Setting("health_body", TextOption("text"), None, "deploy health check: text the body must contain"),
+    Setting("health_timeout", IntOption(1, 600, unit="seconds"), 10, "deploy health check: seconds per request"),
 )
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"

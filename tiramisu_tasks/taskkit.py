@@ -7,11 +7,15 @@ The wrapper translates our own errors, Fabric/Paramiko connection errors and
 remote command failures into ``invoke.Exit``.
 """
 
+import contextvars
 import functools
 import inspect
 import json as jsonlib
+import logging
+import os
 import socket
 import sys
+import traceback
 
 import fabric
 import invoke
@@ -22,8 +26,12 @@ from . import options
 from .errors import LocalError, TiramisuError, UsageError, is_local_os_error
 
 
-def describe_exception(exc, host=None):
-    """(message, exit code) for an exception a task let escape, or None if it is a bug."""
+def describe_exception(exc, host=None, address=None):
+    """(message, exit code) for an exception a task let escape, or None if it is a bug.
+
+    ``host``: prefix the message with it; ``address`` (``host:port``): how the
+    box was reached, named when the port answered but is not an SSH server.
+    """
     where = f"{host}: " if host else ""
     if isinstance(exc, TiramisuError):
         return where + exc.message, exc.code
@@ -47,6 +55,8 @@ def describe_exception(exc, host=None):
         if "No authentication methods" in str(exc):
             hint = " (no usable key: give one with host.add --key PATH, ~/.ssh/config or ssh-agent)"
         return f"{where}authentication failed: {exc}{hint}", 255
+    if isinstance(exc, paramiko.SSHException) and _not_ssh(exc):
+        return f"{where}{address or 'the host'} is not an SSH server: {_banner_error(exc)}", 255
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return f"{where}cannot connect: {exc.strerror or exc}", 255
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -65,15 +75,66 @@ def describe_exception(exc, host=None):
     return None
 
 
+def _not_ssh(exc):
+    """Paramiko's words for a peer that answered without an SSH banner."""
+    text = str(exc)
+    return "protocol banner" in text or "Indecipherable protocol version" in text
+
+
+def _banner_error(exc):
+    """Paramiko glues the socket error to its text ("...banner[Errno 104] ..."); part them."""
+    text, head = str(exc), "Error reading SSH protocol banner"
+    if text.startswith(head) and text != head:
+        return f"{head} ({text[len(head) :].strip()})"
+    return text
+
+
 def fail(exc, host=None):
-    """Raise invoke.Exit for a user-facing error; re-raise anything else (bugs)."""
+    """Raise invoke.Exit for a user-facing error; a bug (an exception nobody
+    described) is one ``internal error`` line, exit 70 (its traceback under
+    :func:`debug_enabled`)."""
     described = describe_exception(exc, host)
     if described is None:
-        raise exc
+        print_debug_traceback(exc)
+        hint = "" if debug_enabled() else " (TIRAMISU_DEBUG=1 shows the traceback)"
+        raise invoke.Exit(f"tiramisu: internal error: {exc.__class__.__name__}: {exc}{hint}", code=70)
     message, code = described
     for line in getattr(exc, "details", None) or ():  # e.g. a compiler's errors, above the one line
         sys.stderr.write(f"  {line}\n")
     raise invoke.Exit(f"tiramisu: {message}", code=code)
+
+
+# ----------------------------------------------------------------- debug ---
+
+
+def debug_enabled(environ=None):
+    """``TIRAMISU_DEBUG=1`` (any front end) or Invoke's core ``--debug``/``-d``
+    (which turns the root logger to DEBUG): tracebacks and library logs on stderr."""
+    value = (environ if environ is not None else os.environ).get("TIRAMISU_DEBUG", "")
+    if value.strip().lower() in ("1", "yes", "true", "on"):
+        return True
+    return environ is None and logging.getLogger().level == logging.DEBUG
+
+
+def configure_logging():
+    """Library logs (paramiko's "Secsh channel N open FAILED", the banner
+    traceback of its transport thread) go nowhere unless debugging; our own
+    one-line error says what went wrong."""
+    log = logging.getLogger("paramiko")
+    if debug_enabled():
+        log.propagate = True
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        return
+    log.propagate = False
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+
+
+def print_debug_traceback(exc):
+    """Under :func:`debug_enabled`, the traceback of ``exc`` on stderr."""
+    if debug_enabled():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
 
 HELP_TOKENS = ("--help", "-h")
@@ -100,6 +161,17 @@ READ_ONLY_TASKS = frozenset(
 )
 
 
+# The parameter that names the hosts, where it is not ``host`` (host.check takes
+# the comma list, group or name as its positional NAME).
+HOST_PARAMETERS = {"tiramisu_tasks.tasks.host.check": "name"}
+
+
+def host_parameter(qualname, parameters):
+    """The name of the task's hosts parameter, or None for a task that acts on no host (pure)."""
+    name = HOST_PARAMETERS.get(qualname, "host")
+    return name if name in parameters else None
+
+
 def core_dry_run(c):
     """Whether Invoke's core ``--dry``/``-R`` flag was given (it sets ``run.dry``)."""
     try:
@@ -118,6 +190,23 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
         raise UsageError(
             f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; run it without --dry"
         )
+
+
+class TiramisuTask(fabric.Task):
+    """Invoke's task with one fix to automatic short flags: Invoke takes the
+    first character of the long name not yet taken, which can be the ``-`` of
+    ``health-timeout`` (shown as ``--``, unusable); we take a letter or digit."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        names = opts["names"]
+        if len(names) > 1 and not names[1].isalnum():
+            names.pop()
+            for char in names[0]:
+                if char.isalnum() and char not in taken_names:
+                    names.append(char)
+                    break
+        return opts
 
 
 def task(*args, types=None, **kwargs):
@@ -139,13 +228,18 @@ def task(*args, types=None, **kwargs):
             positional = [p.name for p in params if p.default is inspect.Parameter.empty]
         holder = {}
 
+        takes_hosts = host_parameter(f"{fn.__module__}.{fn.__name__}", sig.parameters) is not None
+
         @functools.wraps(fn)
         def body(c, *a, **kw):
+            configure_logging()
+            name = getattr(holder["task"], "cli_name", fn.__name__)
+            run = TaskRun(name, bool(kw.get("json")), takes_hosts)
+            token = _current_run.set(run)
             try:
                 bound = sig.bind(c, *a, **kw)
                 _help_if_asked(holder["task"], [bound.arguments.get(n) for n in positional])
                 if core_dry_run(c):
-                    name = getattr(holder["task"], "cli_name", fn.__name__)
                     apply_core_dry_run(name, f"{fn.__module__}.{fn.__name__}", bound.arguments, "dry" in sig.parameters)
                 for name, kind in typed.items():
                     value = bound.arguments.get(name)
@@ -153,10 +247,22 @@ def task(*args, types=None, **kwargs):
                         value = defaults.get(name)
                     bound.arguments[name] = options.parse_option(options.flag_name(name), value, kind)
                 return fn(*bound.args, **bound.kwargs)
-            except (invoke.Exit, KeyboardInterrupt):
+            except invoke.Exit as exc:
+                if exc.code:
+                    _error_document(run, exc)
                 raise
-            except Exception as exc:  # noqa: BLE001 - translated or re-raised
-                fail(exc)
+            except KeyboardInterrupt:
+                exit_ = invoke.Exit("tiramisu: interrupted", code=130)
+                _error_document(run, exit_)
+                raise exit_ from None
+            except Exception as exc:  # noqa: BLE001 - translated
+                try:
+                    fail(exc)
+                except invoke.Exit as exit_:
+                    _error_document(run, exit_)
+                    raise exit_ from None
+            finally:
+                _current_run.reset(token)
 
         # What Invoke sees: typed options default to None, so its parser hands
         # us the raw text (an int default would make it call int() itself).
@@ -169,7 +275,7 @@ def task(*args, types=None, **kwargs):
         helps = dict(kwargs.get("help") or {})
         for name, kind in typed.items():
             helps[name] = helps.get(name, "") + options.help_suffix(kind)
-        made = fabric.task(*args, **{**kwargs, "help": helps})(body)
+        made = fabric.task(*args, **{"klass": TiramisuTask, **kwargs, "help": helps})(body)
         made.option_types = dict(typed)  # for tests and docs
         made.original_help = dict(helps)  # Invoke pops help texts as it builds its parser
         holder["task"] = made
@@ -180,6 +286,19 @@ def task(*args, types=None, **kwargs):
         args = ()
         return decorate(fn)
     return decorate
+
+
+class TiramisuTask(fabric.Task):
+    """A Fabric task whose ``--host`` also answers to ``-H``, so ``inv TASK -H a,b``,
+    ``fab TASK -H a,b`` and ``fab -H a,b TASK`` all mean ``--host a,b``."""
+
+    def get_arguments(self, *args, **kwargs):
+        arguments = super().get_arguments(*args, **kwargs)
+        taken = {n for a in arguments for n in a.names}
+        for argument in arguments:
+            if argument.name == "host" and "H" not in taken:
+                argument.names = (*argument.names, "H")
+        return arguments
 
 
 def help_requested(values, task_has_h_flag):
@@ -254,8 +373,64 @@ def note(*parts):
     print(*parts, file=sys.stderr, flush=True)
 
 
+SCHEMA_VERSION = 1
+
+
+class TaskRun:
+    """What the running task's output needs: its name, ``--json``, whether it
+    acts on hosts, and whether its one JSON document was printed."""
+
+    def __init__(self, name, json=False, takes_hosts=False):
+        self.name = name
+        self.json = json
+        self.takes_hosts = takes_hosts
+        self.emitted = False
+
+
+_current_run = contextvars.ContextVar("tiramisu_task_run", default=None)
+
+
+def schema_name(task_name):
+    """``tiramisu.<task>/<version>``: the ``schema`` of a task's JSON document (pure)."""
+    return f"tiramisu.{task_name}/{SCHEMA_VERSION}"
+
+
+def envelope(task_name, data):
+    """A task's JSON document (pure): ``schema``, ``ok`` and ``exit_code``
+    (true and 0 unless ``data`` says otherwise), then the task's own fields."""
+    doc = {"schema": schema_name(task_name), "ok": True, "exit_code": 0}
+    doc.update(data if isinstance(data, dict) else {"result": data})
+    return doc
+
+
 def emit_json(data):
-    print(jsonlib.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
+    """Print the task's one JSON document on stdout (:func:`envelope`)."""
+    run = _current_run.get()
+    name = run.name if run is not None else "tiramisu"
+    if run is not None:
+        run.emitted = True
+    print(jsonlib.dumps(envelope(name, data), indent=2, sort_keys=True, default=str), flush=True)
+
+
+def error_document(task_name, message, code, takes_hosts):
+    """The document of a ``--json`` run that failed before it had results (pure)."""
+    text = message[len("tiramisu: ") :] if message.startswith("tiramisu: ") else message
+    doc = {"ok": False, "exit_code": code, "error": text}
+    if takes_hosts:
+        doc["hosts"] = []
+    return envelope(task_name, doc)
+
+
+def _error_document(run, exit_):
+    """Under ``--json``, a failure before any document still prints one."""
+    if run is None or not run.json or run.emitted:
+        return
+    run.emitted = True
+    doc = error_document(run.name, str(exit_.message or "failed"), exit_.code or 1, run.takes_hosts)
+    try:
+        print(jsonlib.dumps(doc, indent=2, sort_keys=True), flush=True)
+    except BrokenPipeError:
+        pass
 
 
 def table(rows, headers):

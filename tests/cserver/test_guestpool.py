@@ -226,11 +226,13 @@ def test_guest_threads_setting(run_server, server_build, wat_module, tmp_path):
     p = subprocess.run(
         [binary, "--guest-threads", "7", "--pooling", "on", "--engine-settings"], capture_output=True, text=True
     )
-    assert json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 9
+    assert (
+        json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 9 * 16
+    )  # 16 core instances per slot (components)
     p = subprocess.run(
         [binary, "--workers", "3", "--pooling", "on", "--engine-settings"], capture_output=True, text=True
     )
-    assert json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 8  # auto: 2 x 3 + 2
+    assert json.loads(p.stdout)["config"]["pooling"]["total_core_instances"] == 8 * 16  # auto: 2 x 3 + 2 slots
     # one guest thread: guests queue, everything is still answered
     srv = start(run_server, wat_module, tmp_path, guest_threads=1)
     results = []

@@ -1,11 +1,9 @@
 """host.check reports the box's virtual address space and what custom_server's
 pooling allocator will do there, read without root in the probe's one round trip."""
 
-import json
-
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, host_result
 
 pytestmark = pytest.mark.slow
 
@@ -14,7 +12,7 @@ def test_host_check_reports_address_space(any_host, tmp_inventory):
     any_host.register(tmp_inventory, "box")
     proc = cli("tiramisu", "host.check", "box", "--json")
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = host_result(proc)
     space = report["address_space"]
     # Both test hosts run on this x86_64 machine's kernel (the arm64 one under
     # qemu-user, whose guest mappings qemu places in the host's 47-bit space).

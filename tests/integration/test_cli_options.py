@@ -130,7 +130,8 @@ def test_good_numeric_values_still_reach_the_task(isolated):
     env, listener, _ = isolated
     proc = cli("tiramisu", "setup", "--host", "box", "--http-port", "8099", env=env, timeout=60)
     assert proc.returncode == 255  # our listener is not sshd
-    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: box: connection error")
+    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: box: 127.0.0.1:")
+    assert proc.stderr.strip().endswith("is not an SSH server: Error reading SSH protocol banner")
     assert listener.accepted >= 1
 
 
@@ -179,5 +180,5 @@ def test_task_help_for_every_task(front, isolated):
 def test_short_h_keeps_meaning_host_where_the_task_has_it(isolated):
     env, _, _ = isolated
     proc = cli("tiramisu", "deploy", "-h", env=env)
-    assert proc.returncode != 0 and "Argument: host (h)" in proc.stderr  # -h wants a value: it is --host
+    assert proc.returncode != 0 and "Argument: host (h" in proc.stderr  # -h wants a value: it is --host
     assert "Usage:" not in proc.stdout

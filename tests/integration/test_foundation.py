@@ -6,14 +6,14 @@ import subprocess
 
 import yaml
 
-from tests.helpers import REPO, cli, free_port, one_line_error
+from tests.helpers import REPO, cli, free_port, host_result, host_results, one_line_error
 
 
 def test_host_check_reports_the_real_architecture(any_host, tmp_inventory):
     any_host.register(tmp_inventory, "box")
     proc = cli("tiramisu", "host.check", "box", "--json")
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = host_result(proc)
     assert report["arch"] == any_host.arch and report["machine"] == any_host.arch
     assert report["supported"] and report["target"] == f"{any_host.arch}-linux-gnu"
     assert report["libc"] == "glibc" and report["os_id"] == "debian"
@@ -35,7 +35,7 @@ def test_three_front_ends_reach_the_same_code(x86_host, tmp_inventory):
     ]
     for proc in outputs:
         assert proc.returncode == 0, proc.stderr
-    archs = {json.loads(p.stdout)["arch"] for p in outputs}
+    archs = {host_result(p)["arch"] for p in outputs}
     assert archs == {"x86_64"}
 
 
@@ -55,7 +55,7 @@ def test_ssh_config_alias_works_for_every_front_end(x86_host, tmp_inventory, tmp
     ):
         proc = cli(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
-        assert json.loads(proc.stdout)["arch"] == "x86_64"
+        assert host_result(proc)["arch"] == "x86_64"
 
 
 def test_inventory_round_trip_through_all_front_ends(tmp_inventory):
@@ -142,7 +142,7 @@ def test_unreachable_host_is_one_line_and_non_zero(tmp_inventory):
 
 def test_unknown_host_name_is_one_line(tmp_inventory):
     proc = cli("inv", "host.check", "no-such-box.invalid")
-    assert "not an inventory name" in one_line_error(proc)
+    assert "unknown host 'no-such-box.invalid'" in one_line_error(proc) and proc.returncode == 2  # usage
 
 
 def test_bad_key_is_an_authentication_failure(x86_host, tmp_inventory):
@@ -159,7 +159,7 @@ def test_parallel_hosts_with_summary_and_failure(x86_host, aarch64_host, tmp_inv
     aarch64_host.register(tmp_inventory, "b", groups=["lab"])
     proc = cli("tiramisu", "host.check", "lab", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(r["arch"] for r in json.loads(proc.stdout)) == ["aarch64", "x86_64"]
+    assert sorted(r["arch"] for r in host_results(proc)) == ["aarch64", "x86_64"]
     cli("tiramisu", "host.add", "dead", "--hostname", "127.0.0.1", "--port", free_port())
     mixed = cli("tiramisu", "host.check", "a,dead")
     assert mixed.returncode == 1
@@ -174,8 +174,8 @@ def test_chained_shell_command_stops_at_the_failing_task(x86_host, tmp_inventory
         f"{cli.__globals__['BIN']}/inv host.check nosuch.invalid; touch {marker}"
     )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
-    assert proc.returncode == 255 and not marker.exists()
-    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: nosuch.invalid")
+    assert proc.returncode == 2 and not marker.exists()  # a mistyped host is a usage error
+    assert proc.stderr.strip().splitlines()[-1].startswith("tiramisu: unknown host 'nosuch.invalid'")
 
 
 def test_sandbox_is_the_embedded_default_host(tmp_inventory):
@@ -184,6 +184,6 @@ def test_sandbox_is_the_embedded_default_host(tmp_inventory):
         assert up.returncode == 0, up.stderr
         proc = cli("tiramisu", "host.check", "sandbox", "--json")
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout)["arch"] in ("x86_64", "aarch64")
+        assert host_result(proc)["arch"] in ("x86_64", "aarch64")
     finally:
         cli("tiramisu", "sandbox.down")

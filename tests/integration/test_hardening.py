@@ -13,7 +13,6 @@ a box reached as root:
   response-header limit (case 5), exit codes in the log (case 8).
 """
 
-import json
 import os
 import socket
 import time
@@ -21,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, cli, host_result
 from tests.integration.test_lifecycle import get
 
 pytestmark = pytest.mark.slow
@@ -216,7 +215,7 @@ def test_exit_codes_are_logged_with_their_value(hbox, code):
 
 def _status(host_name="box"):
     proc = cli("tiramisu", "webserv.status", "--host", host_name, "--json")
-    return proc.returncode, json.loads(proc.stdout)
+    return proc.returncode, host_result(proc)
 
 
 def _nginx_family(host):

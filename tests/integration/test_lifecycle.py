@@ -2,7 +2,6 @@
 status/stop/start/restart/reload/logs, survival, kill -9 recovery, teardown,
 and the bad-input cases (disk, permissions, port taken, cut upload, wrong arch)."""
 
-import json
 import os
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, one_line_error
+from tests.helpers import cli, host_result, one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +80,13 @@ def status_json(front="tiramisu"):
         else [front, "webserv.status", "--host", "box", "--json"]
     )
     proc = cli(*args)
-    return proc, json.loads(proc.stdout)
+    return proc, host_result(proc)
 
 
 def test_setup_from_bare(box):
     proc = cli("inv", "setup", "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr
-    s = json.loads(proc.stdout)
+    s = host_result(proc)
     assert set(s["uploaded"]) >= {
         "bin/custom_server",
         "lib/libwasmtime.so",
@@ -111,7 +110,7 @@ def test_setup_again_changes_nothing(box):
     before = box.ssh("cat tiramisu-env/run/server.pid tiramisu-env/run/nginx.pid", check=True).stdout
     proc = cli("tiramisu", "setup", "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr
-    s = json.loads(proc.stdout)
+    s = host_result(proc)
     assert s["uploaded"] == [] and s["done"] == {}
     assert box.ssh("cat tiramisu-env/run/server.pid tiramisu-env/run/nginx.pid").stdout == before
 
@@ -120,7 +119,7 @@ def test_dry_run_touches_nothing(box):
     box.ssh("rm -f tiramisu-env/conf/server.conf", check=True)
     proc = cli("tiramisu", "setup", "--host", "box", "--dry")
     assert proc.returncode == 0, proc.stderr
-    assert "upload  conf/server.conf" in proc.stderr and "restart server" in proc.stderr
+    assert "upload  conf/server.conf" in proc.stdout and "restart server" in proc.stdout  # the plan is the output
     assert box.ssh("test -e tiramisu-env/conf/server.conf").returncode != 0
     assert cli("tiramisu", "setup", "--host", "box").returncode == 0  # put it back (restarts the server)
 
@@ -284,7 +283,7 @@ def test_cut_connection_during_upload_keeps_the_previous_install(fresh_x86_host,
     assert get(f"http://{host.hostname}:8080/.well-known/tiramisu/health")[0] == 200  # still serving
     again = cli("tiramisu", "setup", "--host", "box", "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["uploaded"] == ["lib/libwasmtime.so"]
+    assert host_result(again)["uploaded"] == ["lib/libwasmtime.so"]
 
 
 def test_unsupported_architecture_is_refused_before_upload(fresh_x86_host, tmp_inventory, tmp_path):

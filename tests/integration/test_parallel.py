@@ -1,11 +1,9 @@
 """Several hosts at once: a group for setup, a comma list for deploy, per-host
 settings from the inventory, and a per-host summary."""
 
-import json
-
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, host_results
 from tests.integration.test_deploy import wat_app
 from tests.integration.test_lifecycle import get
 
@@ -19,7 +17,7 @@ def test_setup_and_deploy_on_two_hosts_in_parallel(x86_host, aarch64_host, tmp_i
     try:
         proc = cli("tiramisu", "setup", "--host", "fleet", "--json")
         assert proc.returncode == 0, proc.stderr
-        summaries = {s["host"]: s for s in json.loads(proc.stdout)}
+        summaries = {s["host"]: s for s in host_results(proc)}
         assert summaries["a"]["target"] == "x86_64-linux-gnu" and summaries["b"]["target"] == "aarch64-linux-gnu"
         assert all(s["env_dir"].endswith("/tiramisu-fleet") for s in summaries.values())
         app = wat_app(tmp_path / "fleet.wat", "hello fleet")
@@ -30,6 +28,6 @@ def test_setup_and_deploy_on_two_hosts_in_parallel(x86_host, aarch64_host, tmp_i
         for host in (x86_host, aarch64_host):
             assert get(f"http://{host.hostname}:8181/fleet/") == (200, b"hello fleet\n")
         status = cli("tiramisu", "webserv.status", "--host", "fleet", "--json")
-        assert status.returncode == 0 and all(s["healthy"] for s in json.loads(status.stdout))
+        assert status.returncode == 0 and all(s["healthy"] for s in host_results(status))
     finally:
         cli("tiramisu", "teardown", "--host", "fleet", "--yes")

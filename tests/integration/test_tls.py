@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import cli, free_port, one_line_error
+from tests.helpers import cli, free_port, host_result, one_line_error
 from tiramisu_tasks import tlsfiles as tf
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,7 @@ def test_acme_without_domains_is_a_usage_error(box):
 def test_self_signed_served_with_h2_and_kept(box):
     proc = cli("tiramisu", "setup", "--host", "box", "--tls", "self-signed", "--json")
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = host_result(proc)
     fp = summary["tls"]["certificate"]["fingerprint_sha256"]
     assert fp in proc.stderr  # printed
     kept = box.local / "tls" / "box" / "self-signed"
@@ -116,8 +116,8 @@ def test_self_signed_served_with_h2_and_kept(box):
     # a second setup keeps the certificate (not made again) and uploads nothing
     again = cli("tiramisu", "setup", "--host", "box", "--tls", "self-signed", "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["tls"]["certificate"]["fingerprint_sha256"] == fp
-    assert json.loads(again.stdout)["uploaded"] == []
+    assert host_result(again)["tls"]["certificate"]["fingerprint_sha256"] == fp
+    assert host_result(again)["uploaded"] == []
     # HTTP/2 through curl too, and the public face
     out = curl(
         "--cacert",
@@ -300,7 +300,7 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
     settings(box, **acme_settings(pebble))
     proc = cli("tiramisu", "setup", "--host", "box", "--json")
     assert proc.returncode == 0, proc.stderr + (pebble["work"] / "pebble.log").read_text()[-2000:]
-    summary = json.loads(proc.stdout)
+    summary = host_result(proc)
     obtained = summary["tls"]["obtained"]["certificate"]
     assert obtained["names"] == ["good.test"] and "Pebble" in obtained["issuer"]
     # a real TLS client trusting only Pebble's root, through the box's nginx, with h2
@@ -317,12 +317,12 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
 
     # setup again: the certificate is kept, nothing obtained
     again = cli("tiramisu", "setup", "--host", "box", "--json")
-    assert again.returncode == 0 and "obtained" not in json.loads(again.stdout)["tls"], again.stderr
+    assert again.returncode == 0 and "obtained" not in host_result(again)["tls"], again.stderr
 
     # tls.renew: far from expiry, a no-op; --force renews and the new one serves
     noop = cli("tiramisu", "tls.renew", "--host", "box", "--json")
     assert noop.returncode == 0, noop.stderr
-    assert json.loads(noop.stdout)["renewed"] is False
+    assert host_result(noop)["renewed"] is False
     assert fingerprint_of(handshake(box.hostname, 8543, "good.test", pebble["root"])[0]) == first
     forced = cli("tiramisu", "tls.renew", "--host", "box", "--force")
     assert forced.returncode == 0 and "now served" in forced.stdout, forced.stderr
@@ -332,7 +332,7 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
     # tls.status names what is served
     status = cli("tiramisu", "tls.status", "--host", "box")
     assert status.returncode == 0 and "good.test" in status.stdout and "Pebble" in status.stdout, status.stderr
-    report = json.loads(cli("tiramisu", "tls.status", "--host", "box", "--json").stdout)
+    report = host_result(cli("tiramisu", "tls.status", "--host", "box", "--json"))
     assert report["served"]["fingerprint_sha256"] == second and report["served"]["days_left"] > 30
     assert report["local"]["fingerprint_sha256"] == second
 
@@ -369,9 +369,7 @@ def test_self_signed_and_files_on_aarch64(aarch64_host, tmp_path, monkeypatch):
         assert proc.returncode == 0, proc.stderr
         kept = tmp_path / "tls" / "box" / "self-signed" / "cert.pem"
         der, alpn = handshake(arm.hostname, 8543, arm.hostname, kept)
-        assert (
-            alpn == "h2" and fingerprint_of(der) == json.loads(proc.stdout)["tls"]["certificate"]["fingerprint_sha256"]
-        )
+        assert alpn == "h2" and fingerprint_of(der) == host_result(proc)["tls"]["certificate"]["fingerprint_sha256"]
         cert, key = tf.self_signed(["arm.test"])
         (tmp_path / "c.pem").write_bytes(tf.cert_pem(cert))
         (tmp_path / "k.pem").write_bytes(tf.key_pem(key))

@@ -18,7 +18,13 @@ def apps_json(*records):
 def served(fake, open_fake, current="20260101T000000Z-aaaaaaaaaa", routes="# PREFIX APP\n"):
     """A set-up box whose server runs; prepare prints CURRENT and the routes."""
     fake.on(r"^mkdir -p -m 700 .*releases/hello", f"{current or ''}\n---tiramisu-routes---\n{routes}")
+    fake.on_http("/_tiramisu/preview/hello/.*", 200, "ok", port=9000)  # the health gate's preview check
     return open_fake()
+
+
+def _preview_ready(sha):
+    """/_tiramisu/apps once the server compiled the release in its preview slot (health gate)."""
+    return _resp({"apps": [], "previews": [{"name": "hello", "sha256": sha, "file_sha256": sha, "state": "active"}]})
 
 
 def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
@@ -27,6 +33,7 @@ def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
         "/_tiramisu/apps",
         reply=[
             _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _preview_ready(app.sha256),
             _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "active"})),
         ],
     )
@@ -39,7 +46,8 @@ def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
     assert batch["files"][0]["remote"] == f"{ROOT}/releases/hello/{summary['release']}.wasm"
     assert "--check-module" in batch["check"]
     assert fake.ran(r"kill -HUP") and fake.ran(r"tail -n \+6")  # rescan, keep 5
-    assert box.rep.notes[-1].startswith("plan for fake: upload release hello/")
+    assert box.rep.notes[-2].startswith("plan for fake: upload release hello/")
+    assert box.rep.notes[-1].startswith("health gate for hello ")
 
 
 def test_same_bytes_again_is_a_no_op(fake, open_fake, built):
@@ -56,6 +64,7 @@ def test_failed_activation_restores_the_previous_release_and_reports_the_server_
         "/_tiramisu/apps",
         reply=[
             _resp(apps_json({"name": "hello", "sha256": OLD, "state": "active"})),
+            _preview_ready(app.sha256),
             _resp(
                 apps_json(
                     {
@@ -87,6 +96,7 @@ def test_first_deploy_that_fails_removes_the_module_again(fake, open_fake, built
         "/_tiramisu/apps",
         reply=[
             _resp(apps_json()),
+            _preview_ready(app.sha256),
             _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "failed", "error": "trap"})),
         ],
     )

@@ -26,6 +26,7 @@ from ..errors import BuildError, LocalError, ToolMissing, UsageError
 from ..fileops import copy_atomic
 from ..paths import cache_dir
 from . import builders as B
+from .builders import component as component_builder
 from .detect import LANGUAGES, Detection, detect, list_source_files
 from .starter import manifest_name
 from .toolrun import BuildFailed, locked, run_step
@@ -207,6 +208,13 @@ def build_app(
     name = check_name(name) if name else default_name(det)
     builder = choose_builder(det.language, toolchain)
     identity = builder.identity()
+    # component.toml: the module is then wrapped as a WASI 0.2 command component.
+    adapter = None if det.single_file else component_builder.manifest_adapter(det.root)
+    if adapter:
+        why = component_builder.problem()
+        if why:
+            raise ToolMissing(why)
+        identity = f"{identity}; component {component_builder.identity()}"
     files = source_files(det)
     digest = source_digest(det, files)
     inputs = cache_inputs(det, builder, identity, digest)
@@ -241,6 +249,8 @@ def build_app(
             raise exc.rewrite(path_fixer(work, user_path_display(det.root), det.root)) from None
         if not out.is_file():
             raise BuildError(f"{builder.title}: the build produced no module")
+        if adapter:
+            component_builder.componentize(ctx, adapter)
         info = validate_file(out)
         shutil.copyfile(out, entry_dir / "app.wasm")
         (entry_dir / "build.json").write_text(
@@ -250,8 +260,9 @@ def build_app(
                     "toolchain": builder.toolchain,
                     "identity": identity,
                     "reasons": list(det.reasons),
-                    "imports": [f"{i.module}.{i.name}" for i in info.imports],
-                    "exports": [e.name for e in info.exports],
+                    "kind": getattr(info, "kind", "module"),
+                    "imports": [i if isinstance(i, str) else f"{i.module}.{i.name}" for i in info.imports],
+                    "exports": [e if isinstance(e, str) else e.name for e in info.exports],
                 },
                 indent=2,
             )

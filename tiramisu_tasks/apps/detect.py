@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from ..errors import UsageError
 
 # Every language a builder exists for, in the order `build --languages` lists them.
-LANGUAGES = ("rust", "go", "c", "cpp", "zig", "wat", "assemblyscript", "emscripten", "wasm")
+LANGUAGES = ("rust", "go", "c", "cpp", "zig", "wat", "assemblyscript", "emscripten", "python", "wasm")
 
 # Never looked into when classifying or hashing a source tree: build outputs,
 # dependency caches and VCS data (they are big and do not define the app).
@@ -34,6 +34,7 @@ IGNORED_DIRS = frozenset(
         "build",
         "dist",
         "__pycache__",
+        ".venv",
         ".tiramisu",
     }
 )
@@ -115,6 +116,10 @@ def classify_dir(files: Sequence[str], read_head: Callable[[str], str]) -> List[
         found.append(Candidate("rust", None, "Cargo.toml (a cargo project)"))
     if "go.mod" in top:
         found.append(Candidate("go", None, "go.mod (a Go module)"))
+    else:
+        top_go = sorted(f for f in top if f.endswith(".go") and not f.endswith("_test.go"))
+        if top_go:  # package main without a module file: built from these files
+            found.append(Candidate("go", None, f"{len(top_go)} Go source file(s), no go.mod"))
 
     zig_files = sorted(f for f in names if f.endswith(".zig") and f != "build.zig")
     if "build.zig" in top:
@@ -160,6 +165,9 @@ def classify_dir(files: Sequence[str], read_head: Callable[[str], str]) -> List[
     elif "main.wat" in wat:
         found.append(Candidate("wat", "main.wat", "main.wat"))
 
+    if "app.py" in top:  # a Python CGI app, made a WASI 0.2 component by componentize-py
+        found.append(Candidate("python", "app.py", "app.py (a Python app)"))
+
     wasm = sorted(f for f in top if f.endswith(".wasm"))
     if len(wasm) == 1:
         found.append(Candidate("wasm", wasm[0], f"{wasm[0]} (a ready module, the only .wasm file)"))
@@ -179,7 +187,7 @@ def choose(candidates, where, language=None):
     if not candidates:
         raise UsageError(
             f"cannot tell the language of {where}: expected Cargo.toml, go.mod, build.zig or "
-            f"*.zig, an AssemblyScript project, *.c/*.cpp, one *.wat or one *.wasm"
+            f"*.zig, an AssemblyScript project, *.c/*.cpp, app.py, one *.wat or one *.wasm"
         )
     best = candidates[0]
     reasons = [best.reason]

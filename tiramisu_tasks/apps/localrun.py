@@ -44,7 +44,15 @@ class _Engines:
             key = (str(path), st.st_mtime_ns, st.st_size)
             mod = self.modules.get(key)
             if mod is None:
-                mod = wasmtime.Module.from_file(self.engine, str(path))
+                from wasmtime import component as wc
+
+                from .component import is_component
+
+                data = Path(path).read_bytes()
+                if is_component(data):  # a WASI 0.2 command: run through wasi:cli/run
+                    mod = wc.Component(self.engine, data)
+                else:
+                    mod = wasmtime.Module(self.engine, data)
                 self.modules[key] = mod
             return self.engine, mod
 
@@ -64,6 +72,21 @@ def _trap_reason(text):
         if rest:
             return rest[-1]
     return lines[0] if lines else "unknown trap"
+
+
+def _run_component(engine, store, component):
+    """Instantiate a WASI 0.2 command and call its wasi:cli/run; its exit status (0 or 1)."""
+    from wasmtime import component as wc
+
+    from .component import RUN_EXPORT
+
+    linker = wc.Linker(engine)
+    linker.add_wasip2()
+    instance = linker.instantiate(store, component)
+    name = next(e for e in component.type.exports(engine) if RUN_EXPORT.match(e))
+    run = instance.get_func(store, instance.get_export_index(store, "run", instance.get_export_index(store, name)))
+    result = run(store)
+    return 0 if getattr(result, "tag", "ok") == "ok" else 1
 
 
 def run_request(wasm_path, req: Request, app="app", timeout=10.0, **environ_args) -> LocalRun:
@@ -91,13 +114,18 @@ def run_request(wasm_path, req: Request, app="app", timeout=10.0, **environ_args
         store.set_epoch_deadline(1)
         timer = threading.Timer(timeout, engine.increment_epoch)
         timer.daemon = True
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
         exit_code, error = 0, ""
         timer.start()
         try:
-            instance = linker.instantiate(store, module)
-            instance.exports(store)["_start"](store)
+            if isinstance(module, wasmtime.Module):
+                linker = wasmtime.Linker(engine)
+                linker.define_wasi()
+                instance = linker.instantiate(store, module)
+                instance.exports(store)["_start"](store)
+            else:
+                exit_code = _run_component(engine, store, module)
+                if exit_code:
+                    error = f"guest exited with status {exit_code}"
         except wasmtime.ExitTrap as exc:
             exit_code = exc.code
             if exit_code != 0:

@@ -4,8 +4,8 @@ whether a module is something the server can run: a WASI preview 1 *command*.
 What is checked (before anything is uploaded):
 
 * the 8-byte preamble: ``\\0asm`` and version 1. A component (the preamble's
-  layer field is 1) is refused with its own message: Tiramisu runs preview 1
-  command modules, not the component model.
+  layer field is 1) is not read here: :mod:`.component` has Wasmtime check it
+  (a WASI 0.2 command exporting ``wasi:cli/run``).
 * the section walk: ids, LEB128 sizes within the file, known section order,
   no duplicates; the import, function, type and export sections are decoded.
 * an exported function ``_start`` taking and returning nothing.
@@ -324,10 +324,7 @@ def preamble_problem(data):
     version = int.from_bytes(data[4:6], "little")
     layer = int.from_bytes(data[6:8], "little")
     if layer == 1:
-        return (
-            "this is a WebAssembly component, Tiramisu runs WASI preview 1 command modules "
-            "(build for wasm32-wasip1, not wasm32-wasip2)"
-        )
+        return "this is a WebAssembly component, not a core module (validate_bytes checks components)"
     if layer != 0 or version != CORE_VERSION:
         return f"unsupported WebAssembly version {version} (layer {layer}); expected a version 1 core module"
     return None
@@ -470,9 +467,15 @@ def engine_problem(data):
 def validate_bytes(data, what="module", deep=True) -> ModuleInfo:
     """ModuleInfo of a runnable command module, else InvalidWasm naming every problem.
 
-    Our own reader runs first (it gives the specific messages: component,
-    imports, _start); ``deep`` then has Wasmtime validate the code itself.
+    Our own reader runs first (it gives the specific messages: imports,
+    _start); ``deep`` then has Wasmtime validate the code itself. A WASI 0.2
+    component goes to :func:`.component.inspect_component` instead (Wasmtime
+    reads its world) and gives a :class:`.component.ComponentInfo`.
     """
+    from .component import inspect_component, is_component
+
+    if is_component(data):
+        return inspect_component(data, what)
     try:
         info = parse_module(data)
     except InvalidWasm as exc:

@@ -25,32 +25,63 @@ from ..taskkit import HOST_HELP, confirm, note, table, task
         "dry": "build and print the plan; change nothing on the box",
         "json": "print a JSON summary",
         "aot": "ship a module precompiled here when the box's Wasmtime accepts it (else the box compiles)",
+        "health_path": "health check path, checked on the server's preview before the switch "
+        "and through nginx after it (default: health_path setting, else the app's route)",
+        "health_status": "accepted statuses, e.g. 200 or 2xx,301 (default: health_status setting, else any below 500)",
+        "health_body": "text the health check's body must contain (default: health_body setting)",
+        "health_timeout": "seconds per health check request (default: health_timeout setting, 10)",
+        "no_rollback": "keep a release live that fails its check through nginx after the switch",
     },
     positional=["source"],
 )
-def deploy(c, source, host=None, name=None, route=None, keep=None, dry=False, json=False, aot=False):
+def deploy(
+    c,
+    source,
+    host=None,
+    name=None,
+    route=None,
+    keep=None,
+    dry=False,
+    json=False,
+    aot=False,
+    health_path=None,
+    health_status=None,
+    health_body=None,
+    health_timeout=None,
+    no_rollback=False,
+):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
 
     route = validate_route(route)
+    health = check_health_flags(health_path, health_status, health_body, health_timeout, no_rollback)
     resolve_specs(c, host)  # a missing or bad --host fails before the build, not after
     built = build_app(source, name=name)
     app = validate_app_name(name or built.name)
     note(f"built {app}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
 
     def one(conn, spec, rep):
-        summary = dp.deploy(connect_box(c, conn, spec, rep), built, app, route, dry, keep, aot=aot)
+        summary = dp.deploy(connect_box(c, conn, spec, rep), built, app, route, dry, keep, aot=aot, health=health)
         if not json and not dry:
             if summary["changed"]:
                 rep.out(
                     f"{spec.name}: {app} {summary['release']} live at {summary['url']} "
-                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s)"
+                    f"(HTTP {summary['status']} in {summary['latency_ms']} ms; deploy {summary['seconds']}s, "
+                    f"health gate passed on the preview in {summary.get('gate_ms', 0):.0f} ms)"
                 )
             else:
                 rep.out(f"{spec.name}: {app} unchanged at {summary['url']}")
         return summary
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+def check_health_flags(path, status, body, timeout, no_rollback):
+    """The --health-* flags as deploy's ``health`` dict, each checked before anything is built (UsageError)."""
+    from .. import healthgate as hg
+
+    hg.make_check("/", path, status, body, timeout)
+    return {"path": path, "status": status, "body": body, "timeout": timeout, "rollback": not no_rollback}
 
 
 @task(help={"host": HOST_HELP, "json": "print JSON"})
@@ -150,4 +181,4 @@ def logs(c, app, host=None, lines=50, follow=False):
         if not lc.tail_logs(box, [path], lines, follow):
             rep.out(f"{spec.name}: no log for {app} yet ({path})")
 
-    run_on_hosts(c, host, one)
+    run_on_hosts(c, host, one, interrupt_ok=follow)

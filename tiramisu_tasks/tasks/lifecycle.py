@@ -4,12 +4,12 @@ Tasks only parse flags, call a procedure of :mod:`tiramisu_tasks.lifecycle`
 per host and print; the procedures plan and act.
 """
 
-from invoke import Collection, Exit
+from invoke import Collection
 
 from .. import lifecycle as lc
 from ..box import connect_box
 from ..hostrun import emit_results as _emit
-from ..hostrun import run_on_hosts
+from ..hostrun import finish, run_on_hosts
 from ..plans import PAST
 from ..taskkit import HOST_HELP, confirm, table, task
 
@@ -128,7 +128,9 @@ def teardown(c, host=None, yes=False, json=False, dry=False):
 
     def one(conn, spec, rep):
         result = lc.teardown(connect_box(c, conn, spec, rep, need_supported=False), dry=dry)
-        if not result["removed"] and not result.get("dry"):
+        if json:
+            pass
+        elif not result["removed"] and not result.get("dry"):
             rep.out(f"{spec.name}: nothing to remove ({result['env_dir']} does not exist)")
         elif result["removed"]:
             rep.out(
@@ -246,11 +248,24 @@ def status(c, host=None, json=False):
                 )
         return report
 
-    results = run_on_hosts(c, host, one, quiet=json)
-    _emit(results, json)
+    results = run_on_hosts(c, host, one, quiet=True, json=json)
     # Scripts and monitors test the exit code: 1 unless every service is healthy.
-    if not all(r.ok and r.value["healthy"] for r in results):
-        raise Exit(code=1)
+    for r in results:
+        if r.ok and not r.value["healthy"]:
+            r.fail("not healthy: " + _unhealthy(r.value), code=1)
+    finish(results, json)
+
+
+def _unhealthy(report):
+    """Which services are not healthy, for the error line (pure)."""
+    bad = [
+        f"{n} {s['state']}"
+        + (f" (health {s['health']})" if s["state"] == "running" and s["health"] != "ok" else "")
+        + (" with orphans" if s["orphans"] else "")
+        for n, s in report["services"].items()
+        if s["state"] != "running" or s["health"] != "ok" or s["orphans"]
+    ]
+    return ", ".join(bad) or "health check failed"
 
 
 @task(
@@ -269,7 +284,7 @@ def logs(c, host=None, lines=50, which="all", follow=False):
         if not lc.tail_logs(box, lc.log_paths(box.layout, which), lines, follow):
             rep.out(f"{spec.name}: no log files yet in {box.layout.logs}")
 
-    run_on_hosts(c, host, one)
+    run_on_hosts(c, host, one, interrupt_ok=follow)
 
 
 @task(name="enable-boot", help={"host": HOST_HELP})

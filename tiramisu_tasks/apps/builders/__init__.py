@@ -36,7 +36,20 @@ from .cfamily import (
     zig_cc_argv,
     zig_exe_argv,
 )
-from .go import GO_ENV, GoBuilder, TinyGoBuilder, go_argv, go_supports_wasip1, tinygo_argv, tinygo_target
+from .go import (
+    GO_ENV,
+    GoBuilder,
+    TinyGoBuilder,
+    find_go,
+    go_argv,
+    go_env,
+    go_package,
+    go_supports_wasip1,
+    pypi_go,
+    tinygo_argv,
+    tinygo_target,
+)
+from .python import ComponentizePyBuilder
 from .rust import (
     CargoBuilder,
     cargo_argv,
@@ -66,6 +79,10 @@ __all__ = [
     "zig_exe_argv",
     "GO_ENV",
     "go_argv",
+    "go_env",
+    "go_package",
+    "find_go",
+    "pypi_go",
     "go_supports_wasip1",
     "tinygo_argv",
     "tinygo_target",
@@ -94,6 +111,7 @@ def builders_for(language) -> List[Builder]:
         "go": [TinyGoBuilder(), GoBuilder()],
         "assemblyscript": [AscBuilder()],
         "emscripten": [EmccBuilder()],
+        "python": [ComponentizePyBuilder()],
         "wat": [WatBuilder()],
         "wasm": [ReadyWasmBuilder()],
     }

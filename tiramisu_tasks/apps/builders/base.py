@@ -20,6 +20,7 @@ LANGUAGE_TITLES = {
     "wat": "WAT",
     "assemblyscript": "AssemblyScript",
     "emscripten": "Emscripten",
+    "python": "Python",
     "wasm": "ready .wasm",
 }
 
