@@ -414,6 +414,16 @@ static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
   return err;
 }
 
+/* The overrides that do not assume fds 0-2 are the only files. */
+static wasmtime_error_t *define_files_overrides(wasmtime_linker_t *linker) {
+  wasmtime_linker_allow_shadowing(linker, true);
+  wasmtime_error_t *err = define_i32_func(linker, "poll_oneoff", "iiii", poll_oneoff_cb);
+  if (!err) err = define_i32_func(linker, "clock_time_get", "iIi", clock_time_get_cb);
+  if (!err) err = define_proc_exit(linker);
+  wasmtime_linker_allow_shadowing(linker, false);
+  return err;
+}
+
 /* Instances that can run at once: one per guest thread (guests run only
  * there), plus compile-time validation and slack. */
 static uint32_t pool_slots(const ts_config *cfg) {
@@ -583,12 +593,35 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
     snprintf(err, errlen, "wasmtime: cannot define the stdio functions: %s", msg);
     return -1;
   }
+  e->linker_files = wasmtime_linker_new(e->engine);
+  werr = wasmtime_linker_define_wasi(e->linker_files);
+  if (!werr) werr = define_files_overrides(e->linker_files);
+  if (werr) {
+    char msg[512];
+    ts_wt_error_text(werr, msg, sizeof msg);
+    snprintf(err, errlen, "wasmtime: cannot define WASI for preopened folders: %s", msg);
+    return -1;
+  }
   return ts_component_linker_init(e, err, errlen);
+}
+
+int ts_engine_prelink_files(ts_engine *e, wasmtime_module_t *module, wasmtime_instance_pre_t **pre, char *err,
+                            size_t errlen) {
+  wasmtime_error_t *werr = wasmtime_linker_instantiate_pre(e->linker_files, module, pre);
+  if (werr) {
+    char msg[512];
+    ts_wt_error_text(werr, msg, sizeof msg);
+    snprintf(err, errlen, "link failed: %s", msg);
+    return -1;
+  }
+  return 0;
 }
 
 void ts_engine_free(ts_engine *e) {
   ts_component_linker_free(e);
   if (e->linker) wasmtime_linker_delete(e->linker);
+  if (e->linker_files) wasmtime_linker_delete(e->linker_files);
+  e->linker_files = NULL;
   if (e->engine) wasm_engine_delete(e->engine);
   e->linker = NULL;
   e->engine = NULL;
@@ -785,7 +818,8 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
     return TS_RUN_ERROR;
   }
   wasmtime_context_t *ctx = wasmtime_store_context(store);
-  wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
+  uint64_t mem = in->memory_bytes && in->memory_bytes < e->memory_bytes ? in->memory_bytes : e->memory_bytes;
+  wasmtime_store_limiter(store, (int64_t)mem, -1, -1, -1, -1);
   wasmtime_context_set_epoch_deadline(ctx, ticks);
 
   wasi_config_t *wasi = wasi_config_new();
@@ -796,6 +830,9 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   wasi_config_set_stdin_bytes(wasi, &stdin_vec); /* takes the vector */
   wasi_config_set_stdout_custom(wasi, stdout_cb, &rc.out, NULL);
   wasi_config_set_stderr_custom(wasi, stderr_cb, in->stderr_log, NULL);
+  for (size_t i = 0; i < in->npreopens; i++)
+    if (!wasi_config_preopen_dir(wasi, in->preopens[i].host, in->preopens[i].guest, in->preopens[i].writable != 0))
+      ts_log_warn("cannot preopen %s at %s for the guest", in->preopens[i].host, in->preopens[i].guest);
   werr = wasmtime_context_set_wasi(ctx, wasi); /* takes the config, even on error */
   if (werr) {
     ts_wt_error_text(werr, out->message, sizeof out->message);
@@ -809,8 +846,13 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
   werr = wasmtime_instance_pre_instantiate(pre, ctx, &inst, &trap);
   if (!werr && !trap) {
     wasmtime_extern_t start;
-    if (!wasmtime_instance_export_get(ctx, &inst, "_start", 6, &start) || start.kind != WASMTIME_EXTERN_FUNC) {
-      snprintf(out->message, sizeof out->message, "module has no _start function (not a WASI command)");
+    const char *entry = in->entrypoint ? in->entrypoint : "_start";
+    if (!wasmtime_instance_export_get(ctx, &inst, entry, strlen(entry), &start) || start.kind != WASMTIME_EXTERN_FUNC) {
+      if (in->entrypoint)
+        snprintf(out->message, sizeof out->message, "module has no function export '%.200s' (the route's entry point)",
+                 entry);
+      else snprintf(out->message, sizeof out->message, "module has no _start function (not a WASI command)");
+      out->no_entrypoint = 1;
       result = TS_RUN_ERROR;
     } else {
       werr = wasmtime_func_call(ctx, &start.of.func, NULL, 0, NULL, 0, &trap);

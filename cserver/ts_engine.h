@@ -33,7 +33,10 @@ typedef struct {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;
   wasmtime_component_linker_t *component_linker; /* WASI 0.2 components (ts_component.c) */
-  int pooling;                                   /* 1 when the pooling allocator is in use */
+  /* Plain WASI (only proc_exit, clock and poll_oneoff our own) for guests
+   * with preopened folders: our fd_write/fd_fdstat_get know fds 0-2 only. */
+  wasmtime_linker_t *linker_files;
+  int pooling; /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
@@ -81,6 +84,12 @@ typedef enum {
   TS_RUN_OUTPUT_LIMIT /* stdout over max-output */
 } ts_run_result;
 
+/* A folder preopened for the guest (app maps: volumes). */
+typedef struct {
+  const char *host, *guest;
+  int writable;
+} ts_preopen;
+
 typedef struct {
   const char **argv;
   size_t argc;
@@ -90,7 +99,11 @@ typedef struct {
   size_t stdin_len;
   struct ts_app_log *stderr_log; /* guest stderr (NULL: the server's stderr) */
   uint64_t max_output;
-  uint64_t deadline_us; /* CLOCK_MONOTONIC (ts_now_us); 0 = timeout-ms from now */
+  uint64_t deadline_us;       /* CLOCK_MONOTONIC (ts_now_us); 0 = timeout-ms from now */
+  const char *entrypoint;     /* the export to call; NULL = "_start" */
+  const ts_preopen *preopens; /* run with the pre-link from ts_engine_prelink_files */
+  size_t npreopens;
+  uint64_t memory_bytes; /* the app's own memory limit; 0 (or over the server's) = the server's */
 } ts_run_input;
 
 typedef struct {
@@ -98,10 +111,16 @@ typedef struct {
   int exit_status;
   char message[1024];
   int output_truncated;
+  int no_entrypoint; /* the module does not export the entry point asked for */
 } ts_run_output;
 
 ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, const ts_run_input *in,
                             ts_run_output *out);
+
+/* A second pre-link of `module` against the plain-WASI linker (for runs
+ * with preopened folders). 0 or -1 with err. */
+int ts_engine_prelink_files(ts_engine *e, wasmtime_module_t *module, wasmtime_instance_pre_t **pre, char *err,
+                            size_t errlen);
 
 /* Human text for an error (consumed) into buf, newlines flattened. */
 void ts_wt_error_text(wasmtime_error_t *err, char *buf, size_t n);

@@ -94,6 +94,8 @@ static ts_app *get_app_locked(const char *name) {
 void ts_version_release(ts_version *v) {
   if (!v) return;
   if (atomic_fetch_sub(&v->refs, 1) == 1) {
+    if (v->pre_files) wasmtime_instance_pre_delete(v->pre_files);
+    free(v->routes_text);
     if (v->pre) wasmtime_instance_pre_delete(v->pre);
     if (v->module) wasmtime_module_delete(v->module);
     ts_component_free(v->component);
@@ -148,6 +150,35 @@ static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
   }
   close(fd);
   return 0;
+}
+
+/* For app maps: a pre-link with plain WASI (folders), and the module's
+ * `_routes` output, read once per version (WAGI's dynamic sub-routes). */
+static void module_extras(const char *name, ts_version *v) {
+  char err[512];
+  if (!v->module) return; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
+  if (ts_engine_prelink_files(g_engine, v->module, &v->pre_files, err, sizeof err)) {
+    v->pre_files = NULL;
+    ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);
+  }
+  const char *argv[1] = {"_routes"};
+  ts_run_input in = {0};
+  in.argv = argv;
+  in.argc = 1;
+  in.stdin_data = "";
+  in.max_output = 1 << 20;
+  in.entrypoint = "_routes";
+  ts_run_output out;
+  memset(&out, 0, sizeof out);
+  ts_run_result r = ts_engine_run(g_engine, v->pre, &in, &out);
+  if (r == TS_RUN_OK) {
+    ts_buf_append(&out.out, "", 1);
+    v->routes_text = ts_buf_steal(&out.out, NULL);
+    ts_log_info("app %s: _routes printed %zu byte(s)", name, v->routes_text ? strlen(v->routes_text) : 0);
+  } else if (!out.no_entrypoint) {
+    ts_log_error("app %s: _routes failed: %s (no sub-routes)", name, out.message);
+  }
+  ts_buf_free(&out.out);
 }
 
 /* Make v (one reference, ours) the app's live version. */
@@ -258,6 +289,7 @@ static void load_app(const char *name) {
   v->module = module;
   v->pre = pre;
   v->component = component;
+  module_extras(name, v);
   v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
@@ -388,9 +420,10 @@ static void load_preview(const char *name) {
   if (!v) {
     wasmtime_module_t *module = NULL;
     wasmtime_instance_pre_t *pre = NULL;
+    ts_component *component = NULL;
     int source = TS_LOAD_COMPILED;
-    int rc =
-        ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &source, err, sizeof err);
+    int rc = ts_engine_load(g_engine, (const uint8_t *)bytes.p, bytes.n, sha, NULL, &module, &pre, &component, &source,
+                            err, sizeof err);
     if (rc) {
       ts_buf_free(&bytes);
       atomic_fetch_add(&g_metrics.compile_errors_total, 1);
@@ -406,13 +439,16 @@ static void load_preview(const char *name) {
     v = calloc(1, sizeof *v);
     if (!v) {
       ts_buf_free(&bytes);
-      wasmtime_instance_pre_delete(pre);
-      wasmtime_module_delete(module);
+      if (pre) wasmtime_instance_pre_delete(pre);
+      if (module) wasmtime_module_delete(module);
+      ts_component_free(component);
       return;
     }
     atomic_init(&v->refs, 1);
     v->module = module;
     v->pre = pre;
+    v->component = component;
+    module_extras(name, v); /* it may become the live version as it is */
     v->source = source;
     v->loaded_at = ts_wall_time();
     ts_strlcpy(v->sha256, sha, sizeof v->sha256);
@@ -473,6 +509,7 @@ static void scan_previews(void) {
 }
 
 static void scan_all(void) {
+  ts_appmaps_scan(g_cfg->modules);
   DIR *d = opendir(g_cfg->modules);
   if (!d) {
     ts_log_error("cannot read modules directory %s: %s", g_cfg->modules, strerror(errno));
@@ -570,6 +607,10 @@ static void *watcher_main(void *arg) {
       }
       int preview = g_wd_preview >= 0 && ev->wd == g_wd_preview;
       char name[TS_APP_NAME_MAX + 1];
+      if (ev->len && !preview && ts_appmaps_is_map_file(ev->name, name)) {
+        if (!((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))) ts_appmaps_load(g_cfg->modules, name);
+        continue;
+      }
       if (!ev->len) continue;
       /* In the preview folder "<app>.routes" counts too: it is re-read
        * whenever that preview is loaded. */
@@ -652,6 +693,58 @@ void ts_registry_request_rescan(void) {
   (void)w;
 }
 
+/* The current `_routes` output of a module (g_lock held). */
+static const char *dyn_routes_locked(const char *module, const char **sha) {
+  ts_app *a = find_app_locked(module, strlen(module));
+  if (!a || !a->present || !a->current) return NULL;
+  *sha = a->current->sha256;
+  return a->current->routes_text;
+}
+
+void ts_match_release(ts_match *m) {
+  ts_version_release(m->version);
+  m->version = NULL;
+  if (m->has_map) ts_mapset_release(m->map.set);
+  m->has_map = 0;
+}
+
+/* An app map route for path (g_lock held): 0 matched (m filled, version and
+ * map referenced), -1/-2 as ts_registry_route (nothing referenced), 1 no map
+ * route applies (or a routes-file prefix or /<app> is longer). */
+static int map_route_locked(const char *path, size_t len, ts_match *m) {
+  if (!ts_appmaps_match(path, len, dyn_routes_locked, &m->map)) return 1;
+  /* A map route wins over the routes file and /<app> unless one of those is a longer prefix. */
+  size_t base = strlen(m->map.pat.base);
+  int beaten = 0;
+  for (int i = 0; i < g_nroutes && !beaten; i++)
+    if (ts_route_prefix_match(g_routes[i].prefix, path, len) && strlen(g_routes[i].prefix) > base) beaten = 1;
+  if (len > 1 && path[0] == '/' && !beaten && m->map.pat.wildcard) {
+    size_t seg = 1;
+    while (seg < len && path[seg] != '/') seg++;
+    ts_app *a = find_app_locked(path + 1, seg - 1);
+    if (a && a->present && seg > base && !ts_appmaps_owns_module(path + 1, seg - 1)) beaten = 1;
+  }
+  if (beaten) {
+    ts_mapset_release(m->map.set);
+    return 1;
+  }
+  ts_app *a = find_app_locked(m->map.route.module, strlen(m->map.route.module));
+  ts_wpattern_text(&m->map.pat, m->matched_route, sizeof m->matched_route);
+  ts_wpattern_split(&m->map.pat, path, len, m->script_name, sizeof m->script_name, &m->info_off);
+  m->app = a;
+  m->version = a && a->present ? a->current : NULL;
+  if (m->version) atomic_fetch_add(&m->version->refs, 1);
+  int rc = !a || !a->present ? -1 : m->version ? 0 : -2;
+  if (rc == 0) {
+    m->has_map = 1;
+    return 0;
+  }
+  if (rc == -1) ts_log_warn("map route %s: module %s is not loaded", m->matched_route, m->map.route.module);
+  ts_mapset_release(m->map.set);
+  if (!a) m->app = NULL;
+  return rc;
+}
+
 /* Which app a path reaches with this routes table (sorted longest first) and
  * the implicit /<app> routes; fills script_name and matched_route. `extra` is
  * an app that counts as present for its implicit route (a preview's own). */
@@ -671,7 +764,8 @@ static ts_app *resolve_locked(const ts_route *routes, int nroutes, const char *p
     size_t seg = 1;
     while (seg < len && path[seg] != '/') seg++;
     ts_app *a = find_app_locked(path + 1, seg - 1);
-    if (a && (a->present || a == extra) && seg > best_len) {
+    /* modules of app maps have no /<module> route of their own */
+    if (a && (a->present || a == extra) && seg > best_len && !ts_appmaps_owns_module(path + 1, seg - 1)) {
       app = a;
       snprintf(m->script_name, sizeof m->script_name, "%.*s", (int)seg, path);
       ts_strlcpy(m->matched_route, m->script_name, sizeof m->matched_route);
@@ -692,7 +786,13 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
   int rc = -1;
   m->preview = 0;
   m->preview_strip = 0;
+  m->has_map = 0;
   pthread_mutex_lock(&g_lock);
+  int mr = map_route_locked(path, len, m);
+  if (mr != 1) {
+    pthread_mutex_unlock(&g_lock);
+    return mr;
+  }
   ts_app *app = resolve_locked(g_routes, g_nroutes, path, len, NULL, m);
   if (app) {
     m->app = app;
@@ -710,6 +810,7 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
 
 int ts_registry_route_preview(const char *path, size_t len, ts_match *m) {
   size_t pl = strlen(TS_PREVIEW_PREFIX);
+  m->has_map = 0;
   if (len <= pl || memcmp(path, TS_PREVIEW_PREFIX, pl) != 0) return -1;
   size_t seg = pl;
   while (seg < len && path[seg] != '/') seg++;

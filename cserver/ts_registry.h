@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+#include "ts_appmaps.h"
 #include "ts_engine.h"
 #include "ts_metrics.h"
 #include "ts_pool.h"
@@ -25,8 +26,10 @@ typedef struct ts_version {
   wasmtime_instance_pre_t *pre;
   struct ts_component *component; /* a WASI 0.2 command component (then module and pre are NULL) */
   char sha256[65];
-  double loaded_at; /* unix seconds */
-  int source;       /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
+  double loaded_at;                   /* unix seconds */
+  int source;                         /* TS_LOAD_*: compiled, from the cache, or precompiled by deploy */
+  wasmtime_instance_pre_t *pre_files; /* the plain-WASI pre-link, for runs with preopened folders */
+  char *routes_text;                  /* what its `_routes` export printed (NULL: no such export) */
 } ts_version;
 
 /* A release under test: <modules>/.preview/<app>.wasm, compiled like the live
@@ -72,6 +75,9 @@ typedef struct {
   ts_version *version; /* referenced: release with ts_version_release */
   char script_name[512];
   char matched_route[512];
+  int has_map;          /* an app map route matched: map, info_off and the entry point below apply */
+  ts_maphit map;        /* referenced: ts_match_release drops it with the version */
+  size_t info_off;      /* X_RAW_PATH_INFO starts here in the path */
   int preview;          /* 1: the app's preview version (m->version) */
   size_t preview_strip; /* bytes of /_tiramisu/preview/<app> before the routed path */
 } ts_match;
@@ -86,6 +92,8 @@ void ts_registry_request_rescan(void); /* async-signal-safe enough: writes an ev
  * known but has no loaded version (503). */
 int ts_registry_route(const char *path, size_t len, ts_match *m);
 void ts_version_release(ts_version *v);
+/* Drop what a successful ts_registry_route referenced (version and map). */
+void ts_match_release(ts_match *m);
 /* The preview of an app: path is the whole target path, starting with
  * TS_PREVIEW_PREFIX. The rest after /_tiramisu/preview/<app> is routed as the
  * live server would route it (with the preview's routes when it has them); it

@@ -358,11 +358,30 @@ static void guest_run(ts_pool_item *it, void *arg) {
   job *j = job_of(it);
   ts_app *app = j->m.app;
   /* The deadline runs from the complete request, so time queued counts. */
-  ts_run_input in = {j->env.argv, j->env.argc, j->env.names, j->env.values,     j->env.envc,
-                     j->body,     j->body_len, app->log,     g_cfg->max_output, j->t0 + g_cfg->timeout_ms * 1000u};
+  ts_run_input in = {.argv = j->env.argv,
+                     .argc = j->env.argc,
+                     .env_names = j->env.names,
+                     .env_values = j->env.values,
+                     .envc = j->env.envc,
+                     .stdin_data = j->body,
+                     .stdin_len = j->body_len,
+                     .stderr_log = app->log,
+                     .max_output = g_cfg->max_output,
+                     .deadline_us = j->t0 + g_cfg->timeout_ms * 1000u};
+  const wasmtime_instance_pre_t *pre = j->m.version->pre;
+  if (j->m.has_map) { /* an app map route: its entry point, folders and limits */
+    in.entrypoint = j->m.map.entrypoint;
+    if (j->m.map.route.timeout_ms > 0) in.deadline_us = j->t0 + (uint64_t)j->m.map.route.timeout_ms * 1000u;
+    if (j->m.map.route.memory_mb > 0) in.memory_bytes = (uint64_t)j->m.map.route.memory_mb << 20;
+    if (j->m.map.route.npreopens && j->m.version->pre_files) {
+      in.preopens = j->m.map.route.preopens;
+      in.npreopens = j->m.map.route.npreopens;
+      pre = j->m.version->pre_files;
+    }
+  }
   memset(&j->out, 0, sizeof j->out);
   j->res = j->m.version->component ? ts_component_run(g_engine, j->m.version->component, &in, &j->out)
-                                   : ts_engine_run(g_engine, j->m.version->pre, &in, &j->out);
+                                   : ts_engine_run(g_engine, pre, &in, &j->out);
   post_done(j);
 }
 
@@ -478,13 +497,19 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
     }
   }
   ts_app *app = m.app;
+  if (m.has_map && m.map.route.max_body > 0 && body_len > (size_t)m.map.route.max_body) {
+    ts_metrics_status(&app->status, 413); /* the app's own body limit (the server's was checked while reading) */
+    send_error(w, c, req, 413, 0);
+    ts_match_release(&m);
+    return 0;
+  }
   if (!m.preview) atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
   job *j = job_get(w);
   if (!j) {
     ts_log_error("app %s: out of memory for a request", app->name);
     ts_metrics_status(&app->status, 500);
     send_error(w, c, req, 500, 0);
-    ts_version_release(m.version);
+    ts_match_release(&m);
     return 0;
   }
   j->w = w;
@@ -527,12 +552,30 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
   wr.has_body = c->fr.has_body;
   wr.content_length = body_len;
   wr.server_software = "custom_server/" TS_VERSION;
+  char argv_buf[4096];
+  const char *argv_words[128];
+  if (j->m.has_map) {
+    const ts_maproute *mr = &j->m.map.route;
+    wr.info_off_set = 1;
+    wr.info_off = j->m.info_off;
+    wr.extra_names = mr->env_names;
+    wr.extra_values = mr->env_values;
+    wr.nextra = mr->nenv;
+    if (mr->argv[0]) {
+      int nw = ts_wargv_expand(mr->argv, j->m.script_name, req->path.p, req->path.n, req->query.p, req->query.n,
+                               argv_buf, sizeof argv_buf, argv_words, 128);
+      if (nw > 0) {
+        wr.argv_override = argv_words;
+        wr.argc_override = (size_t)nw;
+      }
+    }
+  }
   /* The environment is built here (it copies every string it uses): the
    * header views live in this worker's parse array, reused by the next parse. */
   if (ts_wagi_build(&wr, &j->env)) {
     j->build_failed = 1;
     finish_request(w, c, j);
-    ts_version_release(j->m.version);
+    ts_match_release(&j->m);
     job_put(w, j);
     return 0;
   }
@@ -647,13 +690,13 @@ static void job_done(worker *w, job *j) {
   c->job = NULL;
   c->in_paused = 0;
   if (c->closed) { /* the client went away meanwhile */
-    ts_version_release(j->m.version);
+    ts_match_release(&j->m);
     job_put(w, j);
     conn_close(w, c);
     return;
   }
   finish_request(w, c, j);
-  ts_version_release(j->m.version);
+  ts_match_release(&j->m);
   c->req_off = j->end;
   c->in_body = 0;
   c->last_ms = ts_now_ms();

@@ -106,7 +106,10 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
 
   /* PATH_INFO: what follows SCRIPT_NAME in the path. */
   ts_str raw_info = {r->path.p + r->path.n, 0};
-  if (r->path.n >= r->script_name.n) raw_info = (ts_str){r->path.p + r->script_name.n, r->path.n - r->script_name.n};
+  if (r->info_off_set && r->info_off <= r->path.n)
+    raw_info = (ts_str){r->path.p + r->info_off, r->path.n - r->info_off};
+  else if (r->path.n >= r->script_name.n)
+    raw_info = (ts_str){r->path.p + r->script_name.n, r->path.n - r->script_name.n};
   char *decoded = malloc(raw_info.n + 1);
   if (!decoded) return -1;
   size_t dn = decode_no_nul(raw_info, decoded);
@@ -209,9 +212,13 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
     e->envc++;
   }
 
-  /* argv: the path, then each '&'-separated query item as sent. */
-  rc |= add_arg(e, r->path.p, r->path.n);
-  if (r->query.n) {
+  for (size_t i = 0; i < r->nextra; i++) rc |= add_env(e, r->extra_names[i], r->extra_values[i]);
+
+  /* argv: the path, then each '&'-separated query item as sent (or the
+   * route's own, from its argv template). */
+  for (size_t i = 0; i < r->argc_override; i++) rc |= add_arg(e, r->argv_override[i], strlen(r->argv_override[i]));
+  if (!r->argc_override) rc |= add_arg(e, r->path.p, r->path.n);
+  if (r->query.n && !r->argc_override) {
     size_t s = 0;
     for (size_t k = 0; k <= r->query.n; k++) {
       if (k == r->query.n || r->query.p[k] == '&') {

@@ -27,6 +27,16 @@ typedef struct {
   int has_body; /* the request carried a body (Content-Length or chunked) */
   uint64_t content_length;
   const char *server_software;
+  /* App map routes (zero when unused). X_RAW_PATH_INFO starts at
+   * path.p + info_off when info_off_set (WAGI's "/..." has SCRIPT_NAME "/"
+   * but the whole path as path info); the app's own variables come after the
+   * CGI ones; argv replaces WAGI's default argv when argc_override > 0. */
+  int info_off_set;
+  size_t info_off;
+  const char *const *extra_names, *const *extra_values;
+  size_t nextra;
+  const char *const *argv_override;
+  size_t argc_override;
 } ts_wagi_request;
 
 /* Environment and argv for one request. Reuse across requests (call reset);

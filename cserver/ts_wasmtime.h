@@ -213,6 +213,7 @@ TS_WT_API bool wasi_config_set_env(wasi_config_t *config, size_t envc, const cha
 TS_WT_API void wasi_config_set_stdin_bytes(wasi_config_t *config, wasm_byte_vec_t *binary);
 TS_WT_API void wasi_config_set_stdout_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
 TS_WT_API void wasi_config_set_stderr_custom(wasi_config_t *config, ts_wt_write_cb callback, void *data, ts_wt_finalizer finalizer);
+TS_WT_API bool wasi_config_preopen_dir(wasi_config_t *config, const char *host_path, const char *guest_path, bool fs_mutable);
 
 /* ---- WASI 0.2 components (ts_component.c) ----
  * The layouts are the pinned release's (its _bindings.py): a component func

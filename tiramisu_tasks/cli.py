@@ -98,6 +98,23 @@ def _as_usage_error(step):
         raise Exit(f"tiramisu: bad value for a core option: {exc}", code=2) from None
 
 
+# Tasks whose first positional argument may be left out (Invoke's parser has no
+# optional positional arguments): the empty string stands for "not given".
+OPTIONAL_POSITIONAL = {"history"}
+
+
+def fill_optional_positionals(tokens, task_names=OPTIONAL_POSITIONAL):
+    """``history --host H`` -> ``history '' --host H`` (pure); a task name given as
+    a flag's value (``--name history``) is left alone."""
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        if token in task_names and (i == 0 or not tokens[i - 1].startswith("-")):
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
+            if following is None or following.startswith("-"):
+                out.insert(i + 1 + (len(out) - len(tokens)), "")
+    return out
+
+
 class TiramisuProgram(Fab):
     """Fabric's program; usage errors exit 2 with one `tiramisu:` line (Invoke's exit 1)."""
 
@@ -108,6 +125,7 @@ class TiramisuProgram(Fab):
         return _as_usage_error(super().parse_collection)
 
     def parse_tasks(self):
+        self.core.unparsed = fill_optional_positionals(self.core.unparsed)
         return _as_usage_error(super().parse_tasks)
 
     def parse_cleanup(self):

@@ -187,19 +187,15 @@ def switch_release(layout, app, rid):
     )
 
 
-def prune_releases(layout, app, keep, protect):
-    """Delete all but the newest ``keep`` releases, never ``protect``."""
-    d = layout.app_releases(app)
-    return (
-        f"cd {q(d)} 2>/dev/null && ls -1 | grep -E '^[0-9TZ]+-[0-9a-f]+\\.wasm$' | sort -r | "
-        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.wasm')} | xargs -r rm -f --; true"
-    )
+def activate_release(layout, app, rid, keep=None):
+    """Switch + rescan in one round trip (inotify normally sees the rename first;
+    the SIGHUP only makes sure).
 
-
-def activate_release(layout, app, rid, keep):
-    """Switch + rescan + prune in one round trip (inotify normally sees the rename
-    first; the SIGHUP only makes sure)."""
-    return f"{switch_release(layout, app, rid)} && {hup_server(layout)} && {prune_releases(layout, app, keep, rid)}"
+    ``keep`` is not used here any more: pruning waits until the deploy has
+    succeeded and is planned by :func:`plans.plan_prune` (it never deletes the
+    live, the previous good or a pinned release; see :func:`delete_releases`).
+    """
+    return f"{switch_release(layout, app, rid)} && {hup_server(layout)}"
 
 
 def rollback_to(layout, app, rid):
@@ -213,7 +209,21 @@ def restore_release(layout, app, previous):
 
 
 def unpublish_app(layout, app):
-    return f"{remove_file(layout.app_module(app))}; {hup_server(layout)}"
+    """Stop serving ``app``: its module, and for manifest/module-map apps its map, their
+    modules (``<app>.<module>.wasm``: Tiramisu app names have no dot) and static files' include."""
+    m = layout.modules
+    conf = posixpath.join(layout.conf, "apps", f"{app}.conf")
+    from .services import nginx_reload_command
+
+    return (
+        f"{remove_file(layout.app_module(app))}; rm -f {q(m + '/' + app + '.map')} {q(m + '/' + app)}.*.wasm; "
+        f"if [ -f {q(conf)} ]; then rm -f {q(conf)} && {nginx_reload_command(layout)}; fi; {hup_server(layout)}"
+    )
+
+
+def purge_app_data(layout, app):
+    """Delete the app's data folders and its secrets file (``remove --purge-data``)."""
+    return join(["rm", "-rf", f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env"])
 
 
 def release_sha256(path):
@@ -235,6 +245,258 @@ def list_releases(layout, app):
 def check_module(layout):
     """The upload receiver's check: the box's own engine loads the staged module."""
     return f'{q(layout.server_bin)} --config {q(layout.server_conf)} --check-module "$T/0"'
+
+
+# ------------------------------------------- release markers / pruning ---
+
+
+def then_always(command, final):
+    """``command`` (in a subshell: even its ``exit`` cannot skip ``final``), then
+    ``final`` whatever happened; the exit status is ``command``'s."""
+    return f"( {command} ); rc=$?; {final}; exit $rc"
+
+
+def chain(*commands):
+    """Several commands as one round trip, each only after the previous succeeded (``a && b``)."""
+    return " && ".join(f"{{ {c}; }}" for c in commands if c)
+
+
+RELEASE_MARKS = ("failed", "keep")  # <id>.failed: a failed attempt; <id>.keep: pinned
+
+
+def mark_release(layout, app, rid, mark):
+    """Create the marker file ``<id>.<mark>`` beside the release (``mark``: failed or keep)."""
+    if mark not in RELEASE_MARKS:
+        raise ValueError(f"unknown release mark {mark!r}")
+    return f": > {q(posixpath.join(layout.app_releases(app), f'{rid}.{mark}'))}"
+
+
+def delete_releases(layout, app, rids):
+    """Delete releases (their .wasm and markers); ``rids`` comes from :func:`plans.plan_prune`."""
+    names = [f"{rid}.{ext}" for rid in rids for ext in ("wasm",) + RELEASE_MARKS]
+    if not names:
+        return "true"
+    return f"cd {q(layout.app_releases(app))} && {join(['rm', '-f', '--', *names])}"
+
+
+def parse_release_listing(text):
+    """``ls -1`` of an app's releases folder -> (ids newest first, failed ids, pinned ids)."""
+    names = set((text or "").split())
+    ids = sorted((n[:-5] for n in names if n.endswith(".wasm")), reverse=True)
+    failed = tuple(r for r in ids if f"{r}.failed" in names)
+    pinned = tuple(r for r in ids if f"{r}.keep" in names)
+    return tuple(ids), failed, pinned
+
+
+# ----------------------------------------------------------- box lock ---
+
+LOCK_ACQUIRED, LOCK_HELD, LOCK_FREE, LOCK_NO_ENV = "acquired", "held", "free", "no-env"
+
+
+def _lock_info_path(layout):
+    return posixpath.join(layout.lock_dir, "info")
+
+
+def _heartbeat_age(layout):
+    """sh: prints ``age=SECONDS`` since the lock's info file (or dir) was last touched, by the box's clock."""
+    info, lock = q(_lock_info_path(layout)), q(layout.lock_dir)
+    return (
+        f"m=$(stat -c %Y {info} 2>/dev/null || stat -c %Y {lock} 2>/dev/null || date +%s); "
+        f'echo "age=$(( $(date +%s) - m ))"'
+    )
+
+
+def lock_acquire(layout, info_lines, create_env=False):
+    """One attempt at the box's lock: ``mkdir`` is atomic on every POSIX file system.
+
+    Prints ``acquired`` (the info file written: temp + rename) or ``held``
+    followed by the holder's info lines and ``age=SECONDS`` (heartbeat age);
+    then ``client=ADDRESS`` (where the box sees us come from, $SSH_CLIENT).
+    Without ``create_env`` a missing env dir prints ``no-env`` (a lock
+    must not bring back an env that teardown removed). Fails only when the
+    state folder cannot be made.
+    """
+    info = q(_lock_info_path(layout))
+    lines = " ".join(q(line) for line in info_lines)
+    need = "" if create_env else f"if [ ! -d {q(layout.root)} ]; then echo {LOCK_NO_ENV}; exit 0; fi; "
+    return (
+        f"{need}mkdir -p -m 700 {q(layout.state)} && {{ "
+        f"if mkdir -m 700 {q(layout.lock_dir)} 2>/dev/null; then "
+        f"printf '%s\\n' {lines} > {info}.tmp && mv -f {info}.tmp {info} && echo {LOCK_ACQUIRED}; "
+        f"else echo {LOCK_HELD}; cat {info} 2>/dev/null; {_heartbeat_age(layout)}; fi; "
+        f'echo "client=${{SSH_CLIENT%% *}}"; }}'
+    )
+
+
+def lock_heartbeat(layout, token):
+    """Touch the info file while it is still ours; prints ``ok`` or ``lost`` (never fails)."""
+    info = q(_lock_info_path(layout))
+    return (
+        f"if grep -qxF {q('token=' + token)} {info} 2>/dev/null; then touch {info} && echo ok; else echo lost; fi; true"
+    )
+
+
+def lock_release(layout, token, tidy=False):
+    """Remove the lock if it is still ours (rename away, then delete); prints ``released`` or ``lost``.
+
+    ``tidy``: then remove the state folder and the env dir if they are empty
+    (a setup that created the env for its lock and failed leaves nothing).
+    """
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    gone = q(layout.lock_dir + ".released-" + token)
+    tidy_up = f"rmdir {q(layout.state)} {q(layout.root)} 2>/dev/null; " if tidy else ""
+    return (
+        f"if grep -qxF {q('token=' + token)} {info} 2>/dev/null && mv {lock} {gone}; "
+        f"then rm -rf {gone}; {tidy_up}echo released; else echo lost; fi; true"
+    )
+
+
+def lock_status(layout):
+    """Prints ``free``, or ``held`` + the holder's info lines + ``age=SECONDS``."""
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    return (
+        f"if [ -d {lock} ]; then echo {LOCK_HELD}; cat {info} 2>/dev/null; {_heartbeat_age(layout)}; "
+        f"else echo {LOCK_FREE}; fi"
+    )
+
+
+def lock_break(layout, token):
+    """Break the lock only if it is still the one inspected (``token``; '' = a lock with no info file).
+
+    Prints ``broken``, ``free`` (nobody holds it) or ``changed`` (another
+    holder now: nothing done).
+    """
+    lock, info = q(layout.lock_dir), q(_lock_info_path(layout))
+    gone = q(layout.lock_dir + ".broken")
+    same = f"grep -qxF {q('token=' + token)} {info} 2>/dev/null" if token else f"[ ! -f {info} ]"
+    return (
+        f"if [ ! -d {lock} ]; then echo {LOCK_FREE}; "
+        f"elif {same} && rm -rf {gone} && mv {lock} {gone}; then rm -rf {gone}; echo broken; "
+        f"else echo changed; fi"
+    )
+
+
+# ------------------------------------------------------------ history ---
+
+HISTORY_MAX_LINES = 10000
+
+
+def history_append(layout, line, max_lines=HISTORY_MAX_LINES):
+    """Append one JSON line to the box's history: the last ``max_lines`` lines are
+    rewritten to a temp file that is renamed over the old one (atomic)."""
+    hist = q(layout.history_file)
+    return (
+        f"mkdir -p -m 700 {q(layout.state)} && "
+        f"{{ tail -n {int(max_lines) - 1} {hist} 2>/dev/null; printf '%s\\n' {q(line)}; }} > {hist}.tmp && "
+        f"chmod 600 {hist}.tmp && mv -f {hist}.tmp {hist}"
+    )
+
+
+# ------------------------------------------------ app manifests and maps ---
+# (tiramisu_tasks/appdeploy.py: releases/<app>/<id>.d bundles, data/<app>/, secrets/<app>.env)
+
+MAP_DUMP_MARK = "==tiramisu-map=="
+SECRETS_MARK = "==tiramisu-secrets=="
+
+
+def dump_app_maps(layout):
+    """Prints ``==tiramisu-map== APP`` then the map, for every wasm_modules/*.map."""
+    return (
+        f'cd {q(layout.modules)} 2>/dev/null && for f in *.map; do [ -f "$f" ] || continue; '
+        f'echo "{MAP_DUMP_MARK} ${{f%.map}}"; cat "$f"; echo; done; true'
+    )
+
+
+def prepare_app_dirs(layout, app):
+    """The app's release folder, the data and secrets folders (0700)."""
+    root = layout.root
+    return join(
+        ["mkdir", "-p", "-m", "700", layout.app_releases(app), f"{root}/data", f"{root}/data/{app}", f"{root}/secrets"]
+    )
+
+
+def unpack_app_release(release_dir, data_dir, seeds, secrets_file=None):
+    """Unpack ``<release_dir>.tar`` into ``release_dir`` (kept if it exists: releases are immutable),
+    create each missing data folder ``data_dir/<seed>`` from the release's ``seed/<seed>`` (or
+    empty) and never touch an existing one, then put the uploaded secrets file in place."""
+    d, t, tar = q(release_dir), q(release_dir + ".tmp"), q(release_dir + ".tar")
+    parts = [
+        f"rm -rf {t} && mkdir -m 700 {t} && tar -xf {tar} -C {t} && rm -f {tar}",
+        f"if [ -e {d} ]; then rm -rf {t}; else mv {t} {d}; fi",
+    ]
+    for name in seeds:
+        dst, src = q(f"{data_dir}/{name}"), q(f"{release_dir}/seed/{name}")
+        tmp = q(f"{data_dir}/.{name}.seeding")
+        parts.append(
+            f"if [ ! -e {dst} ]; then rm -rf {tmp}; if [ -d {src} ]; then cp -R {src} {tmp}; "
+            f"else mkdir -m 700 {tmp}; fi && mv {tmp} {dst}; fi"
+        )
+    if secrets_file:
+        parts.append(
+            f"if [ -f {q(secrets_file + '.new')} ]; then mv -f {q(secrets_file + '.new')} {q(secrets_file)}; fi"
+        )
+    return " && ".join(parts)
+
+
+def install_beside(src, dst):
+    """Put ``src`` at ``dst`` atomically: hard link (or copy) beside it, then rename."""
+    tmp = posixpath.join(posixpath.dirname(dst), f".{posixpath.basename(dst)}.tiramisu-new")
+    return f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && mv -f {q(tmp)} {q(dst)}"
+
+
+def app_env_sources(layout, app):
+    """The app's live map, a mark, then only the NAMES of its secrets (values never leave the box)."""
+    secrets = q(layout.root + "/secrets/" + app + ".env")
+    return (
+        f"cat {q(layout.modules + '/' + app + '.map')} 2>/dev/null; echo {SECRETS_MARK}; "
+        f"sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p' {secrets} 2>/dev/null; true"
+    )
+
+
+def apply_app_nginx_conf(layout, app, src):
+    """Put the app's static-files include live (``conf/apps/<app>.conf``; ``src`` None removes it),
+    check nginx's whole config, reload; on a failed check the previous file comes back."""
+    from .services import nginx_reload_command, nginx_test_command
+
+    d = posixpath.join(layout.conf, "apps")
+    dst, old = posixpath.join(d, f"{app}.conf"), posixpath.join(d, f".{app}.conf.previous")
+    put = install_beside(src, dst) if src else remove_file(dst)
+    restore = f"if [ -f {q(old)} ]; then mv -f {q(old)} {q(dst)}; else rm -f {q(dst)}; fi"
+    return (
+        f"mkdir -p -m 700 {q(d)} && rm -f {q(old)} && {{ [ ! -f {q(dst)} ] || cp -p {q(dst)} {q(old)}; }} && {put} && "
+        f"{{ {nginx_test_command(layout)} 2>&1 || {{ {restore}; exit 1; }}; }} && {nginx_reload_command(layout)}"
+    )
+
+
+def set_current_release(layout, app, rid):
+    """releases/<app>/CURRENT = rid (atomically)."""
+    cur = _current_file(layout, app)
+    return f"printf '%s\\n' {q(rid)} > {q(cur)}.new && mv -f {q(cur)}.new {q(cur)}"
+
+
+def list_app_bundles(layout, app):
+    """The app's release bundles (``<id>.d``), one per line."""
+    return f"cd {q(layout.app_releases(app))} 2>/dev/null && ls -1d *.d 2>/dev/null; true"
+
+
+def switch_bundle_modules(layout, release_dir):
+    """Put every module of a bundle live (each renamed into wasm_modules/); prints ``SHA  NAME.wasm`` lines."""
+    d = q(release_dir + "/modules")
+    m = q(layout.modules)
+    return (
+        f'cd {d} && for f in *.wasm; do {{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
+        f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
+        "sha256sum *.wasm"
+    )
+
+
+def prune_app_bundles(layout, app, keep, protect):
+    """Delete all but the newest ``keep`` bundles (``<id>.d``), never ``protect``."""
+    d = layout.app_releases(app)
+    return (
+        f"cd {q(d)} 2>/dev/null && ls -1d *.d 2>/dev/null | grep -E '^[0-9TZ]+-[0-9a-f]+\\.d$' | sort -r | "
+        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.d')} | xargs -r rm -rf --; true"
+    )
 
 
 # ------------------------------------------------------- health gate ---

@@ -13,7 +13,9 @@ the old one. If the server reports an error for the new sha256, the previous
 release is renamed back so the file on disk matches what is serving.
 
 Like :mod:`lifecycle`, each procedure takes a :class:`box.Box`, observes,
-plans with a pure function of :mod:`plans`, and applies the plan.
+plans with a pure function of :mod:`plans`, and applies the plan. The tasks
+run them under the box's lock with a history record (``locked_*`` and
+``*_held`` at the end of this module; see :mod:`boxlock`, :mod:`history`).
 """
 
 import os
@@ -23,7 +25,7 @@ import time
 from . import commands as cmd
 from . import healthgate as hg
 from .errors import DiskFullError, RemoteError, TiramisuError, UsageError
-from .plans import plan_deploy, plan_remove, plan_rollback
+from .plans import plan_deploy, plan_prune, plan_remove, plan_rollback
 from .polling import poll_until
 from .routes import routes_for
 from .transfer import Upload
@@ -103,9 +105,9 @@ def current_releases(box):
     return dict(line.split(None, 1) for line in out.splitlines() if len(line.split()) == 2)
 
 
-def list_releases(box, app):
-    out = box.run(cmd.list_releases(box.layout, app)).stdout.split()
-    return sorted((n[:-5] for n in out if n.endswith(".wasm")), reverse=True)
+def release_listing(box, app):
+    """(ids newest first, failed ids, pinned ids) of ``app``'s releases, in one round trip."""
+    return cmd.parse_release_listing(box.run(cmd.list_releases(box.layout, app)).stdout)
 
 
 # --------------------------------------------------------------- act ---
@@ -409,7 +411,14 @@ def rollback(box, app, to=None, dry=False):
     UsageError when there is no such release; RemoteError when the server does not activate it.
     """
     require_served(box)
-    plan = plan_rollback(box.name, app, list_releases(box, app), current_release(box, app), to)
+    ids, failed, _ = release_listing(box, app)
+    if not ids:  # an app deployed from tiramisu.toml / modules.toml keeps bundles (appdeploy.py)
+        from .appdeploy import app_bundles, rollback_app
+
+        bundles = app_bundles(box, app)
+        if bundles:
+            return rollback_app(box, app, bundles, to, dry)
+    plan = plan_rollback(box.name, app, list(ids), current_release(box, app), to, failed)
     box.show_plan(plan.text(), dry)
     if dry:
         return {
@@ -447,3 +456,176 @@ def remove(box, app, dry=False, timeout=30):
     )
     box.run(cmd.remove_tree(plan.releases_dir))
     return {"host": box.name, "app": app, "removed": True}
+
+
+# ------------------------------------------- under the box's lock (issue 13) ---
+#
+# The task layer calls these: each takes the box's lock (boxlock), runs the
+# procedure above, and appends one history record whatever the outcome. A
+# deploy attempt that fails marks the release it uploaded ``<id>.failed``
+# (rollback skips it, pruning deletes it first); a deploy that succeeds
+# prunes by :func:`plans.plan_prune` and pins with ``pin`` (``--keep-release``).
+
+
+def _history_record(lock, action, app, result, started, **fields):
+    from . import history
+    from .boxlock import local_identity
+
+    user, host, _ = local_identity()
+    return history.make_record(action, app, result, time.monotonic() - started, f"{user}@{host}", lock.client, **fields)
+
+
+def _record(box, lock, action, app, result, started, **fields):
+    from . import history
+
+    history.append(box, _history_record(lock, action, app, result, started, **fields))
+
+
+def _record_failure(box, lock, action, app, started, exc, **fields):
+    """History for a failed change; never hides the change's own error."""
+    try:
+        _record(box, lock, action, app, "failed", started, error=getattr(exc, "message", None) or exc, **fields)
+    except Exception as again:  # noqa: BLE001 - the box may be gone (the error being reported)
+        box.note(f"{box.name}: could not record the failure in the box's history: {again}")
+
+
+def attempted_releases(ids, sha256, since):
+    """The release ids this attempt may have uploaded (pure): ``deploy`` names a
+    release ``<UTC time>-<sha256[:10]>`` (:func:`plans.release_id`) by this
+    machine's clock, so: that suffix, stamped at or after ``since`` (epoch seconds)."""
+    from .plans import release_id
+
+    floor = release_id(sha256, since)
+    return [r for r in ids if r.endswith("-" + sha256[:10]) and r >= floor]
+
+
+def deploy_held(box, lock, built, app, route, keep=None, aot=False, pin=False, **kw):
+    """:func:`deploy` while ``lock`` (boxlock.Held) is held; records history, marks, prunes, pins.
+
+    Same return value and errors as :func:`deploy` (the summary gains
+    ``pruned`` and ``pinned``). Round trips beyond the deploy's own: one
+    listing, then marks, pruning, the history record and the lock's release
+    in one command (after a success; a failure releases it separately).
+    """
+    from . import history
+
+    started, since = time.monotonic(), time.time() - 1
+    try:
+        summary = deploy(box, built, app, route, keep=keep, aot=aot, **kw)
+    except Exception as exc:
+        try:
+            new = attempted_releases(release_listing(box, app)[0], built.sha256, since)
+            for rid in new:
+                box.run(cmd.mark_release(box.layout, app, rid, "failed"), warn=True)
+        except Exception:  # noqa: BLE001 - reported below with the original error
+            new = []
+        _record_failure(box, lock, "deploy", app, started, exc, release=new[-1] if new else None, sha256=built.sha256)
+        raise
+    ids, failed, pinned = release_listing(box, app)
+    rid = summary.get("release")
+    steps = []
+    if pin and rid:
+        steps.append(cmd.mark_release(box.layout, app, rid, "keep"))
+        pinned = tuple(sorted(set(pinned) | {rid}))
+    summary["pinned"] = bool(pin and rid)
+    summary["pruned"] = []
+    if summary["changed"]:
+        plan = plan_prune(
+            app,
+            ids,
+            rid,
+            int(keep or box.settings.get("keep_releases") or 5),
+            previous=summary.get("previous"),
+            pinned=pinned,
+            failed=failed,
+        )
+        if plan.delete:
+            box.note(plan.text())
+            steps.append(cmd.delete_releases(box.layout, app, plan.delete))
+            summary["pruned"] = list(plan.delete)
+    result = "ok" if summary["changed"] else "unchanged"
+    record = _history_record(
+        lock, "deploy", app, result, started, release=rid, sha256=built.sha256, previous=summary.get("previous")
+    )
+    lock.run_and_release(cmd.chain(*steps, history.append_command(box.layout, record)))
+    return summary
+
+
+def locked_deploy(box, built, app, route, dry=False, keep=None, aot=False, pin=False, wait=None, **kw):
+    """:func:`deploy_held` under the box's lock (``wait``: seconds, default the lock_wait setting).
+
+    ``dry`` only observes: no lock, no history. Raises boxlock.LockBusy when
+    another change holds the lock longer than ``wait``.
+    """
+    from . import boxlock
+
+    if dry:
+        return deploy(box, built, app, route, dry=True, keep=keep, aot=aot, **kw)
+    with boxlock.held(box, "deploy", app, built.sha256, wait) as lock:
+        return deploy_held(box, lock, built, app, route, keep=keep, aot=aot, pin=pin, **kw)
+
+
+def rollback_held(box, lock, app, to=None, action="rollback"):
+    """:func:`rollback` while ``lock`` is held, with its history record."""
+    started = time.monotonic()
+    try:
+        result = rollback(box, app, to)
+    except Exception as exc:
+        _record_failure(box, lock, action, app, started, exc, release=to)
+        raise
+    _record(
+        box, lock, action, app, "ok", started, release=result["to"], sha256=result["sha256"], previous=result["from"]
+    )
+    return result
+
+
+def locked_rollback(box, app, to=None, dry=False, wait=None):
+    """:func:`rollback` under the box's lock, recorded in its history (``dry``: no lock)."""
+    from . import boxlock
+
+    if dry:
+        return rollback(box, app, to, dry=True)
+    with boxlock.held(box, "rollback", app, to, wait) as lock:
+        return rollback_held(box, lock, app, to)
+
+
+def locked_remove(box, app, dry=False, wait=None, purge_data=False):
+    """:func:`remove` under the box's lock, recorded in its history (``dry``: no lock);
+    ``purge_data`` also deletes the app's data folders and secrets (appdeploy)."""
+    from . import boxlock
+
+    if dry:
+        return remove(box, app, dry=True)
+    with boxlock.held(box, "remove", app, None, wait) as lock:
+        started = time.monotonic()
+        previous = current_release(box, app)
+        try:
+            result = remove(box, app)
+            if purge_data:
+                box.run(cmd.purge_app_data(box.layout, app))
+        except Exception as exc:
+            _record_failure(box, lock, "remove", app, started, exc, previous=previous)
+            raise
+        _record(box, lock, "remove", app, "ok", started, previous=previous)
+        return result
+
+
+def restore_held(box, lock, app, previous):
+    """Undo this rollout's deploy of ``app``: back to ``previous``, or no module at all
+    when there was none (the app was new here); recorded as ``restore``."""
+    if previous:
+        return rollback_held(box, lock, app, previous, action="restore")
+    started = time.monotonic()
+    try:
+        box.run(cmd.unpublish_app(box.layout, app))
+        poll_until(
+            lambda: None if app in server_apps(box) else True,
+            30,
+            interval=0.05,
+            on_timeout=lambda: RemoteError(f"the server still lists {app} after 30s"),
+        )
+    except Exception as exc:
+        _record_failure(box, lock, "restore", app, started, exc)
+        raise
+    _record(box, lock, "restore", app, "ok", started)
+    return {"host": box.name, "app": app, "from": None, "to": None, "sha256": None}

@@ -88,6 +88,19 @@ class RemoteLayout:
         return self._p("VERSION")
 
     @property
+    def state(self):
+        """Box state kept by the local side: the lock and the history (see boxlock, history)."""
+        return self._p("state")
+
+    @property
+    def lock_dir(self):
+        return self._p("state", "lock")
+
+    @property
+    def history_file(self):
+        return self._p("state", "history.jsonl")
+
+    @property
     def tls_dir(self):
         """Certificates and keys nginx serves (0700, files 0600; tiramisu_tasks/tls.py)."""
         return self._p("tls")

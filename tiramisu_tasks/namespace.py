@@ -9,7 +9,9 @@ from invoke import Collection
 from .config import DEFAULTS
 from .tasks import apps_build, demo, deploy, host, lifecycle, sandbox, server
 from .tasks import artifacts as artifacts_tasks
+from .tasks import history as history_tasks
 from .tasks import init as init_tasks
+from .tasks import lock as lock_tasks
 from .tasks import nginx as nginx_tasks
 from .tasks import tls as tls_tasks
 from .tasks import toolchain as toolchain_tasks
@@ -23,6 +25,7 @@ ns.add_task(deploy.apps)
 ns.add_task(deploy.rollback)
 ns.add_task(deploy.remove)
 ns.add_task(deploy.logs)
+ns.add_task(deploy.env)
 ns.add_collection(host.ns)
 ns.add_collection(lifecycle.webserv)
 ns.add_collection(sandbox.ns)
@@ -33,6 +36,8 @@ ns.add_collection(artifacts_tasks.ns)
 ns.add_collection(tls_tasks.ns)
 ns.add_task(apps_build.build)
 ns.add_task(apps_build.build_languages)
+ns.add_collection(lock_tasks.ns)
+ns.add_task(history_tasks.history)
 ns.add_task(init_tasks.init)
 
 # Built-in defaults; invoke/fabric config files, tiramisu.yaml and runtime

@@ -128,6 +128,7 @@ OPTION_TYPES = {
     "keep": RELEASES,
     "lines": LINES,
     "timeout": SECONDS,
+    "lock_wait": SECONDS,
 }
 
 
@@ -266,6 +267,12 @@ SETTINGS = (
         nginx="upstream keepalive",
     ),
     Setting("connect_timeout", IntOption(1, 3600, unit="seconds"), 10, "SSH connect timeout"),
+    Setting(
+        "lock_wait",
+        SECONDS,
+        10,
+        "seconds a change waits for the box's lock before giving up (--lock-wait)",
+    ),
     Setting("accept_new_host_keys", BoolOption(), False, "trust unknown host keys on first contact", scope="global"),
     Setting(
         "docker_base_image",

@@ -338,17 +338,19 @@ class RollbackPlan:
         return _plain(self)
 
 
-def plan_rollback(host, app, releases, current, to=None):
-    """Which release to go back to: ``to``, or the newest older than ``current``; UsageError if none."""
+def plan_rollback(host, app, releases, current, to=None, failed=()):
+    """Which release to go back to: ``to``, or the newest older than ``current``
+    that is not marked failed (``failed``: ids); UsageError if none."""
     if not releases:
         raise UsageError(f"no releases of {app!r} on {host}")
     if to:
         if to not in releases:
             raise UsageError(f"release {to!r} of {app} not found on {host} (have: {', '.join(releases)})")
         return RollbackPlan(host, app, current, to)
-    older = [r for r in releases if current is None or r < current]
+    older = [r for r in releases if (current is None or r < current) and r not in failed]
     if not older:
-        raise UsageError(f"{app} on {host} has no release older than {current}")
+        why = " that is not marked failed" if any(r in failed for r in releases) else ""
+        raise UsageError(f"{app} on {host} has no release older than {current}{why}")
     return RollbackPlan(host, app, current, older[0])
 
 
@@ -408,3 +410,56 @@ def plan_teardown(host, report, env_dir):
     if env_dir in ("/", report.get("home")) or posixpath.dirname(env_dir) == env_dir:
         raise UsageError(f"refusing to delete {env_dir}")
     return TeardownPlan(host, env_dir, True, tuple(reversed(SERVICES)), bool(report.get("crontab")))
+
+
+# ------------------------------------------------------------ pruning ---
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Which releases of one app to delete after a successful deploy (``keep N``).
+
+    ``protected``: never deleted whatever ``keep`` says — the live release,
+    the previous good one, and pinned ones. ``delete``: in deletion order,
+    failed releases first, then the oldest good ones.
+    """
+
+    app: str
+    keep: int
+    live: Optional[str]
+    previous_good: Optional[str]
+    protected: Tuple[str, ...]
+    delete: Tuple[str, ...]
+
+    def text(self):
+        if not self.delete:
+            return f"prune {self.app}: nothing to delete (keep {self.keep})"
+        kept = ", ".join(self.protected)
+        return f"prune {self.app}: delete {', '.join(self.delete)} (keep {self.keep}; protected {kept})"
+
+    def as_dict(self):
+        return _plain(self)
+
+
+def previous_good_release(releases, live, previous=None, failed=()):
+    """The release to fall back to: ``previous`` (what was live before) when it
+    is kept and not failed, else the newest non-failed release older than ``live``."""
+    if previous and previous in releases and previous != live and previous not in failed:
+        return previous
+    older = sorted((r for r in releases if r != live and r not in failed and (live is None or r < live)), reverse=True)
+    return older[0] if older else None
+
+
+def plan_prune(app, releases, live, keep, previous=None, pinned=(), failed=()):
+    """The :class:`PrunePlan` for ``releases`` (ids; sortable by time) so that at
+    most ``keep`` remain, counting protected ones; it may keep more when more
+    are protected. Failed ones go first, then the oldest good ones (pure).
+    """
+    keep = max(1, int(keep))
+    releases = sorted(set(releases))
+    good = previous_good_release(releases, live, previous, failed)
+    protected = tuple(sorted({r for r in (live, good, *pinned) if r and r in releases}))
+    candidates = [r for r in releases if r not in protected]
+    order = [r for r in candidates if r in failed] + [r for r in candidates if r not in failed]
+    excess = max(0, len(releases) - keep)
+    return PrunePlan(app, keep, live, good, protected, tuple(order[:excess]))

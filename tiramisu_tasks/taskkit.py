@@ -156,6 +156,8 @@ READ_ONLY_TASKS = frozenset(
         "tiramisu_tasks.tasks.sandbox.status",
         "tiramisu_tasks.tasks.toolchain.doctor",
         "tiramisu_tasks.tasks.apps_build.build_languages",
+        "tiramisu_tasks.tasks.lock.status",
+        "tiramisu_tasks.tasks.history.history",
         "tiramisu_tasks.tasks.tls.status",
     }
 )
@@ -190,23 +192,6 @@ def apply_core_dry_run(task_name, qualname, arguments, has_dry):
         raise UsageError(
             f"{task_name} has no dry run (--dry/-R): it would change things, so nothing was done; run it without --dry"
         )
-
-
-class TiramisuTask(fabric.Task):
-    """Invoke's task with one fix to automatic short flags: Invoke takes the
-    first character of the long name not yet taken, which can be the ``-`` of
-    ``health-timeout`` (shown as ``--``, unusable); we take a letter or digit."""
-
-    def arg_opts(self, name, default, taken_names):
-        opts = super().arg_opts(name, default, taken_names)
-        names = opts["names"]
-        if len(names) > 1 and not names[1].isalnum():
-            names.pop()
-            for char in names[0]:
-                if char.isalnum() and char not in taken_names:
-                    names.append(char)
-                    break
-        return opts
 
 
 def task(*args, types=None, **kwargs):
@@ -290,7 +275,21 @@ def task(*args, types=None, **kwargs):
 
 class TiramisuTask(fabric.Task):
     """A Fabric task whose ``--host`` also answers to ``-H``, so ``inv TASK -H a,b``,
-    ``fab TASK -H a,b`` and ``fab -H a,b TASK`` all mean ``--host a,b``."""
+    ``fab TASK -H a,b`` and ``fab -H a,b TASK`` all mean ``--host a,b``; and
+    whose automatic short flags are letters or digits (Invoke takes the first
+    character of the long name not yet taken, which can be the ``-`` of
+    ``health-timeout``, shown as ``--`` and unusable)."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        names = opts["names"]
+        if len(names) > 1 and not names[1].isalnum():
+            names.pop()
+            for char in names[0]:
+                if char.isalnum() and char not in taken_names:
+                    names.append(char)
+                    break
+        return opts
 
     def get_arguments(self, *args, **kwargs):
         arguments = super().get_arguments(*args, **kwargs)

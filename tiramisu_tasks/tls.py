@@ -454,6 +454,26 @@ def after_setup(box, tls_plan, started, staging=False):
     return issue(box, staging=staging, force=True)
 
 
+def renew_if_due(box, now=None):
+    """deploy's renewal: with tls=acme and a kept certificate that has fewer
+    than ``RENEW_DAYS`` days left, renew and serve it (:func:`issue`).
+
+    Returns None when there is nothing to do (another mode, not due, or no
+    certificate yet: the first one is setup's or tls.issue's job, since only
+    they make nginx serve the challenge folder), else the :func:`issue` result.
+    Raises what :func:`issue` raises (the old certificate keeps serving).
+    """
+    from .render import typed_settings
+
+    if (typed_settings(box.settings).get("tls") or "off") != "acme":
+        return None
+    current = plan(box, now)
+    if current.placeholder or not current.acme_due:
+        return None
+    box.note(f"{box.name}: certificate renewal due ({current.info['days_left']} days left): renewing")
+    return issue(box, force=False, now=now)
+
+
 # ------------------------------------------------------------- status ---
 
 

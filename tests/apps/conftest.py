@@ -30,4 +30,6 @@ def apps_cache(tmp_path_factory):
 
 
 def example_dirs():
-    return sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
+    # apps described by tiramisu.toml / modules.toml have their own tests (tests/apps/test_app_examples.py)
+    apps = ("tiramisu.toml", "modules.toml")
+    return sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and not any((p / f).exists() for f in apps))

@@ -27,6 +27,27 @@ NUMERIC = [  # (task, option, other arguments, what it accepts, out-of-range val
     ("logs", "--lines", ["hello-c", "--host", "box"], "an integer 0-1000000", ["1000001"]),
     ("host.add", "--port", ["newbox", "--hostname", "127.0.0.1"], "an integer 1-65535", ["0", "65536"]),
     ("sandbox.up", "--port", [], "an integer 1-65535", ["0", "99999"]),
+    # the box's lock, rolling deploys and history (issue 13)
+    *[
+        (task, "--lock-wait", base, "an integer 0-86400 (seconds)", ["86401"])
+        for task, base in [
+            ("setup", ["--host", "box"]),
+            ("webserv.install", ["--host", "box"]),
+            ("teardown", ["--host", "box", "--yes"]),
+            ("webserv.start", ["--host", "box"]),
+            ("webserv.stop", ["--host", "box"]),
+            ("webserv.restart", ["--host", "box"]),
+            ("webserv.reload", ["--host", "box"]),
+            ("webserv.enable-boot", ["--host", "box"]),
+            ("webserv.disable-boot", ["--host", "box"]),
+            ("deploy", ["wasm_examples/hello-c", "--host", "box"]),
+            ("rollback", ["hello-c", "--host", "box"]),
+            ("remove", ["hello-c", "--host", "box", "--yes"]),
+        ]
+    ],
+    ("deploy", "--pause", ["wasm_examples/hello-c", "--host", "box"], "an integer 0-86400 (seconds)", ["86401"]),
+    ("deploy", "--max-failed", ["wasm_examples/hello-c", "--host", "box"], "an integer 0-100000", ["100001"]),
+    ("history", "--lines", ["hello-c", "--host", "box"], "an integer 0-1000000", ["1000001"]),
 ]
 # Never a number, whatever the range (the full table of values is in tests/unit/test_cli_pure.py;
 # here every option meets one of these and its own out-of-range values through each front end).

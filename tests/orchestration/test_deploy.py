@@ -45,7 +45,8 @@ def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
     (batch,) = fake.uploads
     assert batch["files"][0]["remote"] == f"{ROOT}/releases/hello/{summary['release']}.wasm"
     assert "--check-module" in batch["check"]
-    assert fake.ran(r"kill -HUP") and fake.ran(r"tail -n \+6")  # rescan, keep 5
+    assert fake.ran(r"kill -HUP")  # rescan
+    assert not fake.ran(r"rm -f --")  # pruning waits for success: deploy.deploy_held plans it
     assert box.rep.notes[-2].startswith("plan for fake: upload release hello/")
     assert box.rep.notes[-1].startswith("health gate for hello ")
 

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -199,17 +200,22 @@ def test_release_ids_sort_by_time():
     assert a < b and a.endswith("-aaaaaaaaaa")
 
 
-def test_prune_keeps_newest_and_protected(tmp_path):
-    layout = RemoteLayout(str(tmp_path))
-    d = tmp_path / "releases" / "app"
+def test_pruning_deletes_what_the_plan_says_and_the_listing_sees_marks(tmp_path):
+    layout = RemoteLayout(str(tmp_path / "env with space"))
+    d = Path(layout.app_releases("app"))
     d.mkdir(parents=True)
-    ids = [plans.release_id(f"{i:064x}", now=1_000_000 + i) for i in range(7)]
+    ids = [plans.release_id(f"{i:064x}", now=1_000_000 + i) for i in range(4)]
     for rid in ids:
         (d / f"{rid}.wasm").write_bytes(b"x")
-    (d / "CURRENT").write_text(ids[0])
-    subprocess.run(["sh", "-c", commands.prune_releases(layout, "app", 3, protect=ids[0])], check=True)
+    (d / "CURRENT").write_text(ids[3])
+    subprocess.run(["sh", "-c", commands.mark_release(layout, "app", ids[1], "failed")], check=True)
+    subprocess.run(["sh", "-c", commands.mark_release(layout, "app", ids[0], "keep")], check=True)
+    listing = subprocess.run(["sh", "-c", commands.list_releases(layout, "app")], capture_output=True, text=True)
+    assert commands.parse_release_listing(listing.stdout) == (tuple(reversed(ids)), (ids[1],), (ids[0],))
+    subprocess.run(["sh", "-c", commands.delete_releases(layout, "app", [ids[1]])], check=True)
     left = sorted(p.name for p in d.iterdir())
-    assert left == sorted(["CURRENT"] + [f"{r}.wasm" for r in (ids[0], ids[4], ids[5], ids[6])])
+    assert left == sorted(["CURRENT", f"{ids[0]}.keep"] + [f"{r}.wasm" for r in (ids[0], ids[2], ids[3])])
+    assert commands.delete_releases(layout, "app", []) == "true"
 
 
 def test_switch_command_runs_and_records_current(tmp_path):

