@@ -36,6 +36,15 @@ import benchkit as bk  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
+def host_summaries(stdout):
+    """Per-host setup summaries from ``--json`` output: the CLI contract's document
+    (``{"schema": ..., "hosts": [...]}``), or what older revisions printed (one dict, or a list)."""
+    doc = json.loads(stdout)
+    if isinstance(doc, dict) and "hosts" in doc:
+        return doc["hosts"]
+    return doc if isinstance(doc, list) else [doc]
+
+
 def setup(cli, env, name):
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -44,7 +53,7 @@ def setup(cli, env, name):
     took = time.monotonic() - t0
     if proc.returncode != 0:
         raise SystemExit(f"bench: setup of {name} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
-    s = json.loads(proc.stdout)
+    (s,) = host_summaries(proc.stdout)
     sent = s.get("sent_bytes", s.get("uploaded_bytes"))
     return {"s": round(took, 2), "sent_bytes": sent, "files_bytes": s.get("uploaded_bytes"), "health": s["health"]}
 
@@ -107,7 +116,7 @@ def main(argv=None):
             took = time.monotonic() - t0
             if proc.returncode != 0:
                 raise SystemExit(f"bench: fleet setup failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
-            per_host = json.loads(proc.stdout)
+            per_host = host_summaries(proc.stdout)
             result["fleet"] = {
                 "hosts": args.fleet,
                 "s": round(took, 2),

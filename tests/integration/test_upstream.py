@@ -1,11 +1,9 @@
 """nginx → server over a UNIX socket (setting ``upstream = unix``) on real hosts,
 and what setup sends over the wire (compressed, nothing a host already has)."""
 
-import json
-
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, host_result
 from tests.integration.test_deploy import wat_app
 from tests.integration.test_lifecycle import get
 
@@ -15,7 +13,7 @@ pytestmark = pytest.mark.slow
 def _setup(*extra):
     proc = cli("tiramisu", "setup", "--host", "box", "--json", *extra)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return host_result(proc)
 
 
 @pytest.mark.parametrize("which", ["x86_host", "aarch64_host"])
