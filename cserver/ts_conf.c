@@ -21,6 +21,8 @@ typedef struct {
 
 static const setting SETTINGS[] = {
     {"listen", T_LISTEN, "127.0.0.1:9000", "HOST:PORT to serve HTTP and the admin endpoints on"},
+    {"listen-unix", T_PATH, "",
+     "also serve on this UNIX socket path (mode 0600, for a local proxy; '' = none); the same requests as listen"},
     {"modules", T_PATH, "wasm_modules", "directory of <app>.wasm modules (watched)"},
     {"routes", T_PATH, "", "optional routes file: lines 'PREFIX APP' (longest prefix wins)"},
     {"cache", T_PATH, "cache", "directory for compiled modules ('' disables)"},
@@ -142,6 +144,8 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
     memcpy(cfg->listen_host, value, (size_t)(colon - value));
     cfg->listen_host[colon - value] = 0;
     cfg->listen_port = (int)port;
+  } else if (IS("listen-unix")) {
+    resolve_path(cfg->listen_unix, value, base);
   } else if (IS("modules")) resolve_path(cfg->modules, value, base);
   else if (IS("routes")) resolve_path(cfg->routes, value, base);
   else if (IS("cache")) resolve_path(cfg->cache, value, base);

@@ -17,6 +17,7 @@
 typedef struct {
   char listen_host[256];
   int listen_port;
+  char listen_unix[TS_PATH_MAX]; /* "" = no UNIX-domain listener */
   char modules[TS_PATH_MAX];
   char routes[TS_PATH_MAX];   /* "" = none */
   char cache[TS_PATH_MAX];    /* "" = no compiled-module cache */

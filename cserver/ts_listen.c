@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int ts_listen_open(const ts_config *cfg, char *err, size_t errlen) {
@@ -47,6 +49,40 @@ int ts_listen_open(const ts_config *cfg, char *err, size_t errlen) {
   }
   freeaddrinfo(res);
   return fd;
+}
+
+int ts_listen_open_unix(const ts_config *cfg, unsigned long *ino, char *err, size_t errlen) {
+  struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+  const char *path = cfg->listen_unix;
+  int n = snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%d", path, (int)getpid());
+  if (n < 0 || (size_t)n >= sizeof tmp.sun_path) {
+    snprintf(err, errlen, "listen-unix path too long (%zu bytes; at most %zu): %s", strlen(path),
+             sizeof tmp.sun_path - 9, path);
+    return -1;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return -1;
+  }
+  unlink(tmp.sun_path);     /* left by a killed server with the same pid */
+  mode_t old = umask(0177); /* srw------- */
+  int bad = bind(fd, (struct sockaddr *)&tmp, sizeof tmp) != 0;
+  umask(old);
+  struct stat st;
+  if (bad || listen(fd, 1024) != 0 || rename(tmp.sun_path, path) != 0 || stat(path, &st) != 0) {
+    snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+    unlink(tmp.sun_path);
+    close(fd);
+    return -1;
+  }
+  *ino = (unsigned long)st.st_ino;
+  return fd;
+}
+
+void ts_listen_unlink_unix(const char *path, unsigned long ino) {
+  struct stat st;
+  if (path[0] && stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (unsigned long)st.st_ino == ino) unlink(path);
 }
 
 /* max-connections = auto: raise the soft open-file limit to the hard one

@@ -189,6 +189,7 @@ int main(int argc, char **argv) {
   if (ts_registry_start()) return die("cannot start the module watcher");
   if (ts_server_start(&g_cfg, &g_engine)) return die("cannot start worker or guest threads");
   ts_log_info("listening on http://%s:%d", g_cfg.listen_host, g_cfg.listen_port);
+  if (g_cfg.listen_unix[0]) ts_log_info("listening on unix:%s", g_cfg.listen_unix);
 
   for (;;) {
     struct signalfd_siginfo si;

@@ -51,7 +51,7 @@ struct ts_job;
 typedef struct worker {
   int id;
   ts_loop loop;
-  ts_loop_watch listen_watch, drain_watch, done_watch;
+  ts_loop_watch listen_watch, unix_watch, drain_watch, done_watch;
   int evfd;                        /* eventfd: drain */
   int donefd;                      /* eventfd: guest threads posted finished jobs */
   int t_sweep, t_access, t_accept; /* timers: idle sweep, access-log flush, accept resume */
@@ -77,6 +77,8 @@ typedef struct worker {
 static const ts_config *g_cfg;
 static ts_engine *g_engine;
 static int g_listen_fd = -1;
+static int g_unix_fd = -1;       /* listen-unix, or -1 */
+static unsigned long g_unix_ino; /* its socket file, removed at exit if still ours */
 static worker *g_workers;
 static int g_nworkers;
 static ts_http_limits g_limits;
@@ -117,7 +119,16 @@ static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 int ts_server_listen(const ts_config *cfg, char *err, size_t errlen) {
   g_listen_fd = ts_listen_open(cfg, err, errlen);
-  return g_listen_fd < 0 ? -1 : 0;
+  if (g_listen_fd < 0) return -1;
+  if (cfg->listen_unix[0]) {
+    g_unix_fd = ts_listen_open_unix(cfg, &g_unix_ino, err, errlen);
+    if (g_unix_fd < 0) {
+      close(g_listen_fd);
+      g_listen_fd = -1;
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* ---------------------------------------------------------- connections --- */
@@ -759,6 +770,24 @@ static void conn_event(ts_loop *l, void *data, uint32_t e) {
   if (e & EPOLLIN) conn_readable(w, c);
 }
 
+static void listen_event(ts_loop *l, void *data, uint32_t events);
+static void unix_event(ts_loop *l, void *data, uint32_t events);
+
+/* Every listener (TCP, and listen-unix if set) in w's loop: 0 or -1. */
+static int watch_listeners(ts_loop *l, worker *w) {
+  if (ts_loop_watch_add(l, &w->listen_watch, g_listen_fd, EPOLLIN | EPOLLEXCLUSIVE, listen_event, w)) return -1;
+  if (g_unix_fd >= 0 && ts_loop_watch_add(l, &w->unix_watch, g_unix_fd, EPOLLIN | EPOLLEXCLUSIVE, unix_event, w)) {
+    ts_loop_watch_del(l, &w->listen_watch);
+    return -1;
+  }
+  return 0;
+}
+
+static void unwatch_listeners(ts_loop *l, worker *w) {
+  ts_loop_watch_del(l, &w->listen_watch);
+  if (g_unix_fd >= 0) ts_loop_watch_del(l, &w->unix_watch);
+}
+
 /* Stop listening for a moment. The listener is level-triggered: at the fd
  * limit a pending connection would wake the loop again at once, and accept
  * would fail again, spinning a core. The kernel keeps new
@@ -771,23 +800,20 @@ static void pause_accept(worker *w, const char *why) {
     ts_log_warn("accept paused %d ms: %s (open connections %d, max-connections %d)", ACCEPT_PAUSE_MS, why,
                 atomic_load(&g_open_conns), g_max_conns);
   }
-  if (!w->accept_paused) ts_loop_watch_del(&w->loop, &w->listen_watch);
+  if (!w->accept_paused) unwatch_listeners(&w->loop, w);
   w->accept_paused = 1;
   ts_loop_timer_arm(&w->loop, w->t_accept, ACCEPT_PAUSE_MS, 0);
 }
-
-static void listen_event(ts_loop *l, void *data, uint32_t events);
 
 /* Timer "accept-resume". */
 static void resume_accept(ts_loop *l, void *data) {
   worker *w = data;
   if (!w->accept_paused || w->draining) return;
-  if (ts_loop_watch_add(l, &w->listen_watch, g_listen_fd, EPOLLIN | EPOLLEXCLUSIVE, listen_event, w) == 0)
-    w->accept_paused = 0;
+  if (watch_listeners(l, w) == 0) w->accept_paused = 0;
   else ts_loop_timer_arm(l, w->t_accept, ACCEPT_PAUSE_MS, 0);
 }
 
-static void accept_some(worker *w) {
+static void accept_some(worker *w, int lfd) {
   for (int i = 0; i < 32; i++) {
     if (atomic_load_explicit(&g_open_conns, memory_order_relaxed) >= g_max_conns) {
       pause_accept(w, "max-connections reached");
@@ -795,7 +821,7 @@ static void accept_some(worker *w) {
     }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = accept4(g_listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accept(w, strerror(errno));
       return;
@@ -807,7 +833,7 @@ static void accept_some(worker *w) {
       return;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ss.ss_family != AF_UNIX) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->last_ms = ts_now_ms();
     if (ss.ss_family == AF_INET) {
       struct sockaddr_in *a = (struct sockaddr_in *)&ss;
@@ -821,6 +847,11 @@ static void accept_some(worker *w) {
       c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
                          (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
       if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], c->peer, sizeof c->peer);
+    } else if (ss.ss_family == AF_UNIX) {
+      /* listen-unix: a 0600 socket in the env dir, so the peer is the box
+       * user's own proxy: local, like a loopback peer. */
+      strcpy(c->peer, "unix");
+      c->peer_loopback = 1;
     } else {
       strcpy(c->peer, "-");
     }
@@ -843,7 +874,14 @@ static void listen_event(ts_loop *l, void *data, uint32_t events) {
   (void)l;
   (void)events;
   worker *w = data;
-  if (!w->draining) accept_some(w);
+  if (!w->draining) accept_some(w, g_listen_fd);
+}
+
+static void unix_event(ts_loop *l, void *data, uint32_t events) {
+  (void)l;
+  (void)events;
+  worker *w = data;
+  if (!w->draining) accept_some(w, g_unix_fd);
 }
 
 /* Idle connections, slow clients, lingering closes. */
@@ -919,7 +957,7 @@ static void drain_event(ts_loop *l, void *data, uint32_t events) {
   if (read(w->evfd, &v, sizeof v) <= 0 || w->draining) return;
   w->draining = 1;
   w->drain_deadline = ts_now_ms() + g_cfg->drain_timeout_ms;
-  if (!w->accept_paused) ts_loop_watch_del(l, &w->listen_watch);
+  if (!w->accept_paused) unwatch_listeners(l, w);
   ts_loop_timer_disarm(l, w->t_accept);
   for (conn *c = w->conns; c; c = c->next)
     if (c->in_body || c->rlen != c->req_off || c->niov) c->close_after_write = 1;
@@ -1006,8 +1044,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
     w->t_access = ts_loop_timer_new(l, "access-flush", flush_access, w);
     w->t_accept = ts_loop_timer_new(l, "accept-resume", resume_accept, w);
     ts_loop_timer_arm(l, w->t_sweep, SWEEP_MS, 0);
-    if (ts_loop_watch_add(l, &w->listen_watch, g_listen_fd, EPOLLIN | EPOLLEXCLUSIVE, listen_event, w) ||
-        ts_loop_watch_add(l, &w->drain_watch, w->evfd, EPOLLIN, drain_event, w) ||
+    if (watch_listeners(l, w) || ts_loop_watch_add(l, &w->drain_watch, w->evfd, EPOLLIN, drain_event, w) ||
         ts_loop_watch_add(l, &w->done_watch, w->donefd, EPOLLIN, done_event, w))
       return -1;
     if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
@@ -1026,4 +1063,9 @@ void ts_server_drain(void) {
   ts_pool_stop(&g_pool);
   if (g_listen_fd >= 0) close(g_listen_fd);
   g_listen_fd = -1;
+  if (g_unix_fd >= 0) {
+    close(g_unix_fd);
+    ts_listen_unlink_unix(g_cfg->listen_unix, g_unix_ino);
+  }
+  g_unix_fd = -1;
 }

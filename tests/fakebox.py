@@ -102,7 +102,7 @@ class FakeBox:
             raise UnexpectedExit(result)
         return result
 
-    def upload(self, root, uploads, check=None, note=lambda *a: None):
+    def upload(self, root, uploads, check=None, note=lambda *a: None, codec=None):
         manifest = {
             "root": root,
             "check": check,

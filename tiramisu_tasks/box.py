@@ -8,10 +8,11 @@ to a box only through these three effects of its ``effects`` object:
     ``invoke.runners.Result``; a non-zero exit raises
     ``invoke.exceptions.UnexpectedExit`` unless ``warn``. ``echo`` streams the
     output to the terminal instead of capturing it (``logs --follow``).
-``upload(root, uploads, check=None, note=...)``
+``upload(root, uploads, check=None, note=..., codec=None)``
     send a batch of :class:`transfer.Upload` as one verified, all-or-nothing
-    transfer into ``root`` (``check``: an sh snippet run on the staged files);
-    raises ``DiskFullError``/``RemoteError``/``ConnectError``.
+    transfer into ``root`` (``check``: an sh snippet run on the staged files;
+    ``codec``: how large files travel, see ``transfer.pick_codec``); returns
+    the bytes sent (int); raises ``DiskFullError``/``RemoteError``/``ConnectError``.
 ``http(port, path, method="GET", timeout=10.0)``
     one HTTP request to 127.0.0.1:PORT on the box (over the SSH port
     forward); returns an :class:`sshhttp.HttpResponse`, raises ``ConnectError``
@@ -45,10 +46,10 @@ class SshBox:
 
         return run(self.conn, command, warn=warn, timeout=timeout)
 
-    def upload(self, root, uploads, check=None, note=lambda *a: None):
+    def upload(self, root, uploads, check=None, note=lambda *a: None, codec=None):
         from .transfer import upload_batch
 
-        upload_batch(self.conn, root, uploads, note=note, check=check)
+        return upload_batch(self.conn, root, uploads, note=note, check=check, codec=codec)
 
     def http(self, port, path, method="GET", timeout=10.0):
         from .sshhttp import request
@@ -68,6 +69,7 @@ class Box:
     layout: RemoteLayout
     target: object = None
     log: List[str] = field(default_factory=list)
+    sent_bytes: int = 0  # bytes this run's uploads put on the wire (transfer.upload_batch)
 
     @property
     def name(self):
@@ -97,7 +99,13 @@ class Box:
         return self.effects.run(command, warn=warn, timeout=timeout, echo=echo)
 
     def upload(self, uploads, check=None):
-        self.effects.upload(self.layout.root, uploads, check=check, note=self.rep.note)
+        """Send a batch (see the module doc), compressed with the best codec the box has;
+        :attr:`sent_bytes` grows by what went over the wire."""
+        from .transfer import pick_codec
+
+        codec = pick_codec(self.report.get("codecs"))
+        sent = self.effects.upload(self.layout.root, uploads, check=check, note=self.rep.note, codec=codec)
+        self.sent_bytes += int(sent or 0)
 
     def http(self, port, path, method="GET", timeout=10.0):
         return self.effects.http(port, path, method=method, timeout=timeout)

