@@ -61,6 +61,10 @@ def file_exists(path):
     return join(["test", "-f", path])
 
 
+def dir_exists(path):
+    return join(["test", "-d", path])
+
+
 def read_file(path):
     """Print a file; a missing one prints nothing and succeeds."""
     return f"{join(['cat', path])} 2>/dev/null; true"

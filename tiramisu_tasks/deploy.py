@@ -441,6 +441,8 @@ def remove(box, app, dry=False, timeout=30):
     RemoteError when the server still lists the app after ``timeout`` seconds.
     """
     require_served(box)
+    if app not in server_apps(box) and not box.run(cmd.dir_exists(box.layout.app_releases(app)), warn=True).ok:
+        raise UsageError(f"no app {app!r} on {box.name} (apps --host {box.name} lists them)")
     plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
     box.show_plan(plan.text(), dry)
     if dry:
@@ -574,7 +576,15 @@ def rollback_held(box, lock, app, to=None, action="rollback"):
         _record_failure(box, lock, action, app, started, exc, release=to)
         raise
     _record(
-        box, lock, action, app, "ok", started, release=result["to"], sha256=result.get("sha256"), previous=result["from"]
+        box,
+        lock,
+        action,
+        app,
+        "ok",
+        started,
+        release=result["to"],
+        sha256=result.get("sha256"),
+        previous=result["from"],
     )
     return result
 

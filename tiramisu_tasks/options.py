@@ -12,6 +12,7 @@ exit 2, and nothing was touched.
 Everything in this module is pure.
 """
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -90,6 +91,53 @@ class TextOption:
             return None
         text = str(value).strip()
         return text or None
+
+
+@dataclass(frozen=True)
+class CheckedText(TextOption):
+    """Text that ``check(text)`` accepts (it returns False or raises UsageError
+    for a bad one), so the inventory refuses it on write as the flag would at use."""
+
+    check: object = None
+
+    def convert(self, value):
+        text = super().convert(value)
+        if text is None:
+            return None
+        try:
+            return text if self.check(text) else None
+        except UsageError:
+            return None
+
+
+def _local_file(text):
+    return os.path.isfile(os.path.expanduser(text))
+
+
+def _dns_names(text):
+    from .tlsfiles import parse_domains  # lazy: cryptography is slow to import
+
+    return bool(parse_domains(text))
+
+
+def _http_url(text):
+    return re.fullmatch(r"https?://[^\s/]+(/\S*)?", text) is not None
+
+
+def _email(text):
+    return re.fullmatch(r"[^\s@]+@[^\s@]+\.[^\s@]+", text) is not None
+
+
+def _health_path(text):
+    from .healthgate import validate_path
+
+    return bool(validate_path(text))
+
+
+def _health_status(text):
+    from .healthgate import parse_statuses
+
+    return bool(parse_statuses(text))
 
 
 @dataclass(frozen=True)
@@ -284,13 +332,13 @@ SETTINGS = (
     # deploy's health gate (healthgate.py); the --health-* flags beat these
     Setting(
         "health_path",
-        TextOption("a path such as /hello/ping"),
+        CheckedText("a path such as /hello/ping", _health_path),
         None,
         "deploy health check path (default: the app's route)",
     ),
     Setting(
         "health_status",
-        TextOption("statuses such as 200 or 2xx,301"),
+        CheckedText("statuses such as 200 or 2xx,301", _health_status),
         None,
         "deploy health check: accepted statuses (default: any below 500)",
     ),
@@ -319,18 +367,38 @@ TLS_SETTINGS = (
     ),
     Setting("tls_redirect", BoolOption(), False, "redirect plain HTTP to HTTPS (ACME challenges excepted)"),
     Setting("hsts", BoolOption(), False, "send Strict-Transport-Security (1 year) over HTTPS", nginx="add_header"),
-    Setting("tls_cert", TextOption("a local PEM file"), None, "tls=files: certificate chain (leaf first)"),
-    Setting("tls_key", TextOption("a local PEM file"), None, "tls=files: the certificate's private key"),
+    Setting(
+        "tls_cert",
+        CheckedText("an existing local PEM file", _local_file),
+        None,
+        "tls=files: certificate chain (leaf first)",
+    ),
+    Setting(
+        "tls_key",
+        CheckedText("an existing local PEM file", _local_file),
+        None,
+        "tls=files: the certificate's private key",
+    ),
     Setting(
         "domains",
-        TextOption("comma list of DNS names"),
+        CheckedText("comma list of DNS names", _dns_names),
         None,
         "DNS names of the box: nginx server_name, certificate names",
         nginx="server_name",
     ),
-    Setting("acme_directory", TextOption("an ACME directory URL"), LETS_ENCRYPT, "tls=acme: the CA's directory"),
-    Setting("acme_ca_bundle", TextOption("a local PEM file"), None, "tls=acme: TLS root of a private ACME server"),
-    Setting("acme_email", TextOption("an e-mail address"), None, "tls=acme: account contact (optional)"),
+    Setting(
+        "acme_directory",
+        CheckedText("an ACME directory URL (https://...)", _http_url),
+        LETS_ENCRYPT,
+        "tls=acme: the CA's directory",
+    ),
+    Setting(
+        "acme_ca_bundle",
+        CheckedText("an existing local PEM file", _local_file),
+        None,
+        "tls=acme: TLS root of a private ACME server",
+    ),
+    Setting("acme_email", CheckedText("an e-mail address", _email), None, "tls=acme: account contact (optional)"),
     Setting(
         "rate_limit",
         IntOption(0, 1_000_000, unit="requests/s"),

@@ -213,7 +213,8 @@ def plan(box, now=None):
     else:
         if not domains:
             raise UsageError(
-                f"tls=acme needs the box's DNS names: host.add {box.name} --set domains=NAME[,NAME...] (or --domains)"
+                f"tls=acme needs the box's DNS names: host.set {box.name} --set domains=NAME[,NAME...] "
+                "(or setup --domains)"
             )
         folder, chain, meta = acme_state(box)
         directory = settings.get("acme_directory")
@@ -384,7 +385,7 @@ def obtain(box, staging=False, now=None):
 
     domains = tf.parse_domains(typed_settings(box.settings).get("domains"))
     if not domains:
-        raise UsageError(f"tls.issue needs domains: host.add {box.name} --set domains=NAME[,NAME...]")
+        raise UsageError(f"tls.issue needs domains: host.set {box.name} --set domains=NAME[,NAME...] (or --domains)")
     check_provider(dict(box.settings, tls="acme"))
     directory, bundle, email = acme_settings(box.settings, staging)
     with tempfile.TemporaryDirectory(prefix="tiramisu-acme-") as tmp:

@@ -231,7 +231,10 @@ def read_pair(cert_path, key_path, domains, now=None):
     data = {}
     for label, path in (("tls_cert", cert_path), ("tls_key", key_path)):
         if not path:
-            raise UsageError(f"tls=files needs {label} (host.add --set {label}=PATH or --{label.replace('_', '-')})")
+            raise UsageError(
+                f"tls=files needs {label} (host.set HOST --set {label}=PATH, "
+                f"or TIRAMISU_{label.upper()}=PATH for one run)"
+            )
         try:
             with open(str(path), "rb") as fh:
                 data[label] = fh.read()

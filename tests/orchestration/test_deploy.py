@@ -167,6 +167,14 @@ def test_remove_drops_routes_module_and_releases(fake, open_fake):
     assert fake.commands[-1].startswith("rm -rf -- ")
 
 
+def test_remove_of_an_app_that_is_not_there_is_a_usage_error(fake, open_fake):
+    fake.on_http("/_tiramisu/apps", body=apps_json({"name": "other"}))
+    fake.on(r"^test -d .*releases/nosuch", exited=1)
+    with pytest.raises(UsageError, match="no app 'nosuch' on fake"):
+        dp.remove(open_fake(), "nosuch")
+    assert not fake.uploads and not fake.ran(r"^rm ")
+
+
 def _resp(body):
     from tests.fakebox import http_response
 

@@ -35,6 +35,6 @@ def test_dry_run_makes_the_local_pair_but_uploads_nothing(fake, settings, shipme
 
 def test_files_mode_with_a_missing_file_refuses_before_anything(fake, settings, shipment, tmp_path):
     settings.update(tls="files", tls_cert=str(tmp_path / "nope.pem"), tls_key=str(tmp_path / "nope.key"))
-    with pytest.raises(UsageError, match="tls_cert .*nope.pem: No such file"):
+    with pytest.raises(UsageError, match="tls_cert.*nope.pem"):
         bare_setup(fake, settings, shipment)
     assert fake.uploads == [] and not fake.ran(r"^mkdir")

@@ -260,3 +260,37 @@ def test_the_environment_reaches_a_task_run_between_defaults_and_config_files(tm
     monkeypatch.setenv("TIRAMISU_HTTP_PORT", "eighty")
     with pytest.raises(UsageError, match="TIRAMISU_HTTP_PORT: expected an integer 1-65535, got 'eighty'"):
         config.setting(_ctx(), "http_port")
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("tls_cert", "/nonexistent.pem"),
+        ("tls_key", "/etc"),
+        ("acme_ca_bundle", "/nonexistent"),
+        ("domains", "bad_domain!,x"),
+        ("domains", "a b"),
+        ("acme_directory", "notaurl"),
+        ("acme_email", "nope"),
+        ("health_status", "abc"),
+        ("health_path", "nopath"),
+    ],
+)
+def test_text_settings_are_checked_on_write(key, value):
+    """A value the flag would refuse at use is refused in the inventory too (one line naming the key)."""
+    with pytest.raises(UsageError, match=f"--set {key}: expected"):
+        options.parse_setting(key, value)
+
+
+def test_good_text_settings_pass(tmp_path):
+    pem = tmp_path / "c.pem"
+    pem.write_text("x")
+    for key, value in [
+        ("tls_cert", str(pem)),
+        ("domains", "a.example.com,*.b.example"),
+        ("acme_directory", "https://127.0.0.1:14000/dir"),
+        ("acme_email", "ops@example.com"),
+        ("health_status", "2xx,301"),
+        ("health_path", "/app/ping"),
+    ]:
+        assert options.parse_setting(key, value) == value
