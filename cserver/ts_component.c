@@ -90,7 +90,9 @@ static wasmtime_store_t *new_store(ts_engine *e, const ts_run_input *in, csink *
     return NULL;
   }
   wasmtime_context_t *ctx = wasmtime_store_context(store);
-  wasmtime_store_limiter(store, (int64_t)e->memory_bytes, -1, -1, -1, -1);
+  /* an app map's per-route memory limit, at most the server's (as ts_engine_run) */
+  uint64_t mem = in && in->memory_bytes && in->memory_bytes < e->memory_bytes ? in->memory_bytes : e->memory_bytes;
+  wasmtime_store_limiter(store, (int64_t)mem, -1, -1, -1, -1);
   wasmtime_context_set_epoch_deadline(ctx, ticks);
   wasi_config_t *wasi = wasi_config_new();
   if (in) {

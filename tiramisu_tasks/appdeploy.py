@@ -336,7 +336,7 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
             "dry": dry,
             "url": box.url(spec.health.path if spec.health else spec.routes[0].pattern.script_name),
         }
-        box.note(f"{spec.name}: release {rid}, {len(modules)} module(s), {len(spec.routes)} route(s)")
+        box.show_plan(f"{spec.name}: release {rid}, {len(modules)} module(s), {len(spec.routes)} route(s)", dry)
         if dry:
             summary["plan"] = spec.redacted()
             return summary
@@ -433,7 +433,7 @@ def rollback_app(box, app, bundles, to=None, dry=False):
 
     layout = box.layout
     plan = plan_rollback(box.name, app, bundles, current_release(box, app), to)
-    box.note(plan.text())
+    box.show_plan(plan.text(), dry)
     result = {"host": box.name, "app": app, "from": plan.current, "to": plan.target}
     if dry:
         return {**result, "dry": True, "plan": plan.as_dict()}

@@ -272,7 +272,8 @@ def mark_release(layout, app, rid, mark):
     """Create the marker file ``<id>.<mark>`` beside the release (``mark``: failed or keep)."""
     if mark not in RELEASE_MARKS:
         raise ValueError(f"unknown release mark {mark!r}")
-    return f": > {q(posixpath.join(layout.app_releases(app), f'{rid}.{mark}'))}"
+    path = q(posixpath.join(layout.app_releases(app), f"{rid}.{mark}"))
+    return f"[ -e {path} ] || : > {path}"  # keeps a reason the health gate wrote into it
 
 
 def delete_releases(layout, app, rids):

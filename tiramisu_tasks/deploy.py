@@ -156,7 +156,7 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     if not plan.changed:
         summary.update(changed=False, release=previous)
         return summary
-    box.note(gate.text())
+    box.show_plan(gate.text(), dry)
     if dry:
         summary.update(changed=True, release=plan.release, plan=plan.as_dict(), gate=gate.as_dict())
         return summary

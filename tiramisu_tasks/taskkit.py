@@ -148,6 +148,7 @@ READ_ONLY_TASKS = frozenset(
     {
         "tiramisu_tasks.tasks.deploy.apps",
         "tiramisu_tasks.tasks.deploy.logs",
+        "tiramisu_tasks.tasks.deploy.env",
         "tiramisu_tasks.tasks.lifecycle.status",
         "tiramisu_tasks.tasks.lifecycle.logs",
         "tiramisu_tasks.tasks.host.list_",

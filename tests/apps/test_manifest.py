@@ -352,3 +352,23 @@ def test_the_init_stub_form_is_read(tmp_path):
     (folder / "tiramisu.toml").write_text('name = "a"\n[app]\nname = "b"\n')
     with pytest.raises(UsageError, match=r"tiramisu.toml:1: name: differs from \[app\] name"):
         parse_manifest(folder / "tiramisu.toml")
+
+
+def test_only_more_than_the_init_stub_takes_the_app_path(tmp_path):
+    """A stub-only tiramisu.toml deploys like a project folder (health gate, history, every flag)."""
+    from tiramisu_tasks.apps.manifest import needs_app_deploy
+
+    (tmp_path / "plain").mkdir()
+    assert not needs_app_deploy(tmp_path / "plain")
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "tiramisu.toml").write_text('# starter\nname = "hello"\nlanguage = "c"\n')
+    assert not needs_app_deploy(stub)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "tiramisu.toml").write_text('name = "hello"\n[environment]\nGREETING = "hi"\n')
+    assert needs_app_deploy(full)
+    wagi = tmp_path / "wagi"
+    wagi.mkdir()
+    (wagi / "modules.toml").write_text('[[module]]\nroute = "/"\nmodule = "a.wasm"\n')
+    assert needs_app_deploy(wagi)

@@ -77,7 +77,7 @@ from .appspec import (
     parse_size,
     unknown_keys,
 )
-from .tomlsource import TomlSource, load_toml
+from .tomlsource import TomlSource, load_toml, tomllib
 from .wagiroutes import RouteError, check_argv_template, check_entrypoint, check_route
 
 MANIFEST_FILE = "tiramisu.toml"
@@ -328,6 +328,23 @@ def find_app_file(folder) -> Optional[Path]:
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def needs_app_deploy(folder) -> bool:
+    """Whether deploying ``folder`` takes the manifest/module-map path (appdeploy):
+    a WAGI modules.toml, or a tiramisu.toml with more than the `tiramisu init`
+    stub's keys. A stub-only manifest (name, language) deploys like any project
+    folder, with the health gate, history and every deploy flag."""
+    f = find_app_file(folder)
+    if f is None:
+        return False
+    if f.name != MANIFEST_FILE:
+        return True
+    try:
+        data = tomllib.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # the app path reports it with file and line
+    return not set(data) <= STUB_KEYS
 
 
 def read_app(folder, name: Optional[str] = None) -> Optional[AppSpec]:

@@ -77,9 +77,28 @@ def deploy(
 ):
     """Build SOURCE to WASM and hot-swap it in on the box(es): no restart, no failed request."""
     from ..apps.build import build_app
-    from ..apps.manifest import find_app_file
+    from ..apps.manifest import needs_app_deploy
 
-    if find_app_file(source) is not None:  # tiramisu.toml or a WAGI modules.toml
+    if needs_app_deploy(source):  # a tiramisu.toml beyond the init stub, or a WAGI modules.toml
+        ignored = {
+            "--batch": batch,
+            "--pause": pause,
+            "--max-failed": max_failed,
+            "--keep-partial": keep_partial,
+            "--health-path": health_path,
+            "--health-status": health_status,
+            "--health-body": health_body,
+            "--health-timeout": health_timeout,
+            "--no-rollback": no_rollback,
+            "--aot": aot,
+            "--keep-release": keep_release,
+        }
+        given = [flag for flag, value in ignored.items() if value not in (None, False)]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: not yet supported for an app with a manifest or module map "
+                "(its health check is the manifest's [health] table)"
+            )
         return _deploy_app_folder(c, source, host, name, dry, json, keep, validate_route(route), lock_wait)
     route = validate_route(route)
     spec = parse_batch(batch) if batch is not None else None
