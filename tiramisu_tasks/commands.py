@@ -184,9 +184,11 @@ def switch_release(layout, app, rid):
     tmp = posixpath.join(layout.modules, f".{app}.wasm.tiramisu-new")
     dst = layout.app_module(app)
     current = _current_file(layout, app)
+    # Already the same file (an upload that linked bytes the box had): nothing to
+    # switch, and mv would refuse two links to one inode ("are the same file").
     return (
-        f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
-        f"mv -f {q(tmp)} {q(dst)} && printf '%s\\n' {q(rid)} > {q(current)}.new && "
+        f"{{ [ {q(src)} -ef {q(dst)} ] || {{ {{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
+        f"mv -f {q(tmp)} {q(dst)}; }}; }} && printf '%s\\n' {q(rid)} > {q(current)}.new && "
         f"mv -f {q(current)}.new {q(current)}"
     )
 
@@ -446,7 +448,11 @@ def unpack_app_release(release_dir, data_dir, seeds, secrets_file=None):
 def install_beside(src, dst):
     """Put ``src`` at ``dst`` atomically: hard link (or copy) beside it, then rename."""
     tmp = posixpath.join(posixpath.dirname(dst), f".{posixpath.basename(dst)}.tiramisu-new")
-    return f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && mv -f {q(tmp)} {q(dst)}"
+    # the same file already (one inode, two links): nothing to do, and mv would refuse it
+    return (
+        f"[ {q(src)} -ef {q(dst)} ] || "
+        f"{{ {{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && mv -f {q(tmp)} {q(dst)}; }}"
+    )
 
 
 def app_env_sources(layout, app):
@@ -489,7 +495,8 @@ def switch_bundle_modules(layout, release_dir):
     d = q(release_dir + "/modules")
     m = q(layout.modules)
     return (
-        f'cd {d} && for f in *.wasm; do {{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
+        f'cd {d} && for f in *.wasm; do [ "$f" -ef {m}/"$f" ] && continue; '
+        f'{{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
         f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
         "sha256sum *.wasm"
     )

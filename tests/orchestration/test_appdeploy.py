@@ -37,7 +37,7 @@ def script_box(fake, other_maps=""):
     fake.on(r"for f in \*\.map", other_maps)
     fake.on(r"^mkdir -p -m 700 ")
     fake.on(r"tar -xf ")
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     fake.on(r"kill -HUP|custom_server")
     fake.on(r"conf/apps")
     fake.on(r"CURRENT")

@@ -38,7 +38,7 @@ def test_deploy_uploads_checks_switches_and_verifies(fake, open_fake, built):
         ],
     )
     fake.on_http("/hello/", 200, "hi", port=8080)
-    fake.on(r"^\{ ln -f .*hello.*&& mv -f ")  # activate
+    fake.on(r"\{ ln -f .*hello.*&& mv -f ")  # activate
     box = served(fake, open_fake)
     summary = dp.deploy(box, app, "hello", None)
     assert summary["changed"] and summary["status"] == 200
@@ -79,7 +79,7 @@ def test_failed_activation_restores_the_previous_release_and_reports_the_server_
             ),
         ],
     )
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     with pytest.raises(
         RemoteError,
         match=r"rejected the new hello module: unknown import: env.f; "
@@ -87,7 +87,7 @@ def test_failed_activation_restores_the_previous_release_and_reports_the_server_
     ):
         dp.deploy(served(fake, open_fake), app, "hello", None)
     restore = fake.commands[-1]
-    assert "20260101T000000Z-aaaaaaaaaa" in restore and restore.startswith("{ ln -f")
+    assert "20260101T000000Z-aaaaaaaaaa" in restore and "{ ln -f" in restore
     assert "kill -HUP" in restore
 
 
@@ -101,7 +101,7 @@ def test_first_deploy_that_fails_removes_the_module_again(fake, open_fake, built
             _resp(apps_json({"name": "hello", "sha256": app.sha256, "state": "failed", "error": "trap"})),
         ],
     )
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     fake.on(r"^rm -f .*wasm_modules/hello.wasm")
     with pytest.raises(RemoteError, match="trap; nothing was switched live"):
         dp.deploy(served(fake, open_fake, current=None), app, "hello", None)
@@ -135,14 +135,14 @@ def test_rollback_switches_to_the_release_before_and_waits(fake, open_fake):
     fake.on(r"^ls -1 .*releases/hello", "20260102T000000Z-cccccccccc.wasm\n20260101T000000Z-bbbbbbbbbb.wasm\nCURRENT\n")
     fake.on(r"^cat .*releases/hello/CURRENT", "20260102T000000Z-cccccccccc\n")
     fake.on(r"^sha256sum ", sha + "\n")
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     fake.on_http("/_tiramisu/apps", body=apps_json({"name": "hello", "sha256": sha, "state": "active"}))
     box = open_fake()
     result = dp.rollback(box, "hello")
     assert (result["from"], result["to"]) == ("20260102T000000Z-cccccccccc", "20260101T000000Z-bbbbbbbbbb")
     # The plan is printed (on stderr, through the reporter) before it is carried out, as setup does.
     assert "plan for fake: switch hello 20260102T000000Z-cccccccccc -> 20260101T000000Z-bbbbbbbbbb" in box.rep.notes
-    assert re.search(r"releases/hello/20260101T000000Z-bbbbbbbbbb\.wasm", fake.ran(r"^\{ ln -f")[0])
+    assert re.search(r"releases/hello/20260101T000000Z-bbbbbbbbbb\.wasm", fake.ran(r"\{ ln -f")[0])
 
 
 def test_rollback_without_an_older_release_says_so(fake, open_fake):

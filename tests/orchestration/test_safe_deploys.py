@@ -94,7 +94,7 @@ def test_locked_deploy_records_history_prunes_and_pins(fake, open_fake, built):
         ],
     )
     fake.on_http("/hello/", 200, "hi", port=8080)
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     fake.on(r"\|\| : > .*\.keep'?$")
     script_lock(fake)
     box = served(fake, open_fake, current="20260106T000000Z-0000000006")
@@ -125,7 +125,7 @@ def test_a_failed_attempt_is_marked_and_recorded(fake, open_fake, built):
             _resp(apps_json({"name": "hello", "sha256": OLD, "error": "trap", "failed_sha256": app.sha256})),
         ],
     )
-    fake.on(r"^\{ ln -f ")
+    fake.on(r"\{ ln -f ")
     fake.on(r"\|\| : > .*\.failed'?$")
     script_lock(fake)
     with pytest.raises(RemoteError, match="rejected"):
