@@ -261,3 +261,30 @@ def test_old_glibc_is_refused_before_upload_with_versions():
     with pytest.raises(UnsupportedTarget, match=r"glibc 2.31 .* needs glibc >= 2.34.*--toolchain zig"):
         refuse_old_glibc(box, "2.34", "gcc")
     refuse_old_glibc(box, "2.17", "zig")  # fine
+
+
+def test_switching_a_file_that_is_already_live_is_a_no_op(tmp_path):
+    """One inode, two links (an upload that linked bytes the box had): mv would refuse
+    ("are the same file"); every switch treats it as already done."""
+    import os
+
+    from tiramisu_tasks.layout import RemoteLayout
+
+    layout = RemoteLayout(str(tmp_path / "env"))
+    os.makedirs(layout.modules)
+    os.makedirs(layout.app_releases("app"))
+    (tmp_path / "rel" / "modules").mkdir(parents=True)
+    (tmp_path / "rel" / "modules" / "m.wasm").write_text("1")
+    os.link(tmp_path / "rel" / "modules" / "m.wasm", os.path.join(layout.modules, "m.wasm"))
+    subprocess.run(["sh", "-c", commands.switch_bundle_modules(layout, str(tmp_path / "rel"))], check=True)
+    with open(layout.release("app", "r1"), "w") as fh:
+        fh.write("z")
+    os.link(layout.release("app", "r1"), layout.app_module("app"))
+    subprocess.run(["sh", "-c", commands.switch_release(layout, "app", "r1")], check=True)
+    subprocess.run(
+        ["sh", "-c", commands.install_beside(layout.release("app", "r1"), layout.app_module("app"))], check=True
+    )
+    with open(layout.release("app", "r2"), "w") as fh:
+        fh.write("w")
+    subprocess.run(["sh", "-c", commands.switch_release(layout, "app", "r2")], check=True)
+    assert open(layout.app_module("app")).read() == "w"
