@@ -71,13 +71,25 @@ def call_with_hosts(call, hosts):
     name = getattr(call.task, "cli_name", call.task.name)
     param = host_parameter(f"{body.__module__}.{body.__name__}", inspect.signature(body).parameters)
     if param is None:
-        raise Exit(f"tiramisu: {name} acts on no host: drop -H", code=2)
+        raise _usage_exit(call, name, f"tiramisu: {name} acts on no host: drop -H", takes_hosts=False)
     given = call.kwargs.get(param)
     if given and set(split_host_list(given)) != set(split_host_list(hosts)):
         flag = "--host" if param == "host" else param.upper()
-        raise Exit(f"tiramisu: -H {hosts} and {flag} {given} name different hosts: give one of them", code=2)
+        raise _usage_exit(call, name, f"tiramisu: -H {hosts} and {flag} {given} name different hosts: give one of them")
     call.kwargs = {**call.kwargs, param: hosts}
     return call
+
+
+def _usage_exit(call, name, message, takes_hosts=True):
+    """Exit 2 with ``message``; under ``--json`` the task's one document is
+    printed first (the task never runs, so its own wrapper cannot)."""
+    import json as jsonlib
+
+    from .taskkit import error_document
+
+    if call.kwargs.get("json"):
+        print(jsonlib.dumps(error_document(name, message, 2, takes_hosts), indent=2, sort_keys=True), flush=True)
+    return Exit(message, code=2)
 
 
 def usage_message(text):

@@ -91,8 +91,10 @@ def test_deploy_redeploy_rollback_remove(served, tmp_path):
     nosuch = cli("tiramisu", "rollback", "greeter", "--host", "box", "--to", "nope")
     assert "not found" in one_line_error(nosuch)
     assert "--yes" in one_line_error(cli("tiramisu", "remove", "greeter", "--host", "box"))
-    rm = cli("tiramisu", "remove", "greeter", "--host", "box", "--yes")
+    rm = cli("tiramisu", "remove", "greeter", "--host", "box", "--yes", "--json")
     assert rm.returncode == 0, rm.stderr
+    removed = host_result(rm)
+    assert removed["app"] == "greeter" and removed["removed"] is True and removed["purged_data"] is False
     assert get(url(served, "/greeter/"))[0] == 404
     names = [a["name"] for a in host_result(cli("tiramisu", "apps", "--host", "box", "--json"))["apps"]]
     assert "greeter" not in names

@@ -143,6 +143,17 @@ def test_stop_then_start(box):
     assert proc.returncode == 0 and st["healthy"]
 
 
+def test_service_changes_print_one_json_document(box):
+    stopped = cli("tiramisu", "webserv.stop", "--host", "box", "--json")
+    assert set(host_result(stopped)["stopped"]) == {"nginx", "server"}, stopped.stderr
+    started = host_result(cli("tiramisu", "webserv.start", "--host", "box", "--json"))
+    assert sorted(started["started"]) == ["nginx", "server"] and started["url"].startswith("http://")
+    reloaded = host_result(cli("tiramisu", "webserv.reload", "--host", "box", "--json"))
+    assert reloaded["nginx_reloaded"] is True
+    proc, st = status_json()
+    assert proc.returncode == 0 and st["healthy"]
+
+
 def test_restart_changes_pids(box):
     _, before = status_json()
     assert cli("inv", "webserv.restart", "--host", "box").returncode == 0

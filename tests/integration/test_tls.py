@@ -329,6 +329,18 @@ def test_acme_issue_serve_renew_and_failed_validation(box, pebble):
     second = fingerprint_of(handshake(box.hostname, 8543, "good.test", pebble["root"])[0])
     assert second != first
 
+    # a certificate change is a change: it waits for another change's lock, then refuses
+    held = box.ssh(
+        "mkdir -p tls-env/state/lock && printf 'who=bob@elsewhere\\nhost=elsewhere\\npid=1\\ntask=deploy\\n"
+        "token=tb\\n' > tls-env/state/lock/info",
+        check=True,
+    )
+    assert held.returncode == 0
+    busy = cli("tiramisu", "tls.renew", "--host", "box", "--force", "--lock-wait", "1")
+    assert busy.returncode == 1 and "is locked by bob@elsewhere" in one_line_error(busy), busy.stderr
+    assert fingerprint_of(handshake(box.hostname, 8543, "good.test", pebble["root"])[0]) == second
+    box.ssh("rm -rf tls-env/state/lock", check=True)
+
     # tls.status names what is served
     status = cli("tiramisu", "tls.status", "--host", "box")
     assert status.returncode == 0 and "good.test" in status.stdout and "Pebble" in status.stdout, status.stderr

@@ -97,6 +97,20 @@ def test_dash_h_conflicts_are_usage_errors(task_name, kwargs, hosts, line):
     assert err.value.code == 2 and err.value.message == line
 
 
+def test_dash_h_conflict_under_json_still_prints_one_document(capsys):
+    with pytest.raises(invoke.Exit) as err:
+        cli.call_with_hosts(call("setup", host="c", json=True), "a,b")
+    assert err.value.code == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {
+        "schema": "tiramisu.setup/1",
+        "ok": False,
+        "exit_code": 2,
+        "error": "-H a,b and --host c name different hosts: give one of them",
+        "hosts": [],
+    }
+
+
 def test_every_host_option_answers_to_dash_h_too():
     for name in ns.task_names:
         args = {a.name: a.names for a in ns[name].get_arguments()}

@@ -9,12 +9,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import UsageError
 from ..paths import cache_dir
 from . import cache
 
 # Directories in the cache root that hold state, not entries (cleaned with
 # everything, never listed as artifacts).
 STATE_DIRS = ("apt", "wire")  # wire: compressed upload copies (transfer.wire_copy)
+
+# Every kind of entry the project's builders store (the first argument of
+# cache.get_or_build); ``--kind`` is checked against it so a typo is an error,
+# not an empty listing or a clean that silently removes nothing.
+KINDS = ("aot", "app-wasm", "debian-source", "libgcc_s", "nginx", "npm-tools", "server", "wasmtime")
+
+
+def check_kind(kind):
+    """Return ``kind`` if it names a known entry kind (or is None).
+
+    Raises:
+        UsageError: one line naming the known kinds (exit 2).
+    """
+    if kind is None or kind in KINDS:
+        return kind
+    raise UsageError(f"unknown artifact kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ def _when(ts):
 
 @task(
     help={
-        "kind": "only entries of this kind (nginx, wasmtime, server, debian-source ...)",
+        "kind": "only entries of this kind: " + ", ".join(listing.KINDS),
         "json": "print JSON",
     }
 )
 def list_(c, kind=None, json=False):
     """Show the cached artifacts (kind, key, what they were built from, size)."""
-    rows = listing.rows(kind=kind)
+    rows = listing.rows(kind=listing.check_kind(kind))
     if json:
         emit_json({"cache": str(cache_dir()), "entries": [r.as_dict() for r in rows]})
         return
@@ -49,7 +49,7 @@ def list_(c, kind=None, json=False):
 )
 def clean(c, yes=False, kind=None):
     """Remove cached artifacts (everything, or one kind); they are rebuilt on demand."""
-    paths = listing.plan_clean(kind=kind)
+    paths = listing.plan_clean(kind=listing.check_kind(kind))
     if not paths:
         out(f"nothing to remove in {cache_dir()}" + (f" (kind {kind})" if kind else ""))
         return

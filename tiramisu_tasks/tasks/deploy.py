@@ -279,10 +279,11 @@ def rollback(c, app, host=None, to=None, json=False, dry=False, lock_wait=None):
         "dry": "print the plan and change nothing on the box",
         "lock_wait": LOCK_WAIT_HELP,
         "purge_data": "also delete the app's data folders (data/APP) and secrets (kept otherwise)",
+        "json": "print JSON (one document: per host, what was removed or the plan)",
     },
     positional=["app"],
 )
-def remove(c, app, host=None, yes=False, dry=False, lock_wait=None, purge_data=False):
+def remove(c, app, host=None, yes=False, dry=False, lock_wait=None, purge_data=False, json=False):
     """Stop serving an app and delete its releases (its log is kept; its data unless --purge-data)."""
     validate_app_name(app)
     if not yes and not dry:
@@ -295,11 +296,13 @@ def remove(c, app, host=None, yes=False, dry=False, lock_wait=None, purge_data=F
 
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep, _lock_flags(lock_wait))
-        dp.locked_remove(box, app, dry=dry, purge_data=purge_data)
+        result = dp.locked_remove(box, app, dry=dry, purge_data=purge_data)
         if not dry:
+            result = {**(result or {}), "purged_data": bool(purge_data)}
             rep.out(f"{spec.name}: {app} removed" + (" with its data" if purge_data else ""))
+        return result
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
 @task(

@@ -186,8 +186,8 @@ def install(
     _install(c, host, flags, dry, json, accept_new, start=False)
 
 
-@task(help={"host": HOST_HELP, **LOCK_WAIT})
-def start(c, host=None, lock_wait=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT, "json": "print JSON (one document, a result per host)"})
+def start(c, host=None, lock_wait=None, json=False):
     """Start the services that are not running (pid files checked, stale ones replaced)."""
 
     def one(conn, spec, rep):
@@ -197,15 +197,20 @@ def start(c, host=None, lock_wait=None):
             f"{k}: {len(p)} orphaned stopped" for k, p in result["reaped"].items()
         ]
         rep.out(f"{spec.name}: " + (", ".join(words) or "already running") + f"; {box.url('/')}")
-        return result["done"]
+        return {"started": result["done"], "orphans_stopped": result["reaped"], "url": box.url("/")}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
 @task(
-    help={"host": HOST_HELP, "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)", **LOCK_WAIT}
+    help={
+        "host": HOST_HELP,
+        "timeout": "seconds to wait for a graceful stop before SIGKILL (default 10)",
+        **LOCK_WAIT,
+        "json": "print JSON (one document, a result per host)",
+    }
 )
-def stop(c, host=None, timeout=10, lock_wait=None):
+def stop(c, host=None, timeout=10, lock_wait=None, json=False):
     """Stop nginx and the server: graceful first, forced after --timeout seconds."""
 
     def one(conn, spec, rep):
@@ -213,33 +218,35 @@ def stop(c, host=None, timeout=10, lock_wait=None):
         with locked(opened, "webserv.stop") as box:
             result = lc.stop(box, int(timeout))
         rep.out(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
-        return result
+        return {"stopped": result}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-@task(help={"host": HOST_HELP, **LOCK_WAIT})
-def restart(c, host=None, lock_wait=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT, "json": "print JSON (one document, a result per host)"})
+def restart(c, host=None, lock_wait=None, json=False):
     """Stop and start both services (the server drains in-flight requests first)."""
 
     def one(conn, spec, rep):
         with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.restart") as box:
             lc.restart(box)
         rep.out(f"{spec.name}: restarted; {box.url('/')}")
+        return {"restarted": True, "url": box.url("/")}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-@task(help={"host": HOST_HELP, **LOCK_WAIT})
-def reload(c, host=None, lock_wait=None):
+@task(help={"host": HOST_HELP, **LOCK_WAIT, "json": "print JSON (one document, a result per host)"})
+def reload(c, host=None, lock_wait=None, json=False):
     """Reload nginx's config (nginx -t first; no request dropped) and rescan the server's modules."""
 
     def one(conn, spec, rep):
         with locked(lambda: connect_box(c, conn, spec, rep, _flags(lock_wait=lock_wait)), "webserv.reload") as box:
             rescanned = lc.reload(box)
         rep.out(f"{spec.name}: nginx reloaded" + (", server modules rescanned" if rescanned else ""))
+        return {"nginx_reloaded": True, "modules_rescanned": bool(rescanned)}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
 @task(help={"host": HOST_HELP, "json": "print JSON (for scripts and monitoring)"})
@@ -309,8 +316,8 @@ def logs(c, host=None, lines=50, which="all", follow=False):
     run_on_hosts(c, host, one, interrupt_ok=follow)
 
 
-@task(name="enable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
-def enable_boot(c, host=None, lock_wait=None):
+@task(name="enable-boot", help={"host": HOST_HELP, **LOCK_WAIT, "json": "print JSON (one document, a result per host)"})
+def enable_boot(c, host=None, lock_wait=None, json=False):
     """Start Tiramisu at boot with an @reboot line in the user's crontab (if crontab exists)."""
 
     def one(conn, spec, rep):
@@ -318,12 +325,15 @@ def enable_boot(c, host=None, lock_wait=None):
         with locked(opened, "webserv.enable-boot") as box:
             lc.enable_boot(box)
         rep.out(f"{spec.name}: @reboot entry added to the crontab")
+        return {"boot": "enabled"}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
-@task(name="disable-boot", help={"host": HOST_HELP, **LOCK_WAIT})
-def disable_boot(c, host=None, lock_wait=None):
+@task(
+    name="disable-boot", help={"host": HOST_HELP, **LOCK_WAIT, "json": "print JSON (one document, a result per host)"}
+)
+def disable_boot(c, host=None, lock_wait=None, json=False):
     """Remove Tiramisu's @reboot line from the user's crontab."""
 
     def one(conn, spec, rep):
@@ -331,8 +341,9 @@ def disable_boot(c, host=None, lock_wait=None):
         with locked(opened, "webserv.disable-boot") as box:
             lc.disable_boot(box)
         rep.out(f"{spec.name}: @reboot entry removed")
+        return {"boot": "disabled"}
 
-    run_on_hosts(c, host, one)
+    _emit(run_on_hosts(c, host, one, quiet=json), json)
 
 
 webserv = Collection("webserv", install, start, stop, restart, reload, status, logs, enable_boot, disable_boot)

@@ -6,6 +6,7 @@ host and print; the procedures do the work.
 
 from invoke import Collection
 
+from .. import boxlock
 from .. import tls as tlsmod
 from ..box import connect_box
 from ..hostrun import emit_results as _emit
@@ -18,6 +19,7 @@ _HELP = {
     "domains": "the box's DNS names, comma list (default: the domains setting)",
     "staging": "use Let's Encrypt's staging CA instead of acme_directory",
     "json": "print JSON",
+    "lock_wait": "seconds to wait for another change's lock on the box (default: lock_wait setting, 10)",
 }
 
 
@@ -32,10 +34,16 @@ def _describe(result):
     )
 
 
-def _run(c, host, domains, staging, json, force):
+def _run(c, host, domains, staging, json, force, task_name, lock_wait):
+    flags = tls_flags("acme", domains, staging)
+    if lock_wait is not None:
+        flags = {**flags, "lock_wait": lock_wait}
+
     def one(conn, spec, rep):
-        box = connect_box(c, conn, spec, rep, tls_flags("acme", domains, staging))
-        result = tlsmod.issue(box, force=force)
+        # A certificate change reloads nginx and rewrites tls/: one change at a
+        # time on the box, like deploy and setup (LockBusy names the holder).
+        with boxlock.locked(lambda: connect_box(c, conn, spec, rep, flags), task_name) as box:
+            result = tlsmod.issue(box, force=force)
         if not json:
             rep.out(_describe(result))
         return result
@@ -44,15 +52,15 @@ def _run(c, host, domains, staging, json, force):
 
 
 @task(help=_HELP)
-def issue(c, host=None, domains=None, staging=False, json=False):
+def issue(c, host=None, domains=None, staging=False, json=False, lock_wait=None):
     """Obtain a certificate now (ACME HTTP-01 answered by the box's nginx) and serve it."""
-    _run(c, host, domains, staging, json, force=True)
+    _run(c, host, domains, staging, json, True, "tls.issue", lock_wait)
 
 
 @task(help={**_HELP, "force": "renew even when more than 30 days remain"})
-def renew(c, host=None, domains=None, staging=False, json=False, force=False):
+def renew(c, host=None, domains=None, staging=False, json=False, force=False, lock_wait=None):
     """Renew the ACME certificate when fewer than 30 days remain (else nothing happens)."""
-    _run(c, host, domains, staging, json, force=force)
+    _run(c, host, domains, staging, json, force, "tls.renew", lock_wait)
 
 
 @task(help={"host": HOST_HELP, "json": "print JSON"})
