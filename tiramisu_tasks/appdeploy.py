@@ -36,7 +36,7 @@ from typing import Dict
 
 from . import commands as cmd
 from .apps.appspec import AppSpec
-from .errors import RemoteError, UsageError
+from .errors import RemoteError, TiramisuError, UsageError
 from .plans import release_id
 from .transfer import Upload
 
@@ -243,7 +243,11 @@ def collect_modules(spec: AppSpec, workdir: Path, build=None) -> Dict[str, Path]
             except Exception as exc:  # wasmtime raises its own error types
                 raise UsageError(f"{path}: invalid WAT: {str(exc).splitlines()[0]}") from None
             path = dst
-        validate_file(path)
+        try:
+            validate_file(path)
+        except TiramisuError as exc:  # name the user's .wat, not the assembled copy in the work folder
+            source = spec.modules[key]
+            raise type(exc)(str(exc).replace(str(path), str(source)), code=exc.code) from None
         out[key] = path
     return out
 

@@ -227,9 +227,14 @@ def unpublish_app(layout, app):
     )
 
 
+def app_data_paths(layout, app):
+    """The app's data folder and secrets file (what ``remove --purge-data`` deletes)."""
+    return (f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env")
+
+
 def purge_app_data(layout, app):
     """Delete the app's data folders and its secrets file (``remove --purge-data``)."""
-    return join(["rm", "-rf", f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env"])
+    return join(["rm", "-rf", *app_data_paths(layout, app)])
 
 
 def release_sha256(path):

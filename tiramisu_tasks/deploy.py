@@ -435,15 +435,17 @@ def rollback(box, app, to=None, dry=False):
     return {"host": box.name, "app": app, "from": plan.current, "to": plan.target, "sha256": sha}
 
 
-def remove(box, app, dry=False, timeout=30):
+def remove(box, app, dry=False, timeout=30, purge_data=False):
     """Stop serving ``app`` (routes, module) and delete its releases; its log stays.
+    ``purge_data`` only shapes the plan shown (the caller deletes the data).
 
     RemoteError when the server still lists the app after ``timeout`` seconds.
     """
     require_served(box)
     if app not in server_apps(box) and not box.run(cmd.dir_exists(box.layout.app_releases(app)), warn=True).ok:
         raise UsageError(f"no app {app!r} on {box.name} (apps --host {box.name} lists them)")
-    plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app))
+    purge = cmd.app_data_paths(box.layout, app) if purge_data else ()
+    plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app), purge)
     box.show_plan(plan.text(), dry)
     if dry:
         return {"host": box.name, "app": app, "dry": True, "plan": plan.as_dict()}
@@ -605,12 +607,12 @@ def locked_remove(box, app, dry=False, wait=None, purge_data=False):
     from . import boxlock
 
     if dry:
-        return remove(box, app, dry=True)
+        return remove(box, app, dry=True, purge_data=purge_data)
     with boxlock.held(box, "remove", app, None, wait) as lock:
         started = time.monotonic()
         previous = current_release(box, app)
         try:
-            result = remove(box, app)
+            result = remove(box, app, purge_data=purge_data)
             if purge_data:
                 box.run(cmd.purge_app_data(box.layout, app))
         except Exception as exc:

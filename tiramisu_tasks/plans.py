@@ -360,23 +360,26 @@ class RemovePlan:
     app: str
     routes: Optional[str]  # the new routes file text when the app had routes
     releases_dir: str
+    purge: Tuple[str, ...] = ()  # --purge-data: the data folder and secrets file deleted too
 
     def text(self):
         return (
             f"plan for {self.host}: stop serving {self.app}"
             + (", drop its routes" if self.routes is not None else "")
             + f", delete {self.releases_dir}"
+            + "".join(f", delete {p}" for p in self.purge)
         )
 
     def as_dict(self):
         return _plain(self)
 
 
-def plan_remove(host, app, routes_text, releases_dir):
+def plan_remove(host, app, routes_text, releases_dir, purge=()):
+    """What ``remove`` does (pure); ``purge``: the paths ``--purge-data`` deletes."""
     from .routes import routes_for, routes_without_app
 
     routes = routes_without_app(routes_text, app) if routes_for(routes_text, app) else None
-    return RemovePlan(host, app, routes, releases_dir)
+    return RemovePlan(host, app, routes, releases_dir, tuple(purge))
 
 
 # ----------------------------------------------------------- teardown ---

@@ -372,3 +372,44 @@ def test_only_more_than_the_init_stub_takes_the_app_path(tmp_path):
     wagi.mkdir()
     (wagi / "modules.toml").write_text('[[module]]\nroute = "/"\nmodule = "a.wasm"\n')
     assert needs_app_deploy(wagi)
+
+
+def test_module_file_names_become_box_safe_keys(wagi):
+    (wagi / "my mod.v2.wat").write_text(WAT)
+    spec = parse_module_map(module_map(wagi, '[[module]]\nroute = "/s"\nmodule = "my mod.v2.wat"\n'))
+    assert list(spec.modules) == ["my-mod-v2"]
+    assert spec.modules["my-mod-v2"] == (wagi / "my mod.v2.wat").resolve()
+
+
+def test_wagi_default_host_is_accepted(wagi):
+    spec = parse_module_map(
+        module_map(wagi, 'default_host = "example.com:3000"\n[[module]]\nroute = "/"\nmodule = "hello.wat"\n')
+    )
+    assert [r.pattern.text for r in spec.routes] == ["/"]
+
+
+def test_relative_module_path_falls_back_to_the_working_directory(wagi, tmp_path, monkeypatch):
+    # WAGI's own examples/modules.toml names "examples/hello.wat", relative to where wagi ran
+    examples = write(tmp_path / "repo" / "examples", {"hello.wat": WAT})
+    (examples / "modules.toml").write_text('[[module]]\nroute = "/"\nmodule = "examples/hello.wat"\n')
+    monkeypatch.chdir(tmp_path / "repo")
+    spec = parse_module_map(examples / "modules.toml")
+    assert spec.modules["hello"] == (examples / "hello.wat").resolve()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="'examples/hello.wat': no such file"):
+        parse_module_map(examples / "modules.toml")
+
+
+def test_a_map_file_under_another_name_is_a_module_map(wagi):
+    (wagi / "example-wagi.toml").write_text('[[module]]\nroute = "/"\nmodule = "hello.wat"\n')
+    assert find_app_file(wagi / "example-wagi.toml") == wagi / "example-wagi.toml"
+    spec = read_app(wagi / "example-wagi.toml")
+    assert spec.kind == "modulemap" and spec.name == "wagi-app"
+
+
+@pytest.mark.parametrize("bad", ["../trav", "Bad Name", "a/b"])
+def test_name_flag_is_checked_before_reading(wagi, bad):
+    module_map(wagi, MAP)
+    with pytest.raises(UsageError, match="invalid app name") as exc:
+        read_app(wagi, bad)
+    assert exc.value.code == 2

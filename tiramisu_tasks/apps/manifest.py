@@ -58,7 +58,7 @@ with the environment.
 from pathlib import Path
 from typing import Optional
 
-from ..appnames import is_app_name, sanitize_app_name
+from ..appnames import is_app_name, sanitize_app_name, validate_app_name
 from .appspec import (
     ENV_NAME_RE,
     AppSpec,
@@ -323,7 +323,9 @@ def find_app_file(folder) -> Optional[Path]:
     """The manifest or module map a source folder holds (tiramisu.toml first), or None."""
     folder = Path(folder)
     if folder.is_file():
-        return folder if folder.name in (MANIFEST_FILE, "modules.toml") else None
+        # any other .toml given as the source is a WAGI module map under another
+        # name (WAGI's `-c FILE`, e.g. hello-wagi's example-wagi.toml)
+        return folder if folder.suffix.lower() == ".toml" else None
     for name in (MANIFEST_FILE, "modules.toml"):
         if (folder / name).is_file():
             return folder / name
@@ -354,6 +356,8 @@ def read_app(folder, name: Optional[str] = None) -> Optional[AppSpec]:
     f = find_app_file(folder)
     if f is None:
         return None
+    if name is not None:
+        validate_app_name(name)  # --name reaches paths on the box: checked before anything else
     if f.name == MANIFEST_FILE:
         return parse_manifest(f, name)
     return parse_module_map(f, name)

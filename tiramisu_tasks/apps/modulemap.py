@@ -16,7 +16,11 @@ The format (deislabs/wagi ``docs/configuring_and_running.md``): a list of
 * ``allowed_hosts``: refused unless empty (WASI preview 1 modules here get no
   sockets, and the server offers no outbound HTTP);
 * ``repository``, ``bindle_server`` and ``http_max_concurrency`` are accepted
-  and have no effect (reserved or outbound-HTTP only in WAGI).
+  and have no effect (reserved or outbound-HTTP only in WAGI); so is the
+  top-level ``default_host``.
+
+A relative module path is looked up beside the map first, then (as WAGI did)
+in the current directory.
 
 Anything else is refused with ``FILE:LINE: module[N].key: ...`` (exit 2).
 """
@@ -57,6 +61,9 @@ MODULE_KEYS = frozenset(
     }
 )
 MODULE_SUFFIXES = (".wasm", ".wat")
+# default_host: WAGI's host name for requests without one; accepted, no effect
+# here (the box's nginx passes the client's Host).
+TOP_KEYS = frozenset({"module", "default_host"})
 
 
 def module_path(src: TomlSource, index: int, ref, folder: Path) -> Path:
@@ -81,7 +88,11 @@ def module_path(src: TomlSource, index: int, ref, folder: Path) -> Path:
     else:
         p = Path(ref)
     if not p.is_absolute():
-        p = folder / p
+        # WAGI resolves relative paths against its working directory; maps
+        # written for that (WAGI's own examples/modules.toml names
+        # "examples/hello.wat") still deploy unchanged from where they ran.
+        beside, from_cwd = folder / p, Path.cwd() / p
+        p = from_cwd if not beside.is_file() and from_cwd.is_file() else beside
     if p.suffix.lower() not in MODULE_SUFFIXES:
         raise src.error(table, "module", f"{ref!r} is not a .wasm or .wat file", index)
     if not p.is_file():
@@ -97,7 +108,7 @@ def parse_module_map(path, name: Optional[str] = None) -> AppSpec:
     src = load_toml(path)
     folder = Path(path).resolve().parent
     data = src.data
-    unknown_keys(src, (), data, {"module"})
+    unknown_keys(src, (), data, TOP_KEYS)
     entries = data.get("module")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise UsageError(f"{src.path}: no [[module]] entries (a WAGI module map lists [[module]] tables)")
@@ -119,7 +130,10 @@ def parse_module_map(path, name: Optional[str] = None) -> AppSpec:
         mod = module_path(src, i, e["module"], folder)
         key = next((k for k, p in modules.items() if p == mod), None)
         if key is None:
-            key = mod.stem if mod.stem not in modules else f"{mod.stem}-{i}"
+            # the key names files on the box (APP.KEY.wasm, logs/apps/APP.KEY.log):
+            # app-name characters only, whatever the module's file is called
+            stem = sanitize_app_name(mod.stem) or "module"
+            key = stem if stem not in modules else f"{stem}-{i}"
             modules[key] = mod
         ep = e.get("entrypoint", "_start")
         try:
