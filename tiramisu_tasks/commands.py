@@ -82,6 +82,15 @@ def tail(paths, lines, follow=False):
     return f"{command} & t=$!; cat >/dev/null; kill $t 2>/dev/null; wait $t 2>/dev/null; true"
 
 
+def app_log_files(layout, app):
+    """Prints the path of each log file of ``app`` (a validated app name), one per
+    line: ``APP.log`` (a plain app) and ``APP.KEY.log`` (each module of an app
+    with a manifest or module map). App names have no dots, so ``APP.*.log``
+    matches no other app's files."""
+    each = '[ -f "$f" ] && echo "$PWD/$f"'
+    return f"cd {q(layout.app_logs)} 2>/dev/null && for f in {q(app)}.log {q(app)}.*.log; do {each}; done; true"
+
+
 def process_alive(pid):
     """Prints ``yes`` when the pid is alive, else ``no`` (never fails)."""
     return f"kill -0 {q(pid)} 2>/dev/null && echo yes || echo no"

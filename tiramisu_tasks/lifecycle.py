@@ -489,6 +489,12 @@ def log_paths(layout, which):
     raise UsageError(f"--which takes nginx, server, all or app:NAME, not {which!r}")
 
 
+def app_log_paths(box, app):
+    """The log files of ``app`` on the box: its own, and one per module of a
+    manifest or module-map app (``logs/apps/APP.KEY.log``)."""
+    return [line for line in box.run(cmd.app_log_files(box.layout, app), warn=True).stdout.splitlines() if line]
+
+
 def tail_logs(box, paths, lines, follow):
     """Print the tail of the existing ``paths`` to the terminal; returns the ones that exist."""
     existing = [p for p in paths if box.run(cmd.file_exists(p), warn=True).ok]

@@ -315,14 +315,14 @@ def remove(c, app, host=None, yes=False, dry=False, lock_wait=None, purge_data=F
     positional=["app"],
 )
 def logs(c, app, host=None, lines=50, follow=False):
-    """Show an app's log (its guest stderr, one file per app on the box)."""
+    """Show an app's log (its guest stderr: one file per app, one per module of a manifest app)."""
     validate_app_name(app)
 
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep, need_supported=False)
-        path = box.layout.app_log(app)
-        if not lc.tail_logs(box, [path], lines, follow):
-            rep.out(f"{spec.name}: no log for {app} yet ({path})")
+        paths = lc.app_log_paths(box, app)  # APP.log, or one per module of a manifest app
+        if not lc.tail_logs(box, paths, lines, follow):
+            rep.out(f"{spec.name}: no log for {app} yet ({box.layout.app_log(app)})")
 
     run_on_hosts(c, host, one, interrupt_ok=follow)
 

@@ -7,6 +7,7 @@ per host and print; the procedures plan and act.
 from invoke import Collection
 
 from .. import lifecycle as lc
+from ..appnames import validate_app_name
 from ..box import connect_box
 from ..boxlock import locked
 from ..hostrun import emit_results as _emit
@@ -310,7 +311,10 @@ def logs(c, host=None, lines=50, which="all", follow=False):
 
     def one(conn, spec, rep):
         box = connect_box(c, conn, spec, rep, need_supported=False)
-        if not lc.tail_logs(box, lc.log_paths(box.layout, which), lines, follow):
+        paths = lc.log_paths(box.layout, which)
+        if which.startswith("app:"):  # a manifest app logs one file per module
+            paths = lc.app_log_paths(box, validate_app_name(which[4:]))
+        if not lc.tail_logs(box, paths, lines, follow):
             rep.out(f"{spec.name}: no log files yet in {box.layout.logs}")
 
     run_on_hosts(c, host, one, interrupt_ok=follow)
