@@ -47,9 +47,34 @@ class Upload:
 
     @classmethod
     def of(cls, local, remote, mode="600"):
-        from .artifacts.cache import sha256_file
+        st = os.stat(local)
+        return cls(str(local), remote, file_sha256(local, st), st.st_size, mode)
 
-        return cls(str(local), remote, sha256_file(local), os.path.getsize(local), mode)
+
+_DIGESTS = {}  # (path, device, inode, size, mtime_ns, ctime_ns) -> sha256 hex
+_DIGESTS_LOCK = threading.Lock()
+
+
+def file_sha256(path, st=None):
+    """The sha256 (hex) of a file, remembered for as long as its stat says it is the same file.
+
+    A group's hosts ship the same ~30 MiB of artifacts: hashed once per run,
+    not once per host. Any write changes mtime/ctime (a rename changes the
+    inode), so a changed file is hashed again.
+    """
+    from .artifacts.cache import sha256_file
+
+    st = st or os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key)
+    if known is None:
+        known = sha256_file(path)
+        with _DIGESTS_LOCK:
+            if len(_DIGESTS) > 4096:
+                _DIGESTS.clear()
+            _DIGESTS[key] = known
+    return known
 
 
 # Files smaller than this go as they are (configs, VERSION: a few KiB, and
