@@ -16,7 +16,8 @@ For every CLI run: wall seconds (interpreter start included), the CLI's own
 CPU seconds (``RUSAGE_CHILDREN``: user + system of the process and what it
 ran here, e.g. zstd), and the CPU seconds of the hosts' processes (every
 process in the hosts' network namespaces, plus what their sshd reaped:
-sessions, shells, decompressors) — all on the same two cores, so CPU seconds
+sessions, shells, decompressors; a cpuacct cgroup per host where the machine
+has one, which also counts the daemonized server and nginx) — all on the same two cores, so CPU seconds
 per host are the load-robust figure when the machine is shared. Per-host
 phases come from setup's ``--json`` summaries (``phases``, ``connect_s``,
 ``channels``).
@@ -50,15 +51,17 @@ def proc_cpu(pid):
     return sum(int(x) for x in fields[11:15]) / TICK
 
 
-class CpuGroup:
-    """A cpuacct cgroup (v1) holding the hosts' sshd: every process they start, daemons included,
-    is counted in it (``cpuacct.usage``); None when this machine has no writable cpuacct."""
+class CpuGroups:
+    """One cpuacct cgroup (v1) per host holding its sshd: every process it starts, the
+    daemonized server and nginx included, is counted there (``cpuacct.usage``).
+    :meth:`make` gives None when this machine has no writable cpuacct hierarchy."""
 
     ROOT = Path("/sys/fs/cgroup/cpuacct")
 
     def __init__(self):
-        self.path = self.ROOT / f"tiramisu-bench-fleet-{os.getpid()}"
-        self.path.mkdir()
+        self.base = self.ROOT / f"tiramisu-bench-fleet-{os.getpid()}"
+        self.base.mkdir()
+        self.paths = {}
 
     @classmethod
     def make(cls):
@@ -67,32 +70,37 @@ class CpuGroup:
         except OSError:
             return None
 
-    def add(self, pid):
-        (self.path / "cgroup.procs").write_text(str(pid))
+    def add(self, host):
+        path = self.base / host.netns
+        path.mkdir()
+        for pid in host.pids:
+            (path / "cgroup.procs").write_text(str(pid))
+        self.paths[host.netns] = path
 
-    def seconds(self):
-        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+    def seconds(self, hosts):
+        return sum(int((self.paths[h.netns] / "cpuacct.usage").read_text()) for h in hosts) / 1e9
 
     def remove(self):
-        for pid in (self.path / "cgroup.procs").read_text().split():
+        for path in [*self.paths.values(), self.base]:
+            for pid in (path / "cgroup.procs").read_text().split():
+                try:
+                    (self.ROOT / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
             try:
-                (self.ROOT / "cgroup.procs").write_text(pid)
+                path.rmdir()
             except OSError:
                 pass
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
 
 
-GROUP = None  # the CpuGroup of this run, when there is one
+GROUPS = None  # this run's CpuGroups, when there are
 
 
 def hosts_cpu(hosts):
-    """CPU seconds used by the hosts so far: their cgroup when there is one, else every
+    """CPU seconds used by the hosts so far: their cgroups when there are, else every
     process in the hosts' network namespaces (reaped children included)."""
-    if GROUP is not None:
-        return GROUP.seconds()
+    if GROUPS is not None:
+        return GROUPS.seconds(hosts)
     from testhosts.registry import netns_pids
 
     return sum(proc_cpu(pid) for h in hosts for pid in netns_pids(h.netns))
@@ -100,9 +108,8 @@ def hosts_cpu(hosts):
 
 def start_host(testhosts, name):
     host = testhosts.start_host("x86_64", name=name)
-    if GROUP is not None:
-        for pid in host.pids:
-            GROUP.add(pid)
+    if GROUPS is not None:
+        GROUPS.add(host)
     return host
 
 
@@ -124,7 +131,12 @@ def run_cli(cli, env, args, hosts, timeout=1800):
         "hosts_cpu_s": round(hosts_cpu(hosts) - h0, 2),
     }
     if proc.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(map(str, args))} failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
+        why = proc.stderr[-1500:]
+        try:  # --json runs: each failed host's own error
+            why = "; ".join(f"{h['host']}: {h['error']}" for h in json.loads(proc.stdout)["hosts"] if not h["ok"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise SystemExit(f"bench: {' '.join(map(str, args))} failed (exit {proc.returncode}): {why}")
     return proc, facts
 
 
@@ -182,9 +194,9 @@ def main(argv=None):
         "command": "bench/fleet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "cli": args.cli,
     }
-    global GROUP
-    GROUP = CpuGroup.make()
-    result["hosts_cpu_from"] = "cpuacct cgroup" if GROUP is not None else "netns processes"
+    global GROUPS
+    GROUPS = CpuGroups.make()
+    result["hosts_cpu_from"] = "cpuacct cgroup per host" if GROUPS is not None else "netns processes"
     hosts = []
     try:
         warm = start_host(testhosts, "fleetw")
@@ -232,8 +244,8 @@ def main(argv=None):
     finally:
         for host in hosts:
             host.stop()
-        if GROUP is not None:
-            GROUP.remove()
+        if GROUPS is not None:
+            GROUPS.remove()
     result["load_end"] = [round(x, 1) for x in os.getloadavg()]
 
     def med(rows, key):
