@@ -153,3 +153,46 @@ def test_phase_timer_adds_up_marks():
 
 def test_connection_facts_of_a_fake_box_are_empty():
     assert lifecycle.connection_facts(SimpleNamespace(effects=object())) == {}
+
+
+class _RecordingChannel:
+    """The upload channel's side of upload_batch: records each write's size."""
+
+    def __init__(self):
+        self.writes = []
+
+    def settimeout(self, t):
+        pass
+
+    def exec_command(self, command):
+        self.command = command
+
+    def sendall(self, data):
+        self.writes.append(len(data))
+
+    def shutdown_write(self):
+        pass
+
+    def recv_exit_status(self):
+        return 0
+
+    def recv_stderr_ready(self):
+        return False
+
+    def close(self):
+        pass
+
+
+def test_upload_stream_goes_in_large_writes(tmp_path, monkeypatch):
+    """Full SSH packets, not one small packet per 10 KiB tar record (BENCHMARKS.md "Fleet")."""
+    from tiramisu_tasks import remote, transfer
+
+    big = tmp_path / "lib.so"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    chan = _RecordingChannel()
+    transport = SimpleNamespace(is_active=lambda: True, open_session=lambda timeout=None: chan)
+    monkeypatch.setattr(remote, "ensure_open", lambda conn: transport)
+    sent = transfer.upload_batch(SimpleNamespace(host="box"), "/env", [Upload.of(big, "/env/lib/lib.so")])
+    assert sent == sum(chan.writes) >= 2 * 1024 * 1024
+    assert max(chan.writes) == transfer.STREAM_CHUNK
+    assert len(chan.writes) <= sent // transfer.STREAM_CHUNK + 2
