@@ -260,6 +260,14 @@ def receiver_error(host, status, last_line, needed):
         free, path = full if full is not None else (None, "the env dir")
         return DiskFullError(disk_full_message(host, needed, free, path))
     detail = f": {last_line}" if last_line else ""
+    if status is None or status < 0:
+        # paramiko's -1: the channel closed without an exit status (the
+        # remote shell ended by a signal, or the session went away)
+        return RemoteError(
+            f"upload failed, nothing was replaced: the receiver on the box ended without an exit status "
+            f"(killed by a signal?){detail}",
+            code=1,
+        )
     return RemoteError(
         f"upload failed (exit {status}), nothing was replaced{detail}",
         code=status if status and 0 < status < 256 else 1,

@@ -196,3 +196,13 @@ def test_upload_stream_goes_in_large_writes(tmp_path, monkeypatch):
     assert sent == sum(chan.writes) >= 2 * 1024 * 1024
     assert max(chan.writes) == transfer.STREAM_CHUNK
     assert len(chan.writes) <= sent // transfer.STREAM_CHUNK + 2
+
+
+def test_a_receiver_killed_by_a_signal_is_named_as_such():
+    from tiramisu_tasks.errors import RemoteError
+    from tiramisu_tasks.transfer import receiver_error
+
+    err = receiver_error("box", -1, "", 10)
+    assert isinstance(err, RemoteError) and err.code == 1
+    assert "without an exit status" in err.message and "nothing was replaced" in err.message
+    assert "exit 72" in receiver_error("box", 72, "x", 10).message  # an ordinary failure keeps its status
