@@ -55,7 +55,13 @@ def setup(cli, env, name):
         raise SystemExit(f"bench: setup of {name} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
     (s,) = host_summaries(proc.stdout)
     sent = s.get("sent_bytes", s.get("uploaded_bytes"))
-    return {"s": round(took, 2), "sent_bytes": sent, "files_bytes": s.get("uploaded_bytes"), "health": s["health"]}
+    return {
+        "s": round(took, 2),
+        "sent_bytes": sent,
+        "files_bytes": s.get("uploaded_bytes"),
+        "health": s["health"],
+        "phases": s.get("phases"),  # seconds per setup phase (revisions that report them)
+    }
 
 
 def shape(host, rate):
@@ -117,10 +123,13 @@ def main(argv=None):
             if proc.returncode != 0:
                 raise SystemExit(f"bench: fleet setup failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
             per_host = host_summaries(proc.stdout)
+            from fleet_bench import phase_table
+
             result["fleet"] = {
                 "hosts": args.fleet,
                 "s": round(took, 2),
                 "sent_bytes": sum(h.get("sent_bytes", h.get("uploaded_bytes")) for h in per_host),
+                "phases": phase_table(per_host),  # [median, max] s per phase (revisions that report them)
             }
             bk.note(f"  {result['fleet']}")
     finally:

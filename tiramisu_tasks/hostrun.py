@@ -31,6 +31,12 @@ from .taskkit import debug_enabled, describe_exception, emit_json, print_debug_t
 
 _print_lock = threading.Lock()
 
+# Hosts run at once (one thread and one SSH connection each). Most of a
+# host's time is waiting on its box, so a queue behind a small pool only
+# adds whole host-times to a group's run (measured: 20 hosts with 16
+# workers, the last 4 started when the first finished; BENCHMARKS.md "Fleet").
+MAX_PARALLEL_HOSTS = 64
+
 
 class Reporter:
     """Per-host output; prefixes lines with ``[host] `` when several run at once.
@@ -149,7 +155,7 @@ def run_on_hosts(c, host, fn, accept_new=None, summary=True, quiet=False, interr
             if conn is not None:
                 conn.close()
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(len(specs), 16))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(len(specs), MAX_PARALLEL_HOSTS))
     futures = [pool.submit(one, spec, config) for spec, config in zip(specs, configs)]
     try:
         concurrent.futures.wait(futures)

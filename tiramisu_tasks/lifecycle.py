@@ -171,12 +171,14 @@ def check_health(box, timeout=10):
     )
 
 
-def apply_service_plan(box, plan: ServicePlan):
+def apply_service_plan(box, plan: ServicePlan, timings=None):
     """Carry out a :class:`plans.ServicePlan`; returns {stopped, reaped, done, health}.
 
     Order: stops, orphans beside running services, actions (server before
-    nginx), the server's SIGHUP, the health check.
+    nginx), the server's SIGHUP, the health check. ``timings``: a
+    :class:`PhaseTimer` that gets one phase per action and the health check.
     """
+    timings = timings or PhaseTimer()
     result = {"stopped": {}, "reaped": {}, "done": {}, "health": None}
     for name in plan.stop:
         result["stopped"][name] = stop_service(box, name, plan.stop_timeout)
@@ -195,12 +197,14 @@ def apply_service_plan(box, plan: ServicePlan):
             start_service(box, name)
         elif action == "reload":
             reload_nginx(box)
+        timings.mark(f"{name}_{action}")
         result["done"][name] = action
         box.note(f"{name}: {PAST[action]}")
     if plan.hup_server_pid:
         box.run(cmd.signal_pid("HUP", plan.hup_server_pid))
     if plan.check_health:
         result["health"] = check_health(box)
+        timings.mark("health")
     return result
 
 
@@ -232,13 +236,67 @@ def reload(box):
 # --------------------------------------------------------------- setup ---
 
 
+class PhaseTimer:
+    """Wall seconds per named phase of one procedure run (setup's ``phases``).
+
+    :meth:`mark` closes the phase that began at the previous mark (or at
+    creation) under ``name``; a name marked twice adds up.
+    """
+
+    def __init__(self):
+        self.last = time.monotonic()
+        self.seconds = {}
+
+    def mark(self, name):
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self.last, 3)
+        self.last = now
+
+
+def connection_facts(box):
+    """{connect_s, channels} of a box's SSH connection, or {} (a fake box): the first
+    open's seconds (TCP, key exchange, auth: :func:`remote.ensure_open`) and the
+    channels opened so far (each remote command, upload and HTTP request is one)."""
+    conn = getattr(box.effects, "conn", None)
+    transport = getattr(conn, "transport", None) if conn is not None else None
+    if transport is None:
+        return {}
+    facts = {}
+    connect_s = getattr(transport, "_tiramisu_connect_s", None)
+    if isinstance(connect_s, float):
+        facts["connect_s"] = round(connect_s, 3)
+    channels = getattr(transport, "_channel_counter", None)
+    if isinstance(channels, int):
+        facts["channels"] = channels
+    return facts
+
+
 def local_shipment(c):
-    """``ship(target, toolchain, nginx_provider, note)`` building the real artifacts here (cached)."""
+    """``ship(target, toolchain, nginx_provider, note)`` building the real artifacts here (cached).
+
+    One ``ship`` serves every host of a run: the first host of a target
+    builds (or finds in the cache) and inspects the artifacts, the others
+    of that target wait for it and reuse the :class:`shipment.Shipment`
+    (the same files, the same digests: see :func:`transfer.Upload.of`).
+    """
+    import threading
+
     from .shipment import build_shipment
     from .toolchains import settings_from_config
 
+    lock = threading.Lock()
+    made = {}  # (target, toolchain, provider) -> [lock, Shipment or None]
+
     def ship(target, toolchain, nginx_provider, note):
-        return build_shipment(target, toolchain, nginx_provider, note=note, toolchain_settings=settings_from_config(c))
+        key = (target.name, toolchain, nginx_provider)
+        with lock:
+            entry = made.setdefault(key, [threading.Lock(), None])
+        with entry[0]:
+            if entry[1] is None:
+                entry[1] = build_shipment(
+                    target, toolchain, nginx_provider, note=note, toolchain_settings=settings_from_config(c)
+                )
+            return entry[1]
 
     return ship
 
@@ -260,6 +318,7 @@ def setup(box, ship, dry=False, start=True):
     RemoteError when the env dir cannot be made or a service fails.
     """
     started = time.monotonic()
+    timer = PhaseTimer()
     layout = box.layout
     states = {n: (s["pid"], s["state"]) for n, s in box.report["services"].items()}
     previous = dict(box.report.get("version") or {})
@@ -276,7 +335,9 @@ def setup(box, ship, dry=False, start=True):
     # HTTPS (tls.py): the pair is checked or made here before anything is
     # built or uploaded, and shipped beside the live one before the new config.
     tls_plan = tls.plan(box)
+    timer.mark("tls_plan")
     shipment = ship(box.target, box.settings["toolchain"], box.settings["nginx_provider"], box.note)
+    timer.mark("shipment")
     refuse_old_glibc(box, shipment.glibc_needed, shipment.describe["toolchain"])
     # The rendered configs (and VERSION) are staged in a directory removed on
     # the way out, dry run or not.
@@ -292,8 +353,10 @@ def setup(box, ship, dry=False, start=True):
         )
         modes = dict(shipment.modes, **{"conf/nginx.conf": "600", "conf/server.conf": "600"})
         files = {rel: Upload.of(path, f"{layout.root}/{rel}", modes.get(rel, "600")) for rel, path in local.items()}
+        timer.mark("render_hash")
         env_exists = bool(box.report["env_exists"])
         remote_hashes = box.remote_sha256([u.remote for u in files.values()]) if env_exists else {}
+        timer.mark("remote_hashes")
         plan = plan_setup(
             box.name,
             box.target.name,
@@ -332,16 +395,20 @@ def setup(box, ship, dry=False, start=True):
         tls.ship(box, tls_plan)
         # A reload only signals nginx: with HTTPS, wait until the old workers (old certificate) are gone.
         workers = tls.worker_pids(box) if tls_plan.mode != "off" and box.report["env_exists"] else set()
-        done, health = apply_setup(box, plan, staging)
+        timer.mark("plan")
+        done, health = apply_setup(box, plan, staging, timer)
         if done.get("nginx") == "reload":
             tls.wait_workers_replaced(box, workers)
         # tls=acme: the first certificate (or a due renewal) once nginx serves the challenge folder.
         issued = tls.after_setup(box, tls_plan, started=start)
         if issued:
             summary["tls"]["obtained"] = issued
+        timer.mark("tls_after")
         summary.update(
             done=done,
             health=health,
+            phases=dict(timer.seconds, probe=box.report.get("probe_seconds")),
+            **connection_facts(box),
             seconds=round(time.monotonic() - started, 2),
             total_bytes=plan.total_bytes,
             sent_bytes=box.sent_bytes,  # what went over SSH: compressed, and only what the box lacked
@@ -359,8 +426,12 @@ def tls_url(box, path="/"):
     return f"https://{host}{'' if port == 443 else f':{port}'}{path}"
 
 
-def apply_setup(box, plan, staging):
-    """Carry out a :class:`plans.SetupPlan`; returns (done actions, health dict or None)."""
+def apply_setup(box, plan, staging, timer=None):
+    """Carry out a :class:`plans.SetupPlan`; returns (done actions, health dict or None).
+
+    ``timer``: a :class:`PhaseTimer` marked after each step.
+    """
+    timer = timer or PhaseTimer()
     layout = box.layout
     need = plan.upload_bytes + 16 * 1024 * 1024
     free = box.report.get("disk_free_mb")
@@ -373,9 +444,11 @@ def apply_setup(box, plan, staging):
     if not made.ok:
         why = (made.stderr or made.stdout).strip().splitlines()
         raise RemoteError(f"cannot create {layout.root} on {box.name}: {why[-1] if why else 'mkdir failed'}")
+    timer.mark("layout_init")
     check = cmd.staged_nginx_test(layout, plan.uploaded) if plan.nginx_test else None
     if plan.uploads:
         box.upload(list(plan.uploads), check=check)
+    timer.mark("upload")
 
     done, health = {}, None
     if plan.start:
@@ -383,7 +456,8 @@ def apply_setup(box, plan, staging):
         services = ServicePlan(
             box.name, reap=reap_beside_running(observe_services(box)), actions=plan.actions, check_health=True
         )
-        result = apply_service_plan(box, services)
+        timer.mark("observe_services")
+        result = apply_service_plan(box, services, timer)
         done, resp = result["done"], result["health"]
         health = {"status": resp.status, "ms": round(resp.seconds * 1000, 1)}
 
@@ -392,6 +466,7 @@ def apply_setup(box, plan, staging):
     version_upload = Upload.of(vfile, layout.version_file, "600")
     if plan_uploads([version_upload], box.remote_sha256([layout.version_file])):
         box.upload([version_upload])
+    timer.mark("version")
     return done, health
 
 

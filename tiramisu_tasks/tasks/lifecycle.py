@@ -50,13 +50,15 @@ def _flags(**kw):
 def _install(c, host, flags, dry, json, accept_new, start):
     """setup (start=True) and webserv.install (start=False): one code path."""
 
+    ship = lc.local_shipment(c)  # one per run: a group's hosts share the local work
+
     def one(conn, spec, rep):
         opened = lambda: connect_box(c, conn, spec, rep, flags, installed_wins=False)  # noqa: E731
         if dry:
-            summary = lc.setup(opened(), lc.local_shipment(c), dry=True, start=start)
+            summary = lc.setup(opened(), ship, dry=True, start=start)
         else:
             with locked(opened, "setup" if start else "webserv.install", create_env=True) as box:
-                summary = lc.setup(box, lc.local_shipment(c), dry=dry, start=start)
+                summary = lc.setup(box, ship, dry=dry, start=start)
         if not json and not dry:
             rep.out(
                 _setup_line(summary)
