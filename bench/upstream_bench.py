@@ -47,15 +47,28 @@ from tiramisu_tasks.serverbuild import build_server  # noqa: E402
 from tiramisu_tasks.targets import parse_target_name  # noqa: E402
 from tiramisu_tasks.toolchains import choose_toolchain  # noqa: E402
 
-# (key, label, settings for nginx.conf); the C-backend row is added by main.
+# (key, label, settings for nginx.conf, settings for server.conf); the
+# C-backend rows (the ceilings) are added by main, one per nginx worker count
+# in use, and each row is compared with the ceiling of its own nginx workers.
 VARIANTS = (
-    ("tcp", "tcp, keepalive 64, workers auto", {"upstream": "tcp"}),
-    ("unix", "unix, keepalive 64, workers auto", {"upstream": "unix"}),
-    ("tcp_k16", "tcp, keepalive 16, workers auto", {"upstream": "tcp", "upstream_keepalive": 16}),
-    ("unix_k16", "unix, keepalive 16, workers auto", {"upstream": "unix", "upstream_keepalive": 16}),
-    ("tcp_w1", "tcp, keepalive 64, workers 1", {"upstream": "tcp", "nginx_workers": 1}),
-    ("unix_w1", "unix, keepalive 64, workers 1", {"upstream": "unix", "nginx_workers": 1}),
+    ("tcp", "tcp, keepalive 64, workers auto", {"upstream": "tcp"}, {}),
+    ("unix", "unix, keepalive 64, workers auto", {"upstream": "unix"}, {}),
+    ("tcp_k16", "tcp, keepalive 16, workers auto", {"upstream": "tcp", "upstream_keepalive": 16}, {}),
+    ("unix_k16", "unix, keepalive 16, workers auto", {"upstream": "unix", "upstream_keepalive": 16}, {}),
+    ("tcp_w1", "tcp, keepalive 64, workers 1", {"upstream": "tcp", "nginx_workers": 1}, {}),
+    ("unix_w1", "unix, keepalive 64, workers 1", {"upstream": "unix", "nginx_workers": 1}, {}),
+    ("unix_s1", "unix, keepalive 64, workers auto, server workers 1", {"upstream": "unix"}, {"workers": 1}),
+    (
+        "unix_w1_s1",
+        "unix, keepalive 64, workers 1, server workers 1",
+        {"upstream": "unix", "nginx_workers": 1},
+        {"workers": 1},
+    ),
 )
+
+
+def ceiling_of(nginx_over):
+    return "ceiling_w1" if nginx_over.get("nginx_workers") == 1 else "ceiling"
 
 
 def cpu_ticks(pids):
@@ -119,9 +132,9 @@ def values(env_root, **over):
     return config_values(RemoteLayout(str(env_root)), "bench", s, box_ids=ids)
 
 
-def start_server(procs, server_dir, env_root, port, hello):
+def start_server(procs, server_dir, env_root, port, hello, **over):
     """custom_server with the production server.conf for upstream=unix: TCP port and run/server.sock."""
-    v = values(env_root, server_port=port, http_port=8080, upstream="unix")
+    v = values(env_root, server_port=port, http_port=8080, upstream="unix", **over)
     layout = v["layout"]
     for d in (layout.conf, layout.modules, layout.logs, layout.run, layout.cache):
         Path(d).mkdir(parents=True, exist_ok=True)
@@ -184,29 +197,44 @@ def main(argv=None):
         servers = [("", "cs", server_dir)]
         if args.base_server:
             servers.append(("base_", "base", args.base_server))
+        ceiling_for = {}
         for prefix, name, sdir in servers:
-            cs_port = bk.free_port()
-            srv, socket = start_server(procs, sdir, work / f"{prefix}cs", cs_port, hello)
-            for key, label, over in variants:
+            started = {}  # one server per distinct server.conf
+            for key, label, over, sover in variants:
+                skey = tuple(sorted(sover.items()))
+                if skey not in started:
+                    cs_port = bk.free_port()
+                    root = work / f"{prefix}cs{len(started)}"
+                    started[skey] = (cs_port, *start_server(procs, sdir, root, cs_port, hello, **sover))
+                cs_port, srv, socket = started[skey]
                 port = bk.free_port()
                 ng = start_nginx(procs, nginx, work / f"n-{prefix}{key}", port, cs_port, socket=socket, **over)
                 sb.check_body(port, "/hello", label)
-                rows.append((prefix + key, f"nginx → {name} {label}", f"http://127.0.0.1:{port}/hello", [ng.pid, srv.pid]))
+                rows.append(
+                    (prefix + key, f"nginx → {name} {label}", f"http://127.0.0.1:{port}/hello", [ng.pid, srv.pid])
+                )
+                ceiling_for[prefix + key] = ceiling_of(over)
         c_port = bk.free_port()
         cb = procs.start([c_backend, c_port, DEFAULTS["workers"]], work / "c_backend.log")
         bk.wait_http(c_port, "/hello", proc=cb)
-        port = bk.free_port()
-        ng = start_nginx(procs, nginx, work / "n-c", port, c_port)
-        sb.check_body(port, "/hello", "nginx → C backend")
-        rows.append(
-            ("ceiling", "nginx → C backend (tcp, k64, auto)", f"http://127.0.0.1:{port}/hello", [ng.pid, cb.pid])
-        )
+        for ckey, clabel, cover in (
+            ("ceiling", "workers auto", {}),
+            ("ceiling_w1", "workers 1", {"nginx_workers": 1}),
+        ):
+            if ckey not in ceiling_for.values() and ckey != "ceiling":
+                continue
+            port = bk.free_port()
+            ng = start_nginx(procs, nginx, work / f"n-{ckey}", port, c_port, **cover)
+            sb.check_body(port, "/hello", "nginx → C backend")
+            url = f"http://127.0.0.1:{port}/hello"
+            rows.append((ckey, f"nginx → C backend (tcp, k64, {clabel})", url, [ng.pid, cb.pid]))
+            ceiling_for[ckey] = ckey
         bk.note(f"{args.rounds} rounds × {len(rows)} rows × {args.seconds} s, wrk -t2 -c{args.connections}")
         raw = run_rounds(rows, args.seconds, args.rounds, args.connections)
     summary = sb.summarize(raw)
-    ceiling = raw["ceiling"]
     out_rows = []
     for key, label, *_ in rows:
+        ceiling = raw[ceiling_for[key]]
         per_round = [a["rps"] / b["rps"] for a, b in zip(raw[key], ceiling) if b["rps"]]
         cpu = bk.median([r["cpu_us"] for r in raw[key]])
         ceiling_cpu = bk.median([r["cpu_us"] for r in ceiling])
@@ -215,6 +243,7 @@ def main(argv=None):
         s["rounds_cpu_us"] = [round(r["cpu_us"] or 0, 1) for r in raw[key]]
         s["of_ceiling_rps"] = bk.median(per_round)
         s["of_ceiling_cpu"] = ceiling_cpu / cpu if cpu and ceiling_cpu else None
+        s["ceiling"] = ceiling_for[key]
         out_rows.append(
             [
                 label,

@@ -44,16 +44,16 @@
  * switches, more than a trivial guest's whole run. An app qualifies after
  * INLINE_STREAK runs in a row under INLINE_SHORT_US each; one I/O turn runs
  * guests inline for at most INLINE_TURN_US, the rest go to the pool. A guest
- * that runs inline longer than TAKEOVER_US (seen by the watchdog thread
- * every WATCH_MS) gets its worker's event loop handed to a helper thread
- * until it returns, so it stalls no other connection for longer than that. */
+ * that runs inline longer than TAKEOVER_US (seen by ts_server_watch, called
+ * on every epoch tick) gets its worker's event loop handed to a helper
+ * thread until it returns, so it stalls no other connection for longer than
+ * that plus a tick. */
 #ifndef INLINE_SHORT_US
 #define INLINE_SHORT_US 1000
 #endif
 #define INLINE_STREAK 8
 #define INLINE_TURN_US 2000
 #define TAKEOVER_US 5000
-#define WATCH_MS 2
 
 _Static_assert(TS_WAGI_ADDR_MAX == INET6_ADDRSTRLEN, "ts_wagi.h's address size");
 
@@ -108,10 +108,8 @@ static worker *g_workers;
 static int g_nworkers;
 static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
-static _Atomic int g_open_conns; /* client connections of all workers */
-static pthread_t g_watchdog;
-static int g_watchdog_on;
-static _Atomic int g_watchdog_stop;
+static _Atomic int g_open_conns;        /* client connections of all workers */
+static _Atomic int g_watch_ready;       /* the workers exist: ts_server_watch may look at them */
 static _Thread_local int t_loop_helper; /* this thread runs a worker's loop for a guest running inline */
 static int g_max_conns;                 /* max-connections, resolved */
 
@@ -480,27 +478,22 @@ static void run_inline(worker *w, job *j) {
   job_done(w, j);
 }
 
-/* The watchdog: an inline guest past TAKEOVER_US gets a helper thread for
- * its worker's loop. */
-static void *watchdog_main(void *arg) {
-  (void)arg;
-  struct timespec ts = {0, WATCH_MS * 1000000L};
-  while (!atomic_load(&g_watchdog_stop)) {
-    nanosleep(&ts, NULL);
-    uint64_t now = ts_now_us();
-    for (int i = 0; i < g_nworkers; i++) {
-      worker *w = &g_workers[i];
-      uint64_t t0 = atomic_load(&w->inline_t0);
-      if (!t0 || now - t0 < TAKEOVER_US) continue;
-      pthread_mutex_lock(&w->own_mu);
-      if (atomic_load(&w->inline_t0) && !w->helper_on) {
-        if (pthread_create(&w->helper, NULL, loop_helper_main, w) == 0) w->helper_on = 1;
-        else ts_log_warn("worker %d: cannot start a helper thread while a guest runs inline", w->id);
-      }
-      pthread_mutex_unlock(&w->own_mu);
+/* An inline guest past TAKEOVER_US gets a helper thread for its worker's
+ * loop. Called on the epoch ticker's thread, every TS_EPOCH_TICK_MS. */
+void ts_server_watch(void) {
+  if (!atomic_load(&g_watch_ready)) return;
+  uint64_t now = ts_now_us();
+  for (int i = 0; i < g_nworkers; i++) {
+    worker *w = &g_workers[i];
+    uint64_t t0 = atomic_load(&w->inline_t0);
+    if (!t0 || now - t0 < TAKEOVER_US) continue;
+    pthread_mutex_lock(&w->own_mu);
+    if (atomic_load(&w->inline_t0) && !w->helper_on) {
+      if (pthread_create(&w->helper, NULL, loop_helper_main, w) == 0) w->helper_on = 1;
+      else ts_log_warn("worker %d: cannot start a helper thread while a guest runs inline", w->id);
     }
+    pthread_mutex_unlock(&w->own_mu);
   }
-  return NULL;
 }
 
 /* -------------------------------------------------------------- requests --- */
@@ -1168,8 +1161,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
       return -1;
     if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
   }
-  if (pthread_create(&g_watchdog, NULL, watchdog_main, NULL)) return -1;
-  g_watchdog_on = 1;
+  atomic_store(&g_watch_ready, 1);
   return 0;
 }
 
@@ -1180,9 +1172,6 @@ void ts_server_drain(void) {
     (void)r;
   }
   for (int i = 0; i < g_nworkers; i++) pthread_join(g_workers[i].thread, NULL);
-  atomic_store(&g_watchdog_stop, 1);
-  if (g_watchdog_on) pthread_join(g_watchdog, NULL);
-  g_watchdog_on = 0;
   /* Every job has come back (a worker exits only without connections). */
   ts_pool_stop(&g_pool);
   if (g_listen_fd >= 0) close(g_listen_fd);
