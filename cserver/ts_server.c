@@ -244,11 +244,13 @@ static void access_log(worker *w, conn *c, const ts_request *req, int status, si
     char method[64], target[2048];
     ts_log_escape(method, sizeof method, req->method.p, req->method.n);
     ts_log_escape(target, sizeof target, req->target.p, req->target.n);
-    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method, target,
-                  req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+    /* seconds with 6 decimals, from integers: no floating-point formatting per request */
+    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %llu.%06llu %s\n", c->peer, w->clf_date, method,
+                  target, req->minor, status, bytes, (unsigned long long)(us / 1000000),
+                  (unsigned long long)(us % 1000000), app && app[0] ? app : "-");
   } else {
-    ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
-                  (double)us / 1e6);
+    ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %llu.%06llu -\n", c->peer, w->clf_date, status, bytes,
+                  (unsigned long long)(us / 1000000), (unsigned long long)(us % 1000000));
   }
   if (w->access.n > ACCESS_FLUSH_BYTES) {
     ts_log_access_write(w->access.p, w->access.n);
@@ -512,11 +514,17 @@ static void finish_request(worker *w, conn *c, job *j) {
   static const ts_header busy_hdrs[2] = {{{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}},
                                          {{"Retry-After", 11}, {"1", 1}}};
   const ts_header *hdrs = &ct_text;
-  char errbody[128], method[64], target[512], who[TS_APP_NAME_MAX + 16];
+  char errbody[128], method[64], target[512], whobuf[TS_APP_NAME_MAX + 16];
   /* A preview's requests are logged and counted apart from the live app's. */
-  snprintf(who, sizeof who, "%s%s", j->m.preview ? "preview:" : "", app->name);
-  ts_log_escape(method, sizeof method, j->method.p, j->method.n);
-  ts_log_escape(target, sizeof target, j->target.p, j->target.n);
+  const char *who = app->name;
+  if (j->m.preview) {
+    snprintf(whobuf, sizeof whobuf, "preview:%s", app->name);
+    who = whobuf;
+  }
+  /* method and target for error lines, escaped only when there is one */
+#define ESCAPE_REQUEST()                                                                                               \
+  (ts_log_escape(method, sizeof method, j->method.p, j->method.n),                                                     \
+   ts_log_escape(target, sizeof target, j->target.p, j->target.n))
 
   if (j->rejected) {
     status = 503;
@@ -542,6 +550,7 @@ static void finish_request(worker *w, conn *c, job *j) {
       out_len -= cr.body_off;
     } else {
       status = 500;
+      ESCAPE_REQUEST();
       if (cr.over_head_limit)
         ts_log_error("app %s: %s %s: %s (max-response-header = %llu bytes)", who, method, target, cr.error,
                      (unsigned long long)g_cfg->max_response_header);
@@ -552,6 +561,7 @@ static void finish_request(worker *w, conn *c, job *j) {
     status = res == TS_RUN_TIMEOUT ? 504 : 500;
     if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
     if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
+    ESCAPE_REQUEST();
     ts_log_error("app %s: %s %s failed (%s): %s", who, method, target, run_result_name(res), j->out.message);
   }
   if (!out_owner) {
@@ -575,6 +585,7 @@ static void finish_request(worker *w, conn *c, job *j) {
   req.target = j->target;
   req.minor = j->minor;
   access_log(w, c, &req, status, out_len, took, who);
+#undef ESCAPE_REQUEST
 }
 
 /* Answer a request: admin and routing errors right here, guests on the pool.
