@@ -54,6 +54,10 @@
 #define INLINE_STREAK 8
 #define INLINE_TURN_US 2000
 #define TAKEOVER_US 5000
+/* Inline runs at once, over all workers: the pooling allocator has slots for
+ * one instance per guest thread plus 2 (ts_engine.c, pool_slots), so at
+ * most 2 instances may run outside the guest threads. */
+#define INLINE_MAX 2
 
 _Static_assert(TS_WAGI_ADDR_MAX == INET6_ADDRSTRLEN, "ts_wagi.h's address size");
 
@@ -110,6 +114,7 @@ static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
 static _Atomic int g_open_conns;        /* client connections of all workers */
 static _Atomic int g_watch_ready;       /* the workers exist: ts_server_watch may look at them */
+static _Atomic int g_inline_now;        /* guests running inline now, all workers (at most INLINE_MAX) */
 static _Thread_local int t_loop_helper; /* this thread runs a worker's loop for a guest running inline */
 static int g_max_conns;                 /* max-connections, resolved */
 
@@ -340,6 +345,18 @@ static job *job_of(ts_pool_item *it) { return (job *)(void *)((char *)it - offse
 static void job_done(worker *w, job *j);
 static void run_inline(worker *w, job *j);
 
+/* Run j inline if fewer than INLINE_MAX run inline now and its app has a
+ * free slot; returns whether it ran. */
+static int try_inline(worker *w, job *j) {
+  int ran = 0;
+  if (atomic_fetch_add(&g_inline_now, 1) < INLINE_MAX && ts_pool_try_begin(&g_pool, j->item.app)) {
+    run_inline(w, j);
+    ran = 1;
+  }
+  atomic_fetch_sub(&g_inline_now, 1);
+  return ran;
+}
+
 /* Queue this iteration's jobs with one lock (before the worker may sleep).
  * Jobs their app's queue refused are answered (503) right here; answering
  * may parse pipelined requests and make new jobs, so loop until none.
@@ -374,10 +391,7 @@ static void pool_flush(worker *w) {
     }
     for (job *j = here; j; j = next) {
       next = j->next;
-      if (ts_now_us() < turn_end && ts_pool_try_begin(&g_pool, j->item.app)) {
-        run_inline(w, j);
-        continue;
-      }
+      if (ts_now_us() < turn_end && try_inline(w, j)) continue;
       j->next = NULL; /* out of time this turn, or the app is at its limit: the pool queues it */
       ts_pool_item *rej = ts_pool_submit(&g_pool, &j->item);
       if (rej) {
