@@ -1120,8 +1120,14 @@ static int before_sleep(ts_loop *l, void *data) {
   (void)l;
   worker *w = data;
   free_dead(w);
-  int busy = take_done(w, 1);
+  int busy = take_done(w, 0);
   pool_flush(w);
+  /* Idle only after the inline runs: a helper thread that ran the loop
+   * meanwhile may have left jobs that finished without a wake-up. */
+  if (take_done(w, !busy)) { /* marks the worker idle only when it will wait */
+    pool_flush(w);
+    busy = 1;
+  }
   return busy;
 }
 
