@@ -218,8 +218,8 @@ def main(argv=None):
         cb = procs.start([c_backend, c_port, DEFAULTS["workers"]], work / "c_backend.log")
         bk.wait_http(c_port, "/hello", proc=cb)
         for ckey, clabel, cover in (
-            ("ceiling", "workers auto", {}),
-            ("ceiling_w1", "workers 1", {"nginx_workers": 1}),
+            ("ceiling", "workers auto", {"upstream": "tcp"}),
+            ("ceiling_w1", "workers 1", {"upstream": "tcp", "nginx_workers": 1}),
         ):
             if ckey not in ceiling_for.values() and ckey != "ceiling":
                 continue
