@@ -43,6 +43,7 @@ static void *ticker_main(void *arg) {
   while (!atomic_load(&g_ticker_stop)) {
     nanosleep(&ts, NULL);
     ts_engine_tick(e);
+    ts_server_watch(); /* inline guests running too long */
   }
   return NULL;
 }

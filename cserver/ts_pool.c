@@ -94,6 +94,31 @@ static ts_pool_item *take_job(ts_pool *p) {
   return it;
 }
 
+int ts_pool_try_begin(ts_pool *p, ts_pool_app *a) {
+  pthread_mutex_lock(&p->mu);
+  int ok = !a->queued && a->running < p->app_concurrency && !p->stop;
+  if (ok) app_change(p, a, 0, 1);
+  pthread_mutex_unlock(&p->mu);
+  return ok;
+}
+
+void ts_pool_end(ts_pool *p, ts_pool_app *a) {
+  pthread_mutex_lock(&p->mu);
+  app_change(p, a, 0, -1);
+  wake_some(p); /* the caller is no pool thread: one may have to take a's next job */
+  pthread_mutex_unlock(&p->mu);
+}
+
+void ts_pool_note_run(ts_pool_app *a, uint64_t us, uint64_t short_us) {
+  if (us >= short_us) atomic_store_explicit(&a->short_streak, 0, memory_order_relaxed);
+  else if (atomic_load_explicit(&a->short_streak, memory_order_relaxed) < UINT32_MAX)
+    atomic_fetch_add_explicit(&a->short_streak, 1, memory_order_relaxed);
+}
+
+int ts_pool_app_runs_short(const ts_pool_app *a, uint32_t n) {
+  return atomic_load_explicit(&a->short_streak, memory_order_relaxed) >= n;
+}
+
 static void *pool_main(void *arg) {
   ts_pool *p = arg;
   pthread_mutex_lock(&p->mu); /* counted free by ts_pool_start */

@@ -41,6 +41,7 @@ typedef struct ts_pool_app {
   struct ts_pool_app *next_ready;
   _Atomic int queued_now, running_now;
   _Atomic uint64_t rejected_total;
+  _Atomic uint32_t short_streak; /* runs in a row that took under the caller's "short" (ts_pool_note_run) */
 } ts_pool_app;
 
 /* Runs one job on a pool thread. The pool does not touch the item after
@@ -74,6 +75,25 @@ int ts_pool_start(ts_pool *p, int threads, int app_concurrency, int app_queue, u
  * items rejected by their app's queue limit, in order (NULL: all queued);
  * those are not run and belong to the caller again. */
 ts_pool_item *ts_pool_submit(ts_pool *p, ts_pool_item *list);
+
+/* Run one of a's jobs on the caller's own thread instead of a pool thread
+ * ("inline"), within the same per-app limit: returns 1 and counts it as
+ * running when a has room and nothing queued (a job already waiting goes
+ * first), else 0 (submit it instead). Every 1 must be paired with
+ * ts_pool_end once the job has run. */
+int ts_pool_try_begin(ts_pool *p, ts_pool_app *a);
+
+/* The inline job of ts_pool_try_begin has run: a's slot is free again, and
+ * a pool thread is woken when that made a queued job of a startable. */
+void ts_pool_end(ts_pool *p, ts_pool_app *a);
+
+/* Record how long one of a's runs took (µs, wall clock, wherever it ran):
+ * a run under `short_us` extends a's streak of short runs, a longer one
+ * ends it. Lock-free; for deciding which apps may run inline. */
+void ts_pool_note_run(ts_pool_app *a, uint64_t us, uint64_t short_us);
+
+/* a's last `n` runs (at least) were all short. */
+int ts_pool_app_runs_short(const ts_pool_app *a, uint32_t n);
 
 /* Let the threads finish the queued jobs, then join them. Submitting after
  * this is not allowed. */

@@ -39,6 +39,25 @@
 #ifndef SPIN_US
 #define SPIN_US 50 /* a guest thread looks for more work this long before sleeping */
 #endif
+/* Short guests run on the I/O thread itself ("inline"): handing a job to a
+ * guest thread and back costs two cross-thread wake-ups and context
+ * switches, more than a trivial guest's whole run. An app qualifies after
+ * INLINE_STREAK runs in a row under INLINE_SHORT_US each; one I/O turn runs
+ * guests inline for at most INLINE_TURN_US, the rest go to the pool. A guest
+ * that runs inline longer than TAKEOVER_US (seen by ts_server_watch, called
+ * on every epoch tick) gets its worker's event loop handed to a helper
+ * thread until it returns, so it stalls no other connection for longer than
+ * that plus a tick. */
+#ifndef INLINE_SHORT_US
+#define INLINE_SHORT_US 1000
+#endif
+#define INLINE_STREAK 8
+#define INLINE_TURN_US 2000
+#define TAKEOVER_US 5000
+/* Inline runs at once, over all workers: the pooling allocator has slots for
+ * one instance per guest thread plus 2 (ts_engine.c, pool_slots), so at
+ * most 2 instances may run outside the guest threads. */
+#define INLINE_MAX 2
 
 _Static_assert(TS_WAGI_ADDR_MAX == INET6_ADDRSTRLEN, "ts_wagi.h's address size");
 
@@ -61,6 +80,16 @@ typedef struct worker {
   struct ts_job *free_jobs;           /* reusable jobs (their env arenas stay allocated) */
   struct ts_job *sub_head, *sub_tail; /* jobs made this loop iteration, submitted together */
   pthread_t thread;
+  /* A guest running inline on this worker's thread, and the helper thread
+   * that runs the event loop meanwhile when it takes too long. Only one of
+   * the two threads touches the worker's state at any time: the helper is
+   * created after the guest started and joined before the thread that ran
+   * it goes on (own_mu orders the watchdog's check against the end). */
+  pthread_mutex_t own_mu;
+  _Atomic uint64_t inline_t0; /* µs when the inline guest started; 0: none */
+  int helper_on;              /* own_mu */
+  _Atomic int helper_stop;
+  pthread_t helper;
   conn *conns;
   conn *dead; /* closed this iteration: freed before the next wait */
   int nconns;
@@ -83,8 +112,11 @@ static worker *g_workers;
 static int g_nworkers;
 static ts_http_limits g_limits;
 static size_t g_rbuf_limit;
-static _Atomic int g_open_conns; /* client connections of all workers */
-static int g_max_conns;          /* max-connections, resolved */
+static _Atomic int g_open_conns;        /* client connections of all workers */
+static _Atomic int g_watch_ready;       /* the workers exist: ts_server_watch may look at them */
+static _Atomic int g_inline_now;        /* guests running inline now, all workers (at most INLINE_MAX) */
+static _Thread_local int t_loop_helper; /* this thread runs a worker's loop for a guest running inline */
+static int g_max_conns;                 /* max-connections, resolved */
 
 /* One guest run, handed from the I/O thread that owns the connection to a
  * guest thread and back. Views (method, target, body) point into the
@@ -217,11 +249,13 @@ static void access_log(worker *w, conn *c, const ts_request *req, int status, si
     char method[64], target[2048];
     ts_log_escape(method, sizeof method, req->method.p, req->method.n);
     ts_log_escape(target, sizeof target, req->target.p, req->target.n);
-    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %.6f %s\n", c->peer, w->clf_date, method, target,
-                  req->minor, status, bytes, (double)us / 1e6, app && app[0] ? app : "-");
+    /* seconds with 6 decimals, from integers: no floating-point formatting per request */
+    ts_buf_printf(&w->access, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu %llu.%06llu %s\n", c->peer, w->clf_date, method,
+                  target, req->minor, status, bytes, (unsigned long long)(us / 1000000),
+                  (unsigned long long)(us % 1000000), app && app[0] ? app : "-");
   } else {
-    ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %.6f -\n", c->peer, w->clf_date, status, bytes,
-                  (double)us / 1e6);
+    ts_buf_printf(&w->access, "%s - - [%s] \"-\" %d %zu %llu.%06llu -\n", c->peer, w->clf_date, status, bytes,
+                  (unsigned long long)(us / 1000000), (unsigned long long)(us % 1000000));
   }
   if (w->access.n > ACCESS_FLUSH_BYTES) {
     ts_log_access_write(w->access.p, w->access.n);
@@ -309,25 +343,61 @@ static void pool_submit(worker *w, job *j) {
 static job *job_of(ts_pool_item *it) { return (job *)(void *)((char *)it - offsetof(job, item)); }
 
 static void job_done(worker *w, job *j);
+static void run_inline(worker *w, job *j);
+
+/* Run j inline if fewer than INLINE_MAX run inline now and its app has a
+ * free slot; returns whether it ran. */
+static int try_inline(worker *w, job *j) {
+  int ran = 0;
+  if (atomic_fetch_add(&g_inline_now, 1) < INLINE_MAX && ts_pool_try_begin(&g_pool, j->item.app)) {
+    run_inline(w, j);
+    ran = 1;
+  }
+  atomic_fetch_sub(&g_inline_now, 1);
+  return ran;
+}
 
 /* Queue this iteration's jobs with one lock (before the worker may sleep).
  * Jobs their app's queue refused are answered (503) right here; answering
- * may parse pipelined requests and make new jobs, so loop until none. */
+ * may parse pipelined requests and make new jobs, so loop until none.
+ * Jobs of apps whose runs are short run inline instead (see INLINE_SHORT_US),
+ * after the others were handed to the pool, within INLINE_TURN_US a turn. */
 static void pool_flush(worker *w) {
+  uint64_t turn_end = 0;
   while (w->sub_head) {
     ts_pool_item *head = NULL, **link = &head;
-    for (job *j = w->sub_head; j; j = j->next) {
+    job *here = NULL, **here_link = &here, *next;
+    if (!turn_end) turn_end = ts_now_us() + INLINE_TURN_US;
+    int may_inline = !t_loop_helper && ts_now_us() < turn_end;
+    for (job *j = w->sub_head; j; j = next) {
+      next = j->next;
+      if (may_inline && ts_pool_app_runs_short(j->item.app, INLINE_STREAK)) {
+        *here_link = j;
+        here_link = &j->next;
+        continue;
+      }
       *link = &j->item;
       link = &j->item.next;
     }
     *link = NULL;
+    *here_link = NULL;
     w->sub_head = w->sub_tail = NULL;
-    ts_pool_item *rejected = ts_pool_submit(&g_pool, head);
+    ts_pool_item *rejected = head ? ts_pool_submit(&g_pool, head) : NULL;
     while (rejected) {
       job *j = job_of(rejected);
       rejected = rejected->next;
       j->rejected = 1;
       job_done(w, j);
+    }
+    for (job *j = here; j; j = next) {
+      next = j->next;
+      if (ts_now_us() < turn_end && try_inline(w, j)) continue;
+      j->next = NULL; /* out of time this turn, or the app is at its limit: the pool queues it */
+      ts_pool_item *rej = ts_pool_submit(&g_pool, &j->item);
+      if (rej) {
+        j->rejected = 1;
+        job_done(w, j);
+      }
     }
   }
 }
@@ -352,10 +422,8 @@ static void post_done(job *j) {
   }
 }
 
-/* On a guest thread: run the job's guest, hand the result back. */
-static void guest_run(ts_pool_item *it, void *arg) {
-  (void)arg;
-  job *j = job_of(it);
+/* Run the job's guest (on a guest thread, or inline on its I/O thread). */
+static void guest_exec(job *j) {
   ts_app *app = j->m.app;
   /* The deadline runs from the complete request, so time queued counts. */
   ts_run_input in = {.argv = j->env.argv,
@@ -380,9 +448,68 @@ static void guest_run(ts_pool_item *it, void *arg) {
     }
   }
   memset(&j->out, 0, sizeof j->out);
+  uint64_t start = ts_now_us();
   j->res = j->m.version->component ? ts_component_run(g_engine, j->m.version->component, &in, &j->out)
                                    : ts_engine_run(g_engine, pre, &in, &j->out);
+  ts_pool_note_run(&app->pool, ts_now_us() - start, INLINE_SHORT_US);
+}
+
+/* On a guest thread: run the job's guest, hand the result back. */
+static void guest_run(ts_pool_item *it, void *arg) {
+  (void)arg;
+  job *j = job_of(it);
+  guest_exec(j);
   post_done(j);
+}
+
+/* The helper thread: runs w's event loop while w's own thread is in a long
+ * inline guest; stops when told (the guest returned). */
+static void *loop_helper_main(void *arg) {
+  worker *w = arg;
+  t_loop_helper = 1; /* never runs guests inline itself */
+  while (!atomic_load(&w->helper_stop) && !w->exit) ts_loop_run_once(&w->loop, SWEEP_MS);
+  return NULL;
+}
+
+/* Run j's guest on this I/O thread (its app slot was taken by
+ * ts_pool_try_begin), then answer it. */
+static void run_inline(worker *w, job *j) {
+  ts_pool_app *a = j->item.app;
+  atomic_store(&w->inline_t0, ts_now_us());
+  guest_exec(j);
+  pthread_mutex_lock(&w->own_mu);
+  atomic_store(&w->inline_t0, 0);
+  int helper = w->helper_on;
+  w->helper_on = 0;
+  pthread_mutex_unlock(&w->own_mu);
+  if (helper) { /* take the loop back: wake the helper from its wait and wait for it */
+    atomic_store(&w->helper_stop, 1);
+    uint64_t one = 1;
+    ssize_t r = write(w->donefd, &one, sizeof one);
+    (void)r;
+    pthread_join(w->helper, NULL);
+    atomic_store(&w->helper_stop, 0);
+  }
+  ts_pool_end(&g_pool, a);
+  job_done(w, j);
+}
+
+/* An inline guest past TAKEOVER_US gets a helper thread for its worker's
+ * loop. Called on the epoch ticker's thread, every TS_EPOCH_TICK_MS. */
+void ts_server_watch(void) {
+  if (!atomic_load(&g_watch_ready)) return;
+  uint64_t now = ts_now_us();
+  for (int i = 0; i < g_nworkers; i++) {
+    worker *w = &g_workers[i];
+    uint64_t t0 = atomic_load(&w->inline_t0);
+    if (!t0 || now - t0 < TAKEOVER_US) continue;
+    pthread_mutex_lock(&w->own_mu);
+    if (atomic_load(&w->inline_t0) && !w->helper_on) {
+      if (pthread_create(&w->helper, NULL, loop_helper_main, w) == 0) w->helper_on = 1;
+      else ts_log_warn("worker %d: cannot start a helper thread while a guest runs inline", w->id);
+    }
+    pthread_mutex_unlock(&w->own_mu);
+  }
 }
 
 /* -------------------------------------------------------------- requests --- */
@@ -401,11 +528,17 @@ static void finish_request(worker *w, conn *c, job *j) {
   static const ts_header busy_hdrs[2] = {{{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}},
                                          {{"Retry-After", 11}, {"1", 1}}};
   const ts_header *hdrs = &ct_text;
-  char errbody[128], method[64], target[512], who[TS_APP_NAME_MAX + 16];
+  char errbody[128], method[64], target[512], whobuf[TS_APP_NAME_MAX + 16];
   /* A preview's requests are logged and counted apart from the live app's. */
-  snprintf(who, sizeof who, "%s%s", j->m.preview ? "preview:" : "", app->name);
-  ts_log_escape(method, sizeof method, j->method.p, j->method.n);
-  ts_log_escape(target, sizeof target, j->target.p, j->target.n);
+  const char *who = app->name;
+  if (j->m.preview) {
+    snprintf(whobuf, sizeof whobuf, "preview:%s", app->name);
+    who = whobuf;
+  }
+  /* method and target for error lines, escaped only when there is one */
+#define ESCAPE_REQUEST()                                                                                               \
+  (ts_log_escape(method, sizeof method, j->method.p, j->method.n),                                                     \
+   ts_log_escape(target, sizeof target, j->target.p, j->target.n))
 
   if (j->rejected) {
     status = 503;
@@ -431,6 +564,7 @@ static void finish_request(worker *w, conn *c, job *j) {
       out_len -= cr.body_off;
     } else {
       status = 500;
+      ESCAPE_REQUEST();
       if (cr.over_head_limit)
         ts_log_error("app %s: %s %s: %s (max-response-header = %llu bytes)", who, method, target, cr.error,
                      (unsigned long long)g_cfg->max_response_header);
@@ -441,6 +575,7 @@ static void finish_request(worker *w, conn *c, job *j) {
     status = res == TS_RUN_TIMEOUT ? 504 : 500;
     if (res == TS_RUN_TIMEOUT) atomic_fetch_add(&g_metrics.timeouts_total, 1);
     if (res == TS_RUN_TRAP) atomic_fetch_add(&g_metrics.traps_total, 1);
+    ESCAPE_REQUEST();
     ts_log_error("app %s: %s %s failed (%s): %s", who, method, target, run_result_name(res), j->out.message);
   }
   if (!out_owner) {
@@ -464,6 +599,7 @@ static void finish_request(worker *w, conn *c, job *j) {
   req.target = j->target;
   req.minor = j->minor;
   access_log(w, c, &req, status, out_len, took, who);
+#undef ESCAPE_REQUEST
 }
 
 /* Answer a request: admin and routing errors right here, guests on the pool.
@@ -984,8 +1120,14 @@ static int before_sleep(ts_loop *l, void *data) {
   (void)l;
   worker *w = data;
   free_dead(w);
-  int busy = take_done(w, 1);
+  int busy = take_done(w, 0);
   pool_flush(w);
+  /* Idle only after the inline runs: a helper thread that ran the loop
+   * meanwhile may have left jobs that finished without a wake-up. */
+  if (take_done(w, !busy)) { /* marks the worker idle only when it will wait */
+    pool_flush(w);
+    busy = 1;
+  }
   return busy;
 }
 
@@ -1036,6 +1178,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&w->done_mu, NULL);
+    pthread_mutex_init(&w->own_mu, NULL);
     w->hdrs = calloc(cfg->max_headers, sizeof *w->hdrs);
     if (ts_loop_init(&w->loop) || w->evfd < 0 || w->donefd < 0 || !w->hdrs) return -1;
     ts_loop *l = &w->loop;
@@ -1049,6 +1192,7 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine) {
       return -1;
     if (pthread_create(&w->thread, NULL, worker_main, w)) return -1;
   }
+  atomic_store(&g_watch_ready, 1);
   return 0;
 }
 

@@ -16,6 +16,11 @@ int ts_server_start(const ts_config *cfg, ts_engine *engine);
  * when every worker has exited (or the drain timeout passed). */
 void ts_server_drain(void);
 
+/* Hand the event loop of a worker whose thread runs a guest inline for too
+ * long to a helper thread (ts_server.c, TAKEOVER_US). Called by the epoch
+ * ticker; safe before ts_server_start. */
+void ts_server_watch(void);
+
 /* The admin endpoints (ts_admin.c): status code, body into b, content type. */
 int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, const char **ctype);
 

@@ -302,9 +302,10 @@ SETTINGS = (
     ),
     Setting(
         "upstream",
-        ChoiceOption(("tcp", "unix")),
-        "tcp",
-        "how nginx reaches the server: tcp (server_port on 127.0.0.1) or unix (a socket in the env dir's run/)",
+        ChoiceOption(("auto", "tcp", "unix")),
+        "auto",
+        "how nginx reaches the server: tcp (server_port on 127.0.0.1), unix (a socket in the env dir's run/), "
+        "auto = unix when the socket path fits a UNIX socket address, else tcp",
         nginx="upstream server",
     ),
     Setting(

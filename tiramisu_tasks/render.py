@@ -144,12 +144,19 @@ def upstream_values(layout, settings):
     ``upstream_socket``: the server's UNIX socket path (``upstream = unix``,
     ``<env>/run/server.sock``) or None (TCP on 127.0.0.1:server_port, which
     the server keeps listening on either way: admin API, health checks and
-    `app.preview` use it); ``upstream_keepalive``: idle connections each nginx
-    worker keeps to the server. UsageError when the socket path is too long
-    for a UNIX socket address (a long env_dir).
+    `app.preview` use it); ``upstream = auto`` (the default) is unix when that
+    path fits a UNIX socket address and tcp otherwise (the socket costs nginx
+    and the server less CPU per request: BENCHMARKS.md);
+    ``upstream_keepalive``: idle connections each nginx worker keeps to the
+    server. UsageError when ``upstream = unix`` and the socket path is too
+    long for a UNIX socket address (a long env_dir).
     """
     socket = None
-    if settings["upstream"] == "unix":
+    mode = settings["upstream"]
+    if mode == "auto":
+        fits = len(f"{layout.run}/server.sock".encode()) <= UNIX_SOCKET_PATH_MAX
+        mode = "unix" if fits else "tcp"
+    if mode == "unix":
         socket = f"{layout.run}/server.sock"
         if len(socket.encode()) > UNIX_SOCKET_PATH_MAX:
             raise UsageError(

@@ -243,3 +243,54 @@ def test_guest_threads_setting(run_server, server_build, wat_module, tmp_path):
     for t in threads:
         t.join(10)
     assert results == [b"slow\n"] * 3
+
+
+def test_inline_guest_that_turns_slow_does_not_stall_its_worker(run_server, wat_module, tmp_path):
+    """An app whose runs were short runs on the I/O thread itself (inline); when
+    one of its runs turns long (here: a hot swap to a looping module), the
+    worker's event loop goes to a helper thread after a few ms, so the other
+    connections of that one worker are still answered, and the long run still
+    ends at its deadline."""
+    mods = tmp_path / "m"
+    mods.mkdir()
+    install_module(mods, "hello", wat_module(HELLO))
+    install_module(mods, "flip", wat_module(HELLO))
+    srv = run_server(modules_dir=mods, workers=1, timeout_ms=2000)
+    srv.wait_app("hello")
+    srv.wait_app("flip")
+    conns = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20) for _ in range(3)]
+    for _ in range(12):  # a streak of short runs: both apps now run inline
+        for c, app in zip(conns, ("hello", "flip", "hello")):
+            c.request("GET", f"/{app}/")
+            assert c.getresponse().read() == b"hi\n"
+    srv.wait_app("flip", sha256=install_module(mods, "flip", wat_module(LOOP)))
+    result = {}
+
+    def slow():
+        t0 = time.monotonic()
+        conns[1].request("GET", "/flip/")
+        r = conns[1].getresponse()
+        r.read()
+        result["status"] = r.status
+        result["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    took = []
+    for _ in range(5):
+        for c in (conns[0], conns[2]):
+            t0 = time.monotonic()
+            c.request("GET", "/hello/")
+            assert c.getresponse().read() == b"hi\n"
+            took.append(time.monotonic() - t0)
+    still_looping = t.is_alive()
+    t.join(20)
+    assert still_looping, "the looping guest ended before the fast requests were sent"
+    assert max(took) < 0.5, took
+    assert result["status"] == 504 and 1.5 < result["took"] < 5, result
+    # the loop is back with its own thread: the same connections go on
+    for c in conns:
+        c.request("GET", "/hello/")
+        assert c.getresponse().read() == b"hi\n"
+        c.close()

@@ -53,5 +53,12 @@ def test_setup_with_upstream_unix_serves_through_nginx_and_back_to_tcp(which, re
         to_unix = _setup()
         assert to_unix["done"].get("server") == "restart" and to_unix["done"].get("nginx") == "reload"
         assert get(f"http://{host.hostname}:8080/uds/") == (200, b"hello over a unix socket\n")
+
+        # the default (upstream = auto): the socket, as its path fits
+        host.register(tmp_inventory, "box", settings={"upstream_keepalive": 64})
+        _setup()
+        conf = host.ssh("cat ~/tiramisu-env/conf/nginx.conf").stdout
+        assert "/run/server.sock;" in conf and "keepalive 64;" in conf
+        assert get(f"http://{host.hostname}:8080/uds/") == (200, b"hello over a unix socket\n")
     finally:
         cli("tiramisu", "teardown", "--host", "box", "--yes")

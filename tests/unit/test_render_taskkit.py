@@ -29,7 +29,7 @@ def values(**over):
 
 
 def test_nginx_conf_renders_valid_with_everything_in_env_dir():
-    text = render_nginx_conf(values(http_port=8088, server_port=9009))
+    text = render_nginx_conf(values(http_port=8088, server_port=9009, upstream="tcp"))
     assert "listen 0.0.0.0:8088" in text and "server 127.0.0.1:9009;" in text
     assert "location ^~ /_tiramisu/" in text and "return 404" in text
     assert 'proxy_set_header Connection "";' in text and "proxy_http_version 1.1;" in text

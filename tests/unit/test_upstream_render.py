@@ -12,8 +12,19 @@ def _values(root="/home/pi/tiramisu-env", **over):
     return config_values(RemoteLayout(root), "pi", dict(config.DEFAULTS, **over), address="10.0.0.2")
 
 
-def test_tcp_is_the_default_and_has_no_socket():
+def test_auto_is_the_default_unix_when_the_socket_path_fits_else_tcp():
+    assert config.DEFAULTS["upstream"] == "auto"
     v = _values()
+    assert v["upstream_socket"] == "/home/pi/tiramisu-env/run/server.sock"
+    assert "server unix:/home/pi/tiramisu-env/run/server.sock;" in render_nginx_conf(v)
+    assert "listen-unix = /home/pi/tiramisu-env/run/server.sock\n" in render_server_conf(v)
+    long = _values(root="/home/" + "x" * 90)  # the socket path would not fit: TCP, no error
+    assert long["upstream_socket"] is None
+    assert "server 127.0.0.1:9000;" in render_nginx_conf(long) and "listen-unix" not in render_server_conf(long)
+
+
+def test_tcp_has_no_socket():
+    v = _values(upstream="tcp")
     assert v["upstream_socket"] is None
     assert "listen-unix" not in render_server_conf(v)
     nginx = render_nginx_conf(v)

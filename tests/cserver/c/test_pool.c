@@ -279,7 +279,53 @@ static void test_stress(void) {
   for (int i = 0; i < SUBMITTERS; i++) free(mem[i]);
 }
 
+/* Inline runs (ts_pool_try_begin/ts_pool_end) count against the app's
+ * limit like pool runs: no slot while the app is at its limit or has jobs
+ * waiting (they go first); ending an inline run that held a queued job back
+ * wakes a sleeping thread for it. The short-run streak. */
+static void test_inline_slots(void) {
+  ts_pool p;
+  ts_pool_app a = {0}, b = {0};
+  char err[128];
+  reset();
+  CHECK(ts_pool_start(&p, 2, 1, 4, 0, run, NULL, err, sizeof err) == 0);
+  CHECK(ts_pool_try_begin(&p, &a) == 1); /* a's one slot, taken by the caller */
+  CHECK(atomic_load(&a.running_now) == 1);
+  CHECK(ts_pool_try_begin(&p, &a) == 0); /* at its limit */
+  CHECK(ts_pool_try_begin(&p, &b) == 1); /* another app is not affected */
+  ts_pool_end(&p, &b);
+  tjob j = {{NULL, &a}, 0, 0, 0};
+  CHECK(ts_pool_submit(&p, one(&j)) == NULL); /* queued behind the inline run */
+  struct timespec ms20 = {0, 20000000};
+  nanosleep(&ms20, NULL);
+  pthread_mutex_lock(&g.mu);
+  CHECK(g.started == 0); /* held back by the limit, though both threads are free */
+  pthread_mutex_unlock(&g.mu);
+  ts_pool_end(&p, &a); /* the slot is free: a sleeping thread takes the job */
+  CHECK(WAIT_FOR(g.done == 1));
+  CHECK(g.max_running[0] == 1);
+  /* a job waiting comes before a new inline run */
+  tjob gated = {{NULL, &a}, 0, 1, 1}, behind = {{NULL, &a}, 0, 2, 0};
+  CHECK(ts_pool_submit(&p, one(&gated)) == NULL);
+  CHECK(WAIT_FOR(g.running[0] == 1));
+  CHECK(ts_pool_submit(&p, one(&behind)) == NULL);
+  CHECK(ts_pool_try_begin(&p, &a) == 0);
+  open_gate(0);
+  CHECK(WAIT_FOR(g.done == 3));
+  ts_pool_stop(&p);
+  CHECK(ts_pool_try_begin(&p, &a) == 0); /* stopped */
+  CHECK(atomic_load(&a.running_now) == 0 && atomic_load(&a.queued_now) == 0);
+
+  ts_pool_app c = {0};
+  CHECK(!ts_pool_app_runs_short(&c, 1)); /* nothing known yet */
+  for (int i = 0; i < 8; i++) ts_pool_note_run(&c, 100, 1000);
+  CHECK(ts_pool_app_runs_short(&c, 8) && !ts_pool_app_runs_short(&c, 9));
+  ts_pool_note_run(&c, 1000, 1000); /* one long run ends the streak */
+  CHECK(!ts_pool_app_runs_short(&c, 1));
+}
+
 int main(void) {
+  test_inline_slots();
   test_limits_and_isolation();
   test_order_within_app();
   test_round_robin();
