@@ -11,15 +11,13 @@
 static void show(const char *who, int argc, char **argv) {
   printf("Content-Type: text/plain\n\n");
   printf("handler=%s\n", who);
-  const char *vars[] = {"SCRIPT_NAME",     "PATH_INFO", "X_RAW_PATH_INFO",
-                        "X_MATCHED_ROUTE", "GREETING",  "MODE",
-                        "ADMIN_TOKEN"};
+  const char *vars[] = {"SCRIPT_NAME", "PATH_INFO", "X_RAW_PATH_INFO", "X_MATCHED_ROUTE",
+                        "GREETING",    "MODE",      "ADMIN_TOKEN"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     const char *v = getenv(vars[i]);
     printf("%s=%s\n", vars[i], v ? v : "(unset)");
   }
-  for (int i = 0; i < argc; i++)
-    printf("argv[%d]=%s\n", i, argv[i]);
+  for (int i = 0; i < argc; i++) printf("argv[%d]=%s\n", i, argv[i]);
   const char *q = getenv("QUERY_STRING");
   if (q && strncmp(q, "write=", 6) == 0) {
     FILE *f = fopen("/data/log.txt", "a");
@@ -48,18 +46,15 @@ static void show(const char *who, int argc, char **argv) {
     snprintf(path, sizeof path, "/templates/%s", q + 8);
     FILE *f = fopen(path, "w");
     printf("create-ro: %s\n", f ? "ok" : "failed");
-    if (f)
-      fclose(f);
+    if (f) fclose(f);
     f = fopen("/templates/t.txt", "a");
     printf("append-ro: %s\n", f ? "ok" : "failed");
-    if (f)
-      fclose(f);
+    if (f) fclose(f);
   }
   if (q && strncmp(q, "redirect=", 9) == 0) {
     printf("redirect: next line goes to /data/out.txt\n");
     fflush(stdout);
-    if (freopen("/data/out.txt", "w", stdout))
-      printf("%s\n", q + 9);
+    if (freopen("/data/out.txt", "w", stdout)) printf("%s\n", q + 9);
   }
   fflush(stdout); /* an export other than _start ends without libc's exit-time
                      flush */
@@ -70,13 +65,9 @@ int main(int argc, char **argv) {
   return 0;
 }
 
-__attribute__((export_name("hello"))) void hello(void) {
-  show("hello", 0, NULL);
-}
+__attribute__((export_name("hello"))) void hello(void) { show("hello", 0, NULL); }
 
-__attribute__((export_name("goodbye"))) void goodbye(void) {
-  show("goodbye", 0, NULL);
-}
+__attribute__((export_name("goodbye"))) void goodbye(void) { show("goodbye", 0, NULL); }
 
 __attribute__((export_name("_routes"))) void routes(void) {
   printf("/hello hello\n");
