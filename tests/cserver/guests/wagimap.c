@@ -11,8 +11,8 @@
 static void show(const char *who, int argc, char **argv) {
   printf("Content-Type: text/plain\n\n");
   printf("handler=%s\n", who);
-  const char *vars[] = {"SCRIPT_NAME", "PATH_INFO", "X_RAW_PATH_INFO", "X_MATCHED_ROUTE",
-                        "GREETING",    "MODE",      "ADMIN_TOKEN"};
+  const char *vars[] = {"SCRIPT_NAME", "PATH_INFO", "X_RAW_PATH_INFO", "X_MATCHED_ROUTE", "GREETING",
+                        "MODE",        "ADMIN_TOKEN"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     const char *v = getenv(vars[i]);
     printf("%s=%s\n", vars[i], v ? v : "(unset)");
