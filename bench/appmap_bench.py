@@ -20,6 +20,11 @@ and after, so each configuration also gets CPU µs per request: what the
 server spends, whatever the load around it. Ratios are of medians over the
 same alternating rounds.
 
+With `--compare-server BIN` (a custom_server built from another tree, e.g.
+before a change) a second server on the same modules serves the bare, features
+and folders-only routes too, in the same alternating rounds: a before/after
+that the machine's load hits alike.
+
 Target (issue 12): the features cost ≤ 10 % per request, i.e. features ≥
 0.9 × bare rps and ≤ 1.1 × bare CPU per request. Not measured here: static
 files through the box's nginx vs a plain nginx, and the 10-route deploy time
@@ -53,14 +58,16 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def run_rounds_cpu(configs, seconds, rounds, connections, pid):
-    """sb.run_rounds plus the server's CPU time per round: {key: [wrk result + cpu_us_per_req]}."""
+def run_rounds_cpu(configs, seconds, rounds, connections, pids):
+    """sb.run_rounds plus the serving process's CPU time per round (pids: key -> pid):
+    {key: [wrk result + cpu_us]}."""
     results = {key: [] for key, _, _ in configs}
     for _key, _label, url in configs:  # warm-up
         bk.wrk(url, 1, connections)
     for r in range(rounds):
         order = configs if r % 2 == 0 else list(reversed(configs))
         for key, label, url in order:
+            pid = pids[key]
             c0 = cpu_seconds(pid)
             res = bk.wrk(url, seconds, connections)
             cpu = cpu_seconds(pid) - c0
@@ -78,6 +85,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--compare-server", type=Path, help="another custom_server binary, measured in the same rounds")
     args = ap.parse_args(argv)
     import wasmtime
 
@@ -117,19 +125,37 @@ def main(argv=None):
             f"dir\t/templates\t{env_root}/ro/templates\tro\n"
             f"dir\t/data\t{env_root}/data/feat/data\trw\n"
         )
-        for path in ("/bare/x", "/feat/x", "/feat/hello", "/nodirs/x", "/dirs"):
-            deadline = time.time() + 20
-            while bk.http_get(port, path)[0] != 200:
-                if time.time() > deadline:
-                    raise SystemExit(f"bench: {path} does not answer 200")
-                time.sleep(0.1)
+        servers = [(port, "")]
+        if args.compare_server:
+            other = bk.free_port()
+            argv2 = [args.compare_server, "--listen", f"127.0.0.1:{other}", "--modules", modules]
+            argv2 += ["--log-dir", env_root / "logs-compare", "--cache", env_root / "cache-compare", "--workers", "2"]
+            proc2 = procs.start(argv2, env_root / "stderr-compare.log")
+            bk.wait_http(other, "/_tiramisu/health", proc=proc2)
+            servers.append((other, "compare:"))
+        for p, _ in servers:
+            for path in ("/bare/x", "/feat/x", "/feat/hello", "/nodirs/x", "/dirs"):
+                deadline = time.time() + 20
+                while bk.http_get(p, path)[0] != 200:
+                    if time.time() > deadline:
+                        raise SystemExit(f"bench: {path} does not answer 200")
+                    time.sleep(0.1)
         configs = [
             ("bare", "bare module", f"http://127.0.0.1:{port}/bare/x"),
             ("features", "app map features", f"http://127.0.0.1:{port}/feat/x"),
             ("nodirs", "features without folders", f"http://127.0.0.1:{port}/nodirs/x"),
             ("dirs", "folders only", f"http://127.0.0.1:{port}/dirs"),
         ]
-        results = run_rounds_cpu(configs, args.seconds, args.rounds, args.connections, proc.pid)
+        pids = dict.fromkeys(("bare", "features", "nodirs", "dirs"), proc.pid)
+        if args.compare_server:
+            for key, label, path in (
+                ("bare", "bare", "/bare/x"),
+                ("features", "features", "/feat/x"),
+                ("dirs", "folders only", "/dirs"),
+            ):
+                configs.append((f"compare:{key}", f"compare: {label}", f"http://127.0.0.1:{other}{path}"))
+                pids[f"compare:{key}"] = proc2.pid
+        results = run_rounds_cpu(configs, args.seconds, args.rounds, args.connections, pids)
     load_after = os.getloadavg()
     summary = sb.summarize(results)
     for key, runs in results.items():
@@ -143,6 +169,12 @@ def main(argv=None):
         ("nodirs", "without folders"),
         ("dirs", "folders only"),
     )
+    if args.compare_server:
+        labels += (
+            ("compare:bare", f"{args.compare_server.name} (compare): bare"),
+            ("compare:features", "compare: app map features"),
+            ("compare:dirs", "compare: folders only"),
+        )
     for key, label in labels:
         s = summary[key]
         rows.append(
@@ -178,6 +210,12 @@ def main(argv=None):
     ok_rps, ok_cpu = f["rps"] / b["rps"] >= 0.9, f["cpu_us"] / b["cpu_us"] <= 1.1
     print(f"features / bare rps: {f['rps'] / b['rps']:.2f}× (target ≥ 0.90: {bk.verdict(ok_rps)})")
     print(f"features / bare CPU per request: {f['cpu_us'] / b['cpu_us']:.2f}× (target ≤ 1.10: {bk.verdict(ok_cpu)})")
+    if args.compare_server:
+        cb, cf = summary["compare:bare"], summary["compare:features"]
+        print(
+            f"compare server: features / its bare rps {cf['rps'] / cb['rps']:.2f}×, "
+            f"CPU per request {cf['cpu_us'] / cb['cpu_us']:.2f}×"
+        )
 
 
 if __name__ == "__main__":
