@@ -106,11 +106,12 @@ static size_t pointer_trap(void) {
  * Why: Wasmtime's WASI hands every write to a custom stdout to its tokio
  * runtime and waits for another thread; for a small guest that round trip
  * was most of the request (bench/server_bench.py: ~10k → ~20k rps). A
- * WAGI guest has no preopened files or sockets, so fds 1 (the response) and
- * 2 (the app log) are its only writable descriptors. As with Wasmtime's
+ * WAGI guest without preopened folders has no files or sockets, so fds 1
+ * (the response) and 2 (the app log) are its only writable descriptors
+ * (guests with folders: see the WASI bridge below). As with Wasmtime's
  * WASI, any other fd is EBADF and a pointer outside memory traps; unlike it,
  * all the vectors are written at once (it writes the first one only, which
- * WASI allows: a short write). */
+ * WASI allows: a short write). stdio_write is the part for fds 1 and 2. */
 static size_t stdio_write(wasmtime_caller_t *caller, wasmtime_val_raw_t *args) {
   uint32_t fd = (uint32_t)args[0].i32, iovs = (uint32_t)args[1].i32, iovs_len = (uint32_t)args[2].i32;
   uint32_t nwritten_at = (uint32_t)args[3].i32;
@@ -945,8 +946,9 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
   return 0;
 }
 
-/* WASI's own stdout/stderr (fd_write above takes the writes; these stay for
- * anything else in WASI that writes to the streams). */
+/* WASI's own stdout/stderr. Our fd_write takes the guest's writes; these get
+ * what still reaches Wasmtime's streams: in runs with folders, writes to a
+ * descriptor the guest renumbered stdout/stderr onto (see the WASI bridge). */
 static ptrdiff_t stdout_cb(void *data, const unsigned char *p, size_t n) {
   sink_append(data, p, n);
   return (ptrdiff_t)n;
