@@ -243,3 +243,48 @@ def test_folder_files_answer_as_plain_wasmtime(server, request, run_server, wasm
     if server == "asan":
         assert srv.stop() == 0
         assert "ERROR: AddressSanitizer" not in srv.stderr() and "runtime error" not in srv.stderr(), srv.stderr()
+
+
+def wagimap_component(wasm_guests, tmp_path):
+    """wagimap.c as a WASI 0.2 command component (the preview 1 adapter), or a skip."""
+    import subprocess
+
+    from tiramisu_tasks.apps.builders import component as cb
+    from tiramisu_tasks.apps.toolrun import run_step
+
+    why = cb.problem()
+    if why:
+        pytest.skip(why)
+    adapter = cb.adapter_file(lambda step: run_step(step), lambda msg: None)
+    out = tmp_path / "wagimap-component.wasm"
+    argv = cb.component_new_argv(cb.wasm_tools(), wasm_guests["wagimap"], adapter, out)
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_component_route_gets_its_folders_and_refuses_other_entry_points(run_server, wasm_guests, tmp_path):
+    comp = wagimap_component(wasm_guests, tmp_path)
+    ro, data, mods = tmp_path / "ro", tmp_path / "data", tmp_path / "wasm_modules"
+    for d in (ro, data, mods):
+        d.mkdir()
+    (ro / "t.txt").write_text("TEMPLATE\n")
+    install_module(mods, "cm.main", comp)
+    put_map(
+        mods,
+        "cm",
+        f"tiramisu-appmap 1\ndir\t/templates\t{ro}\tro\n"
+        f"route\t/c/...\tcm.main\t_start\ndir\t/data\t{data}\trw\n"
+        "route\t/c-hello\tcm.main\thello\n",
+    )
+    srv = run_server(modules_dir=mods)
+    srv.wait_app("cm.main", timeout=60)
+    status, _, body = srv.get("/c?read=/templates/t.txt")
+    assert status == 200 and fields(body)["read"] == "TEMPLATE"
+    assert fields(srv.get("/c?write=one")[2])["write"] == "ok"
+    assert (data / "log.txt").read_text() == "one\n"
+    f = fields(srv.get("/c?writero=new.txt")[2])
+    assert (f["create-ro"], f["append-ro"]) == ("failed", "failed") and not (ro / "new.txt").exists()
+    # a component runs wasi:cli/run only: a route naming another entry point is refused, not run as _start
+    assert srv.get("/c-hello")[0] == 500
+    assert "entry point 'hello' cannot be called: a WASI 0.2 component runs wasi:cli/run" in srv.server_log.read_text()
