@@ -50,11 +50,11 @@ typedef struct {
   int *truncated;
 } out_sink;
 
-/* What one request's store carries: where the guest's output goes, and the
- * request's deadline for host calls that wait (poll_oneoff). */
 /* Wasmtime's WASI functions the bridge passes on (index into run_ctx.bridge). */
 enum { BRIDGE_FD_WRITE, BRIDGE_FD_FDSTAT_GET, BRIDGE_FD_CLOSE, BRIDGE_FD_RENUMBER, BRIDGE_N };
 
+/* What one request's store carries: where the guest's output goes, and the
+ * request's deadline for host calls that wait (poll_oneoff). */
 typedef struct {
   out_sink out;
   struct ts_app_log *log; /* guest stderr */
