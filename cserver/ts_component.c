@@ -103,6 +103,10 @@ static wasmtime_store_t *new_store(ts_engine *e, const ts_run_input *in, csink *
     wasi_config_set_stdin_bytes(wasi, &stdin_vec); /* takes the vector */
     wasi_config_set_stdout_custom(wasi, stdout_cb, out, NULL);
     wasi_config_set_stderr_custom(wasi, stderr_cb, in->stderr_log, NULL);
+    /* An app map route's folders: wasi:filesystem/preopens of the same context. */
+    for (size_t i = 0; i < in->npreopens; i++)
+      if (!wasi_config_preopen_dir(wasi, in->preopens[i].host, in->preopens[i].guest, in->preopens[i].writable != 0))
+        ts_log_warn("cannot preopen %s at %s for the guest", in->preopens[i].host, in->preopens[i].guest);
   }
   /* The same WASI context serves preview 1 and WASI 0.2 in Wasmtime's C API. */
   wasmtime_error_t *werr = wasmtime_context_set_wasi(ctx, wasi); /* takes the config */
@@ -176,6 +180,16 @@ ts_run_result ts_component_run(ts_engine *e, const ts_component *c, const ts_run
     snprintf(out->message, sizeof out->message,
              "request timed out (deadline passed while it waited for a guest thread)");
     return TS_RUN_TIMEOUT;
+  }
+  /* A component's one entry point is wasi:cli/run: an app map route naming
+   * another (WAGI `entrypoint`) cannot be honoured, and is refused rather than
+   * answered by the wrong code. */
+  if (in->entrypoint && strcmp(in->entrypoint, "_start") != 0) {
+    snprintf(out->message, sizeof out->message,
+             "the route's entry point '%.200s' cannot be called: a WASI 0.2 component runs %s only", in->entrypoint,
+             c->run_name);
+    out->no_entrypoint = 1;
+    return TS_RUN_ERROR;
   }
   uint64_t ticks = (deadline_ns - now_ns + TS_EPOCH_TICK_MS * 1000000u - 1) / (TS_EPOCH_TICK_MS * 1000000u) + 1;
   csink sink = {&out->out, in->max_output, &out->output_truncated};

@@ -50,6 +50,9 @@ typedef struct {
   int *truncated;
 } out_sink;
 
+/* Wasmtime's WASI functions the bridge passes on (index into run_ctx.bridge). */
+enum { BRIDGE_FD_WRITE, BRIDGE_FD_FDSTAT_GET, BRIDGE_FD_CLOSE, BRIDGE_FD_RENUMBER, BRIDGE_N };
+
 /* What one request's store carries: where the guest's output goes, and the
  * request's deadline for host calls that wait (poll_oneoff). */
 typedef struct {
@@ -60,6 +63,11 @@ typedef struct {
   uint64_t stdin_len;
   uint64_t deadline_ns; /* CLOCK_MONOTONIC */
   int deadline_hit;     /* a host call stopped at the deadline: the run is a timeout */
+  /* Runs with preopened folders only (see "the WASI bridge" below). */
+  const ts_engine *engine;
+  unsigned stdio_moved;             /* bit fd: fd 0-2 was closed or renumbered, Wasmtime's now */
+  int bridge_ready;                 /* the bridge instance exists in this store */
+  wasmtime_func_t bridge[BRIDGE_N]; /* its exports */
 } run_ctx;
 
 static void sink_append(out_sink *s, const void *p, size_t n) {
@@ -98,23 +106,18 @@ static size_t pointer_trap(void) {
  * Why: Wasmtime's WASI hands every write to a custom stdout to its tokio
  * runtime and waits for another thread; for a small guest that round trip
  * was most of the request (bench/server_bench.py: ~10k → ~20k rps). A
- * WAGI guest has no preopened files or sockets, so fds 1 (the response) and
- * 2 (the app log) are its only writable descriptors. As with Wasmtime's
+ * WAGI guest without preopened folders has no files or sockets, so fds 1
+ * (the response) and 2 (the app log) are its only writable descriptors
+ * (guests with folders: see the WASI bridge below). As with Wasmtime's
  * WASI, any other fd is EBADF and a pointer outside memory traps; unlike it,
  * all the vectors are written at once (it writes the first one only, which
- * WASI allows: a short write). */
-static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
-  (void)env;
-  (void)n;
+ * WASI allows: a short write). stdio_write is the part for fds 1 and 2. */
+static size_t stdio_write(wasmtime_caller_t *caller, wasmtime_val_raw_t *args) {
   uint32_t fd = (uint32_t)args[0].i32, iovs = (uint32_t)args[1].i32, iovs_len = (uint32_t)args[2].i32;
   uint32_t nwritten_at = (uint32_t)args[3].i32;
   wasmtime_context_t *cx = wasmtime_caller_context(caller);
   run_ctx *rc = wasmtime_context_get_data(cx);
   wasmtime_extern_t mem;
-  if (fd != 1 && fd != 2) {
-    args[0].i32 = WASI_EBADF;
-    return 0;
-  }
   if (!rc || !guest_memory(caller, &mem)) return no_memory_trap("fd_write");
   uint8_t *base = wasmtime_memory_data(cx, &mem.of.memory);
   uint64_t size = wasmtime_memory_data_size(cx, &mem.of.memory);
@@ -140,18 +143,23 @@ static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw
   return 0;
 }
 
+static size_t fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  uint32_t fd = (uint32_t)args[0].i32;
+  if (fd != 1 && fd != 2) {
+    args[0].i32 = WASI_EBADF;
+    return 0;
+  }
+  return stdio_write(caller, args);
+}
+
 /* wasi_snapshot_preview1.fd_fdstat_get(fd, buf) -> errno, our own, for the
  * same reason as fd_write (wasi-libc asks it for stdout at start-up). The
  * answers are what Wasmtime's WASI gives for our stdio: file type unknown, no
  * flags, rights fd_read (stdin) or fd_write (stdout, stderr); else EBADF. */
-static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
-  (void)env;
-  (void)n;
+static size_t stdio_fdstat(wasmtime_caller_t *caller, wasmtime_val_raw_t *args) {
   uint32_t fd = (uint32_t)args[0].i32, at = (uint32_t)args[1].i32;
-  if (fd > 2) {
-    args[0].i32 = WASI_EBADF;
-    return 0;
-  }
   wasmtime_context_t *cx = wasmtime_caller_context(caller);
   wasmtime_extern_t mem;
   if (!guest_memory(caller, &mem)) return no_memory_trap("fd_fdstat_get");
@@ -163,6 +171,148 @@ static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_va
   memcpy(base + at + 16, &rights, 8);
   args[0].i32 = WASI_ESUCCESS;
   return 0;
+}
+
+static size_t fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  (void)n;
+  if ((uint32_t)args[0].i32 > 2) {
+    args[0].i32 = WASI_EBADF;
+    return 0;
+  }
+  return stdio_fdstat(caller, args);
+}
+
+/* ------------------------------------------------------ the WASI bridge --- *
+ *
+ * A guest with preopened folders has files of its own (fds 3 and up), and
+ * those must behave exactly as Wasmtime's WASI says; but Wasmtime's fd_write
+ * to our stdout is the slow round trip described at fd_write_cb. So such
+ * guests link against our fd_write/fd_fdstat_get too, which keep fds 1 and 2
+ * (and fdstat of 0-2) and pass every other call on to Wasmtime's function.
+ *
+ * Passing on cannot be a plain wasmtime_func_call of Wasmtime's function:
+ * its WASI finds the guest's memory as the *calling instance's* "memory"
+ * export, and a call from the host has no calling instance ("missing required
+ * memory export"). So the call goes through a small module (BRIDGE_WAT),
+ * instantiated in the request's store the first time it is needed, that
+ * imports the guest's memory, exports it as "memory" and calls Wasmtime's
+ * functions from wasm: to Wasmtime the bridge is the caller, and its memory
+ * the guest's. Errno, pointer checks and traps are then Wasmtime's own.
+ *
+ * fd_close and fd_renumber pass on too, and note when they touch fds 0-2
+ * (freopen(stdout) renumbers a file onto fd 1): from then on that fd is
+ * Wasmtime's entirely, so it reaches the file (or the response through
+ * Wasmtime's custom stdout, which stays configured), as it would without us. */
+
+static const char BRIDGE_WAT[] =
+    "(module\n"
+    "  (import \"guest\" \"memory\" (memory 0))\n"
+    "  (import \"wasi_snapshot_preview1\" \"fd_write\" (func $w (param i32 i32 i32 i32) (result i32)))\n"
+    "  (import \"wasi_snapshot_preview1\" \"fd_fdstat_get\" (func $s (param i32 i32) (result i32)))\n"
+    "  (import \"wasi_snapshot_preview1\" \"fd_close\" (func $c (param i32) (result i32)))\n"
+    "  (import \"wasi_snapshot_preview1\" \"fd_renumber\" (func $r (param i32 i32) (result i32)))\n"
+    "  (export \"memory\" (memory 0))\n"
+    "  (func (export \"fd_write\") (param i32 i32 i32 i32) (result i32)\n"
+    "    (call $w (local.get 0) (local.get 1) (local.get 2) (local.get 3)))\n"
+    "  (func (export \"fd_fdstat_get\") (param i32 i32) (result i32) (call $s (local.get 0) (local.get 1)))\n"
+    "  (func (export \"fd_close\") (param i32) (result i32) (call $c (local.get 0)))\n"
+    "  (func (export \"fd_renumber\") (param i32 i32) (result i32) (call $r (local.get 0) (local.get 1))))\n";
+
+static const char *const BRIDGE_NAMES[BRIDGE_N] = {"fd_write", "fd_fdstat_get", "fd_close", "fd_renumber"};
+
+static size_t trap_from_error(wasmtime_error_t *werr) {
+  char msg[512];
+  ts_wt_error_text(werr, msg, sizeof msg);
+  return (size_t)(uintptr_t)wasmtime_trap_new(msg, strlen(msg));
+}
+
+static size_t bridge_open(wasmtime_caller_t *caller, run_ctx *rc, const char *fn) {
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  wasmtime_extern_t imports[1 + BRIDGE_N];
+  if (!guest_memory(caller, &imports[0])) return no_memory_trap(fn);
+  for (int i = 0; i < BRIDGE_N; i++)
+    if (!wasmtime_linker_get(rc->engine->linker_wasi, cx, "wasi_snapshot_preview1", 22, BRIDGE_NAMES[i],
+                             strlen(BRIDGE_NAMES[i]), &imports[1 + i])) {
+      static const char msg[] = "WASI bridge: Wasmtime's WASI function is missing";
+      return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+    }
+  wasmtime_instance_t inst;
+  wasm_trap_t *trap = NULL;
+  wasmtime_error_t *werr = wasmtime_instance_new(cx, rc->engine->wasi_bridge, imports, 1 + BRIDGE_N, &inst, &trap);
+  if (werr) return trap_from_error(werr);
+  if (trap) return (size_t)(uintptr_t)trap;
+  for (int i = 0; i < BRIDGE_N; i++) {
+    wasmtime_extern_t x;
+    if (!wasmtime_instance_export_get(cx, &inst, BRIDGE_NAMES[i], strlen(BRIDGE_NAMES[i]), &x) ||
+        x.kind != WASMTIME_EXTERN_FUNC) {
+      static const char msg[] = "WASI bridge: export missing";
+      return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+    }
+    rc->bridge[i] = x.of.func;
+  }
+  rc->bridge_ready = 1;
+  return 0;
+}
+
+/* Call Wasmtime's function `which` with the guest's raw arguments (results in place). */
+static size_t bridge_call(wasmtime_caller_t *caller, int which, wasmtime_val_raw_t *args, size_t n) {
+  wasmtime_context_t *cx = wasmtime_caller_context(caller);
+  run_ctx *rc = wasmtime_context_get_data(cx);
+  if (!rc || !rc->engine) {
+    static const char msg[] = "WASI bridge: no request context";
+    return (size_t)(uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  if (!rc->bridge_ready) {
+    size_t t = bridge_open(caller, rc, BRIDGE_NAMES[which]);
+    if (t) return t;
+  }
+  wasm_trap_t *trap = NULL;
+  wasmtime_error_t *werr = wasmtime_func_call_unchecked(cx, &rc->bridge[which], args, n, &trap);
+  if (werr) return trap_from_error(werr);
+  return (size_t)(uintptr_t)trap; /* Wasmtime's trap (bad pointer, deadline) goes on unchanged */
+}
+
+static int stdio_ours(wasmtime_caller_t *caller, uint32_t fd) {
+  run_ctx *rc = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  return fd <= 2 && rc && !(rc->stdio_moved & (1u << fd));
+}
+
+static size_t files_fd_write_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  uint32_t fd = (uint32_t)args[0].i32;
+  if ((fd == 1 || fd == 2) && stdio_ours(caller, fd)) return stdio_write(caller, args);
+  return bridge_call(caller, BRIDGE_FD_WRITE, args, n);
+}
+
+static size_t files_fd_fdstat_get_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  if (stdio_ours(caller, (uint32_t)args[0].i32)) return stdio_fdstat(caller, args);
+  return bridge_call(caller, BRIDGE_FD_FDSTAT_GET, args, n);
+}
+
+static void note_moved(wasmtime_caller_t *caller, uint32_t fd) {
+  run_ctx *rc = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  if (rc && fd <= 2) rc->stdio_moved |= 1u << fd;
+}
+
+static size_t files_fd_close_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  uint32_t fd = (uint32_t)args[0].i32;
+  size_t t = bridge_call(caller, BRIDGE_FD_CLOSE, args, n);
+  if (!t && args[0].i32 == WASI_ESUCCESS) note_moved(caller, fd);
+  return t;
+}
+
+static size_t files_fd_renumber_cb(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args, size_t n) {
+  (void)env;
+  uint32_t from = (uint32_t)args[0].i32, to = (uint32_t)args[1].i32;
+  size_t t = bridge_call(caller, BRIDGE_FD_RENUMBER, args, n);
+  if (!t && args[0].i32 == WASI_ESUCCESS) {
+    note_moved(caller, from);
+    note_moved(caller, to);
+  }
+  return t;
 }
 
 /* wasi_snapshot_preview1.proc_exit(rval), our own: Wasmtime's refuses a
@@ -414,10 +564,14 @@ static wasmtime_error_t *define_stdio(wasmtime_linker_t *linker) {
   return err;
 }
 
-/* The overrides that do not assume fds 0-2 are the only files. */
+/* For guests with preopened folders: stdio ours, the rest through the bridge. */
 static wasmtime_error_t *define_files_overrides(wasmtime_linker_t *linker) {
   wasmtime_linker_allow_shadowing(linker, true);
-  wasmtime_error_t *err = define_i32_func(linker, "poll_oneoff", "iiii", poll_oneoff_cb);
+  wasmtime_error_t *err = define_i32_func(linker, "fd_write", "iiii", files_fd_write_cb);
+  if (!err) err = define_i32_func(linker, "fd_fdstat_get", "ii", files_fd_fdstat_get_cb);
+  if (!err) err = define_i32_func(linker, "fd_close", "i", files_fd_close_cb);
+  if (!err) err = define_i32_func(linker, "fd_renumber", "ii", files_fd_renumber_cb);
+  if (!err) err = define_i32_func(linker, "poll_oneoff", "iiii", poll_oneoff_cb);
   if (!err) err = define_i32_func(linker, "clock_time_get", "iIi", clock_time_get_cb);
   if (!err) err = define_proc_exit(linker);
   wasmtime_linker_allow_shadowing(linker, false);
@@ -596,6 +750,16 @@ int ts_engine_init(ts_engine *e, const ts_config *cfg, char *err, size_t errlen)
   e->linker_files = wasmtime_linker_new(e->engine);
   werr = wasmtime_linker_define_wasi(e->linker_files);
   if (!werr) werr = define_files_overrides(e->linker_files);
+  if (!werr) {
+    e->linker_wasi = wasmtime_linker_new(e->engine);
+    werr = wasmtime_linker_define_wasi(e->linker_wasi);
+  }
+  if (!werr) {
+    wasm_byte_vec_t bin = {0, NULL};
+    werr = wasmtime_wat2wasm(BRIDGE_WAT, sizeof BRIDGE_WAT - 1, &bin);
+    if (!werr) werr = wasmtime_module_new(e->engine, bin.data, bin.size, &e->wasi_bridge);
+    wasm_byte_vec_delete(&bin);
+  }
   if (werr) {
     char msg[512];
     ts_wt_error_text(werr, msg, sizeof msg);
@@ -621,7 +785,10 @@ void ts_engine_free(ts_engine *e) {
   ts_component_linker_free(e);
   if (e->linker) wasmtime_linker_delete(e->linker);
   if (e->linker_files) wasmtime_linker_delete(e->linker_files);
-  e->linker_files = NULL;
+  if (e->linker_wasi) wasmtime_linker_delete(e->linker_wasi);
+  if (e->wasi_bridge) wasmtime_module_delete(e->wasi_bridge);
+  e->linker_files = e->linker_wasi = NULL;
+  e->wasi_bridge = NULL;
   if (e->engine) wasm_engine_delete(e->engine);
   e->linker = NULL;
   e->engine = NULL;
@@ -779,8 +946,9 @@ int ts_engine_load(ts_engine *e, const uint8_t *wasm, size_t len, const char *sh
   return 0;
 }
 
-/* WASI's own stdout/stderr (fd_write above takes the writes; these stay for
- * anything else in WASI that writes to the streams). */
+/* WASI's own stdout/stderr. Our fd_write takes the guest's writes; these get
+ * what still reaches Wasmtime's streams: in runs with folders, writes to a
+ * descriptor the guest renumbered stdout/stderr onto (see the WASI bridge). */
 static ptrdiff_t stdout_cb(void *data, const unsigned char *p, size_t n) {
   sink_append(data, p, n);
   return (ptrdiff_t)n;
@@ -801,8 +969,11 @@ ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, co
    * counts: timeout-ms is the request's wall-clock limit. */
   uint64_t now_ns = clock_ns(CLOCK_MONOTONIC);
   uint64_t deadline_ns = in->deadline_us ? in->deadline_us * 1000u : now_ns + e->timeout_ms * 1000000u;
-  run_ctx rc = {
-      {&out->out, in->max_output, &out->output_truncated}, in->stderr_log, 0, 0, in->stdin_len, deadline_ns, 0};
+  run_ctx rc = {.out = {&out->out, in->max_output, &out->output_truncated},
+                .log = in->stderr_log,
+                .stdin_len = in->stdin_len,
+                .deadline_ns = deadline_ns,
+                .engine = e};
   out->message[0] = 0;
   out->exit_status = 0;
   if (deadline_ns <= now_ns) { /* no time left: not even instantiated */

@@ -33,10 +33,13 @@ typedef struct {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;
   wasmtime_component_linker_t *component_linker; /* WASI 0.2 components (ts_component.c) */
-  /* Plain WASI (only proc_exit, clock and poll_oneoff our own) for guests
-   * with preopened folders: our fd_write/fd_fdstat_get know fds 0-2 only. */
+  /* For guests with preopened folders: stdout/stderr still take our fast
+   * fd_write/fd_fdstat_get, every other descriptor goes to Wasmtime's WASI
+   * (reached through wasi_bridge, see ts_engine.c). */
   wasmtime_linker_t *linker_files;
-  int pooling; /* 1 when the pooling allocator is in use */
+  wasmtime_linker_t *linker_wasi; /* Wasmtime's WASI untouched: what the bridge imports */
+  wasmtime_module_t *wasi_bridge; /* a tiny module that calls Wasmtime's WASI as the guest */
+  int pooling;                    /* 1 when the pooling allocator is in use */
   ts_engine_settings settings;
   uint64_t memory_bytes;
   uint64_t timeout_ms; /* per request: epoch deadline and host calls that wait (poll_oneoff) */
@@ -117,8 +120,8 @@ typedef struct {
 ts_run_result ts_engine_run(ts_engine *e, const wasmtime_instance_pre_t *pre, const ts_run_input *in,
                             ts_run_output *out);
 
-/* A second pre-link of `module` against the plain-WASI linker (for runs
- * with preopened folders). 0 or -1 with err. */
+/* A second pre-link of `module` for runs with preopened folders (their
+ * files are Wasmtime's WASI, stdout/stderr the server's). 0 or -1 with err. */
 int ts_engine_prelink_files(ts_engine *e, wasmtime_module_t *module, wasmtime_instance_pre_t **pre, char *err,
                             size_t errlen);
 

@@ -441,10 +441,10 @@ static void guest_exec(job *j) {
     in.entrypoint = j->m.map.entrypoint;
     if (j->m.map.route.timeout_ms > 0) in.deadline_us = j->t0 + (uint64_t)j->m.map.route.timeout_ms * 1000u;
     if (j->m.map.route.memory_mb > 0) in.memory_bytes = (uint64_t)j->m.map.route.memory_mb << 20;
-    if (j->m.map.route.npreopens && j->m.version->pre_files) {
+    if (j->m.map.route.npreopens && (j->m.version->pre_files || j->m.version->component)) {
       in.preopens = j->m.map.route.preopens;
       in.npreopens = j->m.map.route.npreopens;
-      pre = j->m.version->pre_files;
+      pre = j->m.version->pre_files; /* NULL for a component: ts_component_run takes the folders */
     }
   }
   memset(&j->out, 0, sizeof j->out);

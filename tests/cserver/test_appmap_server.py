@@ -168,3 +168,123 @@ def test_app_limits(run_server, wasm_guests, tmp_path):
     assert time.monotonic() - t0 < 5  # the app's 300 ms, not the server's 20 s
     assert srv.get("/post", method="POST", body=b"x" * 10)[0] == 200
     assert srv.get("/post", method="POST", body=b"x" * 11)[0] == 413
+
+
+def test_folder_permissions_and_stdout_redirect(mapped):
+    """Files in preopened folders are Wasmtime's WASI; stdout is the response until the guest moves it."""
+    srv, env = mapped
+    status, _, body = srv.get("/files?writero=new.txt")
+    f = fields(body)
+    assert status == 200 and f["handler"] == "main"  # stdout (the server's fast fd_write) is the response
+    assert (f["create-ro"], f["append-ro"]) == ("failed", "failed")
+    assert not (env / "ro/templates/new.txt").exists()
+    assert (env / "ro/templates/t.txt").read_text() == "TEMPLATE\n"
+    # freopen(stdout) renumbers a file onto fd 1: from then on fd 1 is that file
+    status, _, body = srv.get("/files?redirect=into-the-file")
+    assert status == 200 and "redirect" in fields(body) and b"\ninto-the-file\n" not in body
+    assert (env / "data/demo/data/out.txt").read_text() == "into-the-file\n"
+
+
+def run_in_wasmtime(wasm, folder, argv):
+    """(stdout, stderr, trapped) of `wasm` run by plain Wasmtime (wasmtime-py) with `folder` at /data."""
+    import wasmtime
+
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    cfg = wasmtime.WasiConfig()
+    cfg.argv = argv
+    cfg.stdout_file = str(folder.parent / "ref.out")
+    cfg.stderr_file = str(folder.parent / "ref.err")
+    cfg.preopen_dir(str(folder), "/data", True)
+    store.set_wasi(cfg)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    inst = linker.instantiate(store, wasmtime.Module.from_file(engine, str(wasm)))
+    try:
+        inst.exports(store)["_start"](store)
+        trapped = False
+    except (wasmtime.Trap, wasmtime.WasmtimeError):
+        trapped = True
+    return (folder.parent / "ref.out").read_bytes(), (folder.parent / "ref.err").read_bytes(), trapped
+
+
+@pytest.mark.parametrize("server", ["plain", "asan"])
+def test_folder_files_answer_as_plain_wasmtime(server, request, run_server, wasm_guests, tmp_path):
+    """files.wat (open, write, fdstat, bad fds, close, renumber onto fd 2, a bad pointer) gives the
+    same answers, files and traps through the server's WASI bridge as in plain Wasmtime."""
+    mods = tmp_path / "wasm_modules"
+    mods.mkdir()
+    served, ref = tmp_path / "served" / "data", tmp_path / "ref" / "data"
+    served.mkdir(parents=True)
+    ref.mkdir(parents=True)
+    install_module(mods, "fs.main", wasm_guests["files"])
+    put_map(mods, "fs", f"tiramisu-appmap 1\nroute\t/fs\tfs.main\t_start\ndir\t/data\t{served}\trw\n")
+    if server == "asan":
+        srv = run_server(
+            modules_dir=mods, binary=request.getfixturevalue("asan_server"), env={**os.environ, **ASAN_ENV}
+        )
+    else:
+        srv = run_server(modules_dir=mods)
+    srv.wait_app("fs.main", timeout=60)
+    status, _, body = srv.get("/fs")
+    out, err, trapped = run_in_wasmtime(wasm_guests["files"], ref, ["/fs"])
+    assert status == 200 and not trapped
+    assert body == out.split(b"\n\n", 1)[1]
+    assert b"open=00 write=00 stat=00 type=04 bad=08" in body  # what Wasmtime answers, not a fixed copy
+    assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in ref.iterdir()) == ["moved.txt", "out.txt"]
+    for p in ref.iterdir():
+        assert (served / p.name).read_bytes() == p.read_bytes() == b"file-data\n"
+    assert err == b""
+    for log in (srv.app_log("fs"), srv.app_log("fs.main")):  # fd 2 was the file: nothing in the app log
+        assert not log.exists() or "file-data" not in log.read_text(errors="replace")
+    status, _, _ = srv.get("/fs?oob")
+    assert run_in_wasmtime(wasm_guests["files"], ref, ["/fs", "oob"])[2] and status == 500
+    assert "out of bounds" in srv.server_log.read_text()
+    if server == "asan":
+        assert srv.stop() == 0
+        assert "ERROR: AddressSanitizer" not in srv.stderr() and "runtime error" not in srv.stderr(), srv.stderr()
+
+
+def wagimap_component(wasm_guests, tmp_path):
+    """wagimap.c as a WASI 0.2 command component (the preview 1 adapter), or a skip."""
+    import subprocess
+
+    from tiramisu_tasks.apps.builders import component as cb
+    from tiramisu_tasks.apps.toolrun import run_step
+
+    why = cb.problem()
+    if why:
+        pytest.skip(why)
+    adapter = cb.adapter_file(lambda step: run_step(step), lambda msg: None)
+    out = tmp_path / "wagimap-component.wasm"
+    argv = cb.component_new_argv(cb.wasm_tools(), wasm_guests["wagimap"], adapter, out)
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_component_route_gets_its_folders_and_refuses_other_entry_points(run_server, wasm_guests, tmp_path):
+    comp = wagimap_component(wasm_guests, tmp_path)
+    ro, data, mods = tmp_path / "ro", tmp_path / "data", tmp_path / "wasm_modules"
+    for d in (ro, data, mods):
+        d.mkdir()
+    (ro / "t.txt").write_text("TEMPLATE\n")
+    install_module(mods, "cm.main", comp)
+    put_map(
+        mods,
+        "cm",
+        f"tiramisu-appmap 1\ndir\t/templates\t{ro}\tro\n"
+        f"route\t/c/...\tcm.main\t_start\ndir\t/data\t{data}\trw\n"
+        "route\t/c-hello\tcm.main\thello\n",
+    )
+    srv = run_server(modules_dir=mods)
+    srv.wait_app("cm.main", timeout=60)
+    status, _, body = srv.get("/c?read=/templates/t.txt")
+    assert status == 200 and fields(body)["read"] == "TEMPLATE"
+    assert fields(srv.get("/c?write=one")[2])["write"] == "ok"
+    assert (data / "log.txt").read_text() == "one\n"
+    f = fields(srv.get("/c?writero=new.txt")[2])
+    assert (f["create-ro"], f["append-ro"]) == ("failed", "failed") and not (ro / "new.txt").exists()
+    # a component runs wasi:cli/run only: a route naming another entry point is refused, not run as _start
+    assert srv.get("/c-hello")[0] == 500
+    assert "entry point 'hello' cannot be called: a WASI 0.2 component runs wasi:cli/run" in srv.server_log.read_text()

@@ -1,7 +1,9 @@
 /* A WAGI module with several entry points, a `_routes` export and file access
  * (for app map tests): every handler prints the route variables, argv and the
  * app's own variables; `?write=TEXT` appends to /data/log.txt, `?read=PATH`
- * prints a file. */
+ * prints a file, `?writero=NAME` tries to create /templates/NAME and to append
+ * to /templates/t.txt, `?redirect=TEXT` sends stdout to /data/out.txt
+ * (freopen: a file renumbered onto fd 1) and prints TEXT there. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,23 @@ static void show(const char *who, int argc, char **argv) {
       printf("read: %s", buf);
     }
   }
-  fflush(stdout); /* an export other than _start ends without libc's exit-time flush */
+  if (q && strncmp(q, "writero=", 8) == 0) {
+    char path[256];
+    snprintf(path, sizeof path, "/templates/%s", q + 8);
+    FILE *f = fopen(path, "w");
+    printf("create-ro: %s\n", f ? "ok" : "failed");
+    if (f) fclose(f);
+    f = fopen("/templates/t.txt", "a");
+    printf("append-ro: %s\n", f ? "ok" : "failed");
+    if (f) fclose(f);
+  }
+  if (q && strncmp(q, "redirect=", 9) == 0) {
+    printf("redirect: next line goes to /data/out.txt\n");
+    fflush(stdout);
+    if (freopen("/data/out.txt", "w", stdout)) printf("%s\n", q + 9);
+  }
+  fflush(stdout); /* an export other than _start ends without libc's exit-time
+                     flush */
 }
 
 int main(int argc, char **argv) {
