@@ -31,3 +31,15 @@ def test_keep_resident_serves(run_server, wat_module, tmp_path):
     srv = start(run_server, wat_module, tmp_path, keep_resident="4m")
     for _ in range(20):
         assert srv.get("/hello/")[0] == 200
+
+
+def test_setting_renders_a_value_the_server_takes(server_build):
+    from tiramisu_tasks.config import DEFAULTS
+    from tiramisu_tasks.render import server_conf_lines
+
+    lines = dict(server_conf_lines(dict(DEFAULTS)))
+    assert lines["keep-resident"] == 64 * 1024
+    lines = dict(server_conf_lines(dict(DEFAULTS, keep_resident=4 << 20)))
+    binary = str(server_build / "bin" / "custom_server")
+    p = _settings(binary, "--keep-resident", str(lines["keep-resident"]))
+    assert json.loads(p.stdout)["runtime"]["linear_memory_keep_resident"] == 4 << 20
