@@ -148,7 +148,16 @@ def first_request(host, work, aot):
     s2, b2, second_s = get(f"http://{host.hostname}:8080/{name}/")
     if s1 != 200 or name.encode() not in b1:
         raise SystemExit(f"bench: {name} answered {s1} {b1[:200]!r}")
-    return {"app": name, "aot": aot, "code": code, "deploy_s": deploy_s, "first_s": first_s, "second_s": second_s}
+    said = [ln.strip() for ln in proc.stderr.splitlines() if "compil" in ln]
+    return {
+        "app": name,
+        "aot": aot,
+        "code": code,
+        "deploy_s": deploy_s,
+        "first_s": first_s,
+        "second_s": second_s,
+        "compile_lines": said,
+    }
 
 
 def main(argv=None):
@@ -256,6 +265,7 @@ def main(argv=None):
             ],
         ),
     ]
+    out += [f"{'--aot' if f['aot'] else 'plain'}: {line}" for f in firsts for line in f["compile_lines"]]
     print("\n".join(out))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
