@@ -237,15 +237,22 @@ def main(argv=None):
         f"load {load_before:.1f} before, {load_after:.1f} after",
         "command": "bench/aarch64_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "setup_s": setup_s,
-        "rows": {k: {"label": lab, "rounds_rps": [round(r["rps"]) for r in raw[k]]} for k, lab, _ in rows},
+        "rows": {
+            k: {
+                "label": lab,
+                "rounds_rps": [round(r["rps"]) for r in raw[k]],
+                "errors": sum(r["non2xx"] + r["socket_errors"] for r in raw[k]),
+            }
+            for k, lab, _ in rows
+        },
         "ratios": ratios,
         "first_request": firsts,
     }
     out = [f"aarch64 (qemu-user), {result['date']}, {result['machine']}", f"command: {result['command']}", ""]
     out.append(
         bk.table(
-            ["row", "rps per round (emulated: ratios only)"],
-            [[v["label"], " / ".join(map(str, v["rounds_rps"]))] for v in result["rows"].values()],
+            ["row", "rps per round (emulated: ratios only)", "errors"],
+            [[v["label"], " / ".join(map(str, v["rounds_rps"])), v["errors"]] for v in result["rows"].values()],
         )
     )
     out += ["", bk.table(["ratio (median of per-round ratios)", "value"], [[k, f"{v:.2f}"] for k, v in ratios.items()])]
