@@ -42,6 +42,9 @@ static const setting SETTINGS[] = {
     {"idle-timeout-ms", T_MS, "75000", "close idle connections after this (partial request -> 408)"},
     {"drain-timeout-ms", T_MS, "30000", "on SIGTERM, wait this long for requests in flight"},
     {"pooling", T_POOLING, "auto", "pooling allocator: auto | on | off"},
+    {"keep-resident", T_SIZE, "64k",
+     "pooling: bytes of an instance's memory kept resident between requests and reset by copying, not madvise "
+     "(saves page faults for guests with a large working set, e.g. Go; costs resident memory per warm slot)"},
     {"server-name", T_STR, "localhost", "SERVER_NAME when a request has no Host header"},
     {"max-response-header", T_SIZE, "16k",
      "largest guest response head (header bytes; over it -> 500); nginx's proxy_buffer_size is sized from it"},
@@ -199,6 +202,12 @@ static int apply(ts_config *cfg, const char *name, const char *value, const char
       snprintf(err, errlen, "%smax-connections must be 1..1000000 or auto, got %s", where, value);
       return -1;
     } else cfg->max_connections = (int)v;
+  } else if (IS("keep-resident")) {
+    if (v > (1ull << 30)) {
+      snprintf(err, errlen, "%skeep-resident must be at most 1g, got %s", where, value);
+      return -1;
+    }
+    cfg->keep_resident = v;
   } else if (IS("pooling")) {
     if (strcmp(value, "auto") == 0) cfg->pooling = TS_POOLING_AUTO;
     else if (strcmp(value, "on") == 0) cfg->pooling = TS_POOLING_ON;

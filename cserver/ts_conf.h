@@ -38,6 +38,7 @@ typedef struct {
   uint64_t idle_timeout_ms;
   uint64_t drain_timeout_ms;
   int pooling;                  /* TS_POOLING_* */
+  uint64_t keep_resident;       /* pooling: bytes of a memory reset by copy, not madvise */
   uint64_t max_response_header; /* bytes of guest response header lines */
   uint64_t max_conn_output;     /* queued response bytes per connection */
   uint64_t max_app_log;         /* bytes of apps/<app>.log before it rotates (0 = no limit) */

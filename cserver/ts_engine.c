@@ -597,7 +597,6 @@ static uint32_t pool_slots(const ts_config *cfg) {
 
 #define RESERVATION_DEFAULT (4ull << 30) /* what Wasmtime reserves per memory on 64-bit */
 #define GUARD_DEFAULT (32ull << 20)
-#define KEEP_RESIDENT (64u << 10)
 
 /* Pooling reserves every slot's address space up front. On 39-bit VA kernels
  * (Raspberry Pi) or under some emulators that fails (or aborts inside the
@@ -623,7 +622,7 @@ void ts_engine_plan(const ts_config *cfg, ts_engine_settings *s) {
   s->opt_speed = 1;
   s->wasm_threads = 0;
   s->memory_bytes = cfg->memory_mb << 20;
-  s->keep_resident = KEEP_RESIDENT;
+  s->keep_resident = cfg->keep_resident; /* server.conf keep-resident, 64 KiB by default */
   s->slots = pool_slots(cfg);
   uint64_t need = (uint64_t)s->slots * MEMORIES_PER_SLOT * (RESERVATION_DEFAULT + 2 * GUARD_DEFAULT) * 2;
   if (cfg->pooling == TS_POOLING_ON) s->pooling = 1;

@@ -315,6 +315,13 @@ SETTINGS = (
         "idle keep-alive connections each nginx worker keeps to the server",
         nginx="upstream keepalive",
     ),
+    Setting(
+        "keep_resident",
+        IntOption(0, 1024 * MIB, unit="bytes"),
+        64 * 1024,
+        "bytes of a guest's memory kept resident between requests and reset by copying (4194304 halves Go's cost)",
+        server="keep-resident",
+    ),
     Setting("connect_timeout", IntOption(1, 3600, unit="seconds"), 10, "SSH connect timeout"),
     Setting(
         "lock_wait",

@@ -1,0 +1,3 @@
+module goreact
+
+go 1.24
