@@ -175,8 +175,24 @@ static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
   return 0;
 }
 
+/* Does the module export `name`? Read from its type: nothing is instantiated. */
+static int has_export(const wasmtime_module_t *module, const char *name) {
+  wasm_exporttype_vec_t exports = {0, NULL};
+  wasmtime_module_exports(module, &exports);
+  size_t n = strlen(name);
+  int found = 0;
+  for (size_t i = 0; i < exports.size && !found; i++) {
+    const wasm_name_t *e = wasm_exporttype_name(exports.data[i]);
+    found = e && e->size == n && memcmp(e->data, name, n) == 0;
+  }
+  wasm_exporttype_vec_delete(&exports);
+  return found;
+}
+
 /* For app maps: a pre-link with plain WASI (folders), and the module's
- * `_routes` output, read once per version (WAGI's dynamic sub-routes). */
+ * `_routes` output, read once per version (WAGI's dynamic sub-routes). Only a
+ * module that exports `_routes` is run for it: with a thousand apps, one
+ * instantiation per app at every start was most of the restart's CPU. */
 static void module_extras(const char *name, ts_version *v) {
   char err[512];
   if (!v->module) return; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
@@ -184,6 +200,7 @@ static void module_extras(const char *name, ts_version *v) {
     v->pre_files = NULL;
     ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);
   }
+  if (!has_export(v->module, "_routes")) return;
   const char *argv[1] = {"_routes"};
   ts_run_input in = {0};
   in.argv = argv;
