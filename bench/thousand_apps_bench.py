@@ -319,49 +319,82 @@ def measure(box, count, names, args, deploy_wasm, version):
     time.sleep(0.5)
     r["mem_restarted"] = box.mem()
 
-    deploys = []
-    for _ in range(args.deploys):
-        version[0] += 1
-        body = f"probe v{version[0]}"
-        deploy_wasm.write_bytes(text_module(body))
-        cpu0 = box.cpu_s()
-        proc, took = box.cli("deploy", deploy_wasm, "--host", "box", "--json")
-        seen = wait_body(box.host.hostname, "/probe", (body + "\n").encode())
-        doc = json.loads(proc.stdout)
-        host = doc["hosts"][0] if "hosts" in doc else doc
-        deploys.append(
-            {"cli_s": round(took, 3), "swap_ms": _find(host, "swap_ms"), "server_cpu_s": round(box.cpu_s() - cpu0, 3)}
-        )
-        del seen
-    r["deploys"] = deploys
-    r["deploy_cli_s"] = statistics.median(d["cli_s"] for d in deploys)
-    r["deploy_swap_ms"] = statistics.median(d["swap_ms"] for d in deploys if d["swap_ms"] is not None)
-
-    swaps = []
-    for _ in range(args.deploys):
-        version[0] += 1
-        cpu0 = box.cpu_s()
-        s = box.swap("probe", version[0])
-        swaps.append({"s": round(s, 4), "server_cpu_s": round(box.cpu_s() - cpu0, 3)})
-    r["swaps"] = swaps
-    r["swap_s"] = statistics.median(s["s"] for s in swaps)
-
-    # `apps`, `apps --json` and `--version` (the CLI's start, the floor of any command) in alternating rounds
-    runs = {"apps": [], "apps_json": [], "version": []}
-    for _ in range(3):
-        for key, argv in (("apps", ("apps", "--host", "box")), ("apps_json", ("apps", "--host", "box", "--json"))):
-            proc, took = box.cli(*argv)
-            runs[key].append((took, box.last_cpu_s))
-            if key == "apps_json":
-                doc = json.loads(proc.stdout)
-                host = doc["hosts"][0] if "hosts" in doc else doc
-                r["apps_listed"] = len(host["apps"])
-        _, took = box.cli("--version")
-        runs["version"].append((took, box.last_cpu_s))
-    for key, vals in runs.items():
-        r[f"{key}_s"] = statistics.median(v[0] for v in vals)
-        r[f"{key}_cpu_s"] = statistics.median(v[1] for v in vals)
     return r
+
+
+def park(box, names, back=False):
+    """Move these apps' modules and releases aside (back=True: into place again): the server
+    drops them (or loads them from its warm cache), so 10 and 1,000 apps alternate in one run."""
+    side = box.root / "parked-by-bench"
+    (side / "releases").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        pairs = [
+            (box.root / "wasm_modules" / f"{name}.wasm", side / f"{name}.wasm"),
+            (box.root / "releases" / name, side / "releases" / name),
+        ]
+        for live, parked in pairs:
+            src, dst = (parked, live) if back else (live, parked)
+            os.rename(src, dst)
+
+
+def alternate(box, counts, args, deploy_wasm, version):
+    """Deploy, hot swap and `apps` at each count, in alternating rounds: {count: results}."""
+    few_count, many_count, extra = counts
+    out = {c: {"deploys": [], "swaps": [], "apps": [], "apps_json": [], "version": []} for c in (few_count, many_count)}
+    placed = True  # the many apps are in place
+    for rnd in range(args.deploys):
+        for count in (few_count, many_count) if rnd % 2 == 0 else (many_count, few_count):
+            if placed != (count == many_count):
+                placed = count == many_count
+                park(box, extra, back=placed)
+            box.wait_loaded(count)
+            time.sleep(0.3)
+            r = out[count]
+            version[0] += 1
+            body = f"probe v{version[0]}"
+            deploy_wasm.write_bytes(text_module(body))
+            cpu0 = box.cpu_s()
+            proc, took = box.cli("deploy", deploy_wasm, "--host", "box", "--json")
+            cli_cpu = box.last_cpu_s
+            wait_body(box.host.hostname, "/probe", (body + "\n").encode())
+            doc = json.loads(proc.stdout)
+            host = doc["hosts"][0] if "hosts" in doc else doc
+            r["deploys"].append(
+                {
+                    "cli_s": round(took, 3),
+                    "cli_cpu_s": round(cli_cpu, 3),
+                    "swap_ms": _find(host, "swap_ms"),
+                    "server_cpu_s": round(box.cpu_s() - cpu0, 3),
+                }
+            )
+            version[0] += 1
+            cpu0 = box.cpu_s()
+            s = box.swap("probe", version[0])
+            r["swaps"].append({"s": round(s, 4), "server_cpu_s": round(box.cpu_s() - cpu0, 3)})
+            for key, argv in (
+                ("apps", ("apps", "--host", "box")),
+                ("apps_json", ("apps", "--host", "box", "--json")),
+                ("version", ("--version",)),
+            ):
+                proc, took = box.cli(*argv)
+                r[key].append((round(took, 3), round(box.last_cpu_s, 3)))
+                if key == "apps_json":
+                    doc = json.loads(proc.stdout)
+                    host = doc["hosts"][0] if "hosts" in doc else doc
+                    r["apps_listed"] = len(host["apps"])
+            bk.note(f"round {rnd} at {count} apps: deploy {took:.2f} s, swap {s * 1000:.0f} ms")
+    for r in out.values():
+        r["deploy_cli_s"] = statistics.median(d["cli_s"] for d in r["deploys"])
+        r["deploy_cli_cpu_s"] = statistics.median(d["cli_cpu_s"] for d in r["deploys"])
+        r["deploy_swap_ms"] = statistics.median(d["swap_ms"] for d in r["deploys"] if d["swap_ms"] is not None)
+        r["deploy_server_cpu_s"] = statistics.median(d["server_cpu_s"] for d in r["deploys"])
+        r["swap_s"] = statistics.median(x["s"] for x in r["swaps"])
+        for key in ("apps", "apps_json", "version"):
+            r[f"{key}_s"] = statistics.median(v[0] for v in r[key])
+            r[f"{key}_cpu_s"] = statistics.median(v[1] for v in r[key])
+    if not placed:
+        park(box, extra, back=True)
+    return out
 
 
 def _find(obj, key):
@@ -437,6 +470,10 @@ def main(argv=None):
         bk.note(f"{len(many)} new apps (cold compiled cache) active in {t_active - t0:.1f} s")
         bk.note(f"{args.apps} apps")
         result["many"] = measure(box, args.apps, [*few, *many], args, deploy_wasm, version)
+        bk.note(f"deploy, hot swap and apps at {args.few} and {args.apps} apps, alternating rounds")
+        alt = alternate(box, (args.few, args.apps, list(many)), args, deploy_wasm, version)
+        result["few"].update(alt[args.few])
+        result["many"].update(alt[args.apps])
     finally:
         if host is not None:
             try:
@@ -497,6 +534,12 @@ def report(r):
             f"{few['deploy_cli_s']:.2f}",
             f"{many['deploy_cli_s']:.2f}",
             "no slower",
+        ],
+        [
+            "  CLI CPU / server CPU of one deploy (s, median)",
+            f"{few['deploy_cli_cpu_s']:.2f} / {few['deploy_server_cpu_s']:.2f}",
+            f"{many['deploy_cli_cpu_s']:.2f} / {many['deploy_server_cpu_s']:.2f}",
+            "",
         ],
         ["  its swap_ms (median)", f"{few['deploy_swap_ms']:.0f}", f"{many['deploy_swap_ms']:.0f}", "no slower"],
         [
