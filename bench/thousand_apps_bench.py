@@ -340,7 +340,10 @@ def park(box, names, back=False):
 def alternate(box, counts, args, deploy_wasm, version):
     """Deploy, hot swap and `apps` at each count, in alternating rounds: {count: results}."""
     few_count, many_count, extra = counts
-    out = {c: {"deploys": [], "swaps": [], "apps": [], "apps_json": [], "version": []} for c in (few_count, many_count)}
+    out = {
+        c: {"deploys": [], "swaps": [], "apps_runs": [], "apps_json_runs": [], "version_runs": []}
+        for c in (few_count, many_count)
+    }
     placed = True  # the many apps are in place
     for rnd in range(args.deploys):
         for count in (few_count, many_count) if rnd % 2 == 0 else (many_count, few_count):
@@ -354,14 +357,14 @@ def alternate(box, counts, args, deploy_wasm, version):
             body = f"probe v{version[0]}"
             deploy_wasm.write_bytes(text_module(body))
             cpu0 = box.cpu_s()
-            proc, took = box.cli("deploy", deploy_wasm, "--host", "box", "--json")
+            proc, deploy_s = box.cli("deploy", deploy_wasm, "--host", "box", "--json")
             cli_cpu = box.last_cpu_s
             wait_body(box.host.hostname, "/probe", (body + "\n").encode())
             doc = json.loads(proc.stdout)
             host = doc["hosts"][0] if "hosts" in doc else doc
             r["deploys"].append(
                 {
-                    "cli_s": round(took, 3),
+                    "cli_s": round(deploy_s, 3),
                     "cli_cpu_s": round(cli_cpu, 3),
                     "swap_ms": _find(host, "swap_ms"),
                     "server_cpu_s": round(box.cpu_s() - cpu0, 3),
@@ -377,12 +380,12 @@ def alternate(box, counts, args, deploy_wasm, version):
                 ("version", ("--version",)),
             ):
                 proc, took = box.cli(*argv)
-                r[key].append((round(took, 3), round(box.last_cpu_s, 3)))
+                r[key + "_runs"].append((round(took, 3), round(box.last_cpu_s, 3)))
                 if key == "apps_json":
                     doc = json.loads(proc.stdout)
                     host = doc["hosts"][0] if "hosts" in doc else doc
                     r["apps_listed"] = len(host["apps"])
-            bk.note(f"round {rnd} at {count} apps: deploy {took:.2f} s, swap {s * 1000:.0f} ms")
+            bk.note(f"round {rnd} at {count} apps: deploy {deploy_s:.2f} s, swap {s * 1000:.0f} ms")
     for r in out.values():
         r["deploy_cli_s"] = statistics.median(d["cli_s"] for d in r["deploys"])
         r["deploy_cli_cpu_s"] = statistics.median(d["cli_cpu_s"] for d in r["deploys"])
@@ -390,8 +393,8 @@ def alternate(box, counts, args, deploy_wasm, version):
         r["deploy_server_cpu_s"] = statistics.median(d["server_cpu_s"] for d in r["deploys"])
         r["swap_s"] = statistics.median(x["s"] for x in r["swaps"])
         for key in ("apps", "apps_json", "version"):
-            r[f"{key}_s"] = statistics.median(v[0] for v in r[key])
-            r[f"{key}_cpu_s"] = statistics.median(v[1] for v in r[key])
+            r[f"{key}_s"] = statistics.median(v[0] for v in r[key + "_runs"])
+            r[f"{key}_cpu_s"] = statistics.median(v[1] for v in r[key + "_runs"])
     if not placed:
         park(box, extra, back=True)
     return out
@@ -420,6 +423,7 @@ def main(argv=None):
     ap.add_argument("--deploys", type=int, default=5, help="deploys and hot swaps at each count (medians)")
     ap.add_argument("--restarts", type=int, default=3, help="restarts at each count (median)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--small-app", help="a prebuilt small app (.wasm) instead of building bench/guests/hello_libc.c")
     args = ap.parse_args(argv)
 
     import testhosts
@@ -437,7 +441,7 @@ def main(argv=None):
     }
     host = None
     try:
-        small = build_small_app(work)
+        small = Path(args.small_app).read_bytes() if args.small_app else build_small_app(work)
         result["small_app_bytes"] = len(small)
         host = testhosts.start_host("x86_64", name="thousand")
         host.register(work / "tiramisu.yaml", "box")
