@@ -1,4 +1,4 @@
-/* /_tiramisu/health, /_tiramisu/apps, /_tiramisu/metrics. */
+/* /_tiramisu/health, /_tiramisu/apps (and /_tiramisu/apps/<app>), /_tiramisu/metrics. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,9 +21,13 @@ int ts_admin_handle(const char *path, size_t len, ts_str method, ts_buf *b, cons
                   (int)getpid(), ts_wall_time() - g_metrics.started_at, TS_VERSION, TS_WASMTIME_VERSION);
     return 200;
   }
-  if (ts_str_eq(p, "/_tiramisu/apps")) {
+  static const char one[] = "/_tiramisu/apps/"; /* /_tiramisu/apps/<app>: that app's record only */
+  size_t one_len = sizeof one - 1;
+  int single = len > one_len && memcmp(path, one, one_len) == 0 && !memchr(path + one_len, '/', len - one_len);
+  if (ts_str_eq(p, "/_tiramisu/apps") || single) {
     *ctype = "application/json";
-    ts_registry_apps_json(b);
+    if (single) ts_registry_app_json(b, path + one_len, len - one_len);
+    else ts_registry_apps_json(b);
     ts_buf_printf(b,
                   ",\"server\":{\"pid\":%d,\"version\":\"%s\",\"wasmtime\":\"%s\",\"pooling\":%s,"
                   "\"started_at_unix\":%.3f}}\n",

@@ -18,7 +18,10 @@
 #include "ts_log.h"
 #include "ts_sha256.h"
 
-#define MAX_APPS 1024
+/* Apps are never freed (requests may hold pointers), so a name once seen keeps
+ * its slot: room for a thousand live apps and as many come and gone. */
+#define MAX_APPS 4096
+#define INDEX_SLOTS 8192 /* open addressing, a power of two > 2 * MAX_APPS */
 #define MAX_ROUTES 256
 #define MAX_MODULE_BYTES (512ull << 20)
 
@@ -27,6 +30,7 @@ static const ts_config *g_cfg;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static ts_app *g_apps[MAX_APPS]; /* never freed: requests may hold pointers */
 static int g_napps;
+static ts_app *g_index[INDEX_SLOTS]; /* name -> app, linear probing; filled as apps are created */
 static ts_route g_routes[MAX_ROUTES];
 static int g_nroutes;
 static int g_inotify = -1, g_wd = -1, g_event = -1;
@@ -74,20 +78,39 @@ static int load_routes(int startup, char *err, size_t errlen) {
   return 0;
 }
 
+/* FNV-1a of the name: the request path and every rescan find an app in O(1),
+ * whatever the number of apps. */
+static size_t name_slot(const char *name, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+  return h & (INDEX_SLOTS - 1);
+}
+
 static ts_app *find_app_locked(const char *name, size_t n) {
-  for (int i = 0; i < g_napps; i++)
-    if (strlen(g_apps[i]->name) == n && memcmp(g_apps[i]->name, name, n) == 0) return g_apps[i];
-  return NULL;
+  if (n > TS_APP_NAME_MAX) return NULL;
+  for (size_t i = name_slot(name, n);; i = (i + 1) & (INDEX_SLOTS - 1)) {
+    ts_app *a = g_index[i];
+    if (!a) return NULL;
+    if (memcmp(a->name, name, n) == 0 && a->name[n] == 0) return a;
+  }
 }
 
 static ts_app *get_app_locked(const char *name) {
-  ts_app *a = find_app_locked(name, strlen(name));
-  if (a || g_napps >= MAX_APPS) return a;
+  size_t n = strlen(name);
+  ts_app *a = find_app_locked(name, n);
+  if (a) return a;
+  if (g_napps >= MAX_APPS) {
+    ts_log_error("app %s: more than %d app names seen since the server started (restart it)", name, MAX_APPS);
+    return NULL;
+  }
   a = calloc(1, sizeof *a);
   if (!a) return NULL;
   ts_strlcpy(a->name, name, sizeof a->name);
   strcpy(a->state, "removed");
   g_apps[g_napps++] = a;
+  size_t i = name_slot(name, n);
+  while (g_index[i]) i = (i + 1) & (INDEX_SLOTS - 1);
+  g_index[i] = a;
   return a;
 }
 
@@ -152,8 +175,24 @@ static int read_file(const char *path, ts_buf *b, char *err, size_t errlen) {
   return 0;
 }
 
+/* Does the module export `name`? Read from its type: nothing is instantiated. */
+static int has_export(const wasmtime_module_t *module, const char *name) {
+  wasm_exporttype_vec_t exports = {0, NULL};
+  wasmtime_module_exports(module, &exports);
+  size_t n = strlen(name);
+  int found = 0;
+  for (size_t i = 0; i < exports.size && !found; i++) {
+    const wasm_name_t *e = wasm_exporttype_name(exports.data[i]);
+    found = e && e->size == n && memcmp(e->data, name, n) == 0;
+  }
+  wasm_exporttype_vec_delete(&exports);
+  return found;
+}
+
 /* For app maps: a pre-link with plain WASI (folders), and the module's
- * `_routes` output, read once per version (WAGI's dynamic sub-routes). */
+ * `_routes` output, read once per version (WAGI's dynamic sub-routes). Only a
+ * module that exports `_routes` is run for it: with a thousand apps, one
+ * instantiation per app at every start was most of the restart's CPU. */
 static void module_extras(const char *name, ts_version *v) {
   char err[512];
   if (!v->module) return; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
@@ -161,6 +200,7 @@ static void module_extras(const char *name, ts_version *v) {
     v->pre_files = NULL;
     ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);
   }
+  if (!has_export(v->module, "_routes")) return;
   const char *argv[1] = {"_routes"};
   ts_run_input in = {0};
   in.argv = argv;
@@ -515,24 +555,30 @@ static void scan_all(void) {
     ts_log_error("cannot read modules directory %s: %s", g_cfg->modules, strerror(errno));
     return;
   }
+  /* One stat per module file (in load_app) and none for the rest: an app is
+   * gone when this pass did not list its file. */
+  static unsigned scan; /* the watcher thread's (and startup's) alone */
+  scan++;
   struct dirent *de;
   char name[TS_APP_NAME_MAX + 1];
-  while ((de = readdir(d)))
-    if (wasm_name(de->d_name, name)) load_app(name);
-  closedir(d);
-  /* apps whose file disappeared while nobody was watching */
-  char gone[MAX_APPS][TS_APP_NAME_MAX + 1];
-  int ngone = 0;
-  pthread_mutex_lock(&g_lock);
-  for (int i = 0; i < g_napps; i++) {
-    char path[TS_PATH_MAX + 128];
-    struct stat st;
-    if (!g_apps[i]->present) continue;
-    snprintf(path, sizeof path, "%s/%s.wasm", g_cfg->modules, g_apps[i]->name);
-    if (stat(path, &st) != 0) ts_strlcpy(gone[ngone++], g_apps[i]->name, TS_APP_NAME_MAX + 1);
+  while ((de = readdir(d))) {
+    if (!wasm_name(de->d_name, name)) continue;
+    load_app(name);
+    pthread_mutex_lock(&g_lock);
+    ts_app *a = find_app_locked(name, strlen(name));
+    if (a) a->listed_in_scan = scan;
+    pthread_mutex_unlock(&g_lock);
   }
-  pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < ngone; i++) remove_app(gone[i]);
+  closedir(d);
+  /* apps whose file disappeared while nobody was watching (load_app checks again) */
+  for (int i = 0; i < g_napps; i++) {
+    pthread_mutex_lock(&g_lock);
+    char gone[TS_APP_NAME_MAX + 1];
+    int drop = g_apps[i]->listed_in_scan != scan && g_apps[i]->present;
+    if (drop) ts_strlcpy(gone, g_apps[i]->name, sizeof gone);
+    pthread_mutex_unlock(&g_lock);
+    if (drop) load_app(gone); /* its stat fails: removed (or it came back: loaded) */
+  }
   scan_previews();
 }
 
@@ -851,13 +897,20 @@ static void iso_time(double t, char *out, size_t n) {
   snprintf(out + k, n - k, ".%03dZ", (int)((t - (double)s) * 1000));
 }
 
-int ts_registry_apps_json(ts_buf *b) {
+int ts_registry_apps_json(ts_buf *b) { return ts_registry_app_json(b, NULL, 0); }
+
+/* Does app a pass the filter (only == NULL: every app)? */
+static int wanted(const ts_app *a, const char *only, size_t n) {
+  return !only || (strlen(a->name) == n && memcmp(a->name, only, n) == 0);
+}
+
+int ts_registry_app_json(ts_buf *b, const char *only, size_t only_len) {
   pthread_mutex_lock(&g_lock);
   ts_buf_puts(b, "{\"apps\":[");
   int first = 1;
   for (int i = 0; i < g_napps; i++) {
     ts_app *a = g_apps[i];
-    if (!a->present) continue;
+    if (!a->present || !wanted(a, only, only_len)) continue;
     if (!first) ts_buf_puts(b, ",");
     first = 0;
     ts_buf_puts(b, "{\"name\":");
@@ -897,7 +950,7 @@ int ts_registry_apps_json(ts_buf *b) {
   first = 1;
   for (int i = 0; i < g_napps; i++) {
     const ts_preview *pv = &g_apps[i]->preview;
-    if (!pv->present) continue;
+    if (!pv->present || !wanted(g_apps[i], only, only_len)) continue;
     if (!first) ts_buf_puts(b, ",");
     first = 0;
     ts_buf_puts(b, "{\"name\":");

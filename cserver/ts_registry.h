@@ -68,6 +68,7 @@ typedef struct ts_app {
   ts_status_counts status;
   ts_pool_app pool; /* its queue and running guests in the guest pool */
   ts_preview preview;
+  unsigned listed_in_scan; /* the last full scan that listed its file (watcher thread) */
 } ts_app;
 
 typedef struct {
@@ -104,6 +105,10 @@ int ts_registry_route_preview(const char *path, size_t len, ts_match *m);
 
 /* For the admin endpoint and metrics. */
 int ts_registry_apps_json(ts_buf *b);
+/* The same document with only the app named (only, only_len) in "apps" and
+ * "previews" (none when there is no such app); only == NULL: every app. A
+ * deploy that polls one app of a thousand reads ~1 KB, not ~400 KB. */
+int ts_registry_app_json(ts_buf *b, const char *only, size_t only_len);
 int ts_registry_metrics(ts_buf *b);
 
 #endif

@@ -82,6 +82,12 @@ typedef struct wasm_valtype_vec_t {
   wasm_valtype_t **data;
 } wasm_valtype_vec_t;
 
+typedef struct wasm_exporttype_t wasm_exporttype_t;
+typedef struct wasm_exporttype_vec_t {
+  size_t size;
+  wasm_exporttype_t **data;
+} wasm_exporttype_vec_t;
+
 typedef struct wasmtime_memory_t {
   struct {
     uint64_t store_id;
@@ -114,6 +120,7 @@ _Static_assert(sizeof(wasmtime_instance_t) == 16, "wasmtime_instance_t layout");
 _Static_assert(sizeof(wasmtime_extern_t) == 32, "wasmtime_extern_t layout");
 _Static_assert(sizeof(wasmtime_memory_t) == 24, "wasmtime_memory_t layout");
 _Static_assert(sizeof(wasm_valtype_vec_t) == 16, "wasm_valtype_vec_t layout");
+_Static_assert(sizeof(wasm_exporttype_vec_t) == 16, "wasm_exporttype_vec_t layout");
 _Static_assert(sizeof(wasmtime_val_raw_t) == 16, "wasmtime_val_raw_t layout");
 #endif
 
@@ -172,6 +179,9 @@ TS_WT_API wasm_trap_t *wasmtime_trap_new(const char *msg, size_t msg_len);
 TS_WT_API wasmtime_error_t *wasmtime_module_new(wasm_engine_t *engine, const uint8_t *wasm, size_t len, wasmtime_module_t **out);
 TS_WT_API void wasmtime_module_delete(wasmtime_module_t *module);
 TS_WT_API wasmtime_error_t *wasmtime_module_serialize(wasmtime_module_t *module, wasm_byte_vec_t *out);
+TS_WT_API void wasmtime_module_exports(const wasmtime_module_t *module, wasm_exporttype_vec_t *out);
+TS_WT_API const wasm_name_t *wasm_exporttype_name(const wasm_exporttype_t *type);
+TS_WT_API void wasm_exporttype_vec_delete(wasm_exporttype_vec_t *vec);
 TS_WT_API wasmtime_error_t *wasmtime_module_deserialize(wasm_engine_t *engine, const uint8_t *bytes, size_t len, wasmtime_module_t **out);
 TS_WT_API wasmtime_error_t *wasmtime_module_deserialize_file(wasm_engine_t *engine, const char *path, wasmtime_module_t **out);
 

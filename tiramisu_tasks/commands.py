@@ -251,10 +251,14 @@ def release_sha256(path):
 
 
 def current_releases(layout):
-    """Prints ``APP ID`` for every app with a CURRENT file."""
+    """Prints ``APP ID`` for every app with a CURRENT file.
+
+    Two processes whatever the number of apps (one grep over every CURRENT, one
+    sed), not a ``cat`` per app: a thousand forks took seconds on a busy box.
+    /dev/null as a first file makes grep prefix every line with its file name
+    even when there is only one app."""
     return (
-        f"cd {q(layout.releases)} 2>/dev/null && for d in */; do "
-        f'[ -f "$d/CURRENT" ] && echo "${{d%/}} $(cat "$d/CURRENT")"; done; true'
+        f"cd {q(layout.releases)} 2>/dev/null && grep '' /dev/null */CURRENT 2>/dev/null | sed 's|/CURRENT:| |'; true"
     )
 
 

@@ -50,12 +50,23 @@ def require_served(box):
 # ------------------------------------------------------------ observe ---
 
 
-def server_apps(box):
-    """The server's view: {name: {...}} from /_tiramisu/apps; RemoteError unless HTTP 200."""
-    resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
+def admin_apps(box, app=None):
+    """The server's /_tiramisu/apps document; with ``app``, /_tiramisu/apps/<app> (that app's
+    record only: ~1 KB where the whole list of a thousand apps is ~400 KB), or the whole
+    document from a server older than that endpoint (it answers 404). RemoteError unless HTTP 200."""
+    port = box.settings["server_port"]
+    resp = box.http(port, f"/_tiramisu/apps/{app}", timeout=10) if app else None
+    if resp is None or resp.status == 404:
+        resp = box.http(port, "/_tiramisu/apps", timeout=10)
     if resp.status != 200:
         raise RemoteError(f"server admin API answered HTTP {resp.status}")
-    data = resp.json()
+    return resp.json()
+
+
+def server_apps(box, app=None):
+    """The server's view: {name: {...}} from /_tiramisu/apps (see :func:`admin_apps`: with
+    ``app``, at least that app's record when it has one); RemoteError unless HTTP 200."""
+    data = admin_apps(box, app)
     apps = data.get("apps", data) if isinstance(data, dict) else data
     return {a["name"]: a for a in apps}
 
@@ -70,7 +81,7 @@ def wait_for_app(box, app, sha256, timeout):
 
     def active():
         try:
-            last = server_apps(box).get(app)
+            last = server_apps(box, app).get(app)
         except TiramisuError:
             last = None
         seen["last"] = last
@@ -147,7 +158,7 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     require_served(box)
     layout = box.layout
     keep = int(keep or box.settings.get("keep_releases") or 5)
-    live = server_apps(box).get(app)
+    live = server_apps(box, app).get(app)
     previous, routes_text = cmd.parse_prepare(box.run(cmd.prepare_release(layout, app)).stdout)
     plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
     gate = gate_plan(box, plan, health, routes_text)
@@ -262,12 +273,10 @@ def run_check(box, port, path, check):
     return hg.evaluate(check, resp.status, resp.text, resp.seconds or (time.monotonic() - t0))
 
 
-def server_previews(box):
-    """{name: preview record} from /_tiramisu/apps; None when the server has no preview slot (older server)."""
-    resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
-    if resp.status != 200:
-        raise RemoteError(f"server admin API answered HTTP {resp.status}")
-    data = resp.json()
+def server_previews(box, app=None):
+    """{name: preview record} from /_tiramisu/apps (with ``app``: see :func:`admin_apps`);
+    None when the server has no preview slot (older server)."""
+    data = admin_apps(box, app)
     if not isinstance(data, dict) or "previews" not in data:
         return None
     return {p["name"]: p for p in data["previews"]}
@@ -284,7 +293,7 @@ def wait_for_preview(box, app, sha256, timeout):
 
     def ready():
         try:
-            previews = server_previews(box)
+            previews = server_previews(box, app)
         except TiramisuError:
             return None
         if previews is None:
@@ -442,7 +451,7 @@ def remove(box, app, dry=False, timeout=30, purge_data=False):
     RemoteError when the server still lists the app after ``timeout`` seconds.
     """
     require_served(box)
-    if app not in server_apps(box) and not box.run(cmd.dir_exists(box.layout.app_releases(app)), warn=True).ok:
+    if app not in server_apps(box, app) and not box.run(cmd.dir_exists(box.layout.app_releases(app)), warn=True).ok:
         raise UsageError(f"no app {app!r} on {box.name} (apps --host {box.name} lists them)")
     purge = cmd.app_data_paths(box.layout, app) if purge_data else ()
     plan = plan_remove(box.name, app, read_text(box, box.layout.routes_file), box.layout.app_releases(app), purge)
@@ -453,7 +462,7 @@ def remove(box, app, dry=False, timeout=30, purge_data=False):
         write_routes(box, plan.routes)
     box.run(cmd.unpublish_app(box.layout, app))
     poll_until(
-        lambda: None if app in server_apps(box) else True,
+        lambda: None if app in server_apps(box, app) else True,
         timeout,
         interval=0.05,
         on_timeout=lambda: RemoteError(f"the server still lists {app} after {timeout}s"),
@@ -631,7 +640,7 @@ def restore_held(box, lock, app, previous):
     try:
         box.run(cmd.unpublish_app(box.layout, app))
         poll_until(
-            lambda: None if app in server_apps(box) else True,
+            lambda: None if app in server_apps(box, app) else True,
             30,
             interval=0.05,
             on_timeout=lambda: RemoteError(f"the server still lists {app} after 30s"),
