@@ -451,3 +451,17 @@ void ts_appmaps_previews_json(ts_buf *b) {
   ts_buf_puts(b, "]");
   pthread_mutex_unlock(&g_maps_lock);
 }
+
+void ts_appmaps_live_json(ts_buf *b) {
+  pthread_mutex_lock(&g_maps_lock);
+  ts_buf_puts(b, "[");
+  for (int i = 0; i < g_nmaps; i++) {
+    ts_buf_puts(b, i ? ",{\"app\":" : "{\"app\":");
+    ts_buf_json_str(b, g_maps[i]->app);
+    ts_buf_puts(b, ",\"file_sha256\":");
+    ts_buf_json_str(b, g_maps[i]->file_sha256);
+    ts_buf_printf(b, ",\"routes\":%d}", g_maps[i]->map.nroutes);
+  }
+  ts_buf_puts(b, "]");
+  pthread_mutex_unlock(&g_maps_lock);
+}

@@ -59,6 +59,8 @@ int ts_appmaps_match_preview(const char *app, size_t app_n, const char *path, si
 int ts_appmaps_has_preview(const char *app, size_t app_n);
 /* [{"app","file_sha256","state":"ready"|"failed","routes","error"}] for /_tiramisu/apps. */
 void ts_appmaps_previews_json(ts_buf *b);
+/* [{"app","file_sha256","routes"}] of the live maps: deploy waits for its map by the sha256. */
+void ts_appmaps_live_json(ts_buf *b);
 /* Is this module name used by a map (its implicit /<name> route is then off)? */
 int ts_appmaps_owns_module(const char *module, size_t n);
 

@@ -974,6 +974,8 @@ int ts_registry_apps_json(ts_buf *b) {
   }
   ts_buf_puts(b, "],\"preview_maps\":");
   ts_appmaps_previews_json(b);
+  ts_buf_puts(b, ",\"maps\":");
+  ts_appmaps_live_json(b);
   ts_buf_puts(b, ",\"routes\":[");
   for (int i = 0; i < g_nroutes; i++) {
     if (i) ts_buf_puts(b, ",");
