@@ -127,11 +127,15 @@ def test_install_beside_and_env_sources(tmp_path):
         modules = str(tmp_path / "wasm_modules")
 
     (tmp_path / "wasm_modules").mkdir()
-    (tmp_path / "wasm_modules" / "gb.map").write_text("env\tA\t1\n")
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "gb.env").write_text("TOKEN=secretvalue\nDB=x\n")
+    (tmp_path / "secrets" / "gb").mkdir(parents=True)
+    (tmp_path / "secrets" / "gb.env").write_text("OLD=x\n")  # not named by the live map: not listed
+    (tmp_path / "secrets" / "gb" / "R 1.env").write_text("TOKEN=secretvalue\nDB=x\n")
+    live = f"env\tA\t1\nenvfile\t{tmp_path}/secrets/gb/R 1.env\n"
+    (tmp_path / "wasm_modules" / "gb.map").write_text(live)
     out = sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout
-    assert out == "env\tA\t1\n==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+    assert out == live + "==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+    (tmp_path / "wasm_modules" / "gb.map").write_text("env\tA\t1\n")  # no secrets
+    assert sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout == "env\tA\t1\n==tiramisu-secrets==\n"
 
 
 def test_static_nginx_conf(tmp_path):
