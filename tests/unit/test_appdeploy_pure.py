@@ -163,3 +163,49 @@ def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
 
     assert sh(cmd.prune_app_bundles(L(), "gb", 2, ids[0]), tmp_path).returncode == 0
     assert sorted(p.name for p in rel.iterdir()) == [f"{ids[0]}.d", f"{ids[3]}.d", f"{ids[4]}.d"]
+
+
+def test_app_preview_bundle_pruning_commands_in_real_sh(tmp_path):
+    """place_app_preview / remove_app_preview / delete_app_bundles on a real folder (paths with spaces)."""
+    root = tmp_path / "env dir"
+
+    class L:
+        modules = str(root / "wasm_modules")
+
+        @staticmethod
+        def app_releases(app):
+            return str(root / "releases" / app)
+
+        @staticmethod
+        def app_log(app):
+            return str(root / "logs" / "apps" / f"{app}.log")
+
+        @staticmethod
+        def log_file(name):
+            return str(root / "logs" / name)
+
+    L.root = str(root)
+    rel = root / "releases" / "gb" / "R1.d"
+    (rel / "modules").mkdir(parents=True)
+    (root / "wasm_modules").mkdir()
+    (rel / "modules" / "gb.a.wasm").write_bytes(b"a")
+    (rel / "modules" / "gb.b.wasm").write_bytes(b"b")
+    (rel / "app.map").write_text("tiramisu-appmap 1\n")
+    out = sh(cmd.place_app_preview(L, "gb", str(rel), ["gb.a", "gb.b"]), tmp_path)
+    assert out.returncode == 0 and cmd.parse_log_offsets(out.stdout) == (0, 0)
+    pdir = root / "wasm_modules" / ".preview"
+    assert sorted(p.name for p in pdir.iterdir()) == ["gb.a.wasm", "gb.b.wasm", "gb.map"]
+    (pdir / "gbx.wasm").write_bytes(b"other app")
+    assert sh(cmd.remove_app_preview(L, "gb"), tmp_path).returncode == 0
+    assert [p.name for p in pdir.iterdir()] == ["gbx.wasm"]
+    # pruning takes the bundle, its markers and its secrets file, nothing else
+    (root / "secrets" / "gb").mkdir(parents=True)
+    for name in ("R1.env", "R2.env"):
+        (root / "secrets" / "gb" / name).write_text("T=x\n")
+    (root / "releases" / "gb" / "R1.failed").write_text("why\n")
+    (root / "releases" / "gb" / "R2.d").mkdir()
+    listing = sh(cmd.list_releases(L, "gb"), tmp_path).stdout
+    assert cmd.parse_bundle_listing(listing) == (("R2", "R1"), ("R1",), ())
+    assert sh(cmd.delete_app_bundles(L, "gb", ["R1"]), tmp_path).returncode == 0
+    assert sorted(p.name for p in (root / "releases" / "gb").iterdir()) == ["R2.d"]
+    assert [p.name for p in (root / "secrets" / "gb").iterdir()] == ["R2.env"]
