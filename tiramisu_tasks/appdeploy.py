@@ -159,11 +159,14 @@ def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
     st = spec.static
     prefix = st.route.rstrip("/")
     fallback = f"{prefix}/{st.spa_fallback} " if st.spa_fallback else ""
+    # the files of the live release through a symlink (releases/<app>/static-live -> <id>.d) that the
+    # switch renames: the same text for every release with the same settings, so no nginx reload
+    live = f"{release_dir.rstrip('/').rsplit('/', 1)[0]}/{cmd.STATIC_LINK}"
     lines = [
-        f"# {spec.name}: static files, written by tiramisu deploy (release {posixpath_basename(release_dir)})",
+        f"# {spec.name}: static files, written by tiramisu deploy",
         f"location = {prefix} {{ return 301 {prefix}/; }}",
         f"location ^~ {prefix}/ {{",
-        f"    root {release_dir}/www;",
+        f"    root {live}/www;",
         f"    types {{ {STATIC_TYPES} }}",
         "    default_type application/octet-stream;",
         f'    add_header Cache-Control "{st.cache_control}" always;',
@@ -507,9 +510,11 @@ def _switch_bundle(box, app, release_dir, map_sha, nginx):
     if map_sha:
         wait_for_map(box, app, map_sha, wait_timeout(box))
     has_static = box.run(cmd.file_exists(f"{release_dir}/nginx.conf"), warn=True).ok
+    if has_static:
+        box.run(cmd.switch_static_link(layout, app, release_dir))
     if has_static or nginx:
         src = f"{release_dir}/nginx.conf" if has_static else None
-        res = box.run(cmd.apply_app_nginx_conf(layout, app, src), warn=True)
+        res = box.run(cmd.apply_app_nginx_conf_if_changed(layout, app, src), warn=True)
         if not res.ok:
             raise RemoteError(f"nginx refused the static files' config of {app}: {res.stdout.strip()[-300:]}")
 

@@ -700,3 +700,25 @@ def delete_app_bundles(layout, app, rids):
 def unpublish_app_map(layout, app):
     """A failed first deploy of an app map: nothing of it served any more, CURRENT gone."""
     return f"{unpublish_app(layout, app)}; rm -f {q(_current_file(layout, app))}; {remove_app_preview(layout, app)}"
+
+
+STATIC_LINK = "static-live"  # releases/<app>/static-live -> <id>.d: the static files nginx serves
+
+
+def switch_static_link(layout, app, release_dir):
+    """Point ``releases/<app>/static-live`` at ``release_dir`` by renaming a new symlink over it
+    (``mv -T``: atomic; busybox without ``-T``: remove, then rename)."""
+    d = layout.app_releases(app)
+    new, link = posixpath.join(d, f".{STATIC_LINK}.new"), posixpath.join(d, STATIC_LINK)
+    target = posixpath.basename(release_dir.rstrip("/"))
+    return (
+        f"ln -sfn {q(target)} {q(new)} && "
+        f"{{ mv -Tf {q(new)} {q(link)} 2>/dev/null || {{ rm -f {q(link)} && mv -f {q(new)} {q(link)}; }}; }}"
+    )
+
+
+def apply_app_nginx_conf_if_changed(layout, app, src):
+    """:func:`apply_app_nginx_conf` unless the live include already has ``src``'s text (no reload then)."""
+    dst = posixpath.join(layout.conf, "apps", f"{app}.conf")
+    same = f"cmp -s {q(src)} {q(dst)}" if src else f"[ ! -e {q(dst)} ]"
+    return f"if {same}; then true; else {apply_app_nginx_conf(layout, app, src)}; fi"

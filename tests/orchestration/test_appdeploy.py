@@ -45,6 +45,7 @@ def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec, mo
     SimMaps(fake, monkeypatch)
     fake.on(r"^test -f .*nginx\.conf")
     fake.on(r"conf/apps")
+    fake.on(r"^ln -sfn ")
     box = open_fake()
     fake.on_http("/gb/static/a.css", 200, "body{}", port=8080)
     summary = ad.deploy_app(box, spec, environ={"GB_T": SECRET})
@@ -59,7 +60,8 @@ def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec, mo
     module_at = next(i for i, c in enumerate(cmds) if "for f in *.wasm" in c)
     map_at = next(i for i, c in enumerate(cmds) if "wasm_modules/gb.map" in c and "ln -f" in c)
     nginx_at = next(i for i, c in enumerate(cmds) if "conf/apps" in c and "nginx" in c and "test -f" not in c)
-    assert preview_at < module_at < map_at < nginx_at
+    link_at = next(i for i, c in enumerate(cmds) if "static-live" in c)
+    assert preview_at < module_at < map_at < link_at < nginx_at
 
 
 def test_missing_secret_or_route_clash_changes_nothing(fake, open_fake, spec):

@@ -146,7 +146,7 @@ def test_static_nginx_conf(tmp_path):
         '[app]\nname = "spa"\n[static]\nfolder = "dist"\nroute = "/spa/app"\nspa_fallback = "index.html"\n'
     )
     conf = ad.static_nginx_conf(parse_manifest(folder / "tiramisu.toml"), "/e/releases/spa/R.d")
-    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
+    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/static-live/www;" in conf
     assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
 
@@ -209,3 +209,27 @@ def test_app_preview_bundle_pruning_commands_in_real_sh(tmp_path):
     assert sh(cmd.delete_app_bundles(L, "gb", ["R1"]), tmp_path).returncode == 0
     assert sorted(p.name for p in (root / "releases" / "gb").iterdir()) == ["R2.d"]
     assert [p.name for p in (root / "secrets" / "gb").iterdir()] == ["R2.env"]
+
+
+def test_static_link_switch_and_conf_only_when_changed(tmp_path):
+    from tiramisu_tasks.layout import RemoteLayout
+
+    lay = RemoteLayout(str(tmp_path / "env dir"))
+    rel = Path(lay.app_releases("gb"))
+    for rid in ("R1", "R2"):
+        (rel / f"{rid}.d" / "www").mkdir(parents=True)
+        (rel / f"{rid}.d" / "www" / "v.txt").write_text(rid)
+    for rid in ("R1", "R2", "R1"):
+        assert sh(cmd.switch_static_link(lay, "gb", str(rel / f"{rid}.d")), tmp_path).returncode == 0
+        assert (rel / "static-live" / "www" / "v.txt").read_text() == rid
+    assert sorted(p.name for p in rel.iterdir()) == ["R1.d", "R2.d", "static-live"]
+    live = Path(lay.conf) / "apps" / "gb.conf"
+    live.parent.mkdir(parents=True)
+    live.write_text("same\n")
+    (rel / "R1.d" / "nginx.conf").write_text("same\n")
+    # the same text: nothing to do (else it would run nginx -t, which is not here)
+    assert (
+        sh(cmd.apply_app_nginx_conf_if_changed(lay, "gb", str(rel / "R1.d" / "nginx.conf")), tmp_path).returncode == 0
+    )
+    (rel / "R2.d" / "nginx.conf").write_text("other\n")
+    assert sh(cmd.apply_app_nginx_conf_if_changed(lay, "gb", str(rel / "R2.d" / "nginx.conf")), tmp_path).returncode
