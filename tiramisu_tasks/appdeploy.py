@@ -5,24 +5,32 @@ A release is a bundle, immutable once uploaded::
     releases/<app>/<id>.d/modules/<module>.wasm   every module of the app
     releases/<app>/<id>.d/ro/<name>/...            read-only volumes
     releases/<app>/<id>.d/www/<static route>/...   static files (nginx serves them)
-    releases/<app>/<id>.d/app.map                  the app map (routes, env, folders)
+    releases/<app>/<id>.d/app.map                  the app map (routes, env, folders, secrets file)
     releases/<app>/<id>.d/app.json                 what was deployed (secret names only)
+    releases/<app>/static-live -> <id>.d           the live release's static files (nginx's root)
 
 beside it, never inside it::
 
-    secrets/<app>.env          0600, KEY=VALUE, resolved on this machine at deploy time
+    secrets/<app>/<id>.env     0600, KEY=VALUE, resolved on this machine at deploy time;
+                               one per release, named by that release's map
     data/<app>/<name>/         writable volumes: seeded on the first deploy only, never
                                overwritten or deleted by deploy
 
-Going live: each module is renamed into ``wasm_modules/<app>.<module>.wasm``
-(the server compiles it off the request path and reads its ``_routes``), then
-the map into ``wasm_modules/<app>.map`` (the server re-reads it; a map it
-cannot parse is refused and the previous one keeps serving). Deploy then
-checks the manifest's health path through nginx.
+The gate (issue 13 for these apps): modules and map go into the server's
+preview folder (``wasm_modules/.preview/<app>.<module>.wasm``, ``<app>.map``)
+and the health check runs on ``/_tiramisu/preview/<app><path>`` before
+anything switches. Going live: each module is renamed into
+``wasm_modules/<app>.<module>.wasm`` (the server promotes the preview's
+compiled module), then the map into ``wasm_modules/<app>.map`` (the server
+re-reads it with the secrets file it names: modules' environment and secrets
+switch together; a map it cannot parse is refused and the previous one keeps
+serving), then the ``static-live`` symlink. Deploy then checks through nginx
+and restores the previous bundle on failure.
 
 Secrets: values are read here (environment or a ``.env`` file outside the
 app), uploaded in the same verified batch as the release, and never printed,
-logged, returned in --json/--dry (``***``) or kept in the release.
+logged, returned in --json/--dry (``***``), kept in the release or written
+to the history.
 """
 
 import hashlib
