@@ -223,9 +223,9 @@ def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
     import hashlib
 
     app = tmp_path / "sg"
-    v2_wasm = tmp_path / "wagimap-o1.wasm"  # same behaviour, other bytes: a module change
-    cc = [sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O1", "-s"]
-    subprocess.run(cc + [str(GUEST), "-o", str(v2_wasm)], check=True, capture_output=True)
+    v2_wasm = tmp_path / "wagimap-v2.wasm"  # same behaviour, other bytes (a custom section): a module change
+    name = b"tiramisu-test-v2"
+    v2_wasm.write_bytes(wagimap_wasm.read_bytes() + bytes([0, len(name) + 1, len(name)]) + name)
     _gate_app(app, wagimap_wasm, "one", "static one\n")
     proc = cli("tiramisu", "deploy", app, "--host", "box", "--json", env={"SG_TOKEN": SECRET_V1})
     assert proc.returncode == 0, proc.stderr
