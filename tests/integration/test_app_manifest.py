@@ -208,7 +208,7 @@ def _gate_app(folder, wasm, greeting, static_text):
     shutil.copy(wasm, folder / "app.wasm")
     (folder / "tiramisu.toml").write_text(
         '[app]\nname = "sg"\n\n[build]\nmodule = "app.wasm"\n\n[[route]]\npath = "/sg/..."\n\n'
-        f'[environment]\nGREETING = "{greeting}"\n\n[secrets]\nTOKEN = "SG_TOKEN"\n\n'
+        f'[environment]\nGREETING = "{greeting}"\n\n[secrets]\nADMIN_TOKEN = "SG_TOKEN"\n\n'
         '[static]\nfolder = "static"\nroute = "/sg-static/"\n\n[health]\npath = "/sg/"\nbody = "handler=main"\n'
     )
 
@@ -233,7 +233,7 @@ def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
     assert v1["health"]["preview"]["ok"] and v1["health"]["live"]["ok"]
     before = _live_state(served)
     f = fields(before[0])
-    assert (f["GREETING"], f["TOKEN"]) == ("one", SECRET_V1) and before[1] == b"static one\n"
+    assert (f["GREETING"], f["ADMIN_TOKEN"]) == ("one", SECRET_V1) and before[1] == b"static one\n"
     assert before[2] == hashlib.sha256(wagimap_wasm.read_bytes()).hexdigest()
 
     # v2 fails its check on the preview: nothing switched (modules, map, secrets, static: same bytes)
@@ -255,7 +255,7 @@ def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
     v2 = host_result(proc)
     body, static, module = _live_state(served)
     f = fields(body)
-    assert (f["GREETING"], f["TOKEN"], static) == ("two", SECRET_V2, b"static two\n")
+    assert (f["GREETING"], f["ADMIN_TOKEN"], static) == ("two", SECRET_V2, b"static two\n")
     assert module == hashlib.sha256(v2_wasm.read_bytes()).hexdigest()
 
     # history: every attempt of sg, no secret value in it, the CLI output or the box's history file
@@ -284,7 +284,7 @@ def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
     back = cli("tiramisu", "rollback", "sg", "--host", "box")
     assert back.returncode == 0, back.stderr
     assert _live_state(served) == before
-    assert fields(get(url(served, "/sg/"))[1])["TOKEN"] == SECRET_V1
+    assert fields(get(url(served, "/sg/"))[1])["ADMIN_TOKEN"] == SECRET_V1
     last = cli("tiramisu", "history", "sg", "--host", "box", "--json")
     assert host_result(last)["records"][-1]["action"] == "rollback"
     assert cli("tiramisu", "remove", "sg", "--host", "box", "--yes", "--purge-data").returncode == 0

@@ -234,3 +234,23 @@ def test_rollback_skips_failed_bundles(fake, open_fake, monkeypatch):
     box = open_fake()
     result = dp.rollback(box, "gb", dry=True)
     assert result["to"] == older
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--aot"], "--aot: not yet supported for an app with a manifest or module map"),
+        (["--health-status", "99x"], "--health-status: '99x' is not an HTTP status"),
+        (["--health-path", "/_tiramisu/x"], "--health-path: '/_tiramisu/x' is the server's own namespace"),
+        (["--pause", "3"], "--pause, --max-failed and --keep-partial go with --batch"),
+        (["--batch", "0"], "--batch"),
+    ],
+    ids=["aot", "status", "path", "pause-alone", "batch-zero"],
+)
+def test_manifest_deploy_flags_checked_before_anything(spec, tmp_path, flags, message):
+    """Bad flags for a manifest app: one line, exit 2, before the host is even looked up."""
+    from tests.helpers import cli, one_line_error
+
+    env = {"TIRAMISU_HOME": str(tmp_path / "home"), "TIRAMISU_INVENTORY": str(tmp_path / "none.yaml")}
+    proc = cli("tiramisu", "deploy", spec.folder, "--host", "nowhere", *flags, env=env)
+    assert proc.returncode == 2 and message in one_line_error(proc), proc.stderr
