@@ -239,7 +239,7 @@ def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
     # v2 fails its check on the preview: nothing switched (modules, map, secrets, static: same bytes)
     _gate_app(app, v2_wasm, "two", "static two\n")
     outputs = []
-    for flags in (["--health-path", "/sg/nothing"], ["--health-body", "not in the answer"]):
+    for flags in (["--health-path", "/not-a-route"], ["--health-body", "not in the answer"]):
         bad = cli("tiramisu", "deploy", app, "--host", "box", *flags, env={"SG_TOKEN": SECRET_V2})
         outputs.append(bad.stdout + bad.stderr)
         assert bad.returncode == 1, bad.stderr
