@@ -254,3 +254,49 @@ def test_manifest_deploy_flags_checked_before_anything(spec, tmp_path, flags, me
     env = {"TIRAMISU_HOME": str(tmp_path / "home"), "TIRAMISU_INVENTORY": str(tmp_path / "none.yaml")}
     proc = cli("tiramisu", "deploy", spec.folder, "--host", "nowhere", *flags, env=env)
     assert proc.returncode == 2 and message in one_line_error(proc), proc.stderr
+
+
+def test_rolling_manifest_deploy_stops_and_restores_the_updated_host(settings, monkeypatch, spec):
+    """--batch for a manifest app: the procedures the task wires into rollout.run_rollout, over two
+    fake boxes; h2 fails its preview, so h1 (updated in the batch before) gets its previous bundle back."""
+    from tests.fakebox import FakeBox
+    from tests.orchestration.conftest import open_on
+    from tiramisu_tasks import rollout
+
+    boxes, sims = {}, {}
+    for name, answer in (("h1", (200, "ok")), ("h2", (500, "boom"))):
+        fake = FakeBox(host=name)
+        sims[name] = SimMaps(fake, monkeypatch, previous=PREV, preview_answer=answer)
+        fake.on(r"history\.jsonl")
+        fake.on(rf"^cat {re.escape(ROOT)}/releases/gb/\d+T\d+Z-[0-9a-f]+\.d/app\.map", PREV_MAP)
+        boxes[name] = open_on(fake, settings)
+
+    class Lock:
+        client = None
+
+        def __init__(self, box):
+            self.box = box
+
+        def run_and_release(self, command):
+            return self.box.run(command)
+
+        def release(self):
+            pass
+
+    result = rollout.run_rollout(
+        "gb",
+        lambda name: boxes[name],
+        ["h2", "h1"],
+        rollout.parse_batch("1"),
+        deploy_one=lambda box, lock: ad.deploy_app_held(box, lock, spec, environ={"GB_T": SECRET}),
+        restore_one=lambda box, lock, previous: dp.restore_held(box, lock, "gb", previous),
+        acquire=lambda box: Lock(box),
+    )
+    assert [(o.host, o.result) for o in result.outcomes] == [("h1", "restored"), ("h2", "failed")]
+    assert sims["h1"].current == PREV and sims["h1"].live_mod == OLD_MOD
+    assert sims["h2"].current == PREV and switched_ok(sims["h2"])
+
+
+def switched_ok(sim):
+    """Nothing of the new release went live on a host whose preview failed."""
+    return sim.live_mod == OLD_MOD and sim.live_map == hashlib.sha256(PREV_MAP.encode()).hexdigest()
