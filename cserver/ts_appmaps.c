@@ -13,6 +13,7 @@
 
 #include "ts_log.h"
 #include "ts_route.h"
+#include "ts_sha256.h"
 #include "ts_util.h"
 
 #define MAX_MAPS 256
@@ -34,11 +35,23 @@ struct ts_mapset {
   ts_wentry *dyn[TS_APPMAP_MAX_ROUTES];
   int ndyn[TS_APPMAP_MAX_ROUTES];
   char dyn_sha[TS_APPMAP_MAX_ROUTES][65];
+  char file_sha256[65]; /* of the map file's text: deploy waits on a preview map by it */
 };
+
+/* A preview map (<modules>/.preview/<app>.map): the last file seen, and its set
+ * when it loaded (NULL with error set when it was rejected). */
+typedef struct {
+  char app[TS_APP_NAME_MAX + 1];
+  char file_sha256[65];
+  char error[512];
+  ts_mapset *set;
+} preview_map;
 
 static pthread_mutex_t g_maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static ts_mapset *g_maps[MAX_MAPS];
 static int g_nmaps;
+static preview_map g_pmaps[MAX_MAPS];
+static int g_npmaps;
 
 int ts_appmaps_is_map_file(const char *file, char *app) {
   size_t n = strlen(file);
@@ -103,9 +116,8 @@ static void add_secret(void *ctx, const char *name, const char *value) {
   s->nsecrets++;
 }
 
-static ts_mapset *load_set(const char *modules_dir, const char *app, char *err, size_t errlen) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/%s.map", modules_dir, app);
+/* The map at path; relative paths in it resolve against modules_dir's parent. */
+static ts_mapset *load_set(const char *modules_dir, const char *path, const char *app, char *err, size_t errlen) {
   ts_buf text = {0};
   if (read_small(path, &text, err, errlen)) {
     ts_buf_free(&text);
@@ -119,6 +131,7 @@ static ts_mapset *load_set(const char *modules_dir, const char *app, char *err, 
   }
   atomic_init(&s->refs, 1);
   ts_strlcpy(s->app, app, sizeof s->app);
+  ts_sha256_hex(text.p ? text.p : "", text.n, s->file_sha256);
   char perr[512];
   int rc = ts_appmap_parse(text.p ? text.p : "", text.n, &s->map, perr, sizeof perr);
   ts_buf_free(&text);
@@ -206,7 +219,7 @@ void ts_appmaps_load(const char *modules_dir, const char *app) {
     ts_mapset_release(old);
     return;
   }
-  s = load_set(modules_dir, app, err, sizeof err);
+  s = load_set(modules_dir, path, app, err, sizeof err);
   if (!s) {
     ts_log_error("app %s: map rejected: %s (the previous map keeps serving)", app, err);
     return;
@@ -287,14 +300,15 @@ static void refresh_dyn_locked(ts_mapset *s, int r, ts_dyn_routes_fn dyn) {
   s->ndyn[r] = count;
 }
 
-int ts_appmaps_match(const char *path, size_t n, ts_dyn_routes_fn dyn, ts_maphit *hit) {
+/* The most specific route of the sets for path (g_maps_lock held); see ts_appmaps_match. */
+static int match_sets_locked(ts_mapset *const *sets, int nsets, const char *path, size_t n, ts_dyn_routes_fn dyn,
+                             ts_maphit *hit) {
   ts_mapset *best_set = NULL;
   int best_route = -1, best_exact = 0;
   size_t best_len = 0;
   const ts_wentry *best_dyn = NULL;
-  pthread_mutex_lock(&g_maps_lock);
-  for (int i = 0; i < g_nmaps; i++) {
-    ts_mapset *s = g_maps[i];
+  for (int i = 0; i < nsets; i++) {
+    ts_mapset *s = sets[i];
     for (int r = 0; r < s->map.nroutes; r++) {
       refresh_dyn_locked(s, r, dyn);
       /* WAGI's table order: the sub-routes (last listed first), then the route */
@@ -325,6 +339,129 @@ int ts_appmaps_match(const char *path, size_t n, ts_dyn_routes_fn dyn, ts_maphit
     ts_strlcpy(hit->entrypoint, best_dyn ? best_dyn->entrypoint : best_set->map.routes[best_route].entrypoint,
                sizeof hit->entrypoint);
   }
-  pthread_mutex_unlock(&g_maps_lock);
   return best_set != NULL;
+}
+
+int ts_appmaps_match(const char *path, size_t n, ts_dyn_routes_fn dyn, ts_maphit *hit) {
+  pthread_mutex_lock(&g_maps_lock);
+  int found = match_sets_locked(g_maps, g_nmaps, path, n, dyn, hit);
+  pthread_mutex_unlock(&g_maps_lock);
+  return found;
+}
+
+/* ------------------------------------------------------------ previews --- */
+
+static int find_preview_locked(const char *app, size_t n) {
+  for (int i = 0; i < g_npmaps; i++)
+    if (strlen(g_pmaps[i].app) == n && memcmp(g_pmaps[i].app, app, n) == 0) return i;
+  return -1;
+}
+
+void ts_appmaps_load_preview(const char *modules_dir, const char *preview_dir, const char *app) {
+  char path[PATH_MAX], err[512] = "";
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s.map", preview_dir, app);
+  ts_mapset *s = NULL, *old = NULL;
+  int gone = stat(path, &st) != 0;
+  if (!gone) s = load_set(modules_dir, path, app, err, sizeof err);
+  char sha[65] = "";
+  if (s) ts_strlcpy(sha, s->file_sha256, sizeof sha);
+  else if (!gone) { /* rejected: still name the file deploy placed, so it can stop waiting */ ts_buf text = {0};
+    char rerr[256];
+    if (read_small(path, &text, rerr, sizeof rerr) == 0) ts_sha256_hex(text.p ? text.p : "", text.n, sha);
+    ts_buf_free(&text);
+  }
+  pthread_mutex_lock(&g_maps_lock);
+  int i = find_preview_locked(app, strlen(app));
+  if (i >= 0) old = g_pmaps[i].set;
+  if (gone) {
+    if (i >= 0) g_pmaps[i] = g_pmaps[--g_npmaps];
+  } else {
+    if (i < 0 && g_npmaps < MAX_MAPS) i = g_npmaps++;
+    if (i >= 0) {
+      ts_strlcpy(g_pmaps[i].app, app, sizeof g_pmaps[i].app);
+      ts_strlcpy(g_pmaps[i].file_sha256, sha, sizeof g_pmaps[i].file_sha256);
+      ts_strlcpy(g_pmaps[i].error, s ? "" : err, sizeof g_pmaps[i].error);
+      g_pmaps[i].set = s;
+      s = NULL;
+    }
+  }
+  pthread_mutex_unlock(&g_maps_lock);
+  if (gone && old) ts_log_info("app %s: preview map removed", app);
+  else if (!gone && err[0]) ts_log_error("app %s: preview map rejected: %s", app, err);
+  else if (!gone) ts_log_info("app %s: preview map %.12s loaded", app, sha);
+  ts_mapset_release(old);
+  ts_mapset_release(s); /* only when there was no room */
+}
+
+void ts_appmaps_scan_previews(const char *modules_dir, const char *preview_dir) {
+  DIR *d = opendir(preview_dir);
+  char app[TS_APP_NAME_MAX + 1];
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)))
+      if (ts_appmaps_is_map_file(de->d_name, app)) ts_appmaps_load_preview(modules_dir, preview_dir, app);
+    closedir(d);
+  }
+  char gone[MAX_MAPS][TS_APP_NAME_MAX + 1];
+  int ngone = 0;
+  pthread_mutex_lock(&g_maps_lock);
+  for (int i = 0; i < g_npmaps; i++) {
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s.map", preview_dir, g_pmaps[i].app);
+    if (stat(path, &st) != 0) ts_strlcpy(gone[ngone++], g_pmaps[i].app, sizeof gone[0]);
+  }
+  pthread_mutex_unlock(&g_maps_lock);
+  for (int i = 0; i < ngone; i++) ts_appmaps_load_preview(modules_dir, preview_dir, gone[i]);
+}
+
+int ts_appmaps_match_preview(const char *app, size_t app_n, const char *path, size_t n, ts_dyn_routes_fn dyn,
+                             ts_maphit *hit) {
+  int found = 0;
+  pthread_mutex_lock(&g_maps_lock);
+  int i = find_preview_locked(app, app_n);
+  if (i >= 0 && g_pmaps[i].set) found = match_sets_locked(&g_pmaps[i].set, 1, path, n, dyn, hit);
+  pthread_mutex_unlock(&g_maps_lock);
+  return found;
+}
+
+int ts_appmaps_has_preview(const char *app, size_t app_n) {
+  pthread_mutex_lock(&g_maps_lock);
+  int i = find_preview_locked(app, app_n);
+  pthread_mutex_unlock(&g_maps_lock);
+  return i >= 0;
+}
+
+void ts_appmaps_previews_json(ts_buf *b) {
+  pthread_mutex_lock(&g_maps_lock);
+  ts_buf_puts(b, "[");
+  for (int i = 0; i < g_npmaps; i++) {
+    const preview_map *p = &g_pmaps[i];
+    ts_buf_puts(b, i ? ",{\"app\":" : "{\"app\":");
+    ts_buf_json_str(b, p->app);
+    ts_buf_puts(b, ",\"file_sha256\":");
+    ts_buf_json_str(b, p->file_sha256);
+    ts_buf_printf(b, ",\"state\":\"%s\",\"routes\":%d,\"error\":", p->set ? "ready" : "failed",
+                  p->set ? p->set->map.nroutes : 0);
+    if (p->set) ts_buf_puts(b, "null");
+    else ts_buf_json_str(b, p->error);
+    ts_buf_puts(b, "}");
+  }
+  ts_buf_puts(b, "]");
+  pthread_mutex_unlock(&g_maps_lock);
+}
+
+void ts_appmaps_live_json(ts_buf *b) {
+  pthread_mutex_lock(&g_maps_lock);
+  ts_buf_puts(b, "[");
+  for (int i = 0; i < g_nmaps; i++) {
+    ts_buf_puts(b, i ? ",{\"app\":" : "{\"app\":");
+    ts_buf_json_str(b, g_maps[i]->app);
+    ts_buf_puts(b, ",\"file_sha256\":");
+    ts_buf_json_str(b, g_maps[i]->file_sha256);
+    ts_buf_printf(b, ",\"routes\":%d}", g_maps[i]->map.nroutes);
+  }
+  ts_buf_puts(b, "]");
+  pthread_mutex_unlock(&g_maps_lock);
 }

@@ -47,6 +47,20 @@ void ts_appmaps_scan(const char *modules_dir);
 /* The most specific route of any map for path: 1 (hit filled, referenced), 0 none. */
 int ts_appmaps_match(const char *path, size_t n, ts_dyn_routes_fn dyn, ts_maphit *hit);
 void ts_mapset_release(ts_mapset *s);
+/* Preview maps: <preview_dir>/<app>.map, a release's map under test, served
+ * only at /_tiramisu/preview/<app>/... (ts_registry_route_preview) and never
+ * part of live routing. A rejected one is remembered with its error. */
+void ts_appmaps_load_preview(const char *modules_dir, const char *preview_dir, const char *app);
+void ts_appmaps_scan_previews(const char *modules_dir, const char *preview_dir);
+/* Like ts_appmaps_match, within app's preview map only. */
+int ts_appmaps_match_preview(const char *app, size_t app_n, const char *path, size_t n, ts_dyn_routes_fn dyn,
+                             ts_maphit *hit);
+/* Has app a preview map file (loaded or rejected)? */
+int ts_appmaps_has_preview(const char *app, size_t app_n);
+/* [{"app","file_sha256","state":"ready"|"failed","routes","error"}] for /_tiramisu/apps. */
+void ts_appmaps_previews_json(ts_buf *b);
+/* [{"app","file_sha256","routes"}] of the live maps: deploy waits for its map by the sha256. */
+void ts_appmaps_live_json(ts_buf *b);
 /* Is this module name used by a map (its implicit /<name> route is then off)? */
 int ts_appmaps_owns_module(const char *module, size_t n);
 

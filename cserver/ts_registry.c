@@ -526,6 +526,7 @@ static int wasm_name(const char *file, char *name) {
 
 static void scan_previews(void) {
   if (!g_preview_dir[0]) return;
+  ts_appmaps_scan_previews(g_cfg->modules, g_preview_dir);
   DIR *d = opendir(g_preview_dir);
   char name[TS_APP_NAME_MAX + 1];
   if (d) {
@@ -653,8 +654,11 @@ static void *watcher_main(void *arg) {
       }
       int preview = g_wd_preview >= 0 && ev->wd == g_wd_preview;
       char name[TS_APP_NAME_MAX + 1];
-      if (ev->len && !preview && ts_appmaps_is_map_file(ev->name, name)) {
-        if (!((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))) ts_appmaps_load(g_cfg->modules, name);
+      if (ev->len && ts_appmaps_is_map_file(ev->name, name)) {
+        if (!((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))) {
+          if (preview) ts_appmaps_load_preview(g_cfg->modules, g_preview_dir, name);
+          else ts_appmaps_load(g_cfg->modules, name);
+        }
         continue;
       }
       if (!ev->len) continue;
@@ -854,6 +858,39 @@ int ts_registry_route(const char *path, size_t len, ts_match *m) {
   return rc;
 }
 
+/* A module's version as an app map's preview runs it (g_lock held): its
+ * preview when it has one, else the live version. */
+static ts_version *preview_version_locked(ts_app *a) {
+  if (!a) return NULL;
+  if (a->preview.present) return a->preview.current;
+  return a->present ? a->current : NULL;
+}
+
+static const char *dyn_preview_routes_locked(const char *module, const char **sha) {
+  ts_version *v = preview_version_locked(find_app_locked(module, strlen(module)));
+  if (!v) return NULL;
+  *sha = v->sha256;
+  return v->routes_text;
+}
+
+/* A route of app's preview map for the routed path (g_lock held): as
+ * ts_registry_route_preview. The routes file and /<app> do not apply. */
+static int preview_map_route_locked(const char *app, size_t app_n, const char *path, size_t len, ts_match *m) {
+  if (!ts_appmaps_match_preview(app, app_n, path, len, dyn_preview_routes_locked, &m->map)) return -1;
+  ts_app *a = find_app_locked(m->map.route.module, strlen(m->map.route.module));
+  m->app = a;
+  m->version = preview_version_locked(a);
+  if (!a || !m->version) {
+    ts_mapset_release(m->map.set);
+    return a ? -2 : -1;
+  }
+  atomic_fetch_add(&m->version->refs, 1);
+  ts_wpattern_text(&m->map.pat, m->matched_route, sizeof m->matched_route);
+  ts_wpattern_split(&m->map.pat, path, len, m->script_name, sizeof m->script_name, &m->info_off);
+  m->has_map = 1;
+  return 0;
+}
+
 int ts_registry_route_preview(const char *path, size_t len, ts_match *m) {
   size_t pl = strlen(TS_PREVIEW_PREFIX);
   m->has_map = 0;
@@ -867,6 +904,11 @@ int ts_registry_route_preview(const char *path, size_t len, ts_match *m) {
   m->preview = 1;
   m->preview_strip = seg;
   pthread_mutex_lock(&g_lock);
+  if (ts_appmaps_has_preview(name, nlen)) { /* an app map under test: its own map only */
+    rc = preview_map_route_locked(name, nlen, rest, rlen, m);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+  }
   ts_app *own = find_app_locked(name, nlen);
   if (own && own->preview.present) {
     const ts_preview *pv = &own->preview;
@@ -983,7 +1025,11 @@ int ts_registry_app_json(ts_buf *b, const char *only, size_t only_len) {
     else ts_buf_puts(b, "null");
     ts_buf_puts(b, "}");
   }
-  ts_buf_puts(b, "],\"routes\":[");
+  ts_buf_puts(b, "],\"preview_maps\":");
+  ts_appmaps_previews_json(b);
+  ts_buf_puts(b, ",\"maps\":");
+  ts_appmaps_live_json(b);
+  ts_buf_puts(b, ",\"routes\":[");
   for (int i = 0; i < g_nroutes; i++) {
     if (i) ts_buf_puts(b, ",");
     ts_buf_puts(b, "{\"prefix\":");

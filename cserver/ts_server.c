@@ -698,8 +698,8 @@ static int handle_request(worker *w, conn *c, const ts_request *req, const char 
     wr.extra_values = mr->env_values;
     wr.nextra = mr->nenv;
     if (mr->argv[0]) {
-      int nw = ts_wargv_expand(mr->argv, j->m.script_name, req->path.p, req->path.n, req->query.p, req->query.n,
-                               argv_buf, sizeof argv_buf, argv_words, 128);
+      int nw = ts_wargv_expand(mr->argv, j->m.script_name, wr.path.p, wr.path.n, req->query.p, req->query.n, argv_buf,
+                               sizeof argv_buf, argv_words, 128);
       if (nw > 0) {
         wr.argv_override = argv_words;
         wr.argc_override = (size_t)nw;

@@ -5,26 +5,35 @@ A release is a bundle, immutable once uploaded::
     releases/<app>/<id>.d/modules/<module>.wasm   every module of the app
     releases/<app>/<id>.d/ro/<name>/...            read-only volumes
     releases/<app>/<id>.d/www/<static route>/...   static files (nginx serves them)
-    releases/<app>/<id>.d/app.map                  the app map (routes, env, folders)
+    releases/<app>/<id>.d/app.map                  the app map (routes, env, folders, secrets file)
     releases/<app>/<id>.d/app.json                 what was deployed (secret names only)
+    releases/<app>/static-live -> <id>.d           the live release's static files (nginx's root)
 
 beside it, never inside it::
 
-    secrets/<app>.env          0600, KEY=VALUE, resolved on this machine at deploy time
+    secrets/<app>/<id>.env     0600, KEY=VALUE, resolved on this machine at deploy time;
+                               one per release, named by that release's map
     data/<app>/<name>/         writable volumes: seeded on the first deploy only, never
                                overwritten or deleted by deploy
 
-Going live: each module is renamed into ``wasm_modules/<app>.<module>.wasm``
-(the server compiles it off the request path and reads its ``_routes``), then
-the map into ``wasm_modules/<app>.map`` (the server re-reads it; a map it
-cannot parse is refused and the previous one keeps serving). Deploy then
-checks the manifest's health path through nginx.
+The gate (issue 13 for these apps): modules and map go into the server's
+preview folder (``wasm_modules/.preview/<app>.<module>.wasm``, ``<app>.map``)
+and the health check runs on ``/_tiramisu/preview/<app><path>`` before
+anything switches. Going live: each module is renamed into
+``wasm_modules/<app>.<module>.wasm`` (the server promotes the preview's
+compiled module), then the map into ``wasm_modules/<app>.map`` (the server
+re-reads it with the secrets file it names: modules' environment and secrets
+switch together; a map it cannot parse is refused and the previous one keeps
+serving), then the ``static-live`` symlink. Deploy then checks through nginx
+and restores the previous bundle on failure.
 
 Secrets: values are read here (environment or a ``.env`` file outside the
 app), uploaded in the same verified batch as the release, and never printed,
-logged, returned in --json/--dry (``***``) or kept in the release.
+logged, returned in --json/--dry (``***``), kept in the release or written
+to the history.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -158,11 +167,14 @@ def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
     st = spec.static
     prefix = st.route.rstrip("/")
     fallback = f"{prefix}/{st.spa_fallback} " if st.spa_fallback else ""
+    # the files of the live release through a symlink (releases/<app>/static-live -> <id>.d) that the
+    # switch renames: the same text for every release with the same settings, so no nginx reload
+    live = f"{release_dir.rstrip('/').rsplit('/', 1)[0]}/{cmd.STATIC_LINK}"
     lines = [
-        f"# {spec.name}: static files, written by tiramisu deploy (release {posixpath_basename(release_dir)})",
+        f"# {spec.name}: static files, written by tiramisu deploy",
         f"location = {prefix} {{ return 301 {prefix}/; }}",
         f"location ^~ {prefix}/ {{",
-        f"    root {release_dir}/www;",
+        f"    root {live}/www;",
         f"    types {{ {STATIC_TYPES} }}",
         "    default_type application/octet-stream;",
         f'    add_header Cache-Control "{st.cache_control}" always;',
@@ -300,20 +312,55 @@ def write_bundle(spec: AppSpec, modules: Dict[str, Path], names, map_text: str, 
 # ------------------------------------------------------------------ box ---
 
 
-def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=None):
+def app_check(box, spec: AppSpec, health=None):
+    """The :class:`healthgate.HealthCheck` of an app: a flag beats the manifest's [health] table,
+    which beats the box's health_* settings; default: the first route answers below 500."""
+    from . import healthgate as hg
+
+    health, h = health or {}, spec.health
+    manifest = {"path": h.path, "status": str(h.status), "body": h.body} if h else {}
+
+    def pick(key):
+        for value in (health.get(key), manifest.get(key), box.settings.get(f"health_{key}")):
+            if value not in (None, ""):
+                return value
+        return None
+
+    default = spec.routes[0].pattern.script_name or "/"
+    return hg.make_check(default, pick("path"), pick("status"), pick("body"), pick("timeout"))
+
+
+def bundle_listing(box, app):
+    """(bundle ids newest first, failed ids, pinned ids) of ``app``, in one round trip."""
+    return cmd.parse_bundle_listing(box.run(cmd.list_releases(box.layout, app)).stdout)
+
+
+def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=None, health=None, progress=None):
     """Deploy ``spec`` to one served box; returns the summary (secrets as ``***``).
+
+    ``health``: {path, status, body, timeout, rollback} from flags (None: the
+    manifest's [health], then the box's health_* settings; see :func:`app_check`).
 
     Order: resolve secrets and build here (nothing on the box changes if
     either fails), refuse exact routes another app claims, upload the bundle
-    and secrets in one verified batch, seed missing data folders, switch the
-    modules then the map, check the health path. RemoteError when the server
-    rejects a module or the health check fails (the new map is not installed
-    when a module fails; data is never touched).
+    and its secrets file (``secrets/<app>/<id>.env``, named by the bundle's
+    map) in one verified batch, seed missing data folders, place modules and
+    map in the server's preview folder and run the health check there (a
+    failure: RemoteError, nothing switched, the release marked failed), switch
+    the modules, then the map (modules' environment and secrets together),
+    then the static files, then check through nginx (a failure: the previous
+    release back, unless ``health["rollback"]`` is False). Data is never touched.
+    ``progress`` (a dict, optional) receives ``release`` and ``sha256`` once
+    known and ``uploaded`` once the bundle is on the box (for the history).
     """
-    from .deploy import require_served, wait_for_app, wait_timeout
+    from . import healthgate as hg
+    from .deploy import current_release, require_served
 
     started = time.monotonic()
     secrets = resolve_secrets(spec, environ)
+    check = app_check(box, spec, health)
+    rollback = (health or {}).get("rollback")
+    rollback = True if rollback is None else bool(rollback)
     require_served(box)
     layout = box.layout
     names = module_names(spec)
@@ -322,27 +369,35 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
     if clash:
         route, other = clash[0]
         raise UsageError(f"route {route} is already served by app {other}; remove it there first")
+    previous = current_release(box, spec.name)
     workdir = Path(tempfile.mkdtemp(prefix="tiramisu-app-"))
     try:
         modules = collect_modules(spec, workdir, build)
-        rid = release_id(bundle_digest(spec, modules))
+        digest = bundle_digest(spec, modules)
+        rid = release_id(digest)
         release_dir = f"{layout.app_releases(spec.name)}/{rid}.d"
         data_dir = f"{layout.root}/data/{spec.name}"
-        secrets_file = f"{layout.root}/secrets/{spec.name}.env" if spec.secrets else None
+        secrets_file = cmd.app_secrets_file(layout, spec.name, rid) if spec.secrets else None
         map_text = app_map_text(spec, names, release_dir, data_dir, secrets_file)
+        gate = hg.plan_gate(spec.name, rid, check, previous, rollback)
+        if progress is not None:
+            progress.update(release=rid, sha256=digest, previous=previous)
         summary = {
             "host": box.name,
             "app": spec.name,
             "kind": spec.kind,
             "release": rid,
+            "sha256": digest,
+            "previous": previous,
             "routes": [r.pattern.text for r in spec.routes],
             "secrets": {k: REDACTED for k in secrets},
             "dry": dry,
-            "url": box.url(spec.health.path if spec.health else spec.routes[0].pattern.script_name),
+            "url": box.url(check.path),
         }
         box.show_plan(f"{spec.name}: release {rid}, {len(modules)} module(s), {len(spec.routes)} route(s)", dry)
+        box.show_plan(gate.text(), dry)
         if dry:
-            summary["plan"] = spec.redacted()
+            summary.update(plan=spec.redacted(), gate=gate.as_dict())
             return summary
         tar_path = workdir / "bundle.tar"
         write_bundle(spec, modules, names, map_text, tar_path, release_dir)
@@ -352,49 +407,148 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
             fd = os.open(sec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write("".join(f"{k}={v}\n" for k, v in secrets.items()))
-            uploads.append(Upload.of(sec, f"{secrets_file}.new", "600"))
-        box.run(cmd.prepare_app_dirs(layout, spec.name))
+            uploads.append(Upload.of(sec, secrets_file, "600"))
+        box.run(cmd.chain(cmd.prepare_app_dirs(layout, spec.name), cmd.prepare_app_secrets_dir(layout, spec.name)))
         box.upload(uploads)
+        if progress is not None:
+            progress["uploaded"] = True
         seeds = [v.name for v in spec.all_volumes() if v.writable]
-        box.run(cmd.unpack_app_release(release_dir, data_dir, seeds, secrets_file))
-        shas = {}
-        for key, p in modules.items():
-            shas[names[key]] = __import__("hashlib").sha256(p.read_bytes()).hexdigest()
-            box.run(cmd.install_beside(f"{release_dir}/modules/{names[key]}.wasm", layout.app_module(names[key])))
-        for module, sha in shas.items():
-            wait_for_app(box, module, sha, wait_timeout(box))
-        box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{spec.name}.map"))
-        box.run(cmd.hup_server(layout))
-        if spec.static or others.get(spec.name) is not None:
-            src = f"{release_dir}/nginx.conf" if spec.static else None
-            res = box.run(cmd.apply_app_nginx_conf(layout, spec.name, src), warn=True)
-            if not res.ok:
-                raise RemoteError(f"nginx refused the static files' config of {spec.name}: {res.stdout.strip()[-300:]}")
-            if spec.static:
-                _wait_static(box, spec)
-        box.run(cmd.set_current_release(layout, spec.name, rid))
-        health = spec.health
-        status, text = None, ""
-        if health is not None:
-            deadline = time.monotonic() + 15
-            while True:
-                resp = box.http(box.settings["http_port"], health.path, timeout=30)
-                status, text = resp.status, resp.text
-                ok = status == health.status and (health.body is None or health.body in text)
-                if ok or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            if not ok:
-                raise RemoteError(
-                    f"{spec.name} is live but its health check {health.path} answered HTTP {status}"
-                    + (f" without {health.body!r}" if health.body and status == health.status else "")
-                )
-        keep = int(keep or box.settings.get("keep_releases") or 5)
-        box.run(cmd.prune_app_bundles(layout, spec.name, keep, rid))
-        summary.update(changed=True, status=status, seconds=round(time.monotonic() - started, 2))
+        box.run(cmd.unpack_app_release(release_dir, data_dir, seeds))
+        shas = {names[key]: hashlib.sha256(p.read_bytes()).hexdigest() for key, p in modules.items()}
+        map_sha = hashlib.sha256(map_text.encode()).hexdigest()
+        t_gate = time.monotonic()
+        offsets, preview = _preview_check(box, spec.name, rid, release_dir, shas, map_sha, gate, previous)
+        gate_s = time.monotonic() - t_gate
+        _switch_bundle(box, spec.name, release_dir, map_sha, bool(spec.static) or spec.name in others)
+        box.run(cmd.chain(cmd.set_current_release(layout, spec.name, rid), cmd.remove_app_preview(layout, spec.name)))
+        if spec.static:
+            _wait_static(box, spec)
+        from .deploy import run_check
+
+        live = run_check(box, box.settings["http_port"], gate.live, check)
+        summary.update(
+            changed=True,
+            status=live.status,
+            gate_ms=round(gate_s * 1000, 1),
+            health={"preview": preview.as_dict(), "live": live.as_dict(), "check": check.as_dict()},
+            seconds=round(time.monotonic() - started, 2),
+        )
+        if not live.ok:
+            _live_check_failed(box, spec.name, rid, gate, live, offsets)
+        summary["seconds"] = round(time.monotonic() - started, 2)
         return summary
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _serving(previous):
+    return f"release {previous} keeps serving" if previous else "nothing was switched live"
+
+
+def wait_for_map(box, app, sha256, timeout, preview=False):
+    """Until the server has loaded the map whose text has ``sha256`` (live, or ``preview``);
+    RemoteError when it rejects it (its error), or has no such list (an older server), or times out."""
+    from .polling import poll_until
+
+    key = "preview_maps" if preview else "maps"
+    seen = {"last": None}
+
+    def loaded():
+        resp = box.http(box.settings["server_port"], "/_tiramisu/apps", timeout=10)
+        data = resp.json() if resp.status == 200 else {}
+        if not isinstance(data, dict) or key not in data:
+            raise RemoteError(
+                f"the server on {box.name} cannot {'preview' if preview else 'report'} app maps (older than "
+                f"the manifest health gate): run setup --host {box.name} to update it"
+            )
+        rec = seen["last"] = next((m for m in data[key] if m.get("app") == app), None)
+        if rec and rec.get("file_sha256") == sha256:
+            if rec.get("state") == "failed":
+                raise RemoteError(f"the server rejected the map of {app}: {rec.get('error')}")
+            return rec
+        return None
+
+    def too_late():
+        return RemoteError(
+            f"the server did not load the {'preview ' if preview else ''}map of {app} within {timeout:.0f}s"
+        )
+
+    return poll_until(loaded, timeout, interval=0.02, on_timeout=too_late)
+
+
+def _preview_check(box, app, rid, release_dir, shas, map_sha, gate, previous):
+    """Modules and map in the preview folder, the server's answer over loopback judged by the gate.
+    Returns ((app log offset, server log offset), verdict); on failure marks the release failed,
+    empties the preview and raises RemoteError (nothing was switched)."""
+    from .deploy import run_check, show_evidence, wait_for_preview, wait_timeout
+
+    layout = box.layout
+    out = box.run(cmd.place_app_preview(layout, app, release_dir, list(shas))).stdout
+    offsets = cmd.parse_log_offsets(out)
+    try:
+        for module, sha in shas.items():
+            wait_for_preview(box, module, sha, wait_timeout(box))
+        wait_for_map(box, app, map_sha, wait_timeout(box), preview=True)
+    except RemoteError as exc:
+        box.run(cmd.mark_app_failed(layout, app, rid, exc.message), warn=True)
+        raise RemoteError(f"{exc.message}; {_serving(previous)}") from None
+    verdict = run_check(box, box.settings["server_port"], gate.preview, gate.check)
+    if verdict.ok:
+        return offsets, verdict
+    show_evidence(box, app, verdict, offsets)
+    message = (
+        f"{app} {rid} failed its health check before going live: GET {gate.check.path} -> {verdict.reason}; "
+        + _serving(previous)
+    )
+    box.run(cmd.mark_app_failed(layout, app, rid, message), warn=True)
+    raise RemoteError(message)
+
+
+def _switch_bundle(box, app, release_dir, map_sha, nginx):
+    """Switch a bundle live: its modules (waiting until the server serves each), then its map (its
+    secrets file with it), then its static files' include when ``nginx`` (this bundle has one, or the
+    live one had). RemoteError when the server rejects a module or the map, or nginx the include."""
+    from .deploy import wait_for_app, wait_timeout
+
+    layout = box.layout
+    out = box.run(cmd.switch_bundle_modules(layout, release_dir)).stdout
+    for line in out.splitlines():
+        sha, _, name = line.partition("  ")
+        if name.endswith(".wasm"):
+            wait_for_app(box, name[:-5], sha, wait_timeout(box))
+    box.run(
+        cmd.chain(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{app}.map"), cmd.hup_server(layout))
+    )
+    if map_sha:
+        wait_for_map(box, app, map_sha, wait_timeout(box))
+    has_static = box.run(cmd.file_exists(f"{release_dir}/nginx.conf"), warn=True).ok
+    if has_static:
+        box.run(cmd.switch_static_link(layout, app, release_dir))
+    if has_static or nginx:
+        src = f"{release_dir}/nginx.conf" if has_static else None
+        res = box.run(cmd.apply_app_nginx_conf_if_changed(layout, app, src), warn=True)
+        if not res.ok:
+            raise RemoteError(f"nginx refused the static files' config of {app}: {res.stdout.strip()[-300:]}")
+
+
+def _live_check_failed(box, app, rid, gate, verdict, offsets):
+    """The check through nginx failed after the switch: the previous bundle back (or nothing served
+    when there was none) unless --no-rollback, the release marked failed; raises RemoteError."""
+    from . import healthgate as hg
+    from .deploy import show_evidence
+
+    layout = box.layout
+    show_evidence(box, app, verdict, offsets)
+    restored = False
+    if gate.rollback:
+        if gate.previous:
+            switch_to_bundle(box, app, gate.previous)
+        else:
+            box.run(cmd.unpublish_app_map(layout, app))
+        restored = True
+    message = hg.live_failure_message(app, rid, gate.check, verdict, restored, gate.previous)
+    box.run(cmd.mark_app_failed(layout, app, rid, message), warn=True)
+    raise RemoteError(message)
 
 
 def env_of(box, app):
@@ -429,32 +583,91 @@ def app_bundles(box, app):
     return sorted((n[:-2] for n in out if n.endswith(".d")), reverse=True)
 
 
-def rollback_app(box, app, bundles, to=None, dry=False):
-    """Switch a manifest/module-map app back to an earlier bundle: its modules, then its map, then
-    its static files' include (data and secrets stay as they are). Returns {host, app, from, to}."""
-    from .deploy import current_release, wait_for_app, wait_timeout
+def switch_to_bundle(box, app, rid):
+    """Put bundle ``rid`` live again: modules, map (and with it the secrets file it names), static
+    files' include, CURRENT (see :func:`_switch_bundle`)."""
+    layout = box.layout
+    release_dir = f"{layout.app_releases(app)}/{rid}.d"
+    map_text = box.run(cmd.read_file(f"{release_dir}/app.map")).stdout
+    live_conf = box.run(cmd.file_exists(f"{layout.conf}/apps/{app}.conf"), warn=True).ok
+    _switch_bundle(box, app, release_dir, hashlib.sha256(map_text.encode()).hexdigest(), live_conf)
+    box.run(cmd.set_current_release(layout, app, rid))
+
+
+def rollback_app(box, app, bundles, to=None, dry=False, failed=()):
+    """Switch a manifest/module-map app back to an earlier bundle (``to``, else the newest older one
+    not marked failed): its modules, its map with the secrets file that release was deployed with,
+    its static files' include; data stays as it is. Returns {host, app, from, to}."""
+    from .deploy import current_release
     from .plans import plan_rollback
 
-    layout = box.layout
-    plan = plan_rollback(box.name, app, bundles, current_release(box, app), to)
+    plan = plan_rollback(box.name, app, bundles, current_release(box, app), to, failed)
     box.show_plan(plan.text(), dry)
     result = {"host": box.name, "app": app, "from": plan.current, "to": plan.target}
     if dry:
         return {**result, "dry": True, "plan": plan.as_dict()}
-    release_dir = f"{layout.app_releases(app)}/{plan.target}.d"
-    out = box.run(cmd.switch_bundle_modules(layout, release_dir)).stdout
-    for line in out.splitlines():
-        sha, _, name = line.partition("  ")
-        if name.endswith(".wasm"):
-            wait_for_app(box, name[:-5], sha, wait_timeout(box))
-    box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{app}.map"))
-    box.run(cmd.hup_server(layout))
-    has_static = box.run(cmd.file_exists(f"{release_dir}/nginx.conf"), warn=True).ok
-    live_conf = box.run(cmd.file_exists(f"{layout.conf}/apps/{app}.conf"), warn=True).ok
-    if has_static or live_conf:
-        src = f"{release_dir}/nginx.conf" if has_static else None
-        res = box.run(cmd.apply_app_nginx_conf(layout, app, src), warn=True)
-        if not res.ok:
-            raise RemoteError(f"nginx refused the static files' config of {app}: {res.stdout.strip()[-300:]}")
-    box.run(cmd.set_current_release(layout, app, plan.target))
+    switch_to_bundle(box, app, plan.target)
     return result
+
+
+# ------------------------------------------- under the box's lock (issue 13) ---
+
+
+def deploy_app_held(box, lock, spec, keep=None, pin=False, environ=None, health=None):
+    """:func:`deploy_app` while ``lock`` (boxlock.Held) is held, like :func:`deploy.deploy_held`:
+    one history record whatever the outcome (no secret values: :mod:`history` keeps fixed fields),
+    a failed attempt's bundle marked ``<id>.failed``, pruning by :func:`plans.plan_prune` (never the
+    live, the previous good or a pinned bundle; their secrets files go with them), ``pin``
+    (``--keep-release``) writes ``<id>.keep``. Same return value and errors as :func:`deploy_app`."""
+    from . import history
+    from .deploy import _history_record, _record_failure
+    from .plans import plan_prune
+
+    started, progress = time.monotonic(), {}
+    app, layout = spec.name, box.layout
+    try:
+        summary = deploy_app(box, spec, keep=keep, environ=environ, health=health, progress=progress)
+    except Exception as exc:
+        rid = progress.get("release")
+        if rid and progress.get("uploaded"):
+            box.run(cmd.mark_release(layout, app, rid, "failed"), warn=True)
+        _record_failure(
+            box,
+            lock,
+            "deploy",
+            app,
+            started,
+            exc,
+            release=rid if progress.get("uploaded") else None,
+            sha256=progress.get("sha256"),
+            previous=progress.get("previous"),
+        )
+        raise
+    rid = summary["release"]
+    ids, failed, pinned = bundle_listing(box, app)
+    steps = []
+    if pin:
+        steps.append(cmd.mark_release(layout, app, rid, "keep"))
+        pinned = tuple(sorted(set(pinned) | {rid}))
+    keep = int(keep or box.settings.get("keep_releases") or 5)
+    plan = plan_prune(app, ids, rid, keep, previous=summary.get("previous"), pinned=pinned, failed=failed)
+    summary.update(pinned=bool(pin), pruned=list(plan.delete))
+    if plan.delete:
+        box.note(plan.text())
+        steps.append(cmd.delete_app_bundles(layout, app, plan.delete))
+    record = _history_record(
+        lock, "deploy", app, "ok", started, release=rid, sha256=summary.get("sha256"), previous=summary.get("previous")
+    )
+    lock.run_and_release(cmd.chain(*steps, history.append_command(layout, record)))
+    return summary
+
+
+def locked_deploy_app(box, spec, dry=False, keep=None, pin=False, wait=None, environ=None, health=None):
+    """:func:`deploy_app_held` under the box's lock (``dry`` only observes: no lock, no history).
+    Raises boxlock.LockBusy when another change holds the lock longer than ``wait`` seconds."""
+    from . import boxlock
+
+    if dry:
+        return deploy_app(box, spec, dry=True, keep=keep, environ=environ, health=health)
+    with boxlock.held(box, "deploy", spec.name, None, wait) as lock:
+        return deploy_app_held(box, lock, spec, keep=keep, pin=pin, environ=environ, health=health)

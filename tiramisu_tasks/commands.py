@@ -237,8 +237,9 @@ def unpublish_app(layout, app):
 
 
 def app_data_paths(layout, app):
-    """The app's data folder and secrets file (what ``remove --purge-data`` deletes)."""
-    return (f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}.env")
+    """The app's data folder, its per-release secrets folder and the older
+    single secrets file (what ``remove --purge-data`` deletes)."""
+    return (f"{layout.root}/data/{app}", f"{layout.root}/secrets/{app}", f"{layout.root}/secrets/{app}.env")
 
 
 def purge_app_data(layout, app):
@@ -475,9 +476,11 @@ def install_beside(src, dst):
 
 def app_env_sources(layout, app):
     """The app's live map, a mark, then only the NAMES of its secrets (values never leave the box)."""
-    secrets = q(layout.root + "/secrets/" + app + ".env")
+    live_map = q(layout.modules + "/" + app + ".map")
+    # the secrets file the live map names (per release: secrets/<app>/<id>.env)
+    secrets = f'"$(awk -F "\\t" \'$1 == "envfile" {{ print $2; exit }}\' {live_map} 2>/dev/null)"'
     return (
-        f"cat {q(layout.modules + '/' + app + '.map')} 2>/dev/null; echo {SECRETS_MARK}; "
+        f"cat {live_map} 2>/dev/null; echo {SECRETS_MARK}; "
         f"sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p' {secrets} 2>/dev/null; true"
     )
 
@@ -639,3 +642,100 @@ def nginx_workers(layout):
     """The pids of nginx's workers (children of the master in run/nginx.pid), one line; nothing if not running."""
     pid = q(layout.pid_file("nginx"))
     return f'p=$(cat {pid} 2>/dev/null) && [ -n "$p" ] && cat /proc/"$p"/task/*/children 2>/dev/null; true'
+
+
+# -------------------------------- app maps: preview, bundles, secrets ---
+#
+# A manifest/module-map release (appdeploy.py) goes through the same gate as a
+# plain one: its modules and map are placed in the server's preview folder,
+# checked over loopback, then switched. Its secrets live per release in
+# ``secrets/<app>/<id>.env``, named by the release's map, so the map's rename is
+# what switches modules and secrets together (and a rollback restores both).
+
+
+def app_secrets_dir(layout, app):
+    """``secrets/<app>``: one 0600 ``<id>.env`` per release (0700 folder)."""
+    return posixpath.join(layout.root, "secrets", app)
+
+
+def app_secrets_file(layout, app, rid):
+    return posixpath.join(app_secrets_dir(layout, app), f"{rid}.env")
+
+
+def prepare_app_secrets_dir(layout, app):
+    return join(["mkdir", "-p", "-m", "700", posixpath.join(layout.root, "secrets"), app_secrets_dir(layout, app)])
+
+
+def place_app_preview(layout, app, release_dir, modules):
+    """Put a bundle in the preview folder: each module (``modules``: server names) then the map, each
+    by rename; prints ``GATE_MARK <app log bytes> <server log bytes>`` like :func:`place_preview`."""
+    pdir = preview_dir(layout)
+    steps = [f"mkdir -p -m 700 {q(pdir)}"]
+    for name in list(modules) + [None]:
+        src = f"{release_dir}/modules/{name}.wasm" if name else f"{release_dir}/app.map"
+        file = f"{name}.wasm" if name else f"{app}.map"
+        tmp = posixpath.join(pdir, f".{file}.tiramisu-new")
+        steps.append(
+            f"{{ ln -f {q(src)} {q(tmp)} 2>/dev/null || cp -f {q(src)} {q(tmp)}; }} && "
+            f"mv -f {q(tmp)} {q(posixpath.join(pdir, file))}"
+        )
+    steps.append(f"echo {GATE_MARK} {_log_size(layout.app_log(app))} {_log_size(layout.log_file('server.log'))}")
+    return " && ".join(steps)
+
+
+def remove_app_preview(layout, app):
+    """Empty an app map's preview: its map first (its routes stop answering), then its modules (never fails)."""
+    pdir = preview_dir(layout)
+    return f"rm -f {q(posixpath.join(pdir, app + '.map'))}; rm -f {q(pdir)}/{q(app)}.*.wasm; true"
+
+
+def mark_app_failed(layout, app, rid, reason):
+    """``<id>.failed`` beside the bundle (one line: the reason), and the app's preview emptied."""
+    marker = failed_marker(layout, app, rid)
+    line = " ".join(str(reason).split())[:500]
+    return f"printf '%s\\n' {q(line)} > {q(marker)}; {remove_app_preview(layout, app)}"
+
+
+def parse_bundle_listing(text):
+    """``ls -1`` of an app's releases folder -> (bundle ids newest first, failed ids, pinned ids)."""
+    names = set((text or "").split())
+    ids = sorted((n[:-2] for n in names if n.endswith(".d")), reverse=True)
+    failed = tuple(r for r in ids if f"{r}.failed" in names)
+    pinned = tuple(r for r in ids if f"{r}.keep" in names)
+    return tuple(ids), failed, pinned
+
+
+def delete_app_bundles(layout, app, rids):
+    """Delete bundles (``<id>.d``), their markers and their secrets files; ``rids`` from :func:`plans.plan_prune`."""
+    if not rids:
+        return "true"
+    names = [f"{rid}{ext}" for rid in rids for ext in (".d", ".d.tar", ".failed", ".keep")]
+    secrets = [app_secrets_file(layout, app, rid) for rid in rids]
+    return f"cd {q(layout.app_releases(app))} && {join(['rm', '-rf', '--', *names, *secrets])}"
+
+
+def unpublish_app_map(layout, app):
+    """A failed first deploy of an app map: nothing of it served any more, CURRENT gone."""
+    return f"{unpublish_app(layout, app)}; rm -f {q(_current_file(layout, app))}; {remove_app_preview(layout, app)}"
+
+
+STATIC_LINK = "static-live"  # releases/<app>/static-live -> <id>.d: the static files nginx serves
+
+
+def switch_static_link(layout, app, release_dir):
+    """Point ``releases/<app>/static-live`` at ``release_dir`` by renaming a new symlink over it
+    (``mv -T``: atomic; busybox without ``-T``: remove, then rename)."""
+    d = layout.app_releases(app)
+    new, link = posixpath.join(d, f".{STATIC_LINK}.new"), posixpath.join(d, STATIC_LINK)
+    target = posixpath.basename(release_dir.rstrip("/"))
+    return (
+        f"ln -sfn {q(target)} {q(new)} && "
+        f"{{ mv -Tf {q(new)} {q(link)} 2>/dev/null || {{ rm -f {q(link)} && mv -f {q(new)} {q(link)}; }}; }}"
+    )
+
+
+def apply_app_nginx_conf_if_changed(layout, app, src):
+    """:func:`apply_app_nginx_conf` unless the live include already has ``src``'s text (no reload then)."""
+    dst = posixpath.join(layout.conf, "apps", f"{app}.conf")
+    same = f"cmp -s {q(src)} {q(dst)}" if src else f"[ ! -e {q(dst)} ]"
+    return f"if {same}; then true; else {apply_app_nginx_conf(layout, app, src)}; fi"

@@ -422,11 +422,11 @@ def rollback(box, app, to=None, dry=False):
     require_served(box)
     ids, failed, _ = release_listing(box, app)
     if not ids:  # an app deployed from tiramisu.toml / modules.toml keeps bundles (appdeploy.py)
-        from .appdeploy import app_bundles, rollback_app
+        from .appdeploy import bundle_listing, rollback_app
 
-        bundles = app_bundles(box, app)
+        bundles, bad, _ = bundle_listing(box, app)
         if bundles:
-            return rollback_app(box, app, bundles, to, dry)
+            return rollback_app(box, app, list(bundles), to, dry, bad)
     plan = plan_rollback(box.name, app, list(ids), current_release(box, app), to, failed)
     box.show_plan(plan.text(), dry)
     if dry:

@@ -288,3 +288,48 @@ def test_component_route_gets_its_folders_and_refuses_other_entry_points(run_ser
     # a component runs wasi:cli/run only: a route naming another entry point is refused, not run as _start
     assert srv.get("/c-hello")[0] == 500
     assert "entry point 'hello' cannot be called: a WASI 0.2 component runs wasi:cli/run" in srv.server_log.read_text()
+
+
+def test_preview_map_is_served_only_under_the_preview_path(mapped):
+    """<modules>/.preview/<app>.map: a release's map under test, with its modules' preview versions
+    (else their live ones); never live, listed with its file's sha256 (or its error)."""
+    import hashlib
+
+    srv, env = mapped
+    pdir = env / "wasm_modules" / ".preview"
+    (env / "secrets" / "demo-next.env").write_text("ADMIN_TOKEN=next\n")
+    text = (
+        "tiramisu-appmap 1\nenv\tGREETING\tnext\nenvfile\tsecrets/demo-next.env\n"
+        "route\t/new/...\tdemo.main\t_start\t${SCRIPT_NAME} --y ${ARGS}\n"
+    )
+    put_map(pdir, "demo", text)
+    prefix = "/_tiramisu/preview/demo"
+    status, body = wait_for(srv, prefix + "/new/a?q", lambda s, b: s == 200)
+    f = fields(body)
+    assert status == 200 and (f["GREETING"], f["ADMIN_TOKEN"], f["SCRIPT_NAME"], f["PATH_INFO"]) == (
+        "next",
+        "next",
+        "/new",
+        "/a",
+    )
+    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"]) == ("/new", "--y", "q")  # the routed path, not the preview's
+    assert srv.get(prefix + "/ex")[0] == 404  # only the preview map's own routes
+    assert srv.get("/new/a")[0] == 404  # never live
+    assert fields(srv.get("/ex")[2])["GREETING"] == "hi there"  # the live map untouched
+    listed = {m["app"]: m for m in srv.apps()["preview_maps"]}
+    assert listed["demo"]["file_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert listed["demo"]["state"] == "ready"
+    live = {m["app"]: m for m in srv.apps()["maps"]}
+    assert live["demo"]["routes"] == 4
+    # a rejected preview map is listed failed, with its error; removing it unlists it
+    put_map(pdir, "demo", "tiramisu-appmap 1\nroute\t/_tiramisu/x\tdemo.main\t_start\n")
+    deadline = time.time() + 10
+    while srv.apps()["preview_maps"][0]["state"] != "failed" and time.time() < deadline:
+        time.sleep(0.05)
+    rec = srv.apps()["preview_maps"][0]
+    assert rec["state"] == "failed" and rec["error"] and srv.get(prefix + "/new/a")[0] == 404
+    (pdir / "demo.map").unlink()
+    deadline = time.time() + 10
+    while srv.apps()["preview_maps"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.apps()["preview_maps"] == []

@@ -149,9 +149,9 @@ def test_manifest_app_env_secret_volumes(served, wagimap_wasm, tmp_path):
     logs = served.ssh("cat ~/tiramisu-env/logs/*.log ~/tiramisu-env/logs/apps/*.log 2>/dev/null; true")
     assert SECRET not in logs.stdout
     perms = served.ssh(
-        "stat -c %a ~/tiramisu-env/secrets/gb.env; grep -rl " + SECRET + " ~/tiramisu-env/releases; true"
+        "stat -c %a ~/tiramisu-env/secrets/gb/*.env | sort -u; grep -rl " + SECRET + " ~/tiramisu-env/releases; true"
     )
-    assert perms.stdout.split() == ["600"]  # 0600, and no release holds it
+    assert perms.stdout.split() == ["600"]  # 0600 (one file per release), and no release holds it
     # a bad manifest is refused before anything changes; the release keeps serving
     (app / "tiramisu.toml").write_text('[app]\nname = "gb"\n\n[[route]]\npath = "/_tiramisu/x"\n')
     bad = cli("tiramisu", "deploy", app, "--host", "box", env=env)
@@ -197,6 +197,98 @@ def test_wagi_map_example(served):
     assert get(url(served, "/api/goodbye/a/b")) == (200, b"goodbye handler\n")
     assert get(url(served, "/api/other"))[0] == 404
     assert get(url(served, "/bye/x"))[0] == 404
+
+
+SECRET_V1, SECRET_V2 = "gate-secret-one-4d2a", "gate-secret-two-7be9"
+
+
+def _gate_app(folder, wasm, greeting, static_text):
+    (folder / "static").mkdir(parents=True, exist_ok=True)
+    (folder / "static" / "v.txt").write_text(static_text)
+    shutil.copy(wasm, folder / "app.wasm")
+    (folder / "tiramisu.toml").write_text(
+        '[app]\nname = "sg"\n\n[build]\nmodule = "app.wasm"\n\n[[route]]\npath = "/sg/..."\n\n'
+        f'[environment]\nGREETING = "{greeting}"\n\n[secrets]\nADMIN_TOKEN = "SG_TOKEN"\n\n'
+        '[static]\nfolder = "static"\nroute = "/sg-static/"\n\n[health]\npath = "/sg/"\nbody = "handler=main"\n'
+    )
+
+
+def _live_state(host):
+    """(body of /sg/, static file, live module sha256) as a client and the box see them."""
+    module = host.ssh("sha256sum ~/tiramisu-env/wasm_modules/sg.sg.wasm | cut -c1-64").stdout.strip()
+    return get(url(host, "/sg/"))[1], get(url(host, "/sg-static/v.txt"))[1], module
+
+
+def test_manifest_health_gate_history_rollback(served, wagimap_wasm, tmp_path):
+    import hashlib
+
+    app = tmp_path / "sg"
+    v2_wasm = tmp_path / "wagimap-v2.wasm"  # same behaviour, other bytes (a custom section): a module change
+    name = b"tiramisu-test-v2"
+    v2_wasm.write_bytes(wagimap_wasm.read_bytes() + bytes([0, len(name) + 1, len(name)]) + name)
+    _gate_app(app, wagimap_wasm, "one", "static one\n")
+    proc = cli("tiramisu", "deploy", app, "--host", "box", "--json", env={"SG_TOKEN": SECRET_V1})
+    assert proc.returncode == 0, proc.stderr
+    v1 = host_result(proc)
+    assert v1["health"]["preview"]["ok"] and v1["health"]["live"]["ok"]
+    before = _live_state(served)
+    f = fields(before[0])
+    assert (f["GREETING"], f["ADMIN_TOKEN"]) == ("one", SECRET_V1) and before[1] == b"static one\n"
+    assert before[2] == hashlib.sha256(wagimap_wasm.read_bytes()).hexdigest()
+
+    # v2 fails its check on the preview: nothing switched (modules, map, secrets, static: same bytes)
+    _gate_app(app, v2_wasm, "two", "static two\n")
+    outputs = []
+    for flags in (["--health-path", "/not-a-route"], ["--health-body", "not in the answer"]):
+        bad = cli("tiramisu", "deploy", app, "--host", "box", *flags, env={"SG_TOKEN": SECRET_V2})
+        outputs.append(bad.stdout + bad.stderr)
+        assert bad.returncode == 1, bad.stderr
+        assert "failed its health check before going live" in one_line_error(bad)
+        assert f"release {v1['release']} keeps serving" in one_line_error(bad)
+        assert _live_state(served) == before
+    # the server's own gate on the box: the preview folder is empty again
+    assert served.ssh("ls -A ~/tiramisu-env/wasm_modules/.preview").stdout.strip() == ""
+
+    # a good v2: new module, environment, secret and static files together
+    proc = cli("tiramisu", "deploy", app, "--host", "box", "--json", "--keep-release", env={"SG_TOKEN": SECRET_V2})
+    assert proc.returncode == 0, proc.stderr
+    v2 = host_result(proc)
+    body, static, module = _live_state(served)
+    f = fields(body)
+    assert (f["GREETING"], f["ADMIN_TOKEN"], static) == ("two", SECRET_V2, b"static two\n")
+    assert module == hashlib.sha256(v2_wasm.read_bytes()).hexdigest()
+
+    # history: every attempt of sg, no secret value in it, the CLI output or the box's history file
+    hist = cli("tiramisu", "history", "sg", "--host", "box", "--json")
+    assert hist.returncode == 0, hist.stderr
+    records = host_result(hist)["records"]
+    assert [(r["action"], r["result"]) for r in records] == [
+        ("deploy", "ok"),
+        ("deploy", "failed"),
+        ("deploy", "failed"),
+        ("deploy", "ok"),
+    ]
+    assert records[0]["release"] == v1["release"] and records[-1]["release"] == v2["release"]
+    assert records[-1]["previous"] == v1["release"]
+    text = cli("tiramisu", "history", "sg", "--host", "box")
+    outputs += [hist.stdout + hist.stderr, text.stdout + text.stderr, proc.stdout + proc.stderr]
+    remote = served.ssh(
+        "cat ~/tiramisu-env/state/history.jsonl; cat ~/tiramisu-env/logs/*.log ~/tiramisu-env/logs/apps/*.log; "
+        "grep -rl -e " + SECRET_V1 + " -e " + SECRET_V2 + " ~/tiramisu-env/releases ~/tiramisu-env/state "
+        "~/tiramisu-env/wasm_modules ~/tiramisu-env/conf; true"
+    )
+    for out in outputs + [remote.stdout]:
+        assert SECRET_V1 not in out and SECRET_V2 not in out
+
+    # rollback: v1's module, map, secret and static files again
+    back = cli("tiramisu", "rollback", "sg", "--host", "box")
+    assert back.returncode == 0, back.stderr
+    assert _live_state(served) == before
+    assert fields(get(url(served, "/sg/"))[1])["ADMIN_TOKEN"] == SECRET_V1
+    last = cli("tiramisu", "history", "sg", "--host", "box", "--json")
+    assert host_result(last)["records"][-1]["action"] == "rollback"
+    assert cli("tiramisu", "remove", "sg", "--host", "box", "--yes", "--purge-data").returncode == 0
+    assert served.ssh("ls ~/tiramisu-env/secrets/sg 2>/dev/null; true").stdout.strip() == ""
 
 
 def test_guestbook_example(served):

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from tests.fakebox import http_response
 from tests.orchestration.conftest import ROOT
 from tiramisu_tasks import appdeploy as ad
 from tiramisu_tasks.apps.manifest import parse_manifest
@@ -29,10 +28,6 @@ def spec(tmp_path):
     return parse_manifest(folder / "tiramisu.toml")
 
 
-def apps(*records):
-    return http_response(200, {"apps": list(records)})
-
-
 def script_box(fake, other_maps=""):
     fake.on(r"for f in \*\.map", other_maps)
     fake.on(r"^mkdir -p -m 700 ")
@@ -44,35 +39,29 @@ def script_box(fake, other_maps=""):
     fake.on(r"ls -1d \*\.d")
 
 
-def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec):
-    script_box(fake)
-    box = open_fake()
+def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec, monkeypatch):
+    from tests.orchestration.test_app_gate import SimMaps
 
-    fake.on_http("/_tiramisu/apps", reply=lambda _port, _path: apps(*_live(fake)))
-    fake.on_http("/gb/", 200, "ok page", port=8080)
+    SimMaps(fake, monkeypatch)
+    fake.on(r"^test -f .*nginx\.conf")
+    fake.on(r"conf/apps")
+    fake.on(r"^ln -sfn ")
+    box = open_fake()
     fake.on_http("/gb/static/a.css", 200, "body{}", port=8080)
     summary = ad.deploy_app(box, spec, environ={"GB_T": SECRET})
     assert summary["secrets"] == {"TOKEN": "***"} and SECRET not in json.dumps(summary)
     assert all(SECRET not in c for c in fake.commands)
     (batch,) = fake.uploads
     remotes = [f["remote"] for f in batch["files"]]
-    assert remotes == [f"{ROOT}/releases/gb/{summary['release']}.d.tar", f"{ROOT}/secrets/gb.env.new"]
-    order = [i for i, c in enumerate(fake.commands) if "gb.gb.wasm" in c or "gb.map" in c or "conf/apps" in c]
-    module_at, map_at, nginx_at = (
-        next(i for i in order if "gb.gb.wasm" in fake.commands[i]),
-        next(i for i in order if "gb.map" in fake.commands[i] and "ln -f" in fake.commands[i]),
-        next(i for i in order if "conf/apps" in fake.commands[i]),
-    )
-    assert module_at < map_at < nginx_at
-
-
-def _live(fake):
-    """The server lists gb.gb with the sha of the module the box received (from the tar upload)."""
-    import hashlib
-
-    import wasmtime
-
-    return [{"name": "gb.gb", "sha256": hashlib.sha256(wasmtime.wat2wasm(WAT)).hexdigest(), "state": "active"}]
+    rid = summary["release"]
+    assert remotes == [f"{ROOT}/releases/gb/{rid}.d.tar", f"{ROOT}/secrets/gb/{rid}.env"]
+    cmds = fake.commands
+    preview_at = next(i for i, c in enumerate(cmds) if ".preview" in c and "gb.gb.wasm" in c)
+    module_at = next(i for i, c in enumerate(cmds) if "for f in *.wasm" in c)
+    map_at = next(i for i, c in enumerate(cmds) if "wasm_modules/gb.map" in c and "ln -f" in c)
+    nginx_at = next(i for i, c in enumerate(cmds) if "conf/apps" in c and "nginx" in c and "test -f" not in c)
+    link_at = next(i for i, c in enumerate(cmds) if "static-live" in c)
+    assert preview_at < module_at < map_at < link_at < nginx_at
 
 
 def test_missing_secret_or_route_clash_changes_nothing(fake, open_fake, spec):
@@ -85,16 +74,14 @@ def test_missing_secret_or_route_clash_changes_nothing(fake, open_fake, spec):
     assert fake.uploads == [] and not fake.ran(r"ln -f|tar -xf|mv -f")
 
 
-def test_rejected_module_never_gets_its_map(fake, open_fake, spec):
-    script_box(fake)
+def test_rejected_module_never_goes_live(fake, open_fake, spec, monkeypatch):
+    from tests.orchestration.test_app_gate import SimMaps
+
+    sim = SimMaps(fake, monkeypatch)
+    bad = {"name": "gb.gb", "sha256": None, "state": "failed", "error": "link failed: x"}
+    real = sim.apps
+    sim.apps = lambda: {**real(), "previews": [dict(bad, file_sha256=sim.preview_mod)] if sim.preview_mod else []}
     box = open_fake()
-    bad = {"name": "gb.gb", "sha256": None, "state": "failed", "error": "link failed: x", "failed_sha256": None}
-
-    def answer(_port, _path):
-        rec = dict(bad, failed_sha256=_live(fake)[0]["sha256"])
-        return apps(rec)
-
-    fake.on_http("/_tiramisu/apps", reply=answer)
     with pytest.raises(RemoteError, match="rejected the new gb.gb module: link failed"):
         ad.deploy_app(box, spec, environ={"GB_T": SECRET})
-    assert not fake.ran(r"gb\.map")
+    assert not fake.ran(r"wasm_modules/gb\.map|for f in \*\.wasm|CURRENT\.new") and fake.ran(r"\.failed")

@@ -127,11 +127,15 @@ def test_install_beside_and_env_sources(tmp_path):
         modules = str(tmp_path / "wasm_modules")
 
     (tmp_path / "wasm_modules").mkdir()
-    (tmp_path / "wasm_modules" / "gb.map").write_text("env\tA\t1\n")
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "gb.env").write_text("TOKEN=secretvalue\nDB=x\n")
+    (tmp_path / "secrets" / "gb").mkdir(parents=True)
+    (tmp_path / "secrets" / "gb.env").write_text("OLD=x\n")  # not named by the live map: not listed
+    (tmp_path / "secrets" / "gb" / "R 1.env").write_text("TOKEN=secretvalue\nDB=x\n")
+    live = f"env\tA\t1\nenvfile\t{tmp_path}/secrets/gb/R 1.env\n"
+    (tmp_path / "wasm_modules" / "gb.map").write_text(live)
     out = sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout
-    assert out == "env\tA\t1\n==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+    assert out == live + "==tiramisu-secrets==\nTOKEN\nDB\n" and "secretvalue" not in out
+    (tmp_path / "wasm_modules" / "gb.map").write_text("env\tA\t1\n")  # no secrets
+    assert sh(cmd.app_env_sources(L, "gb"), tmp_path).stdout == "env\tA\t1\n==tiramisu-secrets==\n"
 
 
 def test_static_nginx_conf(tmp_path):
@@ -142,7 +146,7 @@ def test_static_nginx_conf(tmp_path):
         '[app]\nname = "spa"\n[static]\nfolder = "dist"\nroute = "/spa/app"\nspa_fallback = "index.html"\n'
     )
     conf = ad.static_nginx_conf(parse_manifest(folder / "tiramisu.toml"), "/e/releases/spa/R.d")
-    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
+    assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/static-live/www;" in conf
     assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
 
@@ -159,3 +163,73 @@ def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
 
     assert sh(cmd.prune_app_bundles(L(), "gb", 2, ids[0]), tmp_path).returncode == 0
     assert sorted(p.name for p in rel.iterdir()) == [f"{ids[0]}.d", f"{ids[3]}.d", f"{ids[4]}.d"]
+
+
+def test_app_preview_bundle_pruning_commands_in_real_sh(tmp_path):
+    """place_app_preview / remove_app_preview / delete_app_bundles on a real folder (paths with spaces)."""
+    root = tmp_path / "env dir"
+
+    class L:
+        modules = str(root / "wasm_modules")
+
+        @staticmethod
+        def app_releases(app):
+            return str(root / "releases" / app)
+
+        @staticmethod
+        def app_log(app):
+            return str(root / "logs" / "apps" / f"{app}.log")
+
+        @staticmethod
+        def log_file(name):
+            return str(root / "logs" / name)
+
+    L.root = str(root)
+    rel = root / "releases" / "gb" / "R1.d"
+    (rel / "modules").mkdir(parents=True)
+    (root / "wasm_modules").mkdir()
+    (rel / "modules" / "gb.a.wasm").write_bytes(b"a")
+    (rel / "modules" / "gb.b.wasm").write_bytes(b"b")
+    (rel / "app.map").write_text("tiramisu-appmap 1\n")
+    out = sh(cmd.place_app_preview(L, "gb", str(rel), ["gb.a", "gb.b"]), tmp_path)
+    assert out.returncode == 0 and cmd.parse_log_offsets(out.stdout) == (0, 0)
+    pdir = root / "wasm_modules" / ".preview"
+    assert sorted(p.name for p in pdir.iterdir()) == ["gb.a.wasm", "gb.b.wasm", "gb.map"]
+    (pdir / "gbx.wasm").write_bytes(b"other app")
+    assert sh(cmd.remove_app_preview(L, "gb"), tmp_path).returncode == 0
+    assert [p.name for p in pdir.iterdir()] == ["gbx.wasm"]
+    # pruning takes the bundle, its markers and its secrets file, nothing else
+    (root / "secrets" / "gb").mkdir(parents=True)
+    for name in ("R1.env", "R2.env"):
+        (root / "secrets" / "gb" / name).write_text("T=x\n")
+    (root / "releases" / "gb" / "R1.failed").write_text("why\n")
+    (root / "releases" / "gb" / "R2.d").mkdir()
+    listing = sh(cmd.list_releases(L, "gb"), tmp_path).stdout
+    assert cmd.parse_bundle_listing(listing) == (("R2", "R1"), ("R1",), ())
+    assert sh(cmd.delete_app_bundles(L, "gb", ["R1"]), tmp_path).returncode == 0
+    assert sorted(p.name for p in (root / "releases" / "gb").iterdir()) == ["R2.d"]
+    assert [p.name for p in (root / "secrets" / "gb").iterdir()] == ["R2.env"]
+
+
+def test_static_link_switch_and_conf_only_when_changed(tmp_path):
+    from tiramisu_tasks.layout import RemoteLayout
+
+    lay = RemoteLayout(str(tmp_path / "env dir"))
+    rel = Path(lay.app_releases("gb"))
+    for rid in ("R1", "R2"):
+        (rel / f"{rid}.d" / "www").mkdir(parents=True)
+        (rel / f"{rid}.d" / "www" / "v.txt").write_text(rid)
+    for rid in ("R1", "R2", "R1"):
+        assert sh(cmd.switch_static_link(lay, "gb", str(rel / f"{rid}.d")), tmp_path).returncode == 0
+        assert (rel / "static-live" / "www" / "v.txt").read_text() == rid
+    assert sorted(p.name for p in rel.iterdir()) == ["R1.d", "R2.d", "static-live"]
+    live = Path(lay.conf) / "apps" / "gb.conf"
+    live.parent.mkdir(parents=True)
+    live.write_text("same\n")
+    (rel / "R1.d" / "nginx.conf").write_text("same\n")
+    # the same text: nothing to do (else it would run nginx -t, which is not here)
+    assert (
+        sh(cmd.apply_app_nginx_conf_if_changed(lay, "gb", str(rel / "R1.d" / "nginx.conf")), tmp_path).returncode == 0
+    )
+    (rel / "R2.d" / "nginx.conf").write_text("other\n")
+    assert sh(cmd.apply_app_nginx_conf_if_changed(lay, "gb", str(rel / "R2.d" / "nginx.conf")), tmp_path).returncode

@@ -80,26 +80,16 @@ def deploy(
     from ..apps.manifest import needs_app_deploy
 
     if needs_app_deploy(source):  # a tiramisu.toml beyond the init stub, or a WAGI modules.toml
-        ignored = {
-            "--batch": batch,
-            "--pause": pause,
-            "--max-failed": max_failed,
-            "--keep-partial": keep_partial,
-            "--health-path": health_path,
-            "--health-status": health_status,
-            "--health-body": health_body,
-            "--health-timeout": health_timeout,
-            "--no-rollback": no_rollback,
-            "--aot": aot,
-            "--keep-release": keep_release,
-        }
-        given = [flag for flag, value in ignored.items() if value not in (None, False)]
-        if given:
-            raise UsageError(
-                f"{', '.join(given)}: not yet supported for an app with a manifest or module map "
-                "(its health check is the manifest's [health] table)"
-            )
-        return _deploy_app_folder(c, source, host, name, dry, json, keep, validate_route(route), lock_wait)
+        if aot:
+            raise UsageError("--aot: not yet supported for an app with a manifest or module map (the box compiles)")
+        rolling = parse_batch(batch) if batch is not None else None
+        if rolling is None and (pause is not None or max_failed is not None or keep_partial):
+            raise UsageError("--pause, --max-failed and --keep-partial go with --batch N|P%")
+        health = check_health_flags(health_path, health_status, health_body, health_timeout, no_rollback)
+        rollout = (rolling, pause, max_failed, keep_partial) if rolling is not None else None
+        return _deploy_app_folder(
+            c, source, host, name, dry, json, keep, validate_route(route), lock_wait, health, keep_release, rollout
+        )
     route = validate_route(route)
     spec = parse_batch(batch) if batch is not None else None
     if spec is None and (pause is not None or max_failed is not None or keep_partial):
@@ -327,11 +317,15 @@ def logs(c, app, host=None, lines=50, follow=False):
     run_on_hosts(c, host, one, interrupt_ok=follow)
 
 
-def _deploy_app_folder(c, source, host, name, dry, json, keep=None, route=None, lock_wait=None):
+def _deploy_app_folder(
+    c, source, host, name, dry, json, keep=None, route=None, lock_wait=None, health=None, pin=False, rollout=None
+):
     """deploy of a folder with tiramisu.toml or modules.toml (see tiramisu_tasks/appdeploy.py).
 
     ``--route P`` adds the wildcard route ``P/...`` to a manifest that declares
     no [[route]] (the `tiramisu init` stub); with declared routes it is refused.
+    ``health``: the --health-* flags and --no-rollback (see :func:`check_health_flags`);
+    ``rollout``: (batch, pause, max_failed, keep_partial) for --batch.
     """
     from .. import appdeploy
     from ..apps.appspec import RouteSpec
@@ -346,26 +340,70 @@ def _deploy_app_folder(c, source, host, name, dry, json, keep=None, route=None, 
         pattern = parse_pattern("/..." if route == "/" else route.rstrip("/") + "/...")
         spec.routes.append(RouteSpec(pattern, spec.routes[0].module))
     appdeploy.resolve_secrets(spec)  # a missing secret too (its name only)
-    resolve_specs(c, host)
+    specs = resolve_specs(c, host)
     for key, path in list(spec.modules.items()):
         if path is None:
             src = spec.folder / spec.build.get("source", ".")
             built = build_app(src, name=spec.name, language=spec.build.get("language"))
             note(f"built {spec.name}: {built.size} bytes, sha256 {built.sha256[:12]} ({built.language})")
             spec.modules[key] = built.wasm_path
+    flags = _lock_flags(lock_wait)
+
+    if rollout is not None and not dry:
+        _app_rollout(c, specs, spec, keep, pin, flags, rollout, json, health)
+        return
 
     def one(conn, spec_, rep):
-        box = connect_box(c, conn, spec_, rep, _lock_flags(lock_wait))
-        if dry:
-            summary = appdeploy.deploy_app(box, spec, dry=True, keep=keep)
-        else:
-            with boxlock.held(box, "deploy", spec.name):  # one change at a time on the box
-                summary = appdeploy.deploy_app(box, spec, dry=False, keep=keep)
+        box = connect_box(c, conn, spec_, rep, flags)
+        summary = appdeploy.locked_deploy_app(box, spec, dry=dry, keep=keep, pin=pin, health=health)
         if not json and not dry:
-            rep.out(f"{spec_.name}: {spec.name} {summary['release']} live at {summary['url']} ({summary['seconds']}s)")
+            rep.out(
+                f"{spec_.name}: {spec.name} {summary['release']} live at {summary['url']} "
+                f"(HTTP {summary['status']}; deploy {summary['seconds']}s, "
+                f"health gate passed on the preview in {summary.get('gate_ms', 0):.0f} ms)"
+            )
         return summary
 
     _emit(run_on_hosts(c, host, one, quiet=json), json)
+
+
+def _app_rollout(c, specs, app_spec, keep, pin, flags, rollout, json, health):
+    """deploy --batch of a manifest/module-map app: :func:`rollout.run_rollout` as for a plain app."""
+    from invoke import Exit
+
+    from .. import appdeploy
+    from ..connect import connect, host_config
+    from ..hostrun import Reporter
+    from ..inventory import Inventory
+
+    batch, pause, max_failed, keep_partial = rollout
+    app = app_spec.name
+    inventory = Inventory.load()
+    by_name = {s.name: s for s in specs}
+    configs = {s.name: host_config(c) for s in specs}  # made here, before any thread (see hostrun)
+
+    def open_box(name):
+        rep = Reporter(name, prefixed=True)
+        conn = connect(c, by_name[name], inventory, notify=rep.note, config=configs[name])
+        return connect_box(c, conn, by_name[name], rep, flags)
+
+    result = run_rollout(
+        app,
+        open_box,
+        list(by_name),
+        batch,
+        deploy_one=lambda box, lock: appdeploy.deploy_app_held(box, lock, app_spec, keep=keep, pin=pin, health=health),
+        restore_one=lambda box, lock, previous: dp.restore_held(box, lock, app, previous),
+        acquire=lambda box: boxlock.acquire(box, "deploy", app),
+        pause=pause or 0,
+        max_failed=max_failed or 0,
+        keep_partial=keep_partial,
+    )
+    print(summary_text(result), file=sys.stderr, flush=True)  # stderr: --json stdout stays one object
+    if json:
+        emit_json(result.as_dict())
+    if not result.ok:
+        raise Exit(f"tiramisu: rollout of {app} failed on: {', '.join(o.host for o in result.failed)}", code=1)
 
 
 @task(help={"app": "the app's name", "host": HOST_HELP, "json": "print JSON"}, positional=["app"])
