@@ -165,6 +165,14 @@ def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
         f"    root {release_dir}/www;",
         f"    types {{ {STATIC_TYPES} }}",
         "    default_type application/octet-stream;",
+        # A release folder never changes once unpacked (deploy and rollback point this include
+        # at another folder and reload nginx, whose new workers start with empty caches), so
+        # open files and stat results (try_files' too) may be cached; the kernel copies file
+        # bodies to the socket in full packets. Without these three, nginx spent more CPU
+        # per file than a plain `location / { root ...; }` (bench/static_bench.py, BENCHMARKS.md).
+        "    open_file_cache max=1000 inactive=60s;",
+        "    sendfile on;",
+        "    tcp_nopush on;",
         f'    add_header Cache-Control "{st.cache_control}" always;',
         "    gzip on;",
         "    gzip_vary on;",

@@ -145,6 +145,8 @@ def test_static_nginx_conf(tmp_path):
     assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/R.d/www;" in conf
     assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
+    # release folders are immutable: cached open files, sendfile (bench/static_bench.py)
+    assert "open_file_cache max=1000 inactive=60s;" in conf and "sendfile on;" in conf and "tcp_nopush on;" in conf
 
 
 def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
