@@ -36,7 +36,7 @@ from typing import Dict
 
 from . import commands as cmd
 from .apps.appspec import AppSpec
-from .errors import RemoteError, UsageError
+from .errors import RemoteError, TiramisuError, UsageError
 from .plans import release_id
 from .transfer import Upload
 
@@ -314,7 +314,7 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
     rejects a module or the health check fails (the new map is not installed
     when a module fails; data is never touched).
     """
-    from .deploy import require_served, wait_for_app, wait_timeout
+    from .deploy import require_served, wait_timeout
 
     started = time.monotonic()
     secrets = resolve_secrets(spec, environ)
@@ -361,12 +361,10 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
         box.upload(uploads)
         seeds = [v.name for v in spec.all_volumes() if v.writable]
         box.run(cmd.unpack_app_release(release_dir, data_dir, seeds, secrets_file))
-        shas = {}
-        for key, p in modules.items():
-            shas[names[key]] = __import__("hashlib").sha256(p.read_bytes()).hexdigest()
-            box.run(cmd.install_beside(f"{release_dir}/modules/{names[key]}.wasm", layout.app_module(names[key])))
-        for module, sha in shas.items():
-            wait_for_app(box, module, sha, wait_timeout(box))
+        shas = {names[key]: __import__("hashlib").sha256(p.read_bytes()).hexdigest() for key, p in modules.items()}
+        # every module live in one command (as rollback does), not one SSH round trip per module
+        box.run(cmd.switch_bundle_modules(layout, release_dir))
+        _wait_for_modules(box, shas, wait_timeout(box))
         box.run(cmd.install_beside(f"{release_dir}/app.map", f"{layout.modules}/{spec.name}.map"))
         box.run(cmd.hup_server(layout))
         if spec.static or others.get(spec.name) is not None:
@@ -412,6 +410,23 @@ def env_of(box, app):
         raise UsageError(f"{app} on {box.name} has no app map (deployed without tiramisu.toml or modules.toml)")
     rows = env_listing(map_text, [n for n in secret_names.split() if n])
     return {"host": box.name, "app": app, "env": [{"name": n, "value": v, "route": r} for n, v, r in rows]}
+
+
+def _wait_for_modules(box, shas, timeout):
+    """Until the server serves every ``{module: sha256}``: one ``/_tiramisu/apps`` request for all of
+    them, then :func:`deploy.wait_for_app` (its polling and errors) for each one not active yet.
+    (A warm deploy of a module map mostly changes no module or one: one request instead of one per module.)
+    """
+    from .deploy import server_apps, wait_for_app
+
+    try:
+        apps = server_apps(box)
+    except TiramisuError:
+        apps = {}
+    for module, sha in shas.items():
+        seen = apps.get(module) or {}
+        if seen.get("sha256") != sha or seen.get("state") != "active":
+            wait_for_app(box, module, sha, timeout)
 
 
 def _wait_static(box, spec, timeout=10.0):

@@ -57,9 +57,11 @@ def test_order_of_effects_and_no_secret_in_any_command(fake, open_fake, spec):
     (batch,) = fake.uploads
     remotes = [f["remote"] for f in batch["files"]]
     assert remotes == [f"{ROOT}/releases/gb/{summary['release']}.d.tar", f"{ROOT}/secrets/gb.env.new"]
-    order = [i for i, c in enumerate(fake.commands) if "gb.gb.wasm" in c or "gb.map" in c or "conf/apps" in c]
+    # the modules go live in one command (commands.switch_bundle_modules: every modules/*.wasm)
+    switch = f"{summary['release']}.d/modules && for f in *.wasm"
+    order = [i for i, c in enumerate(fake.commands) if switch in c or "gb.map" in c or "conf/apps" in c]
     module_at, map_at, nginx_at = (
-        next(i for i in order if "gb.gb.wasm" in fake.commands[i]),
+        next(i for i in order if switch in fake.commands[i]),
         next(i for i in order if "gb.map" in fake.commands[i] and "ln -f" in fake.commands[i]),
         next(i for i in order if "conf/apps" in fake.commands[i]),
     )

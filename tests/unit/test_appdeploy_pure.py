@@ -161,3 +161,18 @@ def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
 
     assert sh(cmd.prune_app_bundles(L(), "gb", 2, ids[0]), tmp_path).returncode == 0
     assert sorted(p.name for p in rel.iterdir()) == [f"{ids[0]}.d", f"{ids[3]}.d", f"{ids[4]}.d"]
+
+
+def test_removing_an_absent_static_include_runs_no_nginx(tmp_path):
+    """A warm deploy of an app without static files: nothing to remove, so no nginx -t and no reload
+    (here the box has no nginx at all: running it would fail)."""
+    from tiramisu_tasks.layout import RemoteLayout
+
+    layout = RemoteLayout(str(tmp_path / "env"))
+    c = cmd.apply_app_nginx_conf(layout, "gb", None)
+    assert sh(c, tmp_path).returncode == 0
+    live = Path(layout.conf) / "apps" / "gb.conf"
+    live.parent.mkdir(parents=True)
+    live.write_text("# old include\n")
+    res = sh(c, tmp_path)  # a live include: removed, nginx -t fails here, so it comes back
+    assert res.returncode == 1 and live.read_text() == "# old include\n"
