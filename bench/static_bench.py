@@ -183,7 +183,7 @@ def check(port, name, data, gzip, box, label):
     if status != 200 or plain != data:
         raise SystemExit(f"bench: {label} {name}: HTTP {status}, {len(plain)} bytes, not the file")
     if box:
-        want = ("etag", "last-modified", "cache-control")
+        want = ("etag", "last-modified", "cache-control", "x-content-type-options")
         if not all(k in headers for k in want) or headers["cache-control"] != "public, max-age=600":
             raise SystemExit(f"bench: {label} {name}: missing validators/cache policy: {headers}")
         status304, _, _ = fetch(port, f"{ROUTE}/{name}", {"If-None-Match": headers["etag"]})

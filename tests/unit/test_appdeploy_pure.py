@@ -147,6 +147,8 @@ def test_static_nginx_conf(tmp_path):
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
     # release folders are immutable: cached open files, sendfile (bench/static_bench.py)
     assert "open_file_cache max=1000 inactive=60s;" in conf and "sendfile on;" in conf and "tcp_nopush on;" in conf
+    # the location's own add_header drops the server's: the public-face headers are repeated
+    assert "add_header X-Content-Type-Options nosniff always;" in conf and "X-Frame-Options SAMEORIGIN" in conf
 
 
 def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
