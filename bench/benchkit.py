@@ -239,14 +239,48 @@ def parse_wrk(text):
     return out
 
 
-def wrk(url, seconds, connections=32, threads=2):
+def wrk(url, seconds, connections=32, threads=2, headers=()):
+    """One wrk run; ``headers``: extra request headers, e.g. ``("Accept-Encoding: gzip",)``."""
+    extra = [a for h in headers for a in ("-H", h)]
     proc = run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
+        capture_output=True,
+        text=True,
     )
     res = parse_wrk(proc.stdout)
     if res["rps"] is None:
         raise SystemExit(f"bench: cannot read wrk output for {url}:\n{proc.stdout}\n{proc.stderr}")
     return res
+
+
+def child_pids(pid):
+    """Direct children of a process (e.g. nginx's workers under its master); [] once it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_ns(pids):
+    """On-CPU time (ns) the processes have used so far, summed over their threads.
+
+    From ``/proc/PID/task/TID/schedstat`` (first field: time spent running,
+    nanoseconds): finer than the 10 ms ticks of ``/proc/PID/stat``, and it does
+    not grow while a process waits for a CPU, so per-request CPU time stays
+    meaningful on a loaded machine where rps does not.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
 
 
 def median(values):

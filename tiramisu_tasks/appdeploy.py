@@ -177,7 +177,15 @@ def static_nginx_conf(spec: AppSpec, release_dir: str) -> str:
         f"    root {live}/www;",
         f"    types {{ {STATIC_TYPES} }}",
         "    default_type application/octet-stream;",
+        # The kernel copies file bodies to the socket, in full packets (30 KiB: 1/3 of the CPU).
+        "    sendfile on;",
+        "    tcp_nopush on;",
         f'    add_header Cache-Control "{st.cache_control}" always;',
+        # An add_header here drops every inherited one: the server's public-face headers again
+        # (their values for a response without the app's own: nginx.conf.j2's maps).
+        "    add_header X-Content-Type-Options nosniff always;",
+        "    add_header X-Frame-Options SAMEORIGIN always;",
+        "    add_header Referrer-Policy strict-origin-when-cross-origin always;",
         "    gzip on;",
         "    gzip_vary on;",
         "    gzip_min_length 256;",

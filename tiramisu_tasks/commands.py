@@ -494,10 +494,12 @@ def apply_app_nginx_conf(layout, app, src):
     dst, old = posixpath.join(d, f"{app}.conf"), posixpath.join(d, f".{app}.conf.previous")
     put = install_beside(src, dst) if src else remove_file(dst)
     restore = f"if [ -f {q(old)} ]; then mv -f {q(old)} {q(dst)}; else rm -f {q(dst)}; fi"
-    return (
+    text = (
         f"mkdir -p -m 700 {q(d)} && rm -f {q(old)} && {{ [ ! -f {q(dst)} ] || cp -p {q(dst)} {q(old)}; }} && {put} && "
         f"{{ {nginx_test_command(layout)} 2>&1 || {{ {restore}; exit 1; }}; }} && {nginx_reload_command(layout)}"
     )
+    # nothing to remove: no nginx -t and no reload (a warm deploy of an app without static files)
+    return text if src else f"if [ -f {q(dst)} ]; then {text}; fi"
 
 
 def set_current_release(layout, app, rid):

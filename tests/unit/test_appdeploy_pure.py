@@ -149,6 +149,10 @@ def test_static_nginx_conf(tmp_path):
     assert "location ^~ /spa/app/ {" in conf and "root /e/releases/spa/static-live/www;" in conf
     assert "try_files $uri /spa/app/index.html =404;" in conf and "error_page" not in conf
     assert 'add_header Cache-Control "public, max-age=300" always;' in conf and "text/css css;" in conf
+    # release folders are immutable: cached open files, sendfile (bench/static_bench.py)
+    assert "open_file_cache max=1000 inactive=60s;" in conf and "sendfile on;" in conf and "tcp_nopush on;" in conf
+    # the location's own add_header drops the server's: the public-face headers are repeated
+    assert "add_header X-Content-Type-Options nosniff always;" in conf and "X-Frame-Options SAMEORIGIN" in conf
 
 
 def test_prune_app_bundles_keeps_the_newest_and_the_live_one(tmp_path):
@@ -233,3 +237,18 @@ def test_static_link_switch_and_conf_only_when_changed(tmp_path):
     )
     (rel / "R2.d" / "nginx.conf").write_text("other\n")
     assert sh(cmd.apply_app_nginx_conf_if_changed(lay, "gb", str(rel / "R2.d" / "nginx.conf")), tmp_path).returncode
+
+
+def test_removing_an_absent_static_include_runs_no_nginx(tmp_path):
+    """A warm deploy of an app without static files: nothing to remove, so no nginx -t and no reload
+    (here the box has no nginx at all: running it would fail)."""
+    from tiramisu_tasks.layout import RemoteLayout
+
+    layout = RemoteLayout(str(tmp_path / "env"))
+    c = cmd.apply_app_nginx_conf(layout, "gb", None)
+    assert sh(c, tmp_path).returncode == 0
+    live = Path(layout.conf) / "apps" / "gb.conf"
+    live.parent.mkdir(parents=True)
+    live.write_text("# old include\n")
+    res = sh(c, tmp_path)  # a live include: removed, nginx -t fails here, so it comes back
+    assert res.returncode == 1 and live.read_text() == "# old include\n"
