@@ -113,7 +113,12 @@ def test_entrypoint_and_dynamic_routes(mapped):
 def test_argv_template_env_and_secret(mapped):
     srv, _ = mapped
     f = fields(srv.get("/files/q?a=1&b")[2])
-    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"], f["argv[3]"]) == ("/files", "--x", "a=1", "b")
+    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"], f["argv[3]"]) == (
+        "/files/q",
+        "--x",
+        "a=1",
+        "b",
+    )  # WAGI: the full path
     assert f["GREETING"] == "hi there" and f["ADMIN_TOKEN"] == "s3cret"
     f = fields(srv.get("/ex?x=1")[2])
     assert (f["argv[0]"], f["argv[1]"]) == ("/ex", "x=1")  # WAGI's default argv
