@@ -205,6 +205,19 @@ int ts_wroutes_add_dynamic(const ts_wpattern *parent, int owner, const char *tex
   return 0;
 }
 
+int ts_wroutes_check(const char *text, size_t n, char *err, size_t errlen) {
+  int cap = TS_APPMAP_MAX_ROUTES * 4, count = 0;
+  ts_wentry *t = calloc((size_t)cap, sizeof *t);
+  if (!t) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  ts_wpattern root = {.base = "", .wildcard = 0};
+  int rc = ts_wroutes_add_dynamic(&root, 0, text, n, t, &count, cap, err, errlen);
+  free(t);
+  return rc;
+}
+
 int ts_wtable_match(const ts_wentry *table, int count, const char *path, size_t n) {
   int best = -1;
   size_t best_len = 0;
@@ -234,57 +247,58 @@ static int put_word(char *buf, size_t buf_n, size_t *used, const char **words, i
   return 0;
 }
 
-static int put_items(char *buf, size_t buf_n, size_t *used, const char **words, int max_words, int *nw,
-                     const char *query, size_t query_n) {
-  size_t i = 0;
-  while (i < query_n) {
-    size_t j = i;
-    while (j < query_n && query[j] != '&') j++;
-    if (j > i && put_word(buf, buf_n, used, words, max_words, nw, query + i, j - i) != 0) return -1;
-    i = j + 1;
+static int argv_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+
+/* dst = src with every `lit` replaced by `with` (tr_amp: '&' in `with` as ' '). */
+static int replace_all(ts_buf *dst, const char *src, size_t n, const char *lit, const char *with, size_t with_n,
+                       int tr_amp) {
+  size_t ln = strlen(lit);
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    if (n - i >= ln && memcmp(src + i, lit, ln) == 0) {
+      for (size_t k = 0; k < with_n && !rc; k++) {
+        char c = (tr_amp && with[k] == '&') ? ' ' : with[k];
+        rc = ts_buf_append(dst, &c, 1);
+      }
+      i += ln;
+    } else {
+      rc = ts_buf_append(dst, src + i, 1);
+      i++;
+    }
   }
-  return 0;
+  return rc;
 }
 
 int ts_wargv_expand(const char *tmpl, const char *script, const char *path, size_t path_n, const char *query,
                     size_t query_n, char *buf, size_t buf_n, const char **words, int max_words) {
   size_t used = 0;
   int nw = 0;
+  (void)script; /* WAGI's ${SCRIPT_NAME} is the request path, not SCRIPT_NAME */
   if (!tmpl || !*tmpl) {
+    /* WAGI's default: the path, then query.split('&'), empty items kept */
     if (put_word(buf, buf_n, &used, words, max_words, &nw, path, path_n) != 0) return -1;
-    if (put_items(buf, buf_n, &used, words, max_words, &nw, query, query_n) != 0) return -1;
+    for (size_t i = 0, s = 0; query_n && i <= query_n; i++)
+      if (i == query_n || query[i] == '&') {
+        if (put_word(buf, buf_n, &used, words, max_words, &nw, query + s, i - s) != 0) return -1;
+        s = i + 1;
+      }
     return nw;
   }
-  const char *p = tmpl;
-  size_t sn = strlen(script);
-  while (*p) {
-    while (*p == ' ' || *p == '\t') p++;
-    if (!*p) break;
-    const char *s = p;
-    while (*p && *p != ' ' && *p != '\t') p++;
-    size_t wn = (size_t)(p - s);
-    if (wn == 7 && memcmp(s, "${ARGS}", 7) == 0) {
-      if (put_items(buf, buf_n, &used, words, max_words, &nw, query, query_n) != 0) return -1;
-      continue;
-    }
-    /* the word with each ${SCRIPT_NAME} replaced */
-    if (nw >= max_words) return -1;
-    size_t start = used;
-    for (size_t i = 0; i < wn;) {
-      if (wn - i >= 14 && memcmp(s + i, "${SCRIPT_NAME}", 14) == 0) {
-        if (used + sn + 1 > buf_n) return -1;
-        memcpy(buf + used, script, sn);
-        used += sn;
-        i += 14;
-      } else {
-        if (used + 2 > buf_n) return -1;
-        buf[used++] = s[i++];
-      }
-    }
-    buf[used++] = 0;
-    words[nw++] = buf + start;
+  /* WAGI's template: ${SCRIPT_NAME} -> the path, then ${ARGS} -> the query
+   * with '&' as ' ', then split on whitespace (empty items vanish). */
+  ts_buf a = {0}, b = {0};
+  int rc = replace_all(&a, tmpl, strlen(tmpl), "${SCRIPT_NAME}", path, path_n, 0);
+  if (!rc) rc = replace_all(&b, a.p ? a.p : "", a.n, "${ARGS}", query, query_n, 1);
+  for (size_t i = 0; !rc && i < b.n;) {
+    while (i < b.n && argv_space(b.p[i])) i++;
+    if (i >= b.n) break;
+    size_t s = i;
+    while (i < b.n && !argv_space(b.p[i])) i++;
+    if (put_word(buf, buf_n, &used, words, max_words, &nw, b.p + s, i - s) != 0) rc = -1;
   }
-  return nw;
+  ts_buf_free(&a);
+  ts_buf_free(&b);
+  return rc ? -1 : nw;
 }
 
 /* ---- app maps ---------------------------------------------------------- */

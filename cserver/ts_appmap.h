@@ -53,13 +53,20 @@ void ts_wpattern_split(const ts_wpattern *p, const char *path, size_t n, char *s
  * ..." / "_routes printed nothing"). */
 int ts_wroutes_add_dynamic(const ts_wpattern *parent, int owner, const char *text, size_t n, ts_wentry *table,
                            int *count, int cap, char *err, size_t errlen);
+/* Whether a `_routes` output is valid on its own (every line "SUBROUTE
+ * ENTRYPOINT", not empty, at most TS_APPMAP_MAX_ROUTES * 4 lines): WAGI
+ * refuses to load a module whose output is not. 0, or -1 with err. */
+int ts_wroutes_check(const char *text, size_t n, char *err, size_t errlen);
 /* Index of the entry serving path, or -1 (404). */
 int ts_wtable_match(const ts_wentry *table, int count, const char *path, size_t n);
 
-/* argv from a template ("${SCRIPT_NAME} ${ARGS}" form; NULL or "" = WAGI's
- * default: the request path, then the '&'-separated query items). Words are
- * written NUL-terminated into buf; returns the word count, or -1 when buf or
- * max_words is too small. */
+/* argv as WAGI builds it (handlers.rs build_argv). NULL or "" template: the
+ * request path, then the query split on '&' (empty items kept). A template:
+ * every ${SCRIPT_NAME} replaced by the request path (WAGI uses the full path,
+ * not SCRIPT_NAME; `script` is unused), then every ${ARGS} by the raw query
+ * with '&' turned into ' ', then split on whitespace. Nothing is decoded.
+ * Words are written NUL-terminated into buf; returns the word count, or -1
+ * when buf or max_words is too small. */
 int ts_wargv_expand(const char *tmpl, const char *script, const char *path, size_t path_n, const char *query,
                     size_t query_n, char *buf, size_t buf_n, const char **words, int max_words);
 

@@ -192,15 +192,17 @@ static int has_export(const wasmtime_module_t *module, const char *name) {
 /* For app maps: a pre-link with plain WASI (folders), and the module's
  * `_routes` output, read once per version (WAGI's dynamic sub-routes). Only a
  * module that exports `_routes` is run for it: with a thousand apps, one
- * instantiation per app at every start was most of the restart's CPU. */
-static void module_extras(const char *name, ts_version *v) {
+ * instantiation per app at every start was most of the restart's CPU. -1
+ * with err when `_routes` fails or prints an invalid table: WAGI refuses to
+ * load such a module, so the version fails to load. */
+static int module_extras(const char *name, ts_version *v, char *rerr, size_t rerrlen) {
   char err[512];
-  if (!v->module) return; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
+  if (!v->module) return 0; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
   if (ts_engine_prelink_files(g_engine, v->module, &v->pre_files, err, sizeof err)) {
     v->pre_files = NULL;
     ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);
   }
-  if (!has_export(v->module, "_routes")) return;
+  if (!has_export(v->module, "_routes")) return 0;
   const char *argv[1] = {"_routes"};
   ts_run_input in = {0};
   in.argv = argv;
@@ -211,14 +213,20 @@ static void module_extras(const char *name, ts_version *v) {
   ts_run_output out;
   memset(&out, 0, sizeof out);
   ts_run_result r = ts_engine_run(g_engine, v->pre, &in, &out);
+  int rc = 0;
   if (r == TS_RUN_OK) {
     ts_buf_append(&out.out, "", 1);
     v->routes_text = ts_buf_steal(&out.out, NULL);
     ts_log_info("app %s: _routes printed %zu byte(s)", name, v->routes_text ? strlen(v->routes_text) : 0);
+    const char *t = v->routes_text ? v->routes_text : "";
+    rc = ts_wroutes_check(t, strlen(t), err, sizeof err);
+    if (rc) snprintf(rerr, rerrlen, "invalid _routes output: %s", err);
   } else if (!out.no_entrypoint) {
-    ts_log_error("app %s: _routes failed: %s (no sub-routes)", name, out.message);
+    snprintf(rerr, rerrlen, "_routes failed: %s", out.message);
+    rc = -1;
   }
   ts_buf_free(&out.out);
+  return rc;
 }
 
 /* Make v (one reference, ours) the app's live version. */
@@ -329,7 +337,19 @@ static void load_app(const char *name) {
   v->module = module;
   v->pre = pre;
   v->component = component;
-  module_extras(name, v);
+  if (module_extras(name, v, err, sizeof err)) {
+    ts_version_release(v);
+    pthread_mutex_lock(&g_lock);
+    if (strcmp(a->file_sha256, sha) == 0) {
+      strcpy(a->state, "failed");
+      set_error_locked(a, err);
+    }
+    int serving = a->current != NULL;
+    pthread_mutex_unlock(&g_lock);
+    ts_log_error("app %s: module %.12s rejected: %s%s", name, sha, err,
+                 serving ? " (the previous version keeps serving)" : "");
+    return;
+  }
   v->source = source;
   v->loaded_at = ts_wall_time();
   ts_strlcpy(v->sha256, sha, sizeof v->sha256);
@@ -488,7 +508,18 @@ static void load_preview(const char *name) {
     v->module = module;
     v->pre = pre;
     v->component = component;
-    module_extras(name, v); /* it may become the live version as it is */
+    if (module_extras(name, v, err, sizeof err)) { /* it may become the live version as it is */
+      ts_buf_free(&bytes);
+      ts_version_release(v);
+      pthread_mutex_lock(&g_lock);
+      if (strcmp(pv->file_sha256, sha) == 0) {
+        strcpy(pv->state, "failed");
+        set_preview_error_locked(pv, err);
+      }
+      pthread_mutex_unlock(&g_lock);
+      ts_log_error("app %s: preview %.12s rejected: %s", name, sha, err);
+      return;
+    }
     v->source = source;
     v->loaded_at = ts_wall_time();
     ts_strlcpy(v->sha256, sha, sizeof v->sha256);

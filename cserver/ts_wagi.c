@@ -136,11 +136,10 @@ int ts_wagi_build(const ts_wagi_request *r, ts_wagi_env *e) {
       break;
     }
   rc |= add_env_n(e, "CONTENT_TYPE", 12, ct, ctn);
-  /* RFC 3875 4.1.2: unset when no body is attached. */
-  if (r->has_body) {
-    snprintf(num, sizeof num, "%llu", (unsigned long long)r->content_length);
-    rc |= add_env(e, "CONTENT_LENGTH", num);
-  }
+  /* Always set, "0" without a body, as WAGI does (its build_headers; RFC 3875
+   * 4.1.2 would leave it unset, but WAGI modules are written against WAGI). */
+  snprintf(num, sizeof num, "%llu", r->has_body ? (unsigned long long)r->content_length : 0ULL);
+  rc |= add_env(e, "CONTENT_LENGTH", num);
 
   if (host_name.n) rc |= add_env_str(e, "SERVER_NAME", host_name);
   else rc |= add_env(e, "SERVER_NAME", r->server_name ? r->server_name : "localhost");

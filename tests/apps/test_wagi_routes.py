@@ -77,7 +77,7 @@ def test_good_routes(route):
     assert check_route(route).text == route
 
 
-@pytest.mark.parametrize("template", ["", "  ", "${X}", "--x=${ARGS}", 5])
+@pytest.mark.parametrize("template", ["", "  ", "${X}", "--x=${ARGS} ${PATH}", 5])
 def test_bad_argv_templates(template):
     with pytest.raises(RouteError):
         check_argv_template(template)

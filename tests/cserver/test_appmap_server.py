@@ -113,7 +113,12 @@ def test_entrypoint_and_dynamic_routes(mapped):
 def test_argv_template_env_and_secret(mapped):
     srv, _ = mapped
     f = fields(srv.get("/files/q?a=1&b")[2])
-    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"], f["argv[3]"]) == ("/files", "--x", "a=1", "b")
+    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"], f["argv[3]"]) == (
+        "/files/q",
+        "--x",
+        "a=1",
+        "b",
+    )  # WAGI: the full path
     assert f["GREETING"] == "hi there" and f["ADMIN_TOKEN"] == "s3cret"
     f = fields(srv.get("/ex?x=1")[2])
     assert (f["argv[0]"], f["argv[1]"]) == ("/ex", "x=1")  # WAGI's default argv
@@ -312,7 +317,7 @@ def test_preview_map_is_served_only_under_the_preview_path(mapped):
         "/new",
         "/a",
     )
-    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"]) == ("/new", "--y", "q")  # the routed path, not the preview's
+    assert (f["argv[0]"], f["argv[1]"], f["argv[2]"]) == ("/new/a", "--y", "q")  # the routed path, not the preview's
     assert srv.get(prefix + "/ex")[0] == 404  # only the preview map's own routes
     assert srv.get("/new/a")[0] == 404  # never live
     assert fields(srv.get("/ex")[2])["GREETING"] == "hi there"  # the live map untouched

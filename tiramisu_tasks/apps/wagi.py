@@ -9,11 +9,11 @@ Where they disagree, the server is right: it is what users hit.
 
 * environment (RFC 3875 4.1): REQUEST_METHOD, QUERY_STRING, PATH_INFO
   (decoded), X_RAW_PATH_INFO, SCRIPT_NAME, X_MATCHED_ROUTE, CONTENT_TYPE,
-  CONTENT_LENGTH (only with a body), SERVER_NAME (Host, else the configured
+  CONTENT_LENGTH ("0" without a body, as WAGI), SERVER_NAME (Host, else the configured
   name), SERVER_PORT (the port the request arrived on), SERVER_PROTOCOL,
   REMOTE_ADDR, GATEWAY_INTERFACE=CGI/1.1, HTTP_* per request header except
   credentials, Connection and the two CONTENT_* ones, X_FULL_URL;
-* argv: the request path, then the ``&``-separated query items;
+* argv: the request path, then the query split on ``&`` (empty items kept);
 * stdin: the body; stdout: CGI headers, a blank line, the body. ``Status:``
   (200-599) sets the status wherever it appears; ``Location:`` without
   ``Status:`` is a 302; none of Content-Type/Location/Status is an error (the
@@ -145,8 +145,8 @@ def cgi_environ(
         + (f"?{req.query}" if req.query else ""),
     }
     env["PATH_TRANSLATED"] = env["PATH_INFO"]
-    if has_body(req):  # RFC 3875 4.1.2: unset without a body
-        env["CONTENT_LENGTH"] = str(len(req.body))
+    # Always set, "0" without a body, as WAGI does (RFC 3875 4.1.2 would leave it unset).
+    env["CONTENT_LENGTH"] = str(len(req.body)) if has_body(req) else "0"
     for name, value in req.headers:
         # Proxy -> HTTP_PROXY is read by CGI libraries as their outgoing proxy
         # ("httpoxy"); a name with "_" would collide with a "-" name.
@@ -159,10 +159,10 @@ def cgi_environ(
 
 
 def cgi_argv(req: Request, script_name="/app"):
-    """argv: the request path, then each `&`-separated query item as sent (pure)."""
+    """argv: the request path, then the query split on `&` as sent, empty items kept, as WAGI (pure)."""
     argv = [script_name + (req.path or "")]
     if req.query:
-        argv += [item for item in req.query.split("&") if item]
+        argv += req.query.split("&")
     return argv
 
 

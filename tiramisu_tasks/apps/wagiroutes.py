@@ -206,34 +206,32 @@ def route_environ(pattern: Pattern, path: str) -> dict:
 def check_argv_template(template) -> str:
     """An ``argv`` template (WAGI/Spin form, e.g. ``"${SCRIPT_NAME} ${ARGS}"``), checked.
 
-    Placeholders allowed: ``${SCRIPT_NAME}`` anywhere in a word, ``${ARGS}`` as
-    a word of its own. RouteError for anything else written as ``${...}``.
+    Placeholders allowed: ``${SCRIPT_NAME}`` and ``${ARGS}``, anywhere in a
+    word, as WAGI allows them. RouteError for anything else written as
+    ``${...}`` (WAGI would pass it on literally; here it is taken for a typo).
     """
     if not isinstance(template, str) or not template.strip():
         raise RouteError('argv must be a non-empty string such as "${SCRIPT_NAME} ${ARGS}"')
-    for word in template.split():
-        for ph in re.findall(r"\$\{([^}]*)\}", word):
-            if ph == "ARGS" and word != "${ARGS}":
-                raise RouteError("argv: ${ARGS} must be a word of its own")
-            if ph not in ("SCRIPT_NAME", "ARGS"):
-                raise RouteError(f"argv: unknown placeholder ${{{ph}}} (use ${{SCRIPT_NAME}} or ${{ARGS}})")
+    for ph in re.findall(r"\$\{([^}]*)\}", template):
+        if ph not in ("SCRIPT_NAME", "ARGS"):
+            raise RouteError(f"argv: unknown placeholder ${{{ph}}} (use ${{SCRIPT_NAME}} or ${{ARGS}})")
     return template
 
 
-def expand_argv(template: Optional[str], script_name: str, path: str, query: str) -> List[str]:
-    """argv for one request (pure).
+_ARGV_SPACE = re.compile(r"[ \t\n\v\f\r]+")
 
-    Without a template, WAGI's own: the request path, then the ``&``-separated
-    query items. With one, each whitespace-separated word, ``${ARGS}`` giving
-    the query items (one argument each) and ``${SCRIPT_NAME}`` the SCRIPT_NAME.
+
+def expand_argv(template: Optional[str], script_name: str, path: str, query: str) -> List[str]:
+    """argv for one request, as WAGI builds it (deislabs/wagi handlers.rs ``build_argv``; pure).
+
+    Without a template: the request path, then the query split on ``&``
+    (empty items kept). With one: every ``${SCRIPT_NAME}`` replaced by the
+    request path (WAGI uses the full path, not SCRIPT_NAME, so
+    ``script_name`` is unused), then every ``${ARGS}`` by the raw query with
+    ``&`` as a space, then split on whitespace. Nothing is percent-decoded.
     """
-    items = [item for item in query.split("&") if item] if query else []
+    del script_name
     if template is None:
-        return [path] + items
-    argv: List[str] = []
-    for word in template.split():
-        if word == "${ARGS}":
-            argv += items
-        else:
-            argv.append(word.replace("${SCRIPT_NAME}", script_name))
-    return argv
+        return [path] + (query.split("&") if query else [])
+    text = template.replace("${SCRIPT_NAME}", path).replace("${ARGS}", query.replace("&", " "))
+    return [word for word in _ARGV_SPACE.split(text) if word]
