@@ -216,6 +216,37 @@ def route_conflicts(spec: AppSpec, other_maps: Dict[str, str]):
     return out
 
 
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def static_conflicts(spec: AppSpec, other_maps: Dict[str, str], plain_apps=()):
+    """Other apps' routes the static files' prefix would take over: [(route, app)] (pure).
+
+    nginx serves ``location ^~ PREFIX/`` before any proxied path, so every route
+    of another app at or below the prefix (and a plain app's ``/APP``) would
+    stop reaching its app.
+    """
+    if spec.static is None:
+        return []
+    prefix = spec.static.route.rstrip("/") or "/"
+    out = [(f"/{app}", app) for app in sorted(plain_apps) if app != spec.name and _under(f"/{app}", prefix)]
+    for app, text in other_maps.items():
+        if app == spec.name:
+            continue
+        for line in text.splitlines():
+            f = line.split("\t")
+            if len(f) >= 4 and f[0] == "route" and _under(f[1].removesuffix("/..."), prefix):
+                out.append((f[1], app))
+    return out
+
+
+def parse_plain_dump(text: str) -> set:
+    """Names of the plain (single-module) apps in :func:`commands.dump_app_maps` output (pure)."""
+    mark = cmd.PLAIN_DUMP_MARK + " "
+    return {line[len(mark) :].strip() for line in text.splitlines() if line.startswith(mark)}
+
+
 def parse_maps_dump(text: str) -> Dict[str, str]:
     """{app: map text} from :func:`commands.dump_app_maps` output (pure)."""
     out, cur = {}, None
@@ -372,8 +403,14 @@ def deploy_app(box, spec: AppSpec, dry=False, build=None, environ=None, keep=Non
     require_served(box)
     layout = box.layout
     names = module_names(spec)
-    others = parse_maps_dump(box.run(cmd.dump_app_maps(layout)).stdout)
-    clash = route_conflicts(spec, others)
+    dump = box.run(cmd.dump_app_maps(layout)).stdout
+    others, plain = parse_maps_dump(dump), parse_plain_dump(dump)
+    if spec.name in plain:
+        raise UsageError(
+            f"{spec.name} on {box.name} is a single-module app: remove it first "
+            f"(tiramisu remove {spec.name} --host {box.name}; its data stays) to deploy it from {spec.source_file.name}"
+        )
+    clash = route_conflicts(spec, others) + static_conflicts(spec, others, plain)
     if clash:
         route, other = clash[0]
         raise UsageError(f"route {route} is already served by app {other}; remove it there first")

@@ -161,11 +161,16 @@ def _current_file(layout, app):
     return posixpath.join(layout.app_releases(app), "CURRENT")
 
 
+APP_MAP_MARK = "==tiramisu-app-map=="
+
+
 def prepare_release(layout, app):
-    """One round trip before an upload: make the app's folders, print CURRENT and the routes."""
+    """One round trip before an upload: make the app's folders, print CURRENT, a
+    mark when the app has a map (a manifest app), and the routes."""
     return (
         f"{join(['mkdir', '-p', '-m', '700', layout.app_releases(app), layout.app_logs])} && "
-        f"cat {q(_current_file(layout, app))} 2>/dev/null; echo {PREP_MARK}; "
+        f"cat {q(_current_file(layout, app))} 2>/dev/null; "
+        f"[ -f {q(posixpath.join(layout.modules, app + '.map'))} ] && echo {APP_MAP_MARK}; echo {PREP_MARK}; "
         f"cat {q(layout.routes_file)} 2>/dev/null; true"
     )
 
@@ -173,7 +178,15 @@ def prepare_release(layout, app):
 def parse_prepare(text):
     """(current release id or None, routes text) from :func:`prepare_release`'s output."""
     current, _, routes = (text or "").partition(PREP_MARK + "\n")
+    current = "\n".join(line for line in current.splitlines() if line.strip() != APP_MAP_MARK)
     return (current.strip() or None), routes
+
+
+def prepare_saw_app_map(text):
+    """Whether :func:`prepare_release` found ``wasm_modules/APP.map``: the app was
+    deployed from a manifest or module map (pure)."""
+    head = (text or "").partition(PREP_MARK + "\n")[0]
+    return any(line.strip() == APP_MAP_MARK for line in head.splitlines())
 
 
 def hup_server(layout):
@@ -425,10 +438,18 @@ MAP_DUMP_MARK = "==tiramisu-map=="
 SECRETS_MARK = "==tiramisu-secrets=="
 
 
+PLAIN_DUMP_MARK = "==tiramisu-plain=="
+
+
 def dump_app_maps(layout):
-    """Prints ``==tiramisu-map== APP`` then the map, for every wasm_modules/*.map."""
+    """Prints ``==tiramisu-plain== APP`` for every plain app's module (``APP.wasm``:
+    no dot in the name, unlike a map's ``APP.KEY.wasm``), then
+    ``==tiramisu-map== APP`` and the map, for every wasm_modules/*.map."""
     return (
-        f'cd {q(layout.modules)} 2>/dev/null && for f in *.map; do [ -f "$f" ] || continue; '
+        f"cd {q(layout.modules)} 2>/dev/null && "
+        f'for f in *.wasm; do case "$f" in *.*.wasm) ;; *) [ -f "$f" ] && echo "{PLAIN_DUMP_MARK} ${{f%.wasm}}";; '
+        "esac; done; "
+        f'for f in *.map; do [ -f "$f" ] || continue; '
         f'echo "{MAP_DUMP_MARK} ${{f%.map}}"; cat "$f"; echo; done; true'
     )
 

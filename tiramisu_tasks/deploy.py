@@ -159,7 +159,13 @@ def deploy(box, built, app, route, dry=False, keep=None, aot=False, health=None)
     layout = box.layout
     keep = int(keep or box.settings.get("keep_releases") or 5)
     live = server_apps(box, app).get(app)
-    previous, routes_text = cmd.parse_prepare(box.run(cmd.prepare_release(layout, app)).stdout)
+    prepared = box.run(cmd.prepare_release(layout, app)).stdout
+    if cmd.prepare_saw_app_map(prepared):
+        raise UsageError(
+            f"{app} on {box.name} is an app with a manifest or module map: deploy its folder, "
+            f"or remove it first (tiramisu remove {app} --host {box.name}; its data stays) to deploy one module"
+        )
+    previous, routes_text = cmd.parse_prepare(prepared)
     plan = plan_deploy(box.name, app, built.sha256, built.size, live, previous, routes_text, route, keep)
     gate = gate_plan(box, plan, health, routes_text)
     summary = {"host": box.name, "app": app, "sha256": built.sha256, "url": box.url(plan.path), "dry": dry}
@@ -395,23 +401,56 @@ def apps(box):
     served = server_apps(box)
     routes_text = read_text(box, box.layout.routes_file)
     releases = current_releases(box)
-    out = []
+    maps = {}
+    if any("." in name for name in served):  # modules of manifest / module-map apps: their maps name the routes
+        from .appdeploy import parse_maps_dump
+
+        maps = parse_maps_dump(box.run(cmd.dump_app_maps(box.layout)).stdout)
+    return {"host": box.name, "apps": app_rows(served, routes_text, releases, maps)}
+
+
+def app_rows(served, routes_text, releases, maps):
+    """The ``apps`` listing (pure): one row per app. A plain app's row is its
+    module's; an app with a map (its modules are ``APP.KEY`` on the server)
+    gets one row with ``kind`` "map", its map's routes, the sum of its
+    modules' requests, the worst state, and ``modules`` (each module's row)."""
+    out, grouped = [], {}
     for name in sorted(served):
         a = served[name]
+        row = {
+            "name": name,
+            "routes": [f"/{name}"] + routes_for(routes_text, name),
+            "sha256": a.get("sha256"),
+            "release": releases.get(name),
+            "loaded_at": a.get("loaded_at"),
+            "state": a.get("state"),
+            "error": a.get("error"),
+            "requests": a.get("requests"),
+            "kind": a.get("kind"),
+        }
+        app, dot, key = name.partition(".")
+        if not dot:
+            out.append(row)
+            continue
+        grouped.setdefault(app, []).append({**row, "name": key, "routes": []})
+    for app, modules in grouped.items():
+        routes = [f[1] for f in (line.split("\t") for line in maps.get(app, "").splitlines()) if f[0] == "route"]
+        states = [m["state"] for m in modules]
         out.append(
             {
-                "name": name,
-                "routes": [f"/{name}"] + routes_for(routes_text, name),
-                "sha256": a.get("sha256"),
-                "release": releases.get(name),
-                "loaded_at": a.get("loaded_at"),
-                "state": a.get("state"),
-                "error": a.get("error"),
-                "requests": a.get("requests"),
-                "kind": a.get("kind"),
+                "name": app,
+                "routes": list(dict.fromkeys(routes)),
+                "sha256": None,
+                "release": releases.get(app),
+                "loaded_at": max((m["loaded_at"] for m in modules if m["loaded_at"]), default=None),  # ISO text
+                "state": next((s for s in states if s != "active"), "active"),
+                "error": next((m["error"] for m in modules if m["error"]), None),
+                "requests": sum(m["requests"] or 0 for m in modules),
+                "kind": "map",
+                "modules": modules,
             }
         )
-    return {"host": box.name, "apps": out}
+    return sorted(out, key=lambda r: r["name"])
 
 
 def rollback(box, app, to=None, dry=False):

@@ -199,6 +199,40 @@ def test_wagi_map_example(served):
     assert get(url(served, "/bye/x"))[0] == 404
 
 
+def test_one_name_one_kind_and_static_files_take_no_other_apps_routes(served, tmp_path):
+    # a single module may not replace the module-map app of the same name; nothing changes
+    (tmp_path / "wagi-map.wat").write_text(HELLO_WAT)
+    proc = cli("tiramisu", "deploy", tmp_path / "wagi-map.wat", "--host", "box")
+    assert proc.returncode == 2 and "is an app with a manifest or module map" in one_line_error(proc)
+    assert get(url(served, "/hello/x/y")) == (200, b"hello handler\n")
+    # nor a manifest the single-module app of the same name
+    (tmp_path / "plainy.wat").write_text(HELLO_WAT)
+    proc = cli("tiramisu", "deploy", tmp_path / "plainy.wat", "--host", "box")
+    assert proc.returncode == 0, proc.stderr
+    app = tmp_path / "plainy"
+    (app / "static").mkdir(parents=True)
+    (app / "static" / "index.html").write_text("<p>static</p>\n")
+    (app / "m.wat").write_text(HELLO_WAT)
+    (app / "tiramisu.toml").write_text(
+        '[app]\nname = "plainy"\n[build]\nmodule = "m.wat"\n[[route]]\npath = "/plainy-two"\n'
+    )
+    proc = cli("tiramisu", "deploy", app, "--host", "box")
+    assert proc.returncode == 2 and "plainy on box is a single-module app" in one_line_error(proc)
+    assert get(url(served, "/plainy/")) == (200, b"root\n")
+    # static files may not take over another app's routes (a plain app's /APP, a map's routes)
+    for taken, owner in (("/plainy", "plainy"), ("/hello", "wagi-map")):
+        (app / "tiramisu.toml").write_text(
+            '[app]\nname = "stapp"\n[build]\nmodule = "m.wat"\n[[route]]\npath = "/stapp"\n'
+            f'[static]\nfolder = "static"\nroute = "{taken}"\n'
+        )
+        proc = cli("tiramisu", "deploy", app, "--host", "box")
+        assert proc.returncode == 2 and f"is already served by app {owner}" in one_line_error(proc), proc.stderr
+    assert get(url(served, "/plainy/")) == (200, b"root\n")
+    assert get(url(served, "/hello/x/y")) == (200, b"hello handler\n")
+    assert get(url(served, "/stapp"))[0] == 404
+    assert cli("tiramisu", "remove", "plainy", "--host", "box", "--yes").returncode == 0
+
+
 SECRET_V1, SECRET_V2 = "gate-secret-one-4d2a", "gate-secret-two-7be9"
 
 
