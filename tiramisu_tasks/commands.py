@@ -447,7 +447,7 @@ def dump_app_maps(layout):
     ``==tiramisu-map== APP`` and the map, for every wasm_modules/*.map."""
     return (
         f"cd {q(layout.modules)} 2>/dev/null && "
-        f'for f in *.wasm; do case "$f" in *.*.wasm) ;; *) [ -f "$f" ] && echo "{PLAIN_DUMP_MARK} ${{f%.wasm}}";; '
+        f'for m in *.wasm; do case "$m" in *.*.wasm) ;; *) [ -f "$m" ] && echo "{PLAIN_DUMP_MARK} ${{m%.wasm}}";; '
         "esac; done; "
         f'for f in *.map; do [ -f "$f" ] || continue; '
         f'echo "{MAP_DUMP_MARK} ${{f%.map}}"; cat "$f"; echo; done; true'
