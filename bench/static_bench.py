@@ -41,7 +41,7 @@ import benchkit as bk  # noqa: E402
 from tiramisu_tasks.appdeploy import STATIC_TYPES, static_nginx_conf  # noqa: E402
 from tiramisu_tasks.apps.manifest import read_app  # noqa: E402
 from tiramisu_tasks.artifacts.nginx import nginx_binary  # noqa: E402
-from tiramisu_tasks.commands import STATIC_LINK  # noqa: E402
+from tiramisu_tasks.commands import STATIC_LINK, switch_static_link  # noqa: E402
 from tiramisu_tasks.config import DEFAULTS  # noqa: E402
 from tiramisu_tasks.layout import RemoteLayout  # noqa: E402
 from tiramisu_tasks.render import config_values, render_nginx_conf  # noqa: E402
@@ -199,6 +199,26 @@ def check(port, name, data, gzip, box, label):
     return len(body), headers.get("content-encoding", "identity")
 
 
+def check_switch(port, work, label):
+    """A link switch (deploy's own command, no reload) is served at once: no by-path cache of old files."""
+    import subprocess
+
+    layout = RemoteLayout(str(work))
+    live = Path(layout.app_releases(APP), STATIC_LINK)
+    old = live.resolve()
+    for rid in ("bench-b.d", old.name):
+        if not Path(old.parent, rid).exists():
+            shutil.copytree(old, Path(old.parent, rid), symlinks=True)
+        Path(old.parent, rid, "www" + ROUTE, "v.txt").write_text(rid)
+        subprocess.run(["sh", "-c", switch_static_link(layout, APP, f"{old.parent}/{rid}")], check=True)
+        status, _, body = fetch(port, f"{ROUTE}/v.txt")
+        if (status, body) != (200, rid.encode()):
+            raise SystemExit(f"bench: {label}: after the switch to {rid}: HTTP {status} {body[:40]!r}")
+    status, _, body = fetch(port, f"{ROUTE}/nope.css")
+    if status != 404 or body != b"<!doctype html><p>not here</p>\n":
+        raise SystemExit(f"bench: {label}: a missing file: HTTP {status} {body[:40]!r}, not the 404 page")
+
+
 def run_rounds(rows, seconds, rounds, connections):
     """wrk against every row, round after round (odd rounds reversed); per run also CPU ns per request."""
     out = {key: [] for key, *_ in rows}
@@ -260,6 +280,7 @@ def main(argv=None):
         for key in ("plain", "plain_gzip"):
             p = start_plain_nginx(procs, nginx, work / key, ports[key], www_root, v, gzip=key == "plain_gzip")
             masters[key] = p.pid
+        check_switch(ports["box"], work / "box", "box")
         for name, client, peers in CASES:
             for server in peers:
                 key = f"{name}/{client}/{server}"
