@@ -197,7 +197,7 @@ static int has_export(const wasmtime_module_t *module, const char *name) {
  * load such a module, so the version fails to load. */
 static int module_extras(const char *name, ts_version *v, char *rerr, size_t rerrlen) {
   char err[512];
-  if (!v->module) return 0; /* a component: no app-map folders or _routes export (WASI 0.2 has no such contract) */
+  if (!v->module) return 0; /* a component: its folders come with its WASI context; no _routes (WASI 0.2) */
   if (ts_engine_prelink_files(g_engine, v->module, &v->pre_files, err, sizeof err)) {
     v->pre_files = NULL;
     ts_log_warn("app %s: no pre-link for preopened folders: %s", name, err);

@@ -626,12 +626,6 @@ def _wait_static(box, spec, timeout=10.0):
         time.sleep(0.1)
 
 
-def app_bundles(box, app):
-    """Release ids of the app's bundles, newest first ([] for a plain module app)."""
-    out = box.run(cmd.list_app_bundles(box.layout, app)).stdout.split()
-    return sorted((n[:-2] for n in out if n.endswith(".d")), reverse=True)
-
-
 def switch_to_bundle(box, app, rid):
     """Put bundle ``rid`` live again: modules, map (and with it the secrets file it names), static
     files' include, CURRENT (see :func:`_switch_bundle`)."""

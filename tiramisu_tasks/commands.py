@@ -529,11 +529,6 @@ def set_current_release(layout, app, rid):
     return f"printf '%s\\n' {q(rid)} > {q(cur)}.new && mv -f {q(cur)}.new {q(cur)}"
 
 
-def list_app_bundles(layout, app):
-    """The app's release bundles (``<id>.d``), one per line."""
-    return f"cd {q(layout.app_releases(app))} 2>/dev/null && ls -1d *.d 2>/dev/null; true"
-
-
 def switch_bundle_modules(layout, release_dir):
     """Put every module of a bundle live (each renamed into wasm_modules/); prints ``SHA  NAME.wasm`` lines."""
     d = q(release_dir + "/modules")
@@ -543,15 +538,6 @@ def switch_bundle_modules(layout, release_dir):
         f'{{ ln -f "$f" {m}/".$f.tiramisu-new" 2>/dev/null || '
         f'cp -f "$f" {m}/".$f.tiramisu-new"; }} && mv -f {m}/".$f.tiramisu-new" {m}/"$f" || exit 1; done && '
         "sha256sum *.wasm"
-    )
-
-
-def prune_app_bundles(layout, app, keep, protect):
-    """Delete all but the newest ``keep`` bundles (``<id>.d``), never ``protect``."""
-    d = layout.app_releases(app)
-    return (
-        f"cd {q(d)} 2>/dev/null && ls -1d *.d 2>/dev/null | grep -E '^[0-9TZ]+-[0-9a-f]+\\.d$' | sort -r | "
-        f"tail -n +{int(keep) + 1} | grep -vxF {q(protect + '.d')} | xargs -r rm -rf --; true"
     )
 
 
