@@ -43,6 +43,8 @@ NUMERIC = [  # (task, option, other arguments, what it accepts, out-of-range val
             ("deploy", ["wasm_examples/hello-c", "--host", "box"]),
             ("rollback", ["hello-c", "--host", "box"]),
             ("remove", ["hello-c", "--host", "box", "--yes"]),
+            ("tls.issue", ["--host", "box"]),
+            ("tls.renew", ["--host", "box"]),
         ]
     ],
     ("deploy", "--pause", ["wasm_examples/hello-c", "--host", "box"], "an integer 0-86400 (seconds)", ["86401"]),
