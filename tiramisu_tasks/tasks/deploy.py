@@ -163,8 +163,6 @@ def _renew_certificate(box, rep):
 
 def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, max_failed, keep_partial, json, health):
     """deploy --batch: :func:`rollout.run_rollout` over real boxes; summary table, exit 1 unless all went well."""
-    from invoke import Exit
-
     from .. import boxlock
     from ..connect import connect, host_config
     from ..hostrun import Reporter
@@ -194,7 +192,14 @@ def _rollout(c, specs, built, app, route, keep, aot, pin, flags, spec, pause, ma
         max_failed=max_failed or 0,
         keep_partial=keep_partial,
     )
-    print(summary_text(result), file=sys.stderr, flush=True)  # stderr: --json stdout stays one object
+    _finish_rollout(app, result, json)
+
+
+def _finish_rollout(app, result, json):
+    """A rollout's summary on stderr (stdout keeps the one --json document), then Exit 1 if a host failed."""
+    from invoke import Exit
+
+    print(summary_text(result), file=sys.stderr, flush=True)
     if json:
         emit_json(result.as_dict())
     if not result.ok:
@@ -369,8 +374,6 @@ def _deploy_app_folder(
 
 def _app_rollout(c, specs, app_spec, keep, pin, flags, rollout, json, health):
     """deploy --batch of a manifest/module-map app: :func:`rollout.run_rollout` as for a plain app."""
-    from invoke import Exit
-
     from .. import appdeploy
     from ..connect import connect, host_config
     from ..hostrun import Reporter
@@ -399,11 +402,7 @@ def _app_rollout(c, specs, app_spec, keep, pin, flags, rollout, json, health):
         max_failed=max_failed or 0,
         keep_partial=keep_partial,
     )
-    print(summary_text(result), file=sys.stderr, flush=True)  # stderr: --json stdout stays one object
-    if json:
-        emit_json(result.as_dict())
-    if not result.ok:
-        raise Exit(f"tiramisu: rollout of {app} failed on: {', '.join(o.host for o in result.failed)}", code=1)
+    _finish_rollout(app, result, json)
 
 
 @task(help={"app": "the app's name", "host": HOST_HELP, "json": "print JSON"}, positional=["app"])
